@@ -1,0 +1,359 @@
+"""The public array API against independent references: naive loops, scipy,
+finite differences and the chapter's worked cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import signal
+
+import convtool as ct
+from tests import naive
+
+# ---------------------------------------------------------------- strategies
+
+
+@st.composite
+def conv_cases(draw, max_side=9):
+    """A random conv problem: batch 1-3, 1-4 channels in/out, strides 1-3, paddings 0-2."""
+    n = draw(st.integers(1, 3))
+    c_in, c_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    h = draw(st.integers(max(1, kh - 2 * ph), max_side))
+    w = draw(st.integers(max(1, kw - 2 * pw), max_side))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c_in, h, w))
+    k = rng.standard_normal((c_out, c_in, kh, kw))
+    b = rng.standard_normal(c_out)
+    return x, k, b, (sh, sw), (ph, pw)
+
+
+@st.composite
+def pool_cases(draw):
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    h = draw(st.integers(max(1, kh - 2 * ph), 10))
+    w = draw(st.integers(max(1, kw - 2 * pw), 10))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ceil_mode = draw(st.booleans())
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    # a permutation: no ties, so the maximum (and its gradient) is unambiguous
+    x = rng.permutation(n * c * h * w).reshape(n, c, h, w) / 7.0
+    return x, (kh, kw), (sh, sw), (ph, pw), ceil_mode
+
+
+# ---------------------------------------------------------------- forward
+
+
+@settings(deadline=None, max_examples=120)
+@given(conv_cases())
+def test_conv2d_matches_naive_loop(case):
+    x, k, b, s, p = case
+    got = ct.conv2d(x, k, b, stride=s, padding=p)
+    want = naive.conv2d(x, k, b, s, (p[0], p[0], p[1], p[1]))
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+@settings(deadline=None, max_examples=60)
+@given(conv_cases(max_side=12), st.booleans())
+def test_conv2d_single_channel_matches_scipy(case, flip):
+    x, k, _, _, p = case
+    x2, k2 = x[0, 0], k[0, 0]
+    got = ct.conv2d(x2, k2, padding=p, flip=flip)
+    padded = np.pad(x2, ((p[0], p[0]), (p[1], p[1])))
+    ref = signal.convolve2d if flip else signal.correlate2d
+    np.testing.assert_allclose(got, ref(padded, k2, mode="valid"), rtol=1e-10, atol=1e-10)
+
+
+@settings(deadline=None, max_examples=60)
+@given(conv_cases(), st.booleans())
+def test_same_padding_size_and_split(case, float32):
+    x, k, b, s, _ = case
+    if float32:
+        x, k = x.astype(np.float32), k.astype(np.float32)
+    got = ct.conv2d(x, k, b, stride=s, padding="same")
+    h, w = x.shape[2:]
+    assert got.shape[2:] == (-(-h // s[0]), -(-w // s[1]))
+    # the padding total split with the extra row/column after, as torch and TensorFlow
+    kh, kw = k.shape[2:]
+    th = max((got.shape[2] - 1) * s[0] + kh - h, 0)
+    tw = max((got.shape[3] - 1) * s[1] + kw - w, 0)
+    want = naive.conv2d(x, k, b, s, (th // 2, th - th // 2, tw // 2, tw - tw // 2))
+    tol = 1e-4 if float32 else 1e-10
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_multi_in_single_out_is_sum_over_channels():
+    """Figure 17-7's 3-in, 1-out filter: the per-channel correlations summed."""
+    rng = np.random.default_rng(1)
+    x = rng.random((3, 12, 10))
+    k = rng.standard_normal((3, 3))
+    summed = sum(signal.correlate2d(x[c], k, mode="valid") for c in range(3))
+    got = ct.conv2d(x, np.stack([k] * 3)[None])
+    assert got.shape == (1, 10, 8)
+    np.testing.assert_allclose(got[0], summed, atol=1e-12)
+
+
+# ---------------------------------------------------------------- the chapter's worked cases
+
+
+def test_chapter_4x4_with_3x3_gives_2x2():
+    x = np.arange(1.0, 17.0).reshape(4, 4)
+    k = np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], dtype=float)
+    got = ct.conv2d(x, k)
+    assert got.shape == (2, 2)
+    # by hand: 5*6 - (2 + 5 + 7 + 10) = 6, and the same for every window of this ramp
+    np.testing.assert_array_equal(got, [[6.0, 7.0], [10.0, 11.0]])
+
+
+def test_chapter_5x5_stride_2_gives_2x2():
+    x = np.arange(25.0).reshape(5, 5)
+    got = ct.conv2d(x, np.ones((3, 3)), stride=2)
+    assert got.shape == (2, 2)
+    np.testing.assert_array_equal(got, [[54.0, 72.0], [144.0, 162.0]])
+
+
+def test_chapter_4x4_padding_1_gives_4x4():
+    got = ct.conv2d(np.ones((4, 4)), np.ones((3, 3)), padding=1)
+    assert got.shape == (4, 4)
+    np.testing.assert_array_equal(got, [[4, 6, 6, 4], [6, 9, 9, 6], [6, 9, 9, 6], [4, 6, 6, 4]])
+
+
+def test_chapter_10x8_with_5x5_input_gradient_needs_padding_4():
+    """17.3.1: Z (6x4) = A (10x8) * W (5x5); delta_a = pad(delta_z, 4) (14x12) * rot180(W)."""
+    rng = np.random.default_rng(2)
+    a, w = rng.standard_normal((10, 8)), rng.standard_normal((5, 5))
+    z = ct.conv2d(a, w)
+    assert z.shape == (6, 4)
+    dz = rng.standard_normal((6, 4))
+    padded = np.pad(dz, 4)
+    assert padded.shape == (14, 12)
+    by_chapter = signal.correlate2d(padded, w[::-1, ::-1], mode="valid")
+    grad_a, _, _ = ct.conv2d_backward(a, w, dz)
+    assert grad_a.shape == (10, 8)
+    np.testing.assert_allclose(grad_a, by_chapter, atol=1e-12)
+
+
+def test_chapter_formula_7_gradient_of_the_centre_pixel():
+    """17.3.1 formula 7: dJ/da22 = dz11*w22 + dz12*w21 + dz21*w12 + dz22*w11."""
+    a = np.arange(9.0).reshape(3, 3)
+    w = np.array([[1.0, 2.0], [3.0, 4.0]])
+    dz = np.array([[0.5, -1.0], [2.0, 3.0]])
+    grad_a, _, _ = ct.conv2d_backward(a, w, dz)
+    assert grad_a[1, 1] == 0.5 * 4 + -1.0 * 3 + 2.0 * 2 + 3.0 * 1
+    assert grad_a[0, 0] == 0.5 * 1  # formula 5
+    assert grad_a[0, 1] == 0.5 * 2 + -1.0 * 1  # formula 6
+
+
+def test_chapter_stride_2_gradient_spreads_zeros():
+    """17.3.2: a stride-2 gradient equals the stride-1 gradient of the zero-spread delta."""
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((7, 7)), rng.standard_normal((3, 3))
+    dz = rng.standard_normal((3, 3))
+    spread = np.zeros((5, 5))
+    spread[::2, ::2] = dz
+    gx2, gw2, _ = ct.conv2d_backward(x, w, dz, stride=2)
+    gx1, gw1, _ = ct.conv2d_backward(x, w, spread, stride=1)
+    np.testing.assert_allclose(gx2, gx1, atol=1e-12)
+    np.testing.assert_allclose(gw2, gw1, atol=1e-12)
+
+
+# ---------------------------------------------------------------- backward
+
+
+@settings(deadline=None, max_examples=60)
+@given(conv_cases(max_side=6), st.booleans())
+def test_conv2d_backward_matches_finite_differences(case, flip):
+    x, k, b, s, p = case
+    y = ct.conv2d(x, k, b, stride=s, padding=p, flip=flip)
+    g = np.random.default_rng(0).standard_normal(y.shape)
+
+    def loss_x(xx):
+        return float(np.sum(g * ct.conv2d(xx, k, b, stride=s, padding=p, flip=flip)))
+
+    def loss_w(kk):
+        return float(np.sum(g * ct.conv2d(x, kk, b, stride=s, padding=p, flip=flip)))
+
+    def loss_b(bb):
+        return float(np.sum(g * ct.conv2d(x, k, bb, stride=s, padding=p, flip=flip)))
+
+    gx, gw, gb = ct.conv2d_backward(x, k, g, stride=s, padding=p, flip=flip)
+    np.testing.assert_allclose(gx, naive.numeric_grad(loss_x, x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(gw, naive.numeric_grad(loss_w, k), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(gb, naive.numeric_grad(loss_b, b), rtol=1e-6, atol=1e-6)
+
+
+def test_conv2d_backward_same_padding_even_kernel():
+    rng = np.random.default_rng(4)
+    x, k = rng.standard_normal((1, 2, 7, 6)), rng.standard_normal((3, 2, 4, 2))
+    g = rng.standard_normal(ct.conv2d(x, k, stride=2, padding="same").shape)
+
+    def loss(xx):
+        return float(np.sum(g * ct.conv2d(xx, k, stride=2, padding="same")))
+
+    gx, _, _ = ct.conv2d_backward(x, k, g, stride=2, padding="same")
+    np.testing.assert_allclose(gx, naive.numeric_grad(loss, x), atol=1e-6)
+
+
+def test_backward_gradients_accumulate_over_the_batch_without_averaging():
+    rng = np.random.default_rng(5)
+    x, k = rng.standard_normal((3, 1, 5, 5)), rng.standard_normal((1, 1, 3, 3))
+    g = rng.standard_normal((3, 1, 3, 3))
+    _, gw, gb = ct.conv2d_backward(x, k, g)
+    parts = [ct.conv2d_backward(x[i : i + 1], k, g[i : i + 1]) for i in range(3)]
+    np.testing.assert_allclose(gw, sum(p[1] for p in parts), atol=1e-12)
+    np.testing.assert_allclose(gb, sum(p[2] for p in parts), atol=1e-12)
+
+
+def test_relu_and_its_backward():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 3, 4, 5))
+    x[np.abs(x) < 1e-3] = 0.5  # keep away from the kink for finite differences
+    np.testing.assert_array_equal(ct.relu(x), np.where(x > 0, x, 0))
+    g = rng.standard_normal(x.shape)
+    got = ct.relu_backward(x, g)
+    np.testing.assert_allclose(
+        got, naive.numeric_grad(lambda v: float(np.sum(g * ct.relu(v))), x), atol=1e-6
+    )
+    assert ct.relu_backward(np.array([0.0]), np.array([1.0]))[0] == 0.0  # subgradient at 0
+
+
+# ---------------------------------------------------------------- pooling
+
+
+@settings(deadline=None, max_examples=100)
+@given(pool_cases())
+def test_max_pool_matches_naive_and_routes_gradient_to_the_maximum(case):
+    x, k, s, p, ceil_mode = case
+    got = ct.max_pool2d(x, k, s, p, ceil_mode)
+    want, where = naive.max_pool2d(x, k, s, p, ceil_mode)
+    np.testing.assert_array_equal(got, want)
+    g = np.random.default_rng(0).standard_normal(got.shape)
+    expected = np.zeros_like(x)
+    for (n, c, i, j), (r, col) in where.items():
+        expected[n, c, r, col] += g[n, c, i, j]
+    np.testing.assert_allclose(ct.max_pool2d_backward(x, g, k, s, p, ceil_mode), expected)
+    fd = naive.numeric_grad(lambda v: float(np.sum(g * ct.max_pool2d(v, k, s, p, ceil_mode))), x)
+    np.testing.assert_allclose(ct.max_pool2d_backward(x, g, k, s, p, ceil_mode), fd, atol=1e-6)
+
+
+@settings(deadline=None, max_examples=100)
+@given(pool_cases())
+def test_avg_pool_matches_naive_and_finite_differences(case):
+    x, k, s, p, ceil_mode = case
+    got = ct.avg_pool2d(x, k, s, p, ceil_mode)
+    np.testing.assert_allclose(got, naive.avg_pool2d(x, k, s, p, ceil_mode), atol=1e-12)
+    g = np.random.default_rng(0).standard_normal(got.shape)
+    fd = naive.numeric_grad(lambda v: float(np.sum(g * ct.avg_pool2d(v, k, s, p, ceil_mode))), x)
+    np.testing.assert_allclose(ct.avg_pool2d_backward(x, g, k, s, p, ceil_mode), fd, atol=1e-6)
+
+
+def test_max_pool_ties_go_to_the_first_maximum():
+    x = np.ones((1, 1, 2, 2))
+    grad = ct.max_pool2d_backward(x, np.ones((1, 1, 1, 1)), 2)
+    np.testing.assert_array_equal(grad[0, 0], [[1, 0], [0, 0]])
+
+
+def test_chapter_pool_2x2_stride_2_halves_78_to_39():
+    assert ct.max_pool2d(np.zeros((78, 78)), 2, 2).shape == (39, 39)
+
+
+# ---------------------------------------------------------------- dtypes and shapes
+
+
+@pytest.mark.parametrize(
+    ("dtype", "expected"),
+    [
+        (np.float32, np.float32),
+        (np.float64, np.float64),
+        (np.float16, np.float32),
+        (np.uint8, np.float64),
+        (np.int32, np.float64),
+        (bool, np.float64),
+    ],
+)
+def test_dtype_policy(dtype, expected):
+    x = (np.arange(30) % 7).reshape(5, 6).astype(dtype)
+    k = np.ones((3, 3))
+    for y in (
+        ct.conv2d(x, k),
+        ct.relu(x),
+        ct.max_pool2d(x, 2),
+        ct.avg_pool2d(x, 2),
+        *ct.conv2d_backward(x, k, np.ones((3, 4))),
+    ):
+        assert y.dtype == expected
+
+
+def test_float32_agrees_with_float64():
+    rng = np.random.default_rng(7)
+    x, k = rng.random((2, 3, 40, 33)), rng.standard_normal((4, 3, 5, 3))
+    y32 = ct.conv2d(x.astype(np.float32), k.astype(np.float32), padding="same")
+    np.testing.assert_allclose(y32, ct.conv2d(x, k, padding="same"), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "out_shape"),
+    [
+        ((6, 7), (3, 3), (4, 5)),
+        ((6, 7), (2, 1, 3, 3), (2, 4, 5)),
+        ((3, 6, 7), (5, 3, 3, 3), (5, 4, 5)),
+        ((2, 3, 6, 7), (5, 3, 3, 3), (2, 5, 4, 5)),
+    ],
+)
+def test_result_dimensionality_follows_the_image(x_shape, w_shape, out_shape):
+    assert ct.conv2d(np.ones(x_shape), np.ones(w_shape)).shape == out_shape
+
+
+def test_non_contiguous_inputs_are_fine():
+    rng = np.random.default_rng(8)
+    x = rng.random((20, 30))[::2, ::3]
+    k = rng.random((3, 3)).T
+    np.testing.assert_allclose(
+        ct.conv2d(x, k), signal.correlate2d(x, k, mode="valid"), atol=1e-12
+    )
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"w": np.array([[1.0, np.nan]])}, "nan"),
+        ({"w": np.array([[np.inf]])}, "inf"),
+        ({"w": np.ones((7, 7))}, "7x7"),
+        ({"stride": 0}, "stride must be at least 1, got 0"),
+        ({"padding": -1}, "-1"),
+        ({"padding": "full"}, "'full'"),
+        ({"w": np.ones((2, 2, 3, 3))}, "2 input channel"),
+        ({"w": np.ones((3, 3, 3))}, "(3, 3, 3)"),
+        ({"b": [1.0, 2.0]}, "bias"),
+    ],
+)
+def test_bad_arguments_raise_value_errors_naming_the_value(kwargs, message):
+    args = {"x": np.ones((5, 5)), "w": np.ones((3, 3)), **kwargs}
+    x, w = args.pop("x"), args.pop("w")
+    with pytest.raises(ValueError, match=None) as info:
+        ct.conv2d(x, w, **args)
+    assert message in str(info.value)
+
+
+def test_pool_errors():
+    with pytest.raises(ValueError, match="half"):
+        ct.max_pool2d(np.ones((4, 4)), 2, padding=2)
+    with pytest.raises(ValueError, match="3x3"):
+        ct.avg_pool2d(np.ones((2, 2)), 3)
+    with pytest.raises(ValueError, match="grad_out"):
+        ct.max_pool2d_backward(np.ones((4, 4)), np.ones((3, 3)), 2)
+
+
+def test_backward_checks_grad_out_shape():
+    with pytest.raises(ValueError, match="grad_out has shape"):
+        ct.conv2d_backward(np.ones((5, 5)), np.ones((3, 3)), np.ones((2, 2)))
