@@ -23,57 +23,151 @@ _FASTMATH = {"reassoc", "contract"}
 
 
 @njit(inline="always")
-def _col_range(width_in, width_out, stride, offset):
-    """Output columns j with 0 <= j*stride + offset < width_in, as [j0, j1)."""
-    j0 = 0
-    if offset < 0:
-        j0 = (-offset + stride - 1) // stride
-    last = width_in - 1 - offset  # j*stride <= last
-    j1 = 0 if last < 0 else min(width_out, last // stride + 1)
+def _col_range(width_in, width_out, offset):
+    """Output columns j with 0 <= j + offset < width_in, as [j0, j1)."""
+    j0 = max(0, -offset)
+    j1 = min(width_out, width_in - offset)
     return j0, max(j0, j1)
 
 
+@njit(inline="always")
+def _src(src, j0, j1, offset):
+    """The input pixels that output columns j0..j1-1 see through a tap at ``offset``.
+
+    A slice, so the loops below index it from 0 upwards: numba then needs no
+    negative-index wraparound check and LLVM vectorises them.
+    """
+    return src[j0 + offset : j1 + offset]
+
+
+@njit(inline="always")
+def _tap(dst, s0, w0):
+    for k in range(dst.shape[0]):
+        dst[k] += w0 * s0[k]
+
+
+@njit(inline="always")
+def _taps3(dst, s0, s1, s2, w0, w1, w2):
+    for k in range(dst.shape[0]):
+        dst[k] += w0 * s0[k] + w1 * s1[k] + w2 * s2[k]
+
+
+@njit(inline="always")
+def _taps3x4(d0, d1, d2, d3, s0, s1, s2, w, b):
+    """Three taps into four output channels: each source load feeds four FMAs."""
+    a0, a1, a2 = w[0, b], w[0, b + 1], w[0, b + 2]
+    b0, b1, b2 = w[1, b], w[1, b + 1], w[1, b + 2]
+    c0, c1, c2 = w[2, b], w[2, b + 1], w[2, b + 2]
+    e0, e1, e2 = w[3, b], w[3, b + 1], w[3, b + 2]
+    for k in range(d0.shape[0]):
+        x0, x1, x2 = s0[k], s1[k], s2[k]
+        d0[k] += a0 * x0 + a1 * x1 + a2 * x2
+        d1[k] += b0 * x0 + b1 * x1 + b2 * x2
+        d2[k] += c0 * x0 + c1 * x1 + c2 * x2
+        d3[k] += e0 * x0 + e1 * x1 + e2 * x2
+
+
+@njit(inline="always")
+def _interior(width, w_out, kw, pad_left):
+    """Output columns [lo, hi) whose whole kernel row lies inside the picture."""
+    lo, _ = _col_range(width, w_out, -pad_left)
+    _, hi = _col_range(width, w_out, kw - 1 - pad_left)
+    return (lo, hi) if lo < hi else (0, 0)
+
+
+@njit(inline="always")
+def _correlate_border(row, src, wrow, pad_left, lo, hi):
+    """The columns outside [lo, hi), one tap at a time, skipping the zero padding."""
+    width, w_out = src.shape[0], row.shape[0]
+    for b in range(wrow.shape[0]):
+        j0, j1 = _col_range(width, w_out, b - pad_left)
+        for a0, a1 in ((j0, min(j1, lo)), (max(j0, hi), j1)):
+            if a0 < a1:
+                _tap(row[a0:a1], _src(src, a0, a1, b - pad_left), wrow[b])
+
+
+@njit(inline="always")
+def _correlate_row(row, src, wrow, pad_left):
+    """row[j] += sum_b wrow[b] * src[j + b - pad_left], pixels outside src being zero.
+
+    In the interior three taps are fused into one pass over the row.
+    """
+    kw = wrow.shape[0]
+    lo, hi = _interior(src.shape[0], row.shape[0], kw, pad_left)
+    _correlate_border(row, src, wrow, pad_left, lo, hi)
+    dst = row[lo:hi]
+    b = 0
+    while b + 2 < kw:
+        off = b - pad_left
+        s0, s1, s2 = _src(src, lo, hi, off), _src(src, lo, hi, off + 1), _src(src, lo, hi, off + 2)
+        _taps3(dst, s0, s1, s2, wrow[b], wrow[b + 1], wrow[b + 2])
+        b += 3
+    for b in range(b, kw):
+        _tap(dst, _src(src, lo, hi, b - pad_left), wrow[b])
+
+
+@njit(inline="always")
+def _correlate_row4(rows, src, wblock, pad_left):
+    """:func:`_correlate_row` for four output channels at once (rows, wblock: 4 x ...)."""
+    kw = wblock.shape[1]
+    lo, hi = _interior(src.shape[0], rows.shape[1], kw, pad_left)
+    for q in range(4):
+        _correlate_border(rows[q], src, wblock[q], pad_left, lo, hi)
+    d0, d1, d2, d3 = rows[0, lo:hi], rows[1, lo:hi], rows[2, lo:hi], rows[3, lo:hi]
+    b = 0
+    while b + 2 < kw:
+        off = b - pad_left
+        s0, s1, s2 = _src(src, lo, hi, off), _src(src, lo, hi, off + 1), _src(src, lo, hi, off + 2)
+        _taps3x4(d0, d1, d2, d3, s0, s1, s2, wblock, b)
+        b += 3
+    for b in range(b, kw):
+        s0 = _src(src, lo, hi, b - pad_left)
+        _tap(d0, s0, wblock[0, b])
+        _tap(d1, s0, wblock[1, b])
+        _tap(d2, s0, wblock[2, b])
+        _tap(d3, s0, wblock[3, b])
+
+
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def conv2d_forward(x, w, bias, out, sh, sw, pad_top, pad_left):
-    """out[n, o, i, j] = bias[o] + sum_{c,a,b} w[o, c, a, b] * x[n, c, i*sh + a - pt, j*sw + b - pl].
+def conv2d_forward(x, w, bias, out, sh, pad_top, pad_left):
+    """out[n, o, i, j] = bias[o] + sum_{c,a,b} w[o, c, a, b] * x[n, c, i*sh + a - pt, j + b - pl].
 
     Pixels outside ``x`` count as zero. The output's shape sets how far it reaches,
-    so any bottom/right padding is implied by it.
+    so any bottom/right padding is implied by it. Columns are taken with stride 1
+    (the wrapper turns a column stride into extra input channels). Output channels
+    go in blocks of four, so that every input row loaded serves four of them.
     """
-    n_img, c_in, height, width = x.shape
-    c_out, _, kh, kw = w.shape
-    h_out, w_out = out.shape[2], out.shape[3]
-    for task in prange(n_img * c_out * h_out):
-        n = task // (c_out * h_out)
-        o = (task // h_out) % c_out
+    n_img, c_in, height, _ = x.shape
+    c_out, _, kh, _ = w.shape
+    h_out = out.shape[2]
+    n_blocks = (c_out + 3) // 4
+    for task in prange(n_img * n_blocks * h_out):
+        n = task // (n_blocks * h_out)
+        o0 = 4 * ((task // h_out) % n_blocks)
+        o1 = min(o0 + 4, c_out)
         i = task % h_out
-        row = out[n, o, i]
-        row[:] = bias[o]
-        for a in range(kh):
-            r = i * sh + a - pad_top
-            if r < 0 or r >= height:
-                continue
-            for b in range(kw):
-                offset = b - pad_left
-                j0, j1 = _col_range(width, w_out, sw, offset)
-                for c in range(c_in):
-                    weight = w[o, c, a, b]
-                    src = x[n, c, r]
-                    if sw == 1:
-                        for j in range(j0, j1):
-                            row[j] += weight * src[j + offset]
-                    else:
-                        for j in range(j0, j1):
-                            row[j] += weight * src[j * sw + offset]
+        for o in range(o0, o1):
+            out[n, o, i, :] = bias[o]
+        for c in range(c_in):
+            for a in range(kh):
+                r = i * sh + a - pad_top
+                if r < 0 or r >= height:
+                    continue
+                src = x[n, c, r]
+                if o1 - o0 == 4:
+                    _correlate_row4(out[n, o0:o1, i], src, w[o0:o1, c, a], pad_left)
+                else:
+                    for o in range(o0, o1):
+                        _correlate_row(out[n, o, i], src, w[o, c, a], pad_left)
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def conv2d_grad_weight(x, grad_out, partial, sh, sw, pad_top, pad_left):
+def conv2d_grad_weight(x, grad_out, partial, sh, pad_top, pad_left):
     """Kernel gradient: the input correlated with the incoming gradient.
 
     partial[t, o, c, a, b] receives the sum over the t-th chunk of output rows of
-    x[n, c, i*sh + a - pt, j*sw + b - pl] * grad_out[n, o, i, j]; the caller adds
-    the chunks up. ``partial`` is float64 and zeroed.
+    x[n, c, i*sh + a - pt, j + b - pl] * grad_out[n, o, i, j]; the caller adds the
+    chunks up. ``partial`` is float64 and zeroed; columns are taken with stride 1.
     """
     n_img, c_in, height, width = x.shape
     _, c_out, h_out, w_out = grad_out.shape
@@ -88,15 +182,16 @@ def conv2d_grad_weight(x, grad_out, partial, sh, sw, pad_top, pad_left):
                 if r < 0 or r >= height:
                     continue
                 for b in range(kw):
-                    offset = b - pad_left
-                    j0, j1 = _col_range(width, w_out, sw, offset)
+                    j0, j1 = _col_range(width, w_out, b - pad_left)
+                    if j0 >= j1:
+                        continue
                     for o in range(c_out):
-                        g = grad_out[n, o, i]
+                        g = grad_out[n, o, i, j0:j1]
                         for c in range(c_in):
-                            src = x[n, c, r]
+                            src = _src(x[n, c, r], j0, j1, b - pad_left)
                             acc = 0.0
-                            for j in range(j0, j1):
-                                acc += g[j] * src[j * sw + offset]
+                            for k in range(j1 - j0):
+                                acc += g[k] * src[k]
                             partial[t, o, c, a, b] += acc
 
 

@@ -117,6 +117,29 @@ def _conv_geometry(x4, w4, stride, padding):
     return (sh, sw), (pt, pl), (h_out, w_out)
 
 
+def _column_phases(x4: np.ndarray, w4: np.ndarray, sw: int, pad_left: int, w_out: int):
+    """Rewrite a column stride ``sw`` as extra input channels, so the core needs none.
+
+    sum_b w[b] * x[j*sw + b - pl] = sum_p sum_q w[q*sw + p] * xp_p[j + q], where
+    xp is x with pl zeros in front and xp_p[m] = xp[m*sw + p] its p-th phase. Each
+    phase becomes a channel (c*sw + p) with the kernel's matching columns. Exact:
+    only the order of the additions changes.
+    """
+    n, c_in, height, width = x4.shape
+    c_out, _, kh, kw = w4.shape
+    taps = -(-kw // sw)
+    cols = w_out + taps - 1
+    padded = np.zeros((n, c_in, height, cols * sw), dtype=x4.dtype)
+    keep = min(width, cols * sw - pad_left)
+    padded[..., pad_left : pad_left + keep] = x4[..., :keep]
+    x_phases = padded.reshape(n, c_in, height, cols, sw).transpose(0, 1, 4, 2, 3)
+    x_phases = np.ascontiguousarray(x_phases).reshape(n, c_in * sw, height, cols)
+    w_wide = np.zeros((c_out, c_in, kh, taps * sw), dtype=w4.dtype)
+    w_wide[..., :kw] = w4
+    w_phases = w_wide.reshape(c_out, c_in, kh, taps, sw).transpose(0, 1, 4, 2, 3)
+    return x_phases, np.ascontiguousarray(w_phases).reshape(c_out, c_in * sw, kh, taps)
+
+
 def conv2d(
     x: ArrayLike,
     w: ArrayLike,
@@ -168,7 +191,10 @@ def conv2d(
     bias = _as_bias(b, x4.dtype, w4.shape[0])
     (sh, sw), (pt, pl), (h_out, w_out) = _conv_geometry(x4, w4, stride, padding)
     out = np.empty((x4.shape[0], w4.shape[0], h_out, w_out), dtype=x4.dtype)
-    _core().conv2d_forward(x4, w4, bias, out, sh, sw, pt, pl)
+    if sw > 1:
+        x4, w4 = _column_phases(x4, w4, sw, pl, w_out)
+        pl = 0
+    _core().conv2d_forward(x4, w4, bias, out, sh, pt, pl)
     return _restore(out, ndim)
 
 
@@ -238,14 +264,20 @@ def conv2d_backward(
         spread[:, :, ::sh, ::sw] = g4
     w_rot = np.ascontiguousarray(w4[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     grad_x = np.empty_like(x4)
-    core.conv2d_forward(
-        spread, w_rot, np.zeros(c_in, x4.dtype), grad_x, 1, 1, kh - 1 - pt, kw - 1 - pl
-    )
+    core.conv2d_forward(spread, w_rot, np.zeros(c_in, x4.dtype), grad_x, 1, kh - 1 - pt, kw - 1 - pl)
 
     # kernel gradient: the input correlated with the incoming gradient
-    partial = np.zeros((_grad_chunks(n * h_out), c_out, c_in, kh, kw), dtype=np.float64)
-    core.conv2d_grad_weight(x4, g4, partial, sh, sw, pt, pl)
-    grad_w = partial.sum(axis=0).astype(x4.dtype)
+    xs, taps = x4, kw
+    if sw > 1:
+        xs, _ = _column_phases(x4, w4, sw, pl, w_out)
+        taps, pl = -(-kw // sw), 0
+    partial = np.zeros((_grad_chunks(n * h_out), c_out, xs.shape[1], kh, taps), dtype=np.float64)
+    core.conv2d_grad_weight(xs, g4, partial, sh, pt, pl)
+    grad_w = partial.sum(axis=0)
+    if sw > 1:  # phase p, tap q -> kernel column q*sw + p
+        grad_w = grad_w.reshape(c_out, c_in, sw, kh, taps).transpose(0, 1, 3, 4, 2)
+        grad_w = grad_w.reshape(c_out, c_in, kh, taps * sw)[..., :kw]
+    grad_w = grad_w.astype(x4.dtype)
     if flip:
         grad_w = grad_w[:, :, ::-1, ::-1]
     grad_b = g4.sum(axis=(0, 2, 3), dtype=np.float64).astype(x4.dtype)
