@@ -41,12 +41,13 @@ def _pixels(path: Path) -> tuple[str, np.ndarray]:
 def test_regenerated_files_match_committed(regenerated: Path, name: str) -> None:
     committed, fresh = SAMPLES / name, regenerated / name
     assert committed.exists(), f"{committed} missing: run python samples/make_samples.py"
-    # Pixels first, so a failure says whether the drawing or only the encoder
-    # (zlib / libjpeg version) changed.
+    # Pixels, not bytes: the encoder (zlib, libjpeg) may differ between machines.
     (mode_a, a), (mode_b, b) = _pixels(committed), _pixels(fresh)
     assert mode_a == mode_b
-    np.testing.assert_array_equal(a, b, err_msg=f"{name}: drawing changed")
-    assert committed.read_bytes() == fresh.read_bytes(), f"{name}: same pixels, different bytes"
+    if name.endswith(".jpg"):  # lossy: the decoded pixels depend on libjpeg's version
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0, f"{name}: drawing changed"
+    else:
+        np.testing.assert_array_equal(a, b, err_msg=f"{name}: drawing changed")
 
 
 def test_files_are_small() -> None:
