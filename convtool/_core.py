@@ -107,13 +107,19 @@ def _correlate_row(row, src, wrow, pad_left):
 
 
 @njit(inline="always")
-def _correlate_row4(rows, src, wblock, pad_left):
-    """:func:`_correlate_row` for four output channels at once (rows, wblock: 4 x ...)."""
+def _correlate_row4(r0, r1, r2, r3, src, wblock, pad_left):
+    """:func:`_correlate_row` for four output rows at once (wblock: 4 x kW).
+
+    The rows come as four contiguous 1-D arrays: a strided 2-D view would hide
+    the unit stride from LLVM and stop it vectorising.
+    """
     kw = wblock.shape[1]
-    lo, hi = _interior(src.shape[0], rows.shape[1], kw, pad_left)
-    for q in range(4):
-        _correlate_border(rows[q], src, wblock[q], pad_left, lo, hi)
-    d0, d1, d2, d3 = rows[0, lo:hi], rows[1, lo:hi], rows[2, lo:hi], rows[3, lo:hi]
+    lo, hi = _interior(src.shape[0], r0.shape[0], kw, pad_left)
+    _correlate_border(r0, src, wblock[0], pad_left, lo, hi)
+    _correlate_border(r1, src, wblock[1], pad_left, lo, hi)
+    _correlate_border(r2, src, wblock[2], pad_left, lo, hi)
+    _correlate_border(r3, src, wblock[3], pad_left, lo, hi)
+    d0, d1, d2, d3 = r0[lo:hi], r1[lo:hi], r2[lo:hi], r3[lo:hi]
     b = 0
     while b + 2 < kw:
         off = b - pad_left
@@ -155,10 +161,31 @@ def conv2d_forward(x, w, bias, out, sh, pad_top, pad_left):
                     continue
                 src = x[n, c, r]
                 if o1 - o0 == 4:
-                    _correlate_row4(out[n, o0:o1, i], src, w[o0:o1, c, a], pad_left)
+                    r0, r1, r2, r3 = out[n, o0, i], out[n, o0 + 1, i], out[n, o0 + 2, i], out[n, o0 + 3, i]
+                    _correlate_row4(r0, r1, r2, r3, src, w[o0:o1, c, a], pad_left)
                 else:
                     for o in range(o0, o1):
                         _correlate_row(out[n, o, i], src, w[o, c, a], pad_left)
+
+
+@njit(inline="always")
+def _dot(g, s0):
+    acc = 0.0
+    for k in range(g.shape[0]):
+        acc += g[k] * s0[k]
+    return acc
+
+
+@njit(inline="always")
+def _dots3(g, s0, s1, s2):
+    """Three dot products sharing one operand: each load of g feeds three FMAs."""
+    a0 = a1 = a2 = 0.0
+    for k in range(g.shape[0]):
+        gk = g[k]
+        a0 += gk * s0[k]
+        a1 += gk * s1[k]
+        a2 += gk * s2[k]
+    return a0, a1, a2
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
@@ -181,18 +208,30 @@ def conv2d_grad_weight(x, grad_out, partial, sh, pad_top, pad_left):
                 r = i * sh + a - pad_top
                 if r < 0 or r >= height:
                     continue
-                for b in range(kw):
-                    j0, j1 = _col_range(width, w_out, b - pad_left)
-                    if j0 >= j1:
-                        continue
+                lo, hi = _interior(width, w_out, kw, pad_left)
+                for c in range(c_in):
+                    src = x[n, c, r]
                     for o in range(c_out):
-                        g = grad_out[n, o, i, j0:j1]
-                        for c in range(c_in):
-                            src = _src(x[n, c, r], j0, j1, b - pad_left)
-                            acc = 0.0
-                            for k in range(j1 - j0):
-                                acc += g[k] * src[k]
-                            partial[t, o, c, a, b] += acc
+                        g = grad_out[n, o, i]
+                        acc = partial[t, o, c, a]
+                        # border columns one tap at a time, the interior three at once
+                        for b in range(kw):
+                            j0, j1 = _col_range(width, w_out, b - pad_left)
+                            for a0, a1 in ((j0, min(j1, lo)), (max(j0, hi), j1)):
+                                if a0 < a1:
+                                    acc[b] += _dot(g[a0:a1], _src(src, a0, a1, b - pad_left))
+                        gi = g[lo:hi]
+                        b = 0
+                        while b + 2 < kw:
+                            off = b - pad_left
+                            s0, s1 = _src(src, lo, hi, off), _src(src, lo, hi, off + 1)
+                            d0, d1, d2 = _dots3(gi, s0, s1, _src(src, lo, hi, off + 2))
+                            acc[b] += d0
+                            acc[b + 1] += d1
+                            acc[b + 2] += d2
+                            b += 3
+                        for b in range(b, kw):
+                            acc[b] += _dot(gi, _src(src, lo, hi, b - pad_left))
 
 
 @njit(parallel=True, cache=True)
