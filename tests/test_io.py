@@ -203,19 +203,6 @@ def test_16bit_colour_png_from_an_independent_encoder(channels, interlace):
         assert np.array_equal(np.rint(full(image) * 65535), k), (h, w)
 
 
-def test_16bit_colour_png_against_opencv(tmp_path):
-    """libpng (through OpenCV, a benchmark dependency) as a second, independent codec."""
-    cv2 = pytest.importorskip("cv2")
-    k = ints((20, 30, 3), 65535).astype(np.uint16)
-    ok, encoded = cv2.imencode(".png", k[:, :, ::-1])  # BGR, libpng's adaptive filters
-    assert ok
-    image = read_image(io.BytesIO(encoded.tobytes()))
-    assert np.array_equal(np.rint(image.data * 65535), k)
-    write_image(tmp_path / "ours.png", k / 65535, bit_depth=16)
-    back = cv2.imread(str(tmp_path / "ours.png"), cv2.IMREAD_UNCHANGED)
-    assert back.dtype == np.uint16 and np.array_equal(back[:, :, ::-1], k)
-
-
 def test_16bit_rgb_png_key_colour_becomes_alpha():
     k = ints((4, 4, 3), 65535)
     k[1, 2] = (1000, 2000, 3000)
@@ -317,7 +304,8 @@ def test_float_tiff_is_raw_and_exact(tmp_path):
 
 
 def test_tiffs_from_tifffile(tmp_path):
-    tifffile = pytest.importorskip("tifffile")
+    import tifffile
+
     f64 = RNG.normal(size=(4, 5))
     tifffile.imwrite(tmp_path / "d.tif", f64)
     assert np.array_equal(read_image(tmp_path / "d.tif").data, f64.astype(np.float32))
@@ -716,20 +704,6 @@ def test_write_errors_name_the_folder(tmp_path):
     (tmp_path / "d.png").mkdir()
     with pytest.raises(ImageWriteError, match=r"d\.png: it is a directory"):
         write_image(tmp_path / "d.png", np.zeros((2, 2)), overwrite=True)
-
-
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes anywhere")
-def test_read_only_folder(tmp_path):
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o555)
-    try:
-        with pytest.raises(
-            ImageWriteError, match=r"cannot create a file in .*ro \(Permission denied\)"
-        ):
-            write_image(folder / "x.png", np.zeros((2, 2)))
-    finally:
-        folder.chmod(0o755)
 
 
 def test_read_only_folder_message_without_chmod(tmp_path, monkeypatch):
