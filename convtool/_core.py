@@ -102,36 +102,195 @@ def _correlate_row(row, src, wrow, pad_left):
         s0, s1, s2 = _src(src, lo, hi, off), _src(src, lo, hi, off + 1), _src(src, lo, hi, off + 2)
         _taps3(dst, s0, s1, s2, wrow[b], wrow[b + 1], wrow[b + 2])
         b += 3
-    for b in range(b, kw):
-        _tap(dst, _src(src, lo, hi, b - pad_left), wrow[b])
+    for bb in range(b, kw):
+        _tap(dst, _src(src, lo, hi, bb - pad_left), wrow[bb])
 
 
 @njit(inline="always")
-def _correlate_row4(r0, r1, r2, r3, src, wblock, pad_left):
-    """:func:`_correlate_row` for four output rows at once (wblock: 4 x kW).
+def _tap4(d0, d1, d2, d3, s0, wcol):
+    """One tap into four output rows (wcol: the four weights)."""
+    w0, w1, w2, w3 = wcol[0], wcol[1], wcol[2], wcol[3]
+    for k in range(d0.shape[0]):
+        x0 = s0[k]
+        d0[k] += w0 * x0
+        d1[k] += w1 * x0
+        d2[k] += w2 * x0
+        d3[k] += w3 * x0
 
-    The rows come as four contiguous 1-D arrays: a strided 2-D view would hide
-    the unit stride from LLVM and stop it vectorising.
+
+@njit(inline="always")
+def _block9x4(d0, d1, d2, d3, r0, r1, r2, wb, a, b):
+    """A 3x3 block of taps (kernel rows a..a+2, columns b..b+2) into four output rows.
+
+    Each loaded pixel feeds four FMAs and each output is loaded and stored once
+    per nine taps. The 36 weights are read into locals first: inside the loop
+    LLVM could not prove the stores leave them unchanged, and would not vectorise.
     """
-    kw = wblock.shape[1]
-    lo, hi = _interior(src.shape[0], r0.shape[0], kw, pad_left)
-    _correlate_border(r0, src, wblock[0], pad_left, lo, hi)
-    _correlate_border(r1, src, wblock[1], pad_left, lo, hi)
-    _correlate_border(r2, src, wblock[2], pad_left, lo, hi)
-    _correlate_border(r3, src, wblock[3], pad_left, lo, hi)
-    d0, d1, d2, d3 = r0[lo:hi], r1[lo:hi], r2[lo:hi], r3[lo:hi]
-    b = 0
-    while b + 2 < kw:
-        off = b - pad_left
-        s0, s1, s2 = _src(src, lo, hi, off), _src(src, lo, hi, off + 1), _src(src, lo, hi, off + 2)
-        _taps3x4(d0, d1, d2, d3, s0, s1, s2, wblock, b)
-        b += 3
-    for b in range(b, kw):
-        s0 = _src(src, lo, hi, b - pad_left)
-        _tap(d0, s0, wblock[0, b])
-        _tap(d1, s0, wblock[1, b])
-        _tap(d2, s0, wblock[2, b])
-        _tap(d3, s0, wblock[3, b])
+    n = d0.shape[0]
+    p0, p1, p2 = r0[b : b + n], r0[b + 1 : b + 1 + n], r0[b + 2 : b + 2 + n]
+    q0, q1, q2 = r1[b : b + n], r1[b + 1 : b + 1 + n], r1[b + 2 : b + 2 + n]
+    s0, s1, s2 = r2[b : b + n], r2[b + 1 : b + 1 + n], r2[b + 2 : b + 2 + n]
+    w000 = wb[0, a + 0, b + 0]
+    w001 = wb[0, a + 0, b + 1]
+    w002 = wb[0, a + 0, b + 2]
+    w010 = wb[0, a + 1, b + 0]
+    w011 = wb[0, a + 1, b + 1]
+    w012 = wb[0, a + 1, b + 2]
+    w020 = wb[0, a + 2, b + 0]
+    w021 = wb[0, a + 2, b + 1]
+    w022 = wb[0, a + 2, b + 2]
+    w100 = wb[1, a + 0, b + 0]
+    w101 = wb[1, a + 0, b + 1]
+    w102 = wb[1, a + 0, b + 2]
+    w110 = wb[1, a + 1, b + 0]
+    w111 = wb[1, a + 1, b + 1]
+    w112 = wb[1, a + 1, b + 2]
+    w120 = wb[1, a + 2, b + 0]
+    w121 = wb[1, a + 2, b + 1]
+    w122 = wb[1, a + 2, b + 2]
+    w200 = wb[2, a + 0, b + 0]
+    w201 = wb[2, a + 0, b + 1]
+    w202 = wb[2, a + 0, b + 2]
+    w210 = wb[2, a + 1, b + 0]
+    w211 = wb[2, a + 1, b + 1]
+    w212 = wb[2, a + 1, b + 2]
+    w220 = wb[2, a + 2, b + 0]
+    w221 = wb[2, a + 2, b + 1]
+    w222 = wb[2, a + 2, b + 2]
+    w300 = wb[3, a + 0, b + 0]
+    w301 = wb[3, a + 0, b + 1]
+    w302 = wb[3, a + 0, b + 2]
+    w310 = wb[3, a + 1, b + 0]
+    w311 = wb[3, a + 1, b + 1]
+    w312 = wb[3, a + 1, b + 2]
+    w320 = wb[3, a + 2, b + 0]
+    w321 = wb[3, a + 2, b + 1]
+    w322 = wb[3, a + 2, b + 2]
+    for k in range(n):
+        x00, x01, x02 = p0[k], p1[k], p2[k]
+        x10, x11, x12 = q0[k], q1[k], q2[k]
+        x20, x21, x22 = s0[k], s1[k], s2[k]
+        d0[k] += (
+            w000 * x00
+            + w001 * x01
+            + w002 * x02
+            + w010 * x10
+            + w011 * x11
+            + w012 * x12
+            + w020 * x20
+            + w021 * x21
+            + w022 * x22
+        )
+        d1[k] += (
+            w100 * x00
+            + w101 * x01
+            + w102 * x02
+            + w110 * x10
+            + w111 * x11
+            + w112 * x12
+            + w120 * x20
+            + w121 * x21
+            + w122 * x22
+        )
+        d2[k] += (
+            w200 * x00
+            + w201 * x01
+            + w202 * x02
+            + w210 * x10
+            + w211 * x11
+            + w212 * x12
+            + w220 * x20
+            + w221 * x21
+            + w222 * x22
+        )
+        d3[k] += (
+            w300 * x00
+            + w301 * x01
+            + w302 * x02
+            + w310 * x10
+            + w311 * x11
+            + w312 * x12
+            + w320 * x20
+            + w321 * x21
+            + w322 * x22
+        )
+
+
+@njit(inline="always")
+def _window4(d0, d1, d2, d3, rows, wb, a0, a1):
+    """Add one input channel's window to four output rows.
+
+    rows: the zero-padded input rows the window covers (kH x (W_out + kW - 1));
+    wb: the four output channels' kernels for this input channel (4 x kH x kW);
+    kernel rows outside [a0, a1) fall in the vertical zero padding.
+    """
+    n, kw = d0.shape[0], wb.shape[2]
+    a = a0
+    while a + 2 < a1:
+        b = 0
+        while b + 2 < kw:
+            _block9x4(d0, d1, d2, d3, rows[a], rows[a + 1], rows[a + 2], wb, a, b)
+            b += 3
+        for bb in range(b, kw):
+            for r in range(a, a + 3):
+                _tap4(d0, d1, d2, d3, rows[r, bb : bb + n], wb[:, r, bb])
+        a += 3
+    for aa in range(a, a1):
+        row = rows[aa]
+        b = 0
+        while b + 2 < kw:
+            _taps3x4(
+                d0,
+                d1,
+                d2,
+                d3,
+                row[b : b + n],
+                row[b + 1 : b + 1 + n],
+                row[b + 2 : b + 2 + n],
+                wb[:, aa],
+                b,
+            )
+            b += 3
+        for bb in range(b, kw):
+            _tap4(d0, d1, d2, d3, row[bb : bb + n], wb[:, aa, bb])
+
+
+@njit(inline="always")
+def _window1(d0, rows, wk, a0, a1):
+    """:func:`_window4` for a single output row (wk: kH x kW)."""
+    n, kw = d0.shape[0], wk.shape[1]
+    for a in range(a0, a1):
+        row = rows[a]
+        b = 0
+        while b + 2 < kw:
+            _taps3(
+                d0,
+                row[b : b + n],
+                row[b + 1 : b + 1 + n],
+                row[b + 2 : b + 2 + n],
+                wk[a, b],
+                wk[a, b + 1],
+                wk[a, b + 2],
+            )
+            b += 3
+        for bb in range(b, kw):
+            _tap(d0, row[bb : bb + n], wk[a, bb])
+
+
+@njit(inline="always")
+def _gather_rows(buf, x, n, top, a0, a1, pad_left):
+    """Copy rows top+a0 .. top+a1-1 of image n into buf (C x kH x span), zero-padded.
+
+    Buffer column q holds input column q - pad_left; everything else stays zero.
+    """
+    width, span = x.shape[3], buf.shape[2]
+    q0 = max(0, pad_left)
+    x0 = max(0, -pad_left)
+    m = min(width - x0, span - q0)
+    if m > 0:
+        for c in range(x.shape[1]):
+            for a in range(a0, a1):
+                buf[c, a, q0 : q0 + m] = x[n, c, top + a, x0 : x0 + m]
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
@@ -140,52 +299,84 @@ def conv2d_forward(x, w, bias, out, sh, pad_top, pad_left):
 
     Pixels outside ``x`` count as zero. The output's shape sets how far it reaches,
     so any bottom/right padding is implied by it. Columns are taken with stride 1
-    (the wrapper turns a column stride into extra input channels). Output channels
-    go in blocks of four, so that every input row loaded serves four of them.
+    (the wrapper turns a column stride into extra input channels).
+
+    Two layouts of the same sum, chosen by the number of output channels:
+
+    - four or more: each task copies the input rows its window covers into a small
+      zero-padded buffer, once, and serves every output channel from it, four at
+      a time, nine taps per pass (:func:`_block9x4`);
+    - fewer (a filter): no copy at all; each output row is accumulated straight
+      from the input rows, three taps per pass, the border columns apart.
     """
     n_img, c_in, height, _ = x.shape
-    c_out, _, kh, _ = w.shape
-    h_out = out.shape[2]
-    n_blocks = (c_out + 3) // 4
-    for task in prange(n_img * n_blocks * h_out):
-        n = task // (n_blocks * h_out)
-        o0 = 4 * ((task // h_out) % n_blocks)
-        o1 = min(o0 + 4, c_out)
+    c_out, _, kh, kw = w.shape
+    h_out, w_out = out.shape[2], out.shape[3]
+    if c_out >= 4:
+        for task in prange(n_img * h_out):
+            n = task // h_out
+            i = task % h_out
+            top = i * sh - pad_top
+            a0, a1 = max(0, -top), min(kh, height - top)
+            rows = np.zeros((c_in, kh, w_out + kw - 1), dtype=x.dtype)
+            _gather_rows(rows, x, n, top, a0, a1, pad_left)
+            for o in range(c_out):
+                out[n, o, i, :] = bias[o]
+            o = 0
+            while o + 3 < c_out:
+                d0, d1, d2, d3 = out[n, o, i], out[n, o + 1, i], out[n, o + 2, i], out[n, o + 3, i]
+                for c in range(c_in):
+                    _window4(d0, d1, d2, d3, rows[c], w[o : o + 4, c], a0, a1)
+                o += 4
+            for oo in range(o, c_out):
+                for c in range(c_in):
+                    _window1(out[n, oo, i], rows[c], w[oo, c], a0, a1)
+        return
+    for task in prange(n_img * c_out * h_out):
+        n = task // (c_out * h_out)
+        o = (task // h_out) % c_out
         i = task % h_out
-        for o in range(o0, o1):
-            out[n, o, i, :] = bias[o]
+        row = out[n, o, i]
+        row[:] = bias[o]
         for c in range(c_in):
             for a in range(kh):
                 r = i * sh + a - pad_top
-                if r < 0 or r >= height:
-                    continue
-                src = x[n, c, r]
-                if o1 - o0 == 4:
-                    r0, r1, r2, r3 = out[n, o0, i], out[n, o0 + 1, i], out[n, o0 + 2, i], out[n, o0 + 3, i]
-                    _correlate_row4(r0, r1, r2, r3, src, w[o0:o1, c, a], pad_left)
-                else:
-                    for o in range(o0, o1):
-                        _correlate_row(out[n, o, i], src, w[o, c, a], pad_left)
+                if 0 <= r < height:
+                    _correlate_row(row, x[n, c, r], w[o, c, a], pad_left)
 
 
 @njit(inline="always")
-def _dot(g, s0):
-    acc = 0.0
+def _dots3x4(g0, g1, g2, g3, s0, s1, s2, acc):
+    """Twelve dot products, four gradient rows by three shifted input rows.
+
+    Returned summed in the arrays' own precision; the caller adds them up in
+    float64 row by row.
+    """
+    a00 = a01 = a02 = a10 = a11 = a12 = acc
+    a20 = a21 = a22 = a30 = a31 = a32 = acc
+    for k in range(g0.shape[0]):
+        x0, x1, x2 = s0[k], s1[k], s2[k]
+        h0, h1, h2, h3 = g0[k], g1[k], g2[k], g3[k]
+        a00 += h0 * x0
+        a01 += h0 * x1
+        a02 += h0 * x2
+        a10 += h1 * x0
+        a11 += h1 * x1
+        a12 += h1 * x2
+        a20 += h2 * x0
+        a21 += h2 * x1
+        a22 += h2 * x2
+        a30 += h3 * x0
+        a31 += h3 * x1
+        a32 += h3 * x2
+    return a00, a01, a02, a10, a11, a12, a20, a21, a22, a30, a31, a32
+
+
+@njit(inline="always")
+def _dot(g, s0, acc):
     for k in range(g.shape[0]):
         acc += g[k] * s0[k]
     return acc
-
-
-@njit(inline="always")
-def _dots3(g, s0, s1, s2):
-    """Three dot products sharing one operand: each load of g feeds three FMAs."""
-    a0 = a1 = a2 = 0.0
-    for k in range(g.shape[0]):
-        gk = g[k]
-        a0 += gk * s0[k]
-        a1 += gk * s1[k]
-        a2 += gk * s2[k]
-    return a0, a1, a2
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
@@ -195,43 +386,56 @@ def conv2d_grad_weight(x, grad_out, partial, sh, pad_top, pad_left):
     partial[t, o, c, a, b] receives the sum over the t-th chunk of output rows of
     x[n, c, i*sh + a - pt, j + b - pl] * grad_out[n, o, i, j]; the caller adds the
     chunks up. ``partial`` is float64 and zeroed; columns are taken with stride 1.
+    Each output row gathers its input rows into a zero-padded buffer, as the
+    forward pass does, and four output channels by three taps share each pass.
     """
-    n_img, c_in, height, width = x.shape
+    n_img, c_in, height, _ = x.shape
     _, c_out, h_out, w_out = grad_out.shape
     n_chunks, _, _, kh, kw = partial.shape
     n_rows = n_img * h_out
+    zero = np.zeros(1, dtype=x.dtype)[0]
     for t in prange(n_chunks):
+        rows = np.zeros((c_in, kh, w_out + kw - 1), dtype=x.dtype)
         for q in range(t * n_rows // n_chunks, (t + 1) * n_rows // n_chunks):
             n = q // h_out
             i = q % h_out
-            for a in range(kh):
-                r = i * sh + a - pad_top
-                if r < 0 or r >= height:
-                    continue
-                lo, hi = _interior(width, w_out, kw, pad_left)
-                for c in range(c_in):
-                    src = x[n, c, r]
-                    for o in range(c_out):
-                        g = grad_out[n, o, i]
-                        acc = partial[t, o, c, a]
-                        # border columns one tap at a time, the interior three at once
-                        for b in range(kw):
-                            j0, j1 = _col_range(width, w_out, b - pad_left)
-                            for a0, a1 in ((j0, min(j1, lo)), (max(j0, hi), j1)):
-                                if a0 < a1:
-                                    acc[b] += _dot(g[a0:a1], _src(src, a0, a1, b - pad_left))
-                        gi = g[lo:hi]
+            top = i * sh - pad_top
+            a0, a1 = max(0, -top), min(kh, height - top)
+            rows[:] = 0
+            _gather_rows(rows, x, n, top, a0, a1, pad_left)
+            acc = partial[t]
+            for c in range(c_in):
+                for a in range(a0, a1):
+                    row = rows[c, a]
+                    o = 0
+                    while o + 3 < c_out:
+                        g0, g1 = grad_out[n, o, i], grad_out[n, o + 1, i]
+                        g2, g3 = grad_out[n, o + 2, i], grad_out[n, o + 3, i]
                         b = 0
                         while b + 2 < kw:
-                            off = b - pad_left
-                            s0, s1 = _src(src, lo, hi, off), _src(src, lo, hi, off + 1)
-                            d0, d1, d2 = _dots3(gi, s0, s1, _src(src, lo, hi, off + 2))
-                            acc[b] += d0
-                            acc[b + 1] += d1
-                            acc[b + 2] += d2
+                            sums = _dots3x4(
+                                g0,
+                                g1,
+                                g2,
+                                g3,
+                                row[b : b + w_out],
+                                row[b + 1 : b + 1 + w_out],
+                                row[b + 2 : b + 2 + w_out],
+                                zero,
+                            )
+                            for u in range(4):
+                                for v in range(3):
+                                    acc[o + u, c, a, b + v] += sums[3 * u + v]
                             b += 3
-                        for b in range(b, kw):
-                            acc[b] += _dot(gi, _src(src, lo, hi, b - pad_left))
+                        for bb in range(b, kw):
+                            for u in range(4):
+                                acc[o + u, c, a, bb] += _dot(
+                                    grad_out[n, o + u, i], row[bb : bb + w_out], zero
+                                )
+                        o += 4
+                    for oo in range(o, c_out):
+                        for b in range(kw):
+                            acc[oo, c, a, b] += _dot(grad_out[n, oo, i], row[b : b + w_out], zero)
 
 
 @njit(parallel=True, cache=True)
@@ -267,7 +471,7 @@ def max_pool2d_forward(x, out, argmax, kh, kw, sh, sw, pad_top, pad_left):
 @njit(parallel=True, cache=True)
 def max_pool2d_backward(grad_out, argmax, grad_x):
     """Route each gradient to the position of its window's maximum (accumulating)."""
-    n_img, n_ch, height, width = grad_x.shape
+    n_img, n_ch, _, width = grad_x.shape
     h_out, w_out = grad_out.shape[2], grad_out.shape[3]
     for plane in prange(n_img * n_ch):
         n = plane // n_ch

@@ -245,7 +245,7 @@ def conv2d_backward(
     if flip:
         w4 = np.ascontiguousarray(w4[:, :, ::-1, ::-1])
     (sh, sw), (pt, pl), (h_out, w_out) = _conv_geometry(x4, w4, stride, padding)
-    n, c_in, height, width = x4.shape
+    n, c_in = x4.shape[:2]
     c_out, _, kh, kw = w4.shape
     expected = (n, c_out, h_out, w_out)
     g = np.asarray(grad_out)
@@ -264,7 +264,9 @@ def conv2d_backward(
         spread[:, :, ::sh, ::sw] = g4
     w_rot = np.ascontiguousarray(w4[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     grad_x = np.empty_like(x4)
-    core.conv2d_forward(spread, w_rot, np.zeros(c_in, x4.dtype), grad_x, 1, kh - 1 - pt, kw - 1 - pl)
+    core.conv2d_forward(
+        spread, w_rot, np.zeros(c_in, x4.dtype), grad_x, 1, kh - 1 - pt, kw - 1 - pl
+    )
 
     # kernel gradient: the input correlated with the incoming gradient
     xs, taps = x4, kw

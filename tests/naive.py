@@ -27,7 +27,8 @@ def conv2d(x, w, b=None, stride=(1, 1), pad=(0, 0, 0, 0)):
                         for a in range(kh):
                             for bb in range(kw):
                                 total += (
-                                    w[oi, ci, a, bb] * xp[ni, ci, i * stride[0] + a, j * stride[1] + bb]
+                                    w[oi, ci, a, bb]
+                                    * xp[ni, ci, i * stride[0] + a, j * stride[1] + bb]
                                 )
                     out[ni, oi, i, j] = total
     return out

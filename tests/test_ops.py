@@ -315,9 +315,7 @@ def test_non_contiguous_inputs_are_fine():
     rng = np.random.default_rng(8)
     x = rng.random((20, 30))[::2, ::3]
     k = rng.random((3, 3)).T
-    np.testing.assert_allclose(
-        ct.conv2d(x, k), signal.correlate2d(x, k, mode="valid"), atol=1e-12
-    )
+    np.testing.assert_allclose(ct.conv2d(x, k), signal.correlate2d(x, k, mode="valid"), atol=1e-12)
 
 
 # ---------------------------------------------------------------- errors
