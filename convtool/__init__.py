@@ -23,6 +23,7 @@ _API = {
     "avg_pool2d": "convtool.ops",
     "avg_pool2d_backward": "convtool.ops",
     "output_size": "convtool.shapes",
+    "fit_kernel": "convtool.fit",
 }
 
 __all__ = ["__version__", *_API]

@@ -29,6 +29,12 @@ ArrayLike = Any
 
 
 def _core():
+    # the ahead-of-time compiled copy of the same kernels, when a command switched it on
+    from convtool import _aot
+
+    compiled = _aot.active()
+    if compiled is not None:
+        return compiled
     from convtool import _core
 
     return _core

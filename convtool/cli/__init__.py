@@ -40,26 +40,18 @@ def _not_yet(name: str) -> None:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def apply() -> None:
-    """Apply named or custom kernels to pictures (not available yet)."""
-    _not_yet("apply")
-
-
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def pipeline() -> None:
     """Run conv -> relu -> pool on a picture, stage by stage (not available yet)."""
     _not_yet("pipeline")
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def fit() -> None:
-    """Recover the kernel that turned one picture into another (not available yet)."""
-    _not_yet("fit")
-
-
+from convtool.cli._apply import apply  # noqa: E402
+from convtool.cli._fit import fit  # noqa: E402
 from convtool.cli._kernels import kernels  # noqa: E402
 from convtool.cli._shape import shape  # noqa: E402
 
+cli.add_command(apply)
+cli.add_command(fit)
 cli.add_command(shape)
 cli.add_command(kernels)
 

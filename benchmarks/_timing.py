@@ -1,0 +1,213 @@
+"""Small timing helpers shared by the benchmark scripts (not part of the package).
+
+The machine these run on is shared and noisy, so the helpers are built to compare,
+not to produce absolute numbers:
+
+- every contender is warmed up first (numba compiles, caches fill, pools start);
+- each *round* times every contender once, in a rotated order, so a burst of
+  machine noise lands on all of them alike, and no contender always runs first;
+- a short sleep separates the contenders, because thread pools (numba's OpenMP
+  layer, torch's OpenMP, OpenCV's pthreads) keep spinning for a moment after a
+  parallel region and would otherwise steal cores from the next contender;
+- ratios are formed per round (this round's A over this round's B) and reported as
+  the median with the min..max spread across rounds.
+
+Typical use::
+
+    from _timing import Contender, measure, ratio_stats
+
+    res = measure([Contender("mine", f), Contender("theirs", g)], rounds=15)
+    r = ratio_stats(res["mine"], res["theirs"])
+    print(r.median, r.lo, r.hi)
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Contender",
+    "RatioStats",
+    "Result",
+    "fmt_ratio",
+    "fmt_time",
+    "format_table",
+    "measure",
+    "ratio_stats",
+]
+
+
+@dataclass
+class Contender:
+    """One thing to time.
+
+    ``fn`` is called with no argument, or, when ``setup`` is given, with whatever
+    ``setup()`` returned; then only ``fn`` is inside the timer (setup is not timed).
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    setup: Callable[[], Any] | None = None
+
+
+@dataclass
+class Result:
+    """Per-call times in seconds, one entry per round."""
+
+    name: str
+    number: int  # calls per measurement (each entry is the mean over these)
+    times: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def best(self) -> float:
+        return min(self.times)
+
+    @property
+    def worst(self) -> float:
+        return max(self.times)
+
+
+@dataclass
+class RatioStats:
+    """Per-round ratios of two contenders' times (numerator / denominator)."""
+
+    per_round: list[float]
+    of_best: float = math.nan  # not per round: best time over best time (classic best-of-N)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.per_round)
+
+    @property
+    def lo(self) -> float:
+        return min(self.per_round)
+
+    @property
+    def hi(self) -> float:
+        return max(self.per_round)
+
+    def count(self, ok: Callable[[float], bool]) -> int:
+        """How many rounds satisfy ``ok``."""
+        return sum(1 for r in self.per_round if ok(r))
+
+
+def _time_once(c: Contender, number: int) -> float:
+    """Mean seconds per call over ``number`` calls of ``c``."""
+    if c.setup is None:
+        fn = c.fn
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        return (time.perf_counter() - t0) / number
+    total = 0.0
+    for _ in range(number):
+        state = c.setup()
+        t0 = time.perf_counter()
+        c.fn(state)
+        total += time.perf_counter() - t0
+    return total / number
+
+
+def _call(c: Contender) -> None:
+    if c.setup is None:
+        c.fn()
+    else:
+        c.fn(c.setup())
+
+
+def measure(
+    contenders: Sequence[Contender],
+    *,
+    rounds: int = 15,
+    warmup: int = 2,
+    min_time: float = 0.05,
+    max_number: int = 1000,
+    gap: float = 0.01,
+) -> dict[str, Result]:
+    """Time the contenders side by side, interleaved round by round.
+
+    Each contender is called ``warmup`` times, then its calls per measurement
+    (``number``) are chosen so that one measurement lasts at least ``min_time``
+    seconds. Then ``rounds`` rounds follow; round k runs the contenders in the
+    order rotated by k, with ``gap`` seconds of sleep before each measurement.
+    The garbage collector is off while timing.
+    """
+    if not contenders:
+        return {}
+    names = [c.name for c in contenders]
+    if len(set(names)) != len(names):
+        raise ValueError(f"contender names must be unique: {names}")
+    numbers: dict[str, int] = {}
+    for c in contenders:
+        for _ in range(warmup):
+            _call(c)
+        time.sleep(gap)
+        one = _time_once(c, 1)
+        numbers[c.name] = max(1, min(max_number, math.ceil(min_time / max(one, 1e-9))))
+    results = {c.name: Result(c.name, numbers[c.name]) for c in contenders}
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for k in range(rounds):
+            shift = k % len(contenders)
+            for c in [*contenders[shift:], *contenders[:shift]]:
+                time.sleep(gap)
+                results[c.name].times.append(_time_once(c, numbers[c.name]))
+    finally:
+        if was_enabled:
+            gc.enable()
+    return results
+
+
+def ratio_stats(num: Result, den: Result) -> RatioStats:
+    """Per-round ratios num/den (both must come from one :func:`measure` call)."""
+    if len(num.times) != len(den.times):
+        raise ValueError("the two results have different round counts")
+    per_round = [a / b for a, b in zip(num.times, den.times, strict=True)]
+    return RatioStats(per_round, num.best / den.best)
+
+
+def fmt_time(seconds: float) -> str:
+    """A time with a unit chosen to keep 3-4 significant digits."""
+    if math.isnan(seconds):
+        return "n/a"
+    if seconds >= 1.0:
+        return f"{seconds:.3f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.1f} us"
+
+
+def fmt_ratio(r: RatioStats) -> str:
+    """'median (min..max)' of the per-round ratios."""
+    return f"{r.median:.2f} ({r.lo:.2f}..{r.hi:.2f})"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> str:
+    """A plain-text table; the first column is left-aligned, the others right-aligned."""
+    cells = [[str(h) for h in headers], *[[str(v) for v in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(r: Sequence[str]) -> str:
+        parts = [r[0].ljust(widths[0])] + [
+            v.rjust(w) for v, w in zip(r[1:], widths[1:], strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = "-" * len(line(cells[0]))
+    out = []
+    if title:
+        out.append(title)
+    out += [line(cells[0]), rule, *(line(r) for r in cells[1:])]
+    return "\n".join(out)

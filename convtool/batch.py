@@ -1,0 +1,307 @@
+"""Run one function over many work items, in this process or in worker processes.
+
+The engine knows nothing about pictures. A batch is a list of picklable work
+items and a picklable function (a module-level function, or a
+``functools.partial`` of one) that turns one item into one *record*. Each item
+ends as an :class:`Outcome`: its record, or the one-line error it raised. One
+failing item does not stop the others.
+
+::
+
+    report = run_batch(paths, work, jobs=4, on_outcome=print_record,
+                       on_progress=lambda done, total, outcome: bar.update(done))
+    sys.exit(1 if report.failed else 0)
+
+- ``on_outcome`` runs in this process, in the items' order (an outcome waits
+  until every earlier one is in), so what it prints does not depend on
+  ``jobs``; ``on_progress`` runs as items finish, in any order.
+- ``jobs > 1`` starts a process pool: 'fork' on Linux while no numba thread pool
+  runs in this process (fastest: the workers inherit the imported modules),
+  otherwise 'forkserver' or 'spawn'. Each worker runs numba on one thread
+  (NUMBA_NUM_THREADS=1), so ``jobs`` processes use ``jobs`` cores.
+- Ctrl-C (KeyboardInterrupt in this process) cancels the items not yet started
+  and asks the workers to stop (SIGTERM): an item interrupted mid-way runs its
+  own clean-up (``finally`` blocks, so io's atomic writes leave no partial
+  file), then the workers exit. The report says ``interrupted`` and holds the
+  outcomes finished so far. A second Ctrl-C while they stop kills them at once.
+- ``executor=`` takes any ``concurrent.futures.Executor`` instead of the pool,
+  e.g. dask.distributed's ``Client.get_executor()``; each submitted call is
+  :func:`run_item`, the unit of work every backend runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import concurrent.futures as cf
+
+__all__ = [
+    "INTERRUPTED",
+    "Outcome",
+    "Report",
+    "format_error",
+    "limit_threads",
+    "run_batch",
+    "run_item",
+]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one item ended: ``record`` (what the function returned) or ``error`` (one line)."""
+
+    index: int
+    record: Any = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class Report:
+    """A finished (or interrupted) batch: the outcomes in the items' order."""
+
+    total: int
+    outcomes: list[Outcome] = field(default_factory=list)
+    interrupted: bool = False
+    elapsed: float = 0.0
+
+    @property
+    def done(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def failed(self) -> int:
+        return sum(not o.ok for o in self.outcomes)
+
+    @property
+    def succeeded(self) -> int:
+        return self.done - self.failed
+
+
+def format_error(error: BaseException) -> str:
+    """One line for an exception: its message, with the type for unexpected kinds."""
+    text = " ".join(str(error).split())
+    if not text:
+        return type(error).__name__
+    kind = type(error)
+    if issubclass(kind, OSError | ValueError | LookupError) or kind.__module__.startswith(
+        "convtool"
+    ):
+        return text
+    return f"{kind.__name__}: {text}"
+
+
+def run_item(fn: Callable[[Any], Any], index: int, item: Any) -> Outcome:
+    """Call ``fn(item)``; an Exception becomes the outcome's error (KeyboardInterrupt passes)."""
+    try:
+        return Outcome(index, fn(item))
+    except Exception as e:
+        return Outcome(index, error=format_error(e))
+
+
+def limit_threads(threads: int = 1) -> None:
+    """Run numba (and OpenMP/BLAS libraries) on ``threads`` threads in this process."""
+    for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    if "numba" in sys.modules:  # already imported (fork): its thread count is set by now
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+def _numba_threads_running() -> bool:
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    return bool(getattr(parallel, "_is_initialized", False))
+
+
+def default_start_method() -> str:
+    """'fork' on Linux while no numba thread pool runs here; else 'forkserver' or 'spawn'."""
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux") and "fork" in methods and not _numba_threads_running():
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+# ------------------------------------------------------------------ worker side
+
+INTERRUPTED = "interrupted"  # the error of an item stopped (or never started) by Ctrl-C
+_in_item = False
+_stopping = False
+
+
+def _on_terminate(signum: int, frame: Any) -> None:
+    """SIGTERM from the parent: stop the item in progress (it cleans up), start no other."""
+    global _stopping
+    if _stopping:  # once is enough: a second signal must not cut the clean-up short
+        return
+    _stopping = True
+    if _in_item:
+        raise KeyboardInterrupt
+
+
+def _worker_init(initializer: Callable[..., Any] | None, initargs: tuple) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    signal.signal(signal.SIGTERM, _on_terminate)
+    limit_threads(1)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def _worker_run(fn: Callable[[Any], Any], index: int, item: Any) -> Outcome:
+    global _in_item
+    outcome = None
+    if not _stopping:
+        _in_item = True
+        try:
+            outcome = run_item(fn, index, item)
+        except KeyboardInterrupt:  # stopped by the parent: the item has cleaned up
+            pass
+        finally:
+            _in_item = False
+    return outcome if outcome is not None else Outcome(index, error=INTERRUPTED)
+
+
+# ------------------------------------------------------------------ parent side
+
+
+def _processes(pool: Any) -> list[Any]:
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
+def _stop(pool: Any) -> None:
+    """Ask the workers to stop (SIGTERM: the item in progress unwinds and cleans up, the
+    queued ones are skipped) and wait for them; a second Ctrl-C kills them at once."""
+    for process in _processes(pool):
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(process.pid, signal.SIGTERM)
+    try:
+        pool.shutdown(wait=True, cancel_futures=True)
+    except KeyboardInterrupt:
+        import threading
+
+        hook = threading.excepthook  # the pool's thread may complain about cancelled futures
+
+        def quiet(args: Any) -> None:
+            if args.exc_type.__name__ != "InvalidStateError":
+                hook(args)
+
+        threading.excepthook = quiet
+        for process in _processes(pool):
+            with contextlib.suppress(OSError, ValueError):
+                process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+
+
+def run_batch(
+    items: Sequence[Any],
+    fn: Callable[[Any], Any],
+    *,
+    jobs: int = 1,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    on_progress: Callable[[int, int, Outcome], None] | None = None,
+    executor: cf.Executor | None = None,
+    start_method: str | None = None,
+    initializer: Callable[..., Any] | None = None,
+    initargs: tuple = (),
+) -> Report:
+    """Run ``fn`` over ``items``; see the module docstring.
+
+    Parameters
+    ----------
+    items : sequence
+        Work items; with ``jobs > 1`` they and ``fn`` must pickle.
+    fn : callable
+        ``fn(item) -> record``; an exception it raises fails that item only.
+    jobs : int
+        Worker processes; 1 runs everything here, in order.
+    on_outcome, on_progress : callables, optional
+        See the module docstring; both run in this process.
+    executor : concurrent.futures.Executor, optional
+        Use it instead of starting a pool (it is not shut down here).
+    start_method : str, optional
+        multiprocessing start method for the pool (default: :func:`default_start_method`).
+    initializer, initargs
+        Run once in each worker, after it limits its threads.
+    """
+    started = time.perf_counter()
+    report = Report(len(items))
+    pending: dict[int, Outcome] = {}
+    next_index = 0
+
+    def finish(outcome: Outcome) -> None:
+        nonlocal next_index
+        pending[outcome.index] = outcome
+        if on_progress is not None:
+            on_progress(len(report.outcomes) + len(pending), report.total, outcome)
+        while next_index in pending:
+            ready = pending.pop(next_index)
+            report.outcomes.append(ready)
+            next_index += 1
+            if on_outcome is not None:
+                on_outcome(ready)
+
+    jobs = max(1, min(jobs, len(items)))
+    if executor is None and jobs == 1:
+        try:
+            for index, item in enumerate(items):
+                finish(run_item(fn, index, item))
+        except KeyboardInterrupt:
+            report.interrupted = True
+        report.elapsed = time.perf_counter() - started
+        return report
+
+    import concurrent.futures as cf
+    import multiprocessing
+
+    pool = executor
+    if pool is None:
+        context = multiprocessing.get_context(start_method or default_start_method())
+        pool = cf.ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_worker_init, initargs=(initializer, initargs)
+        )
+    call = _worker_run if executor is None else run_item
+    futures: dict[cf.Future, int] = {}
+    try:
+        for index, item in enumerate(items):
+            futures[pool.submit(call, fn, index, item)] = index
+        for future in cf.as_completed(futures):
+            try:
+                outcome = future.result()
+            except Exception as e:  # the pool broke (a worker died) or an item did not pickle
+                outcome = Outcome(futures[future], error=f"worker failed: {format_error(e)}")
+            finish(outcome)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        for future in futures:
+            future.cancel()
+        if executor is None:
+            _stop(pool)
+        # report what finished before the interrupt, in order (gaps are items not done)
+        for future, index in futures.items():
+            if index in pending or index < next_index or future.cancelled() or not future.done():
+                continue
+            if future.exception() is None and future.result().error != INTERRUPTED:
+                pending[index] = future.result()
+        for index in sorted(pending):
+            report.outcomes.append(pending.pop(index))
+            if on_outcome is not None:
+                on_outcome(report.outcomes[-1])
+    finally:
+        if executor is None and not report.interrupted:
+            pool.shutdown(wait=True)
+    report.elapsed = time.perf_counter() - started
+    return report
