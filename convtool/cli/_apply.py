@@ -8,39 +8,13 @@ from typing import Any
 
 import click
 
+from convtool.cli._params import PaddingParam, PairParam
+
 BORDERS = ("zero", "reflect", "mirror", "replicate", "wrap")
 COLORS = ("channels", "gray", "sum")
 MAPS = ("clip", "abs", "normalize", "offset")
 COMBINES = ("magnitude", "max", "sum")
 CLIP_NOTE_SHARE = 0.05  # tell the user when clipping changed at least this share of pixels
-
-
-class _PairParam(click.ParamType):
-    name = "N|HxW"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        from convtool.shapes import parse_pair
-
-        try:
-            return parse_pair(str(value), param.name if param else "value", 1)
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
-
-
-class _PaddingParam(click.ParamType):
-    name = "same|valid|N|HxW"
-
-    def convert(self, value, param, ctx):
-        if not isinstance(value, str):
-            return value
-        from convtool.shapes import parse_padding
-
-        try:
-            return parse_padding(value)
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
 
 
 # ------------------------------------------------------------------ reporting
@@ -188,7 +162,7 @@ class _Reporter:
 )
 @click.option(
     "--padding",
-    type=_PaddingParam(),
+    type=PaddingParam(),
     default="same",
     metavar="same|valid|N|HxW",
     show_default=True,
@@ -196,7 +170,7 @@ class _Reporter:
 )
 @click.option(
     "--stride",
-    type=_PairParam(),
+    type=PairParam(),
     default="1",
     metavar="S|SHxSW",
     show_default=True,

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from convtool.cli._shape import _PairParam
+from convtool.cli._params import PairParam
 
 _KERNEL_SUFFIXES = (".npy", ".txt", ".json")
 _BORDERS = ("interior", "zero", "reflect", "mirror", "replicate", "wrap")
@@ -40,10 +40,8 @@ def _positive_float(ctx, param, value):
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
 @click.argument("target_path", metavar="TARGET", type=click.Path(dir_okay=False))
-@click.option("-s", "--size", type=_PairParam(), help="Kernel size K or KxL (rows x columns).")
-@click.option(
-    "--stride", type=_PairParam(), default="1", show_default=True, help="Stride S or SxT."
-)
+@click.option("-s", "--size", type=PairParam(), help="Kernel size K or KxL (rows x columns).")
+@click.option("--stride", type=PairParam(), default="1", show_default=True, help="Stride S or SxT.")
 @click.option(
     "-m", "--method", type=click.Choice(["cg", "gd", "lstsq"]), default=None,
     help="cg (default): conjugate gradient; gd: the chapter's gradient descent (the default "

@@ -4,39 +4,7 @@ from __future__ import annotations
 
 import click
 
-
-class _PairParam(click.ParamType):
-    """``N`` or ``HxW``, each at least ``minimum``."""
-
-    name = "N|HxW"
-
-    def __init__(self, minimum: int = 1) -> None:
-        self.minimum = minimum
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        from convtool.shapes import parse_pair
-
-        what = param.name if param is not None else "value"
-        try:
-            return parse_pair(str(value), what, self.minimum)
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
-
-
-class _PaddingParam(click.ParamType):
-    name = "N|HxW|same|valid"
-
-    def convert(self, value, param, ctx):
-        if not isinstance(value, str):
-            return value
-        from convtool.shapes import parse_padding
-
-        try:
-            return parse_padding(value)
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
+from convtool.cli._params import PaddingParam, PairParam
 
 
 def _dims_text(values, square: bool) -> str:
@@ -197,23 +165,23 @@ Long option names work too: stride=, padding=, dilation=.
 @click.command(help=_SHAPE_HELP, short_help="Output sizes of convolutions, pools and layer chains.")
 @click.argument("input_shape", metavar="INPUT")
 @click.argument("layers", nargs=-1, metavar="[LAYER]...")
-@click.option("-k", "--kernel", type=_PairParam(), metavar="N|HxW", help="Kernel (or pool window).")
+@click.option("-k", "--kernel", type=PairParam(), metavar="N|HxW", help="Kernel (or pool window).")
 @click.option(
-    "-s", "--stride", type=_PairParam(), metavar="N|HxW", help="Stride  [default: 1; pools: K]"
+    "-s", "--stride", type=PairParam(), metavar="N|HxW", help="Stride  [default: 1; pools: K]"
 )
 @click.option(
     "-p",
     "--padding",
-    type=_PaddingParam(),
+    type=PaddingParam(),
     metavar="N|HxW|same|valid",
     help="Per side  [default: 0]",
 )
-@click.option("-d", "--dilation", type=_PairParam(), metavar="N|HxW", help="Dilation  [default: 1]")
+@click.option("-d", "--dilation", type=PairParam(), metavar="N|HxW", help="Dilation  [default: 1]")
 @click.option("--pool", is_flag=True, help="A pooling window: torch's pooling rules.")
 @click.option("--ceil", is_flag=True, help="Pooling's ceil mode (implies --pool).")
 @click.option("--keep", is_flag=True, help="Solve for the padding that keeps the input size.")
 @click.option(
-    "--target", type=_PairParam(), metavar="N|HxW", help="Solve for the padding giving this size."
+    "--target", type=PairParam(), metavar="N|HxW", help="Solve for the padding giving this size."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def shape(
