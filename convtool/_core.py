@@ -107,6 +107,88 @@ def _correlate_row(row, src, wrow, pad_left):
 
 
 @njit(inline="always")
+def _taps9(dst, u, v, z, wk, a, b, fresh, b0):
+    """Nine taps (kernel rows a..a+2, columns b..b+2) into one output row.
+
+    u, v, z: the three input rows, already shifted so that dst[k] sees u[k + b'] for
+    kernel column b + b'. ``fresh``: dst holds nothing yet and gets b0 plus the taps,
+    a store without a load. Weights go to locals first (as in :func:`_block9x4`).
+    """
+    n = dst.shape[0]
+    u0, u1, u2 = u[0:n], u[1 : 1 + n], u[2 : 2 + n]
+    v0, v1, v2 = v[0:n], v[1 : 1 + n], v[2 : 2 + n]
+    z0, z1, z2 = z[0:n], z[1 : 1 + n], z[2 : 2 + n]
+    k00, k01, k02 = wk[a, b], wk[a, b + 1], wk[a, b + 2]
+    k10, k11, k12 = wk[a + 1, b], wk[a + 1, b + 1], wk[a + 1, b + 2]
+    k20, k21, k22 = wk[a + 2, b], wk[a + 2, b + 1], wk[a + 2, b + 2]
+    if fresh:
+        for k in range(n):
+            dst[k] = (
+                b0
+                + k00 * u0[k]
+                + k01 * u1[k]
+                + k02 * u2[k]
+                + k10 * v0[k]
+                + k11 * v1[k]
+                + k12 * v2[k]
+                + k20 * z0[k]
+                + k21 * z1[k]
+                + k22 * z2[k]
+            )
+    else:
+        for k in range(n):
+            dst[k] += (
+                k00 * u0[k]
+                + k01 * u1[k]
+                + k02 * u2[k]
+                + k10 * v0[k]
+                + k11 * v1[k]
+                + k12 * v2[k]
+                + k20 * z0[k]
+                + k21 * z1[k]
+                + k22 * z2[k]
+            )
+
+
+@njit(inline="always")
+def _correlate_rows3(row, u, v, z, wk, a, pad_left, lo, hi, fresh, b0):
+    """:func:`_correlate_row` for three consecutive kernel rows a..a+2 at once.
+
+    The interior [lo, hi) takes nine taps per pass, so the output row is loaded and
+    stored once per nine multiply-adds instead of once per three; ``fresh``: the
+    interior holds nothing yet (its first pass stores b0 plus the taps).
+    """
+    kw = wk.shape[1]
+    _correlate_border(row, u, wk[a], pad_left, lo, hi)
+    _correlate_border(row, v, wk[a + 1], pad_left, lo, hi)
+    _correlate_border(row, z, wk[a + 2], pad_left, lo, hi)
+    if lo >= hi:
+        return
+    dst = row[lo:hi]
+    n = hi - lo
+    if fresh and kw < 3:
+        dst[:] = b0
+        fresh = False
+    b = 0
+    while b + 2 < kw:
+        s = lo + b - pad_left
+        _taps9(dst, u[s : s + n + 2], v[s : s + n + 2], z[s : s + n + 2], wk, a, b, fresh, b0)
+        fresh = False
+        b += 3
+    for bb in range(b, kw):
+        off = bb - pad_left
+        _taps3(
+            dst,
+            _src(u, lo, hi, off),
+            _src(v, lo, hi, off),
+            _src(z, lo, hi, off),
+            wk[a, bb],
+            wk[a + 1, bb],
+            wk[a + 2, bb],
+        )
+
+
+@njit(inline="always")
 def _tap4(d0, d1, d2, d3, s0, wcol):
     """One tap into four output rows (wcol: the four weights)."""
     w0, w1, w2, w3 = wcol[0], wcol[1], wcol[2], wcol[3]
@@ -217,26 +299,37 @@ def _block9x4(d0, d1, d2, d3, r0, r1, r2, wb, a, b):
 
 
 @njit(inline="always")
-def _window4(d0, d1, d2, d3, rows, wb, a0, a1):
-    """Add one input channel's window to four output rows.
+def _line(lines, a, step):
+    """Kernel row a's input line: its own (step 0), or the single line a rows on.
 
-    rows: the zero-padded input rows the window covers (kH x (W_out + kW - 1));
-    wb: the four output channels' kernels for this input channel (4 x kH x kW);
-    kernel rows outside [a0, a1) fall in the vertical zero padding.
+    No branch: (a if step == 0 else 0, a * step) as arithmetic keeps the loops that
+    use it vectorised.
     """
-    n, kw = d0.shape[0], wb.shape[2]
-    a = a0
-    while a + 2 < a1:
+    return lines[a * (step == 0), a * step :]
+
+
+@njit(inline="always")
+def _window4(d0, d1, d2, d3, lines, step, wb):
+    """Add one input channel's window to four output lines.
+
+    lines, step: the channel's input lines as :func:`_gather_flat` lays them out
+    (kernel row a reads ``_line(lines, a, step)``); wb: the four output channels'
+    kernels for this input channel (4 x kH x kW).
+    """
+    n, kh, kw = d0.shape[0], wb.shape[1], wb.shape[2]
+    a = 0
+    while a + 2 < kh:
         b = 0
         while b + 2 < kw:
-            _block9x4(d0, d1, d2, d3, rows[a], rows[a + 1], rows[a + 2], wb, a, b)
+            r0, r1, r2 = _line(lines, a, step), _line(lines, a + 1, step), _line(lines, a + 2, step)
+            _block9x4(d0, d1, d2, d3, r0, r1, r2, wb, a, b)
             b += 3
         for bb in range(b, kw):
             for r in range(a, a + 3):
-                _tap4(d0, d1, d2, d3, rows[r, bb : bb + n], wb[:, r, bb])
+                _tap4(d0, d1, d2, d3, _line(lines, r, step)[bb : bb + n], wb[:, r, bb])
         a += 3
-    for aa in range(a, a1):
-        row = rows[aa]
+    for aa in range(a, kh):
+        row = _line(lines, aa, step)
         b = 0
         while b + 2 < kw:
             _taps3x4(
@@ -256,11 +349,11 @@ def _window4(d0, d1, d2, d3, rows, wb, a0, a1):
 
 
 @njit(inline="always")
-def _window1(d0, rows, wk, a0, a1):
-    """:func:`_window4` for a single output row (wk: kH x kW)."""
-    n, kw = d0.shape[0], wk.shape[1]
-    for a in range(a0, a1):
-        row = rows[a]
+def _window1(d0, lines, step, wk):
+    """:func:`_window4` for a single output line (wk: kH x kW)."""
+    n, kh, kw = d0.shape[0], wk.shape[0], wk.shape[1]
+    for a in range(kh):
+        row = _line(lines, a, step)
         b = 0
         while b + 2 < kw:
             _taps3(
@@ -278,19 +371,44 @@ def _window1(d0, rows, wk, a0, a1):
 
 
 @njit(inline="always")
-def _gather_rows(buf, x, n, top, a0, a1, pad_left):
-    """Copy rows top+a0 .. top+a1-1 of image n into buf (C x kH x span), zero-padded.
+def _gather_flat(lines, x, n, top, span, sh, pitch, pad_left):
+    """Lay out the input a chunk of output rows sees as flat, zero-padded lines.
 
-    Buffer column q holds input column q - pad_left; everything else stays zero.
+    Output row r of the chunk, column j, reads kernel tap (a, b) at
+    ``_line(lines[c], a, step)[r * pitch + j + b]``, so the whole chunk is one pass
+    over a long line; the kW - 1 columns between rows give outputs nobody keeps.
+    For row stride 1 (one line per channel, step = pitch) the line holds ``span``
+    input rows top, top + 1, ... at r * pitch; for a larger stride each kernel row
+    a has its own line (step 0) holding rows top + r * sh + a, r < span. Column q
+    of a row holds input column q - pad_left; the rest, and rows outside the
+    picture, stay zero.
     """
-    width, span = x.shape[3], buf.shape[2]
+    c_in, n_lines, _ = lines.shape
+    height, width = x.shape[2], x.shape[3]
     q0 = max(0, pad_left)
     x0 = max(0, -pad_left)
-    m = min(width - x0, span - q0)
-    if m > 0:
-        for c in range(x.shape[1]):
-            for a in range(a0, a1):
-                buf[c, a, q0 : q0 + m] = x[n, c, top + a, x0 : x0 + m]
+    m = min(width - x0, pitch - q0)
+    if m <= 0:
+        return
+    for c in range(c_in):
+        for a in range(n_lines):
+            line = lines[c, a]
+            for r in range(span):
+                src = top + r * sh + a
+                if 0 <= src < height:
+                    line[r * pitch + q0 : r * pitch + q0 + m] = x[n, c, src, x0 : x0 + m]
+
+
+@njit(inline="always")
+def _chunk_rows(c_in, kh, pitch, tasks_wanted, h_out, n_img):
+    """Output rows per task for the multi-channel layout.
+
+    Long lines amortise each pass's set-up (weights to registers, alias checks);
+    the buffer stays near 256 KB (L2) and there are enough tasks for every thread.
+    """
+    per_task = max(1, min(2048, 65536 // (c_in * kh)) // pitch)
+    spread = max(1, (n_img * h_out + tasks_wanted - 1) // tasks_wanted)
+    return max(1, min(per_task, spread, h_out))
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
@@ -303,46 +421,82 @@ def conv2d_forward(x, w, bias, out, sh, pad_top, pad_left):
 
     Two layouts of the same sum, chosen by the number of output channels:
 
-    - four or more: each task copies the input rows its window covers into a small
-      zero-padded buffer, once, and serves every output channel from it, four at
-      a time, nine taps per pass (:func:`_block9x4`);
+    - four or more: each task takes a chunk of output rows, lays out the input they
+      see as zero-padded flat lines (:func:`_gather_flat`), once, and serves every
+      output channel from them, four at a time, nine taps per pass over the whole
+      chunk (:func:`_block9x4`);
     - fewer (a filter): no copy at all; each output row is accumulated straight
-      from the input rows, three taps per pass, the border columns apart.
+      from the input rows, nine taps (three kernel rows) per pass, the border
+      columns and the rows at the vertical padding apart.
     """
-    n_img, c_in, height, _ = x.shape
+    n_img, c_in, height, width = x.shape
     c_out, _, kh, kw = w.shape
     h_out, w_out = out.shape[2], out.shape[3]
     if c_out >= 4:
-        for task in prange(n_img * h_out):
-            n = task // h_out
-            i = task % h_out
-            top = i * sh - pad_top
-            a0, a1 = max(0, -top), min(kh, height - top)
-            rows = np.zeros((c_in, kh, w_out + kw - 1), dtype=x.dtype)
-            _gather_rows(rows, x, n, top, a0, a1, pad_left)
+        pitch = w_out + kw - 1
+        per_task = _chunk_rows(c_in, kh, pitch, 16, h_out, n_img)
+        n_chunks = (h_out + per_task - 1) // per_task
+        n_lines, step = (1, pitch) if sh == 1 else (kh, 0)
+        for task in prange(n_img * n_chunks):
+            n = task // n_chunks
+            i0 = (task % n_chunks) * per_task
+            rows = min(h_out, i0 + per_task) - i0
+            size = rows * pitch
+            span = rows + kh - 1 if sh == 1 else rows
+            lines = np.zeros((c_in, n_lines, span * pitch + kw - 1), dtype=x.dtype)
+            _gather_flat(lines, x, n, i0 * sh - pad_top, span, sh, pitch, pad_left)
+            acc = np.empty((c_out, size), dtype=x.dtype)
             for o in range(c_out):
-                out[n, o, i, :] = bias[o]
+                acc[o] = bias[o]
             o = 0
             while o + 3 < c_out:
-                d0, d1, d2, d3 = out[n, o, i], out[n, o + 1, i], out[n, o + 2, i], out[n, o + 3, i]
                 for c in range(c_in):
-                    _window4(d0, d1, d2, d3, rows[c], w[o : o + 4, c], a0, a1)
+                    d0, d1, d2, d3 = acc[o], acc[o + 1], acc[o + 2], acc[o + 3]
+                    _window4(d0, d1, d2, d3, lines[c], step, w[o : o + 4, c])
                 o += 4
             for oo in range(o, c_out):
                 for c in range(c_in):
-                    _window1(out[n, oo, i], rows[c], w[oo, c], a0, a1)
+                    _window1(acc[oo], lines[c], step, w[oo, c])
+            for o in range(c_out):
+                for r in range(rows):
+                    out[n, o, i0 + r, :] = acc[o, r * pitch : r * pitch + w_out]
         return
     for task in prange(n_img * c_out * h_out):
         n = task // (c_out * h_out)
         o = (task // h_out) % c_out
         i = task % h_out
         row = out[n, o, i]
-        row[:] = bias[o]
+        top = i * sh - pad_top
+        lo, hi = _interior(width, w_out, kw, pad_left)
+        # the border columns start at the bias; the interior is written by its
+        # first nine-tap pass (or set here when no such pass comes first)
+        row[:lo] = bias[o]
+        row[hi:] = bias[o]
+        fresh = True
         for c in range(c_in):
-            for a in range(kh):
-                r = i * sh + a - pad_top
-                if 0 <= r < height:
-                    _correlate_row(row, x[n, c, r], w[o, c, a], pad_left)
+            a = 0
+            while a + 2 < kh:
+                if top + a >= 0 and top + a + 2 < height:
+                    r = top + a
+                    u, v, z = x[n, c, r], x[n, c, r + 1], x[n, c, r + 2]
+                    _correlate_rows3(row, u, v, z, w[o, c], a, pad_left, lo, hi, fresh, bias[o])
+                    fresh = False
+                else:  # the window reaches into the vertical zero padding
+                    if fresh:
+                        row[lo:hi] = bias[o]
+                        fresh = False
+                    for aa in range(a, a + 3):
+                        if 0 <= top + aa < height:
+                            _correlate_row(row, x[n, c, top + aa], w[o, c, aa], pad_left)
+                a += 3
+            if fresh and a < kh:
+                row[lo:hi] = bias[o]
+                fresh = False
+            for aa in range(a, kh):
+                if 0 <= top + aa < height:
+                    _correlate_row(row, x[n, c, top + aa], w[o, c, aa], pad_left)
+        if fresh:  # no input row reached this output row
+            row[lo:hi] = bias[o]
 
 
 @njit(inline="always")
@@ -386,31 +540,40 @@ def conv2d_grad_weight(x, grad_out, partial, sh, pad_top, pad_left):
     partial[t, o, c, a, b] receives the sum over the t-th chunk of output rows of
     x[n, c, i*sh + a - pt, j + b - pl] * grad_out[n, o, i, j]; the caller adds the
     chunks up. ``partial`` is float64 and zeroed; columns are taken with stride 1.
-    Each output row gathers its input rows into a zero-padded buffer, as the
-    forward pass does, and four output channels by three taps share each pass.
+    The input is laid out in flat lines as the forward pass lays it out
+    (:func:`_gather_flat`), the gradient rows likewise with zeros between them, so
+    each tap of each channel pair is one dot product over a long line; four output
+    channels by three taps share each pass.
     """
-    n_img, c_in, height, _ = x.shape
+    n_img, c_in, _, _ = x.shape
     _, c_out, h_out, w_out = grad_out.shape
     n_chunks, _, _, kh, kw = partial.shape
     n_rows = n_img * h_out
+    pitch = w_out + kw - 1
+    per_pass = _chunk_rows(c_in, kh, pitch, 1, h_out, n_img)
+    n_lines, step = (1, pitch) if sh == 1 else (kh, 0)
     zero = np.zeros(1, dtype=x.dtype)[0]
     for t in prange(n_chunks):
-        rows = np.zeros((c_in, kh, w_out + kw - 1), dtype=x.dtype)
-        for q in range(t * n_rows // n_chunks, (t + 1) * n_rows // n_chunks):
-            n = q // h_out
-            i = q % h_out
-            top = i * sh - pad_top
-            a0, a1 = max(0, -top), min(kh, height - top)
-            rows[:] = 0
-            _gather_rows(rows, x, n, top, a0, a1, pad_left)
-            acc = partial[t]
+        acc = partial[t]
+        q, end = t * n_rows // n_chunks, (t + 1) * n_rows // n_chunks
+        while q < end:
+            n, i0 = q // h_out, q % h_out
+            rows = min(per_pass, end - q, h_out - i0)
+            q += rows
+            size = rows * pitch
+            span = rows + kh - 1 if sh == 1 else rows
+            lines = np.zeros((c_in, n_lines, span * pitch + kw - 1), dtype=x.dtype)
+            _gather_flat(lines, x, n, i0 * sh - pad_top, span, sh, pitch, pad_left)
+            grads = np.zeros((c_out, size), dtype=x.dtype)
+            for o in range(c_out):
+                for r in range(rows):
+                    grads[o, r * pitch : r * pitch + w_out] = grad_out[n, o, i0 + r]
             for c in range(c_in):
-                for a in range(a0, a1):
-                    row = rows[c, a]
+                for a in range(kh):
+                    src = _line(lines[c], a, step)
                     o = 0
                     while o + 3 < c_out:
-                        g0, g1 = grad_out[n, o, i], grad_out[n, o + 1, i]
-                        g2, g3 = grad_out[n, o + 2, i], grad_out[n, o + 3, i]
+                        g0, g1, g2, g3 = grads[o], grads[o + 1], grads[o + 2], grads[o + 3]
                         b = 0
                         while b + 2 < kw:
                             sums = _dots3x4(
@@ -418,9 +581,9 @@ def conv2d_grad_weight(x, grad_out, partial, sh, pad_top, pad_left):
                                 g1,
                                 g2,
                                 g3,
-                                row[b : b + w_out],
-                                row[b + 1 : b + 1 + w_out],
-                                row[b + 2 : b + 2 + w_out],
+                                src[b : b + size],
+                                src[b + 1 : b + 1 + size],
+                                src[b + 2 : b + 2 + size],
                                 zero,
                             )
                             for u in range(4):
@@ -430,12 +593,12 @@ def conv2d_grad_weight(x, grad_out, partial, sh, pad_top, pad_left):
                         for bb in range(b, kw):
                             for u in range(4):
                                 acc[o + u, c, a, bb] += _dot(
-                                    grad_out[n, o + u, i], row[bb : bb + w_out], zero
+                                    grads[o + u], src[bb : bb + size], zero
                                 )
                         o += 4
                     for oo in range(o, c_out):
                         for b in range(kw):
-                            acc[oo, c, a, b] += _dot(grad_out[n, oo, i], row[b : b + w_out], zero)
+                            acc[oo, c, a, b] += _dot(grads[oo], src[b : b + size], zero)
 
 
 @njit(parallel=True, cache=True)
