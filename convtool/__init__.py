@@ -24,6 +24,7 @@ _API = {
     "avg_pool2d_backward": "convtool.ops",
     "output_size": "convtool.shapes",
     "fit_kernel": "convtool.fit",
+    "run_pipeline": "convtool.pipeline",
 }
 
 __all__ = ["__version__", *_API]

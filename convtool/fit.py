@@ -241,6 +241,12 @@ def fit_kernel(
     if pixels == 0:
         raise FitError("no target pixel is left to fit: all are clipped (at 0 or 1)")
     gram, moments = solve.gather(xc, yc, mask, geo.size, geo.stride)
+    if not (np.isfinite(gram).all() and np.isfinite(moments).all()):
+        big = max(float(np.abs(xp).max()), float(np.abs(yp).max()))
+        raise FitError(
+            f"the pictures' values (up to {big:.3g}) overflow float64 in the fit's sums; "
+            "scale them down"
+        )
     normal = solve.assemble(gram, moments, bias, per_channel)
     exact = solve.least_squares(normal)
     if exact.rank == 0:
@@ -278,7 +284,13 @@ def fit_kernel(
             callback=callback,
         )  # fmt: skip
         if run.stopped == "diverged":
-            raise DivergenceError("the loss overflowed: the iterations diverged", safe, limit)
+            raise DivergenceError(
+                f"the loss overflowed: {method} diverged on these pictures (values up to "
+                f"{max(float(np.abs(xp).max()), float(np.abs(yp).max())):.3g}); method "
+                "'lstsq' solves without iterating, or scale the pictures down",
+                safe,
+                limit,
+            )
         w, hist, iterations, stopped = run.w, run.history, run.iterations, run.stopped
     loss = float(hist[-1])
     if stopped == "minimum" and loss_min >= tol:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import io
+import logging
 import math
 import os
 import secrets
@@ -114,6 +115,13 @@ _FORMAT_NAMES = "PNG, JPEG, TIFF, BMP, WebP or GIF"
 _NPY_MAGIC = b"\x93NUMPY"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_SIGNATURES = (
+    (_PNG_SIGNATURE, "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+)
 _JPEG_QUALITY = 95
 
 
@@ -222,7 +230,19 @@ def read_image(
         decoding them (a guard against decompression bombs: a small file that
         declares a huge size). DEFAULT is Pillow's own ``MAX_IMAGE_PIXELS``
         (about 89 million); None means no limit. Pillow's own warning and error
-        for large pictures never leak out: this limit replaces them.
+        for large pictures never leak out: this limit replaces them. A file larger
+        than any picture within the limit can be (32 bytes a pixel, plus 64 MiB)
+        is refused before it is read, and a stream is read no further.
+
+    Raises
+    ------
+    ImageReadError
+        For anything that cannot be read: a missing file, a folder, a device, an
+        empty, truncated, corrupt or unsupported file, too many pixels. Every
+        decoder's exception is turned into it, with a one-line message naming the
+        file; decoders' warnings and log records are silenced meanwhile.
+    TypeError, ValueError
+        Only for a ``max_pixels`` that is not a positive integer, None or DEFAULT.
 
     Notes
     -----
@@ -254,23 +274,129 @@ def read_image(
         if max_pixels < 1:
             raise ValueError(f"max_pixels must be a positive integer or None, not {max_pixels!r}")
         max_pixels = int(max_pixels)
-    buf, source, ext = _read_source(path_or_file)
+    buf, source, ext = _read_source(path_or_file, max_pixels)
     name = _label(source)
-    if buf.startswith(_NPY_MAGIC):
-        data, alpha = _image_from_npy(_parse_npy(buf, name, max_pixels), name)
-        return Image(data, alpha, 32, _mode_of(data, alpha), source, "NPY")
-    if ext == ".npy":
-        raise ImageReadError(f"cannot read {name}: not a .npy file (no NumPy header)")
-    return _read_picture(buf, source, max_pixels)
+    with _quiet_decoders():
+        if buf.startswith(_NPY_MAGIC):
+            data, alpha = _image_from_npy(_parse_npy(buf, name, max_pixels), name)
+            return Image(data, alpha, 32, _mode_of(data, alpha), source, "NPY")
+        if ext == ".npy":
+            raise ImageReadError(f"cannot read {name}: not a .npy file (no NumPy header)")
+        return _read_picture(buf, source, max_pixels)
 
 
-def _read_source(path_or_file: PathLike | IO[bytes]) -> tuple[bytes, str, str]:
+_DECODER_LOGGERS = ("PIL", "tifffile")
+
+
+@contextlib.contextmanager
+def _quiet_decoders() -> Iterator[None]:
+    """Silence the decoders' warnings and log records while a file is read.
+
+    Pillow and tifffile report a damaged file through ``warnings`` and ``logging``
+    as well as by raising; the ImageReadError raised here says it once, in one
+    line. The loggers' levels are restored afterwards.
+    """
+    loggers = [logging.getLogger(name) for name in _DECODER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL + 1)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+
+# A picture of N pixels takes at most 32 bytes a pixel (a float64 or int64 (H, W, 4)
+# .npy), plus its metadata, thumbnails and further frames: a file larger than that
+# for the pixel limit is refused before it is read (a sparse file of gigabytes named
+# .png), and a stream is read no further (/dev/zero). Devices are no picture files.
+_BYTES_PER_PIXEL = 32
+_BYTES_SLACK = 64 << 20
+
+
+def _byte_limit(max_pixels: int | None) -> int | None:
+    return None if max_pixels is None else max_pixels * _BYTES_PER_PIXEL + _BYTES_SLACK
+
+
+def _too_large(name: str, size: str, limit: int) -> ImageReadError:
+    pixels = (limit - _BYTES_SLACK) // _BYTES_PER_PIXEL
+    return ImageReadError(
+        f"cannot read {name}: {size}, more than any picture within the limit of {pixels:,}"
+        f" pixels takes ({limit:,} bytes); raise it with --max-pixels (max_pixels=) if you"
+        " trust the file"
+    )
+
+
+def _read_all(f: IO[bytes], name: str, limit: int | None) -> bytes:
+    """Read ``f`` to its end, but no more than ``limit`` bytes."""
+    if limit is None:
+        return f.read()
+    chunks, total = [], 0
+    while chunk := f.read(min(1 << 24, limit + 1 - total)):
+        if not isinstance(chunk, bytes | bytearray):
+            raise ImageReadError(f"cannot read {name}: the stream gives text, not bytes")
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(name, "the stream goes on", limit)
+    return b"".join(chunks)
+
+
+def _is_device(f: Any) -> bool:
+    try:
+        mode = os.fstat(f.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):  # no file descriptor: an in-memory stream
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _libtiff_muted(mute: bool = True) -> Iterator[None]:
+    """Send file descriptor 2 to the null device while libtiff decodes.
+
+    libtiff, which Pillow decodes compressed TIFFs with, prints its errors on the
+    process's stderr itself ("ZIPDecode: Decoding error ...") before Pillow raises;
+    the ImageReadError says it once. Other threads' stderr output during the decode
+    is lost too, so the window is one decode, and decodes that mute take turns.
+    """
+    if not mute:
+        yield
+        return
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no stderr to mute
+            yield
+            return
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, 2)
+            finally:
+                os.close(null)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _read_source(
+    path_or_file: PathLike | IO[bytes], max_pixels: int | None = None
+) -> tuple[bytes, str, str]:
     """Return (bytes, source, lower-case extension) of a path, '-' or a binary file."""
+    limit = _byte_limit(max_pixels)
     if hasattr(path_or_file, "read"):
         name = getattr(path_or_file, "name", None)
         source = name if isinstance(name, str) else "<stream>"
         try:
-            buf = path_or_file.read()
+            buf = _read_all(path_or_file, source, limit)
         except (OSError, ValueError) as e:
             raise ImageReadError(f"cannot read {source}: {_one_line(e)}") from e
         if not isinstance(buf, bytes | bytearray):
@@ -282,8 +408,11 @@ def _read_source(path_or_file: PathLike | IO[bytes]) -> tuple[bytes, str, str]:
     if isinstance(source, bytes):
         source = os.fsdecode(source)
     if source == "-":
+        stdin = getattr(sys.stdin, "buffer", None)
+        if _is_device(stdin):
+            raise ImageReadError("cannot read standard input: it is a device, not a picture")
         try:
-            buf = sys.stdin.buffer.read()
+            buf = _read_all(stdin, "standard input", limit)
         except (OSError, ValueError, AttributeError) as e:
             raise ImageReadError(f"cannot read standard input: {_one_line(e)}") from e
         if not buf:
@@ -293,7 +422,12 @@ def _read_source(path_or_file: PathLike | IO[bytes]) -> tuple[bytes, str, str]:
         raise ImageReadError(f"cannot read {source}: it is a directory")
     try:
         with open(source, "rb") as f:
-            buf = f.read()
+            info = os.fstat(f.fileno())
+            if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+                raise ImageReadError(f"cannot read {source}: it is a device, not a picture file")
+            if limit is not None and stat.S_ISREG(info.st_mode) and info.st_size > limit:
+                raise _too_large(source, f"the file is {info.st_size:,} bytes", limit)
+            buf = _read_all(f, source, limit)
     except FileNotFoundError:
         raise ImageReadError(f"cannot read {source}: no such file") from None
     except OSError as e:
@@ -339,6 +473,8 @@ def _parse_npy(buf: bytes, name: str, max_pixels: int | None = None) -> np.ndarr
         raise ImageReadError(
             f"cannot read {name}: .npy dtype {dtype} is not supported (need bool, int or float)"
         )
+    if any(n < 0 for n in shape):
+        raise ImageReadError(f"cannot read {name}: bad .npy header (shape {shape})")
     if max_pixels is not None and len(shape) >= 2:
         _check_pixels(max(shape[1], 1), max(shape[0], 1), max_pixels, name)
     count = math.prod(shape)
@@ -418,6 +554,11 @@ def _open_pillow(buf: bytes, name: str) -> PILImage.Image | None:
             return None
         if buf.startswith(_PNG_SIGNATURE) and buf[12:16] == b"IHDR" and len(buf) >= 24:
             _check_pixels(*struct.unpack_from(">II", buf, 16), None, name)  # Pillow refuses 0x0
+        kind = _claimed_format(buf)
+        if kind is not None:
+            raise ImageReadError(
+                f"cannot read {name}: corrupt {kind} file (its header cannot be parsed)"
+            ) from None
         raise ImageReadError(
             f"cannot read {name}: not a picture Pillow can read as {_FORMAT_NAMES}"
         ) from None
@@ -425,6 +566,16 @@ def _open_pillow(buf: bytes, name: str) -> PILImage.Image | None:
         raise ImageReadError(f"cannot read {name}: out of memory reading the header") from None
     except Exception as e:  # a plugin's parser on hostile bytes may raise anything
         raise ImageReadError(f"cannot read {name}: corrupt picture header ({_one_line(e)})") from e
+
+
+def _claimed_format(buf: bytes) -> str | None:
+    """The format a file's first bytes claim (a signature), or None."""
+    if buf.startswith(b"RIFF") and buf[8:12] == b"WEBP":
+        return "WebP"
+    for magic, kind in _SIGNATURES:
+        if buf.startswith(magic):
+            return kind
+    return None
 
 
 def _read_picture(buf: bytes, source: str, max_pixels: int | None) -> Image:
@@ -441,7 +592,7 @@ def _read_picture(buf: bytes, source: str, max_pixels: int | None) -> Image:
                 return _read_png16(buf, source, max_pixels)
             if fmt == "TIFF" and _pillow_downconverts(im):
                 return _read_tiff(buf, source, max_pixels)
-            with _pillow_limit_lifted(_must_lift(max_pixels)):
+            with _pillow_limit_lifted(_must_lift(max_pixels)), _libtiff_muted(fmt == "TIFF"):
                 im.load()  # decode everything now, so that truncation shows here
             if fmt == "JPEG":
                 with contextlib.suppress(Exception):  # broken EXIF: keep the stored orientation
@@ -540,6 +691,12 @@ def _read_tiff(buf: bytes, source: str, max_pixels: int | None) -> Image:
         with tifffile.TiffFile(io.BytesIO(buf)) as tif:
             page = tif.pages.first
             _check_pixels(int(page.imagewidth), int(page.imagelength), max_pixels, name)
+            samples, depth = int(page.samplesperpixel), int(page.imagedepth)
+            if samples > 4 or depth > 1:  # checked before decoding: either multiplies memory
+                raise ImageReadError(
+                    f"cannot read {name}: unsupported TIFF ({samples} samples per pixel, "
+                    f"depth {depth}); pictures have 1 to 4 samples"
+                )
             arr = page.asarray()
             axes, photometric, extra = page.axes, int(page.photometric), len(page.extrasamples)
     except ImageReadError:
@@ -795,7 +952,8 @@ def write_image(
             with atomic_write(target, overwrite=overwrite) as f:
                 encode(f)
     except (OSError, ValueError, ImportError) as e:
-        raise ImageWriteError(f"cannot write {_label(target, True)}: {_one_line(e)}") from e
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else _one_line(e)
+        raise ImageWriteError(f"cannot write {_label(target, True)}: {reason}") from e
 
 
 def _prepare_pixels(data: Any, alpha: Any, fmt: str, bit_depth: int, target: str) -> np.ndarray:
@@ -862,7 +1020,11 @@ def _encode_tiff(f: IO[bytes], pixels: np.ndarray, **_: Any) -> None:
 
 
 def _encode_npy(f: IO[bytes], pixels: np.ndarray, **_: Any) -> None:
-    np.save(f, pixels, allow_pickle=False)
+    # the header, then the bytes through f.write: np.save on a file reports a short
+    # write (a full disk) as "N requested and M written", without the cause
+    pixels = np.ascontiguousarray(pixels)
+    np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(pixels))
+    f.write(memoryview(pixels).cast("B"))
 
 
 _ENCODERS = {
@@ -1030,7 +1192,8 @@ def load_array(path_or_file: PathLike | IO[bytes]) -> np.ndarray:
     name = _label(source)
     if not buf.startswith(_NPY_MAGIC):
         raise ImageReadError(f"cannot read {name}: not a .npy file (no NumPy header)")
-    return np.array(_parse_npy(buf, name))
+    with _quiet_decoders():
+        return np.array(_parse_npy(buf, name))
 
 
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -1053,4 +1216,9 @@ def to_gray(data: Any) -> np.ndarray:
         raise ValueError(f"to_gray needs (H, W) or (H, W, C); got shape {a.shape}")
     if a.shape[2] < 3:
         return a[:, :, 0].astype(np.float32)
-    return (a[:, :, :3].astype(np.float64) @ _LUMA).astype(np.float32)
+    # channel by channel, not a matrix product: BLAS rounds a pixel by its place in the
+    # array, and a pixel's luma must not depend on the picture's size (tiled filtering)
+    luma = a[:, :, 0].astype(np.float64) * _LUMA[0]
+    luma += a[:, :, 1].astype(np.float64) * _LUMA[1]
+    luma += a[:, :, 2].astype(np.float64) * _LUMA[2]
+    return luma.astype(np.float32)

@@ -24,6 +24,7 @@ result named like an input, are refused before anything is read.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -50,9 +51,9 @@ __all__ = [
     "check_depths",
     "output_depth",
     "plan_outputs",
-    "reset_engine",
     "run_task",
     "unique_slugs",
+    "written_since",
 ]
 
 
@@ -66,11 +67,11 @@ class PlanError(ValueError):
 
 # Engine choice. The compiled core (one thread, generic x86-64 code) runs about
 # 15 GMAC/s here, the JIT (host CPU code, every core) about 45, after ~0.45 s of
-# numba start-up: past ~1e10 multiply-adds the JIT wins. So a process switches to
-# the JIT once the work it has done plus the picture at hand would pass that, and
-# stays with it (its start-up is paid).
+# numba start-up: past ~1e10 multiply-adds the JIT wins. The two round differently
+# in the last bit (host code fuses multiply-adds), so the choice rests on the
+# picture at hand alone, never on the pictures before it: a batch then gives the
+# same bytes whatever --jobs splits it into.
 LARGE_WORK = 1e10
-_engine_state = {"work": 0.0, "jit": False}
 
 
 @dataclass(frozen=True)
@@ -139,25 +140,16 @@ def _work(image_shape: tuple[int, ...], options: Options, needed: set[int]) -> f
 
 
 def _engine(options: Options, work: float) -> Any:
-    """A context in which ops runs on the engine that suits the work (see LARGE_WORK).
+    """A context in which ops runs on the engine that suits ``work`` (see LARGE_WORK).
 
     The process's preference is restored afterwards.
     """
     from convtool import _aot
 
-    state = _engine_state
-    state["work"] += work
-    if options.engine == "auto" and (state["jit"] or state["work"] > LARGE_WORK):
-        state["jit"] = True
-    jit = options.engine == "jit" or (options.engine == "auto" and state["jit"])
+    jit = options.engine == "jit" or (options.engine == "auto" and work > LARGE_WORK)
     if not jit:
         _aot.load(build_missing=False)
     return _aot.preferred(not jit)
-
-
-def reset_engine() -> None:
-    """Forget the work done so far in this process (a new command starts afresh)."""
-    _engine_state.update(work=0.0, jit=False)
 
 
 def _label(source: Any) -> str:
@@ -202,6 +194,7 @@ def _write(image: Any, out: Output, results: dict[int, np.ndarray], options: Opt
     parts = [results[k] for k in out.kernels]
     y = parts[0] if out.combine is None else combine(parts, out.combine)
     lo, hi = stats(y)
+    nonfinite = int(y.size - np.count_nonzero(np.isfinite(y)))
     if options.format is not None:
         fmt = io.format_for(f"output.{options.format.lstrip('.')}", writing=True)
     elif out.path == "-":
@@ -246,6 +239,7 @@ def _write(image: Any, out: Output, results: dict[int, np.ndarray], options: Opt
         "map": how or "none",
         "clipped": share,
         "depth": depth,
+        "nonfinite": nonfinite,
     }
 
 
@@ -299,6 +293,8 @@ def _check_target(output: str | None, count: int, folder_mode: bool, fmt: str | 
         return
     folder = os.path.dirname(output) or "."
     if not os.path.isdir(folder):
+        if os.path.exists(folder):
+            raise PlanError(f"the folder of {output!r}, {folder!r}, is not a folder", "-o")
         raise PlanError(f"the folder of {output!r} does not exist; create it first", "-o")
     from convtool.io import format_for
 
@@ -368,6 +364,27 @@ def plan_outputs(
                 if _same_file(path, source):
                     raise PlanError(f"output {path} is an input; choose another -o")
     return tasks
+
+
+def written_since(tasks: list[Task], told: set[int], since: float) -> tuple[int, int]:
+    """Pictures and outputs of ``tasks`` (those in ``told`` left out) written since ``since``.
+
+    After a Ctrl-C: a picture can finish its files just as the stop comes, before
+    its outcome is told. ``since`` is a ``time.time()`` taken before the run; a
+    file counts when it exists and was modified after it (less a file system
+    clock tick). Returns (pictures with every output written, outputs written).
+    """
+    pictures = outputs = 0
+    for index, task in enumerate(tasks):
+        if index in told:
+            continue
+        done = 0
+        for out in task.outputs:
+            with contextlib.suppress(OSError):
+                done += out.path != "-" and os.stat(out.path).st_mtime >= since - 0.05
+        outputs += done
+        pictures += done == len(task.outputs)
+    return pictures, outputs
 
 
 def unique_slugs(slugs: list[str]) -> list[str]:

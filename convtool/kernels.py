@@ -56,9 +56,11 @@ columns, or with more than ``MAX_WEIGHTS`` weights, are refused.
 from __future__ import annotations
 
 import difflib
+import io
 import json
 import math
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,7 +263,8 @@ def gaussian_kernel(size: int = 3, sigma: float | None = None) -> np.ndarray:
     if not (math.isfinite(sigma) and sigma > 0):
         raise KernelSpecError(f"gaussian sigma must be > 0, got {format_number(sigma)}")
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    g = np.exp(-0.5 * (x / sigma) ** 2)  # (no 0/0 for a tiny sigma)
+    with np.errstate(over="ignore"):  # a tiny sigma overflows x / sigma: exp(-inf) is 0
+        g = np.exp(-0.5 * (x / sigma) ** 2)  # (no 0/0 for a tiny sigma)
     g /= g.sum()
     k = np.outer(g, g)
     return k / k.sum()
@@ -564,15 +567,30 @@ def parse_kernel(spec: str) -> np.ndarray:
 
 
 def parse_kernel_spec(spec: str) -> KernelSpec:
-    """Parse a kernel spec into a :class:`KernelSpec` (weights, optional bias, display name)."""
+    """Parse a kernel spec into a :class:`KernelSpec` (weights, optional bias, display name).
+
+    Raises :class:`KernelSpecError`, and nothing else, for any text that is not a
+    kernel spec; its message is one line (control characters of the spec quoted in
+    it are escaped). An accepted kernel is finite, non-empty and within MAX_SIDE
+    and MAX_WEIGHTS.
+    """
     if not isinstance(spec, str):
         raise KernelSpecError(f"a kernel spec must be text, got {type(spec).__name__}")
     text = spec.strip()
     if not text:
         raise KernelSpecError("empty kernel spec")
-    if text.startswith("@"):
-        return _parse_file(text[1:].strip())
-    return _parse_text(text, "custom", allow_names=True)
+    try:
+        if text.startswith("@"):
+            return _parse_file(text[1:].strip())
+        return _parse_text(text, "custom", allow_names=True)
+    except KernelSpecError as e:
+        message = str(e)
+        if message.isprintable():
+            raise
+        # a message quotes the spec: its line breaks and control characters, escaped,
+        # keep the message one line
+        escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        raise KernelSpecError(escaped) from None
 
 
 def _parse_text(text: str, label: str, *, allow_names: bool) -> KernelSpec:
@@ -630,6 +648,11 @@ def _parse_geometry(m: re.Match[str]) -> np.ndarray:
             raise KernelSpecError(f"'{geom}:' has a zero size; width and height must be at least 1")
         sizes.append(n)
     width, height = sizes
+    if max(width, height) > MAX_SIDE:  # said with the sizes as typed, however long
+        rows, cols = (h_text or w_text).lstrip("0"), w_text.lstrip("0")
+        raise KernelSpecError(
+            f"'{geom}:' kernel is {rows}x{cols}; at most {MAX_SIDE} rows and columns are allowed"
+        )
     _check_size((height, width), f"'{geom}:' kernel")
     tokens = [t for t in re.split(r"[\s,;/]+", body.strip()) if t]
     if len(tokens) != width * height:
@@ -683,7 +706,10 @@ _TEXT_SUFFIXES = {"", ".txt", ".csv", ".tsv", ".dat", ".kernel"}
 def _parse_file(path_text: str) -> KernelSpec:
     if not path_text:
         raise KernelSpecError("missing file name after '@'")
-    path = Path(path_text).expanduser()
+    try:
+        path = Path(path_text).expanduser()
+    except RuntimeError:  # '~name' of no known user: taken literally
+        path = Path(path_text)
     try:
         if not path.exists():
             raise KernelSpecError(f"kernel file {path_text!r} does not exist")
@@ -692,6 +718,8 @@ def _parse_file(path_text: str) -> KernelSpec:
         if not path.is_file():
             raise KernelSpecError(f"kernel file {path_text!r} is not a regular file")
         size = path.stat().st_size
+        if size == 0:
+            raise KernelSpecError(f"kernel file {path_text!r} is empty")
         if size > MAX_FILE_BYTES:
             raise KernelSpecError(
                 f"kernel file {path_text!r} is {size} bytes; at most {MAX_FILE_BYTES} are read"
@@ -723,11 +751,49 @@ def _parse_file(path_text: str) -> KernelSpec:
         raise KernelSpecError(f"{path_text}: {e}") from None
 
 
-def _read_npy(path: Path, path_text: str) -> np.ndarray:
+def _check_npy_header(raw: bytes, path_text: str) -> None:
+    """Check a .npy header's dtype and shape against the data, before numpy allocates."""
+    fp = io.BytesIO(raw)
     try:
-        arr = np.load(path, allow_pickle=False)
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    except Exception as e:  # numpy's header parser raises ValueError, SyntaxError, ...
+        raise KernelSpecError(f"cannot read {path_text!r} as .npy: {_one_line(e)}") from None
+    if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biuf":
+        raise KernelSpecError(f"{path_text!r} holds {dtype} values; kernels must be real numbers")
+    if any(n < 0 for n in shape):
+        raise KernelSpecError(f"cannot read {path_text!r} as .npy: bad header (shape {shape})")
+    if len(shape) in (2, 4):
+        _check_size(shape, f"kernel in {path_text}")
+    needed = math.prod(shape) * dtype.itemsize
+    if needed > len(raw) - fp.tell():
+        raise KernelSpecError(
+            f"{path_text!r} is a truncated .npy file: shape {shape} needs {needed} bytes of "
+            f"data, {len(raw) - fp.tell()} found"
+        )
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _read_npy(path: Path, path_text: str) -> np.ndarray:
+    raw = path.read_bytes()  # at most MAX_FILE_BYTES: the caller checked
+    try:
+        with warnings.catch_warnings():  # numpy's header parser may warn on odd bytes
+            warnings.simplefilter("ignore")
+            if raw.startswith(b"\x93NUMPY"):
+                _check_npy_header(raw, path_text)
+            arr = np.load(io.BytesIO(raw), allow_pickle=False)
+    except KernelSpecError:
+        raise
     except Exception as e:  # numpy raises many kinds for a bad file
-        raise KernelSpecError(f"cannot read {path_text!r} as .npy: {e}") from None
+        raise KernelSpecError(f"cannot read {path_text!r} as .npy: {_one_line(e)}") from None
     if not isinstance(arr, np.ndarray):
         if hasattr(arr, "close"):
             arr.close()

@@ -347,20 +347,18 @@ def test_old_builds_are_pruned(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k", "recent"]
 
 
-def test_apply_switches_to_the_jit_once_the_work_is_large(fresh_aot, monkeypatch):
+def test_apply_takes_the_jit_for_a_large_picture_alone(fresh_aot, monkeypatch):
     assert fresh_aot.load() is not None, fresh_aot.error()
-    monkeypatch.setattr(jobs, "_engine_state", {"work": 0.0, "jit": False})
     monkeypatch.setattr(jobs, "LARGE_WORK", 100)
     options = jobs.Options(kernels=())
     with jobs._engine(options, 60):
         assert fresh_aot.engine() == "aot"
-    with jobs._engine(options, 60):  # 120 in all: past the threshold
+    with jobs._engine(options, 60):  # the work before does not count: same engine, same bits
+        assert fresh_aot.engine() == "aot"
+    with jobs._engine(options, 120):
         assert fresh_aot.engine() == "jit"
-    with jobs._engine(options, 1):  # numba's start-up is paid: stay
-        assert fresh_aot.engine() == "jit"
+    with jobs._engine(options, 1):
+        assert fresh_aot.engine() == "aot"
     with jobs._engine(jobs.Options(kernels=(), engine="aot"), 1e12):
         assert fresh_aot.engine() == "aot"
     assert not fresh_aot.enabled()  # the process's preference is left as it was
-    jobs.reset_engine()
-    with jobs._engine(options, 1):
-        assert fresh_aot.engine() == "aot"

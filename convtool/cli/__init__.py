@@ -17,10 +17,29 @@ import click
 from convtool._version import __version__
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_state = {"debug": False}  # set by --debug or CONVTOOL_DEBUG; read by main()
+
+
+def _debug_env() -> bool:
+    return os.environ.get("CONVTOOL_DEBUG", "").strip() not in ("", "0")
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        _state["debug"] = True
 
 
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="convtool")
+@click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_debug,
+    help="Show the full traceback of an unexpected error, for a bug report "
+    "(also CONVTOOL_DEBUG=1).",
+)
 def cli() -> None:
     """Filter pictures with convolution kernels, run conv -> relu -> pool, and
     recover the kernel that turned one picture into another.
@@ -35,32 +54,29 @@ def cli() -> None:
     """
 
 
-def _not_yet(name: str) -> None:
-    raise click.ClickException(f"'convtool {name}' is not available in this version yet")
-
-
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def pipeline() -> None:
-    """Run conv -> relu -> pool on a picture, stage by stage (not available yet)."""
-    _not_yet("pipeline")
-
-
 from convtool.cli._apply import apply  # noqa: E402
 from convtool.cli._fit import fit  # noqa: E402
 from convtool.cli._kernels import kernels  # noqa: E402
+from convtool.cli._pipeline import pipeline  # noqa: E402
 from convtool.cli._shape import shape  # noqa: E402
 
 cli.add_command(apply)
+cli.add_command(pipeline)
 cli.add_command(fit)
 cli.add_command(shape)
 cli.add_command(kernels)
 
 
-def main() -> None:
-    """Entry point of the ``convtool`` script."""
-    debug = os.environ.get("CONVTOOL_DEBUG", "") not in ("", "0")
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``convtool`` script; ``args`` default to the command line.
+
+    Exit codes: 0 done, 1 a failure (one line on stderr), 2 bad usage, 130
+    interrupted. An unexpected error prints one line too, unless ``--debug`` or
+    ``CONVTOOL_DEBUG=1`` asks for its traceback.
+    """
+    _state["debug"] = _debug_env()
     try:
-        cli.main(prog_name="convtool", standalone_mode=False)
+        cli.main(args=args, prog_name="convtool", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("convtool: interrupted", err=True)
         sys.exit(130)
@@ -77,7 +93,12 @@ def main() -> None:
         sys.stderr.close()
         sys.exit(1)
     except Exception as e:  # an unexpected failure: one line, not a traceback
-        if debug:
+        if _state["debug"]:
             raise
-        click.echo(f"convtool: error: {e} (set CONVTOOL_DEBUG=1 for the traceback)", err=True)
+        text = " ".join(str(e).split())
+        text = f"{type(e).__name__}: {text}" if text else type(e).__name__
+        click.echo(
+            f"convtool: error: {text} (run with --debug or CONVTOOL_DEBUG=1 for the traceback)",
+            err=True,
+        )
         sys.exit(1)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
 import click
 
-from convtool.cli._params import PaddingParam, PairParam
+from convtool.cli._params import FiniteFloatParam, PaddingParam, PairParam, max_pixels_option
+from convtool.cli._scale import check as _check_scale
+from convtool.cli._scale import run_batch as _run_batch
+from convtool.cli._scale import scheduler_option, tile_option
 
 BORDERS = ("zero", "reflect", "mirror", "replicate", "wrap")
 COLORS = ("channels", "gray", "sum")
@@ -27,6 +31,7 @@ class _Reporter:
         self.total, self.as_json = total, as_json
         self.failed = self.written = 0
         self.clipped: list[dict[str, Any]] = []  # records whose mapping clipped a lot
+        self.nonfinite: list[dict[str, Any]] = []  # records whose result holds NaN or inf
         self.progress = self.task = None
         if show_bar:
             from rich.console import Console
@@ -88,12 +93,42 @@ class _Reporter:
             self.written += 1
             if record["clipped"] >= CLIP_NOTE_SHARE and record["map"] in ("clip", "abs", "offset"):
                 self.clipped.append(record)
+            if record.get("nonfinite"):
+                self.nonfinite.append(record)
             if self.as_json:
                 clean = {
                     k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                     for k, v in record.items()
                 }
                 click.echo(json.dumps(clean))
+
+    def nonfinite_warning(self) -> None:
+        """One line on stderr when results hold NaN or infinities, and what became of them."""
+        if not self.nonfinite:
+            return
+        raw = {r["depth"] == 32 and r["map"] == "none" for r in self.nonfinite}
+        fate = {
+            frozenset({True}): "kept as they are",
+            frozenset({False}): "NaN written as 0, infinities clipped",
+        }.get(
+            frozenset(raw), "kept in float outputs; in 8/16-bit ones NaN is 0, infinities clipped"
+        )
+        first = self.nonfinite[0]
+        where = "standard output" if first["output"] == "-" else first["output"]
+        n = first["nonfinite"]
+        count = f"{n:,} value{'s' if n != 1 else ''}"
+        if len(self.nonfinite) == 1:
+            verb = "are" if n != 1 else "is"
+            text = f"{where}: {count} of the result {verb} NaN or infinite ({fate})"
+        else:
+            text = (
+                f"{len(self.nonfinite)} of {self.written} outputs hold NaN or infinite values "
+                f"({fate}), {count} in {where} first"
+            )
+        self.err(
+            f"convtool: warning: {text}; they come from NaN or infinity in the input, or from "
+            "values beyond float32's range"
+        )
 
     def clip_note(self, explicit_map: bool) -> None:
         """One line on stderr when clipping changed a sizeable share, naming what keeps them."""
@@ -182,7 +217,7 @@ class _Reporter:
 @click.option("--normalize", is_flag=True, help="Divide the kernel by its sum (where not zero).")
 @click.option(
     "--scale",
-    type=float,
+    type=FiniteFloatParam(),
     default=1.0,
     show_default=True,
     help="Multiply the kernel by F.",
@@ -190,7 +225,7 @@ class _Reporter:
 )
 @click.option(
     "--bias",
-    type=float,
+    type=FiniteFloatParam(),
     metavar="B",
     help="Add B to every result (replaces a bias from a JSON kernel file).",
 )
@@ -231,12 +266,9 @@ class _Reporter:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON record per output on standard output."
 )
-@click.option(
-    "--max-pixels",
-    type=click.IntRange(min=0),
-    metavar="N",
-    help="Refuse larger pictures (default: Pillow's ~89 million; 0: no limit).",
-)
+@max_pixels_option
+@tile_option
+@scheduler_option
 def apply(
     inputs,
     specs,
@@ -257,6 +289,8 @@ def apply(
     n_jobs,
     as_json,
     max_pixels,
+    tile,
+    scheduler,
 ):
     """Filter pictures with named or custom kernels.
 
@@ -297,12 +331,14 @@ def apply(
       convtool apply scan.tif -k "0,-1,0; -1,5,-1; 0,-1,0" --border replicate -o sharp.tif
       convtool apply in.png -k gaussian:7 -o raw.npy        # raw float32, for convtool fit
       cat in.png | convtool apply - -k sharpen -o - > out.png
+      convtool apply map.tif -k gaussian:7 -o out.tif --tile 1024  # larger than memory
+      convtool apply photos/*.jpg -k blur -o out/ --scheduler tcp://host:8786  # Dask
     """
     if "numpy" not in sys.modules:
         # no linear algebra here: spare OpenBLAS's thread pool (~40 ms of start-up and
         # exit, and CPU the filter needs on a small machine)
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from convtool import _aot, batch, filters, jobs
+    from convtool import _aot, filters, jobs
     from convtool.kernels import KernelSpecError, parse_kernel_spec
 
     kernels = []
@@ -322,6 +358,7 @@ def apply(
                 flip=flip,
             )
         )
+        _check_float32(kernels[-1])
     _check_usage(kernels, inputs, color, combine, as_json, output, fmt)
     options = jobs.Options(
         kernels=tuple(kernels),
@@ -344,6 +381,7 @@ def apply(
         if e.option is None:
             raise click.UsageError(str(e)) from None
         raise click.BadParameter(str(e), param_hint=f"'{e.option}'") from None
+    _check_scale(tile, scheduler, kernels, padding, tasks, inputs, options)
 
     announce = None
     if sys.stderr.isatty():
@@ -356,26 +394,28 @@ def apply(
             )
 
     _aot.load(announce=announce)
-    jobs.reset_engine()
     workers = n_jobs or os.cpu_count() or 1
     total = len(tasks)
     show_bar = total > 1 and sys.stderr.isatty()
-    import functools
-
-    work = functools.partial(jobs.run_task, options=options)
+    started = time.time()
     with _Reporter(total, as_json, show_bar) as reporter:
-        report = batch.run_batch(
+        report = _run_batch(
             tasks,
-            work,
+            options,
+            tile=tile,
+            scheduler=scheduler,
             jobs=workers,
             on_outcome=lambda o: reporter.outcome(o, tasks[o.index]),
             on_progress=reporter.progressed,
         )
     reporter.clip_note(value_map is not None)
+    reporter.nonfinite_warning()
     if report.interrupted:
+        # a picture may have finished its files just as the stop came, untold
+        pictures, outputs = jobs.written_since(tasks, {o.index for o in report.outcomes}, started)
         click.echo(
-            f"convtool: interrupted after {report.done} of {total} picture(s); "
-            f"{reporter.written} output(s) written, each whole; no partial file left",
+            f"convtool: interrupted after {report.done + pictures} of {total} picture(s); "
+            f"{reporter.written + outputs} output(s) written, each whole; no partial file left",
             err=True,
         )
         _finish(130)
@@ -412,6 +452,19 @@ def _finish(code: int) -> None:
         os._exit(code)
     if code:
         sys.exit(code)
+
+
+def _check_float32(kernel: Any) -> None:
+    """Pictures are filtered in float32: refuse weights or a bias it cannot hold."""
+    import numpy as np
+
+    values = np.abs(np.append(kernel.weights, kernel.bias if kernel.bias is not None else 0.0))
+    if values.max() > np.finfo(np.float32).max:
+        raise click.BadParameter(
+            f"kernel {kernel.name} (after --normalize/--scale) or its bias reaches "
+            f"{values.max():.3g}, beyond float32's {np.finfo(np.float32).max:.3g}",
+            param_hint="'-k'",
+        )
 
 
 def _source_label(source: Any) -> str:

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from convtool.cli._params import PairParam
+from convtool.cli._params import PairParam, max_pixels_limit, max_pixels_option
 
 _KERNEL_SUFFIXES = (".npy", ".txt", ".json")
 _BORDERS = ("interior", "zero", "reflect", "mirror", "replicate", "wrap")
@@ -68,14 +68,14 @@ def _positive_float(ctx, param, value):
               help="Keep 8/16-bit target pixels at 0 or 1 (left out by default).")  # fmt: skip
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Write the kernel: .npy, .txt or .json (with the bias).")  # fmt: skip
-@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files (never an input).")
 @click.option("--compare", metavar="SPEC", help="Say whether the kernel is allclose to SPEC.")
 @click.option("--atol", type=float, default=0.01, show_default=True, callback=_positive_float,
               help="Tolerance of --compare.")  # fmt: skip
 @click.option("--log", "log_path", type=click.Path(dir_okay=False),
               help="Write the loss curve as CSV (iteration,loss).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the report.")
-@click.option("--max-pixels", type=click.IntRange(min=1), help="Refuse larger pictures.")
+@max_pixels_option
 def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, bias,
         per_channel, grey, border, keep_clipped, output, overwrite, compare, atol,
         log_path, as_json, max_pixels) -> None:  # fmt: skip
@@ -105,6 +105,7 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
         raise click.BadParameter(f"--lr applies to --method gd, not {method}", param_hint="--lr")
     if per_channel and grey:
         raise click.UsageError("--per-channel and --grey exclude each other")
+    _check_outputs(input_path, target_path, output, log_path)
     for path, what in ((output, "--output"), (log_path, "--log")):
         if path and os.path.lexists(path) and not overwrite:
             raise click.BadParameter(
@@ -173,6 +174,33 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
         )
 
 
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _check_outputs(input_path, target_path, output, log_path) -> None:
+    """Refuse, before the fit: a missing folder, writing over a picture read (even with
+    --overwrite), or one file given twice."""
+    for path, what in ((output, "--output"), (log_path, "--log")):
+        folder = os.path.dirname(path or "") or "."
+        if path and not os.path.isdir(folder):
+            problem = "is not a folder" if os.path.exists(folder) else "does not exist"
+            raise click.BadParameter(f"the folder of {path}, {folder}, {problem}", param_hint=what)
+        for source in (input_path, target_path):
+            if path and _same_file(path, source):
+                raise click.BadParameter(
+                    f"{path} is an input; inputs are never written, choose another file",
+                    param_hint=what,
+                )
+    if output and log_path and _same_file(output, log_path):
+        raise click.BadParameter(
+            f"{output} is given to --output and --log; choose two files", param_hint="--log"
+        )
+
+
 def _reference(spec: str):
     from convtool.kernels import KernelSpecError, parse_kernel_spec
 
@@ -186,12 +214,18 @@ def _read_pair(io, input_path, target_path, grey, keep_clipped, max_pixels):
     """Both pictures as (H, W) or (C, H, W) arrays, the clip range, rounding step, notes."""
     import numpy as np
 
-    limit = io.DEFAULT if max_pixels is None else max_pixels
+    limit = max_pixels_limit(max_pixels)
     try:
         source = io.read_image(input_path, max_pixels=limit)
         target = io.read_image(target_path, max_pixels=limit)
     except io.ImageReadError as e:
         raise click.ClickException(str(e)) from None
+    for path, picture in ((input_path, source), (target_path, target)):
+        if not np.isfinite(picture.data).all():
+            bad = int(picture.data.size - np.count_nonzero(np.isfinite(picture.data)))
+            raise click.ClickException(
+                f"{path} holds {bad:,} NaN or infinite value(s); the fit needs finite pixels"
+            )
     x, y, notes = source.data, target.data, []
     if y.shape[0] > x.shape[0] or y.shape[1] > x.shape[1]:
         raise click.UsageError(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 
@@ -37,3 +40,72 @@ class PaddingParam(click.ParamType):
             return parse_padding(value)
         except ValueError as e:
             self.fail(str(e), param, ctx)
+
+
+class FiniteFloatParam(click.ParamType):
+    """A finite number: NaN and infinities are refused (float() takes 'nan' and 'inf')."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"must be a finite number, got {value!r}", param, ctx)
+        return number
+
+
+class MaxPixelsParam(click.ParamType):
+    """A pixel count ``N`` >= 0, or ``none``; 0 and none both mean no limit (given as 0)."""
+
+    name = "N|none"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        text = str(value).strip().lower().replace("_", "")
+        if text in ("none", "0"):
+            return 0
+        try:
+            number = int(text)
+        except ValueError:
+            self.fail(f"{value!r} is neither a pixel count nor 'none'", param, ctx)
+        if number < 0:
+            self.fail(f"must be a pixel count (0 or none: no limit), got {value!r}", param, ctx)
+        return number
+
+
+MAX_PIXELS_HELP = (
+    "Refuse pictures of more than N pixels (width x height) before decoding them, a guard "
+    "against decompression bombs. Default: Pillow's limit, about 89 million; 0 or none: no limit."
+)
+
+
+def max_pixels_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``--max-pixels N|none`` option, for every command that reads pictures.
+
+    The command receives ``max_pixels``: None when not given (Pillow's own limit),
+    0 for no limit, else the limit; :func:`max_pixels_limit` turns it into
+    :func:`convtool.io.read_image`'s ``max_pixels``.
+    """
+    return click.option(
+        "--max-pixels",
+        "max_pixels",
+        type=MaxPixelsParam(),
+        default=None,
+        metavar="N|none",
+        help=MAX_PIXELS_HELP,
+    )(function)
+
+
+def max_pixels_limit(value: int | None) -> Any:
+    """``io.read_image``'s ``max_pixels`` for the option's value (io.DEFAULT, None or N)."""
+    from convtool import io
+
+    if value is None:
+        return io.DEFAULT
+    return value or None

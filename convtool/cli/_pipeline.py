@@ -1,0 +1,588 @@
+"""`convtool pipeline`: conv -> relu -> pool, stage by stage, with pictures of every stage."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from convtool.cli._params import (
+    FiniteFloatParam,
+    PaddingParam,
+    PairParam,
+    max_pixels_limit,
+    max_pixels_option,
+)
+
+BORDERS = ("zero", "reflect", "mirror", "replicate", "wrap")
+COLORS = ("sum", "gray")
+MAPS = ("clip", "abs", "normalize", "offset")
+CMAPS = ("viridis", "diverging", "gray")
+CLIP_NOTE_SHARE = 0.05  # tell the user when clipping changed at least this share of pixels
+
+
+# ------------------------------------------------------------------ reporting
+
+
+class _Reporter:
+    """Prints each picture's table (or JSON record), its errors and notes."""
+
+    def __init__(self, as_json: bool, to_stderr: bool) -> None:
+        self.as_json, self.to_stderr = as_json, to_stderr
+        self.failed = 0
+        self.clipped: list[dict[str, Any]] = []
+
+    def outcome(self, outcome: Any, task: Any) -> None:
+        import json
+
+        name = task.source if isinstance(task.source, str) else "-"
+        if not outcome.ok:
+            self.failed += 1
+            message = outcome.error
+            if name not in message:
+                message = f"{name}: {message}"
+            click.echo(f"convtool: error: {message}", err=True)
+            if self.as_json:
+                click.echo(json.dumps({"input": name, "error": outcome.error}))
+            return
+        record = outcome.record
+        self.clipped += [
+            o for o in record["outputs"] if o["what"] == "map" and o["clipped"] >= CLIP_NOTE_SHARE
+        ]
+        if self.as_json:
+            click.echo(json.dumps(_clean(record)))
+        else:
+            self.table(record)
+
+    def table(self, record: dict[str, Any]) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        from convtool.panel import shape_text
+
+        name = "standard input" if record["input"] == "-" else record["input"]
+        table = Table(box=None, pad_edge=False)
+        for header, justify in [
+            ("#", "right"),
+            ("stage", "left"),
+            ("output shape", "left"),
+            ("min", "right"),
+            ("max", "right"),
+            ("time", "right"),
+        ]:
+            table.add_column(header, justify=justify, overflow="fold")
+        source = shape_text(record["source"])
+        table.add_row("", "source", source, _num(record["source_min"]), _num(record["source_max"]))
+        for s in record["stages"]:
+            table.add_row(
+                str(s["stage"]),
+                s["spec"],
+                shape_text(s["shape"]),
+                _num(s["min"]),
+                _num(s["max"]),
+                f"{s['seconds'] * 1000:.2f} ms",
+            )
+        stream = sys.stderr if self.to_stderr else sys.stdout
+        # a pipe or file gets whole lines, a terminal its own width
+        width = None if stream.isatty() else 200
+        console = Console(stderr=self.to_stderr, width=width, highlight=False)
+        console.print(name, markup=False, soft_wrap=True)
+        console.print(table)
+
+    def clip_note(self, explicit_map: bool) -> None:
+        if explicit_map or not self.clipped:
+            return
+        worst = max(self.clipped, key=lambda r: r["clipped"])
+        where = "standard output" if worst["output"] == "-" else worst["output"]
+        click.echo(
+            f"convtool: note: clipping to [0, 1] changed {worst['clipped']:.0%} of the pixels of "
+            f"{where}; --map normalize keeps them, .npy the raw values",
+            err=True,
+        )
+
+
+def _num(value: float | None) -> str:
+    return "nan" if value is None or value != value else f"{value:.4g}"
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN or infinity: they become null."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------ the command
+
+STAGE_HELP = (
+    "A stage (grammar above), or several joined by ->. Repeat for a chain. "
+    "Default: conv -> relu -> maxpool:2."
+)
+
+
+@click.command(
+    context_settings={"max_content_width": 100},
+    short_help="Run conv -> relu -> pool, stage by stage.",
+)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option(
+    "-k",
+    "--kernel",
+    "specs",
+    multiple=True,
+    metavar="SPEC",
+    help="Kernel for the conv stages that name none (as apply's -k). Repeat for several maps.",
+)
+@click.option("--stage", "stage_specs", multiple=True, metavar="STAGE", help=STAGE_HELP)
+@click.option(
+    "-o",
+    "--output",
+    metavar="PATH",
+    help="The last stage's map: .npy (raw) or a picture; a folder (DIR/) for several inputs; "
+    "- for standard output.",
+)
+@click.option(
+    "--panel",
+    metavar="FIG",
+    help="Draw the source and every stage side by side, titled with their shapes (fig. 17-7).",
+)
+@click.option(
+    "--grid",
+    metavar="FIG",
+    help="Draw every channel of one stage in a grid, titled by kernel (fig. 17-6).",
+)
+@click.option(
+    "--grid-stage",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="The stage --grid draws (1 is the first). Default: the last.",
+)
+@click.option(
+    "--save-stages",
+    "stages_dir",
+    metavar="DIR",
+    help="Write every stage's map as NN-KIND.npy (raw) and NN-KIND.png (normalised for viewing).",
+)
+@click.option(
+    "--color",
+    type=click.Choice(COLORS),
+    default="sum",
+    show_default=True,
+    help="Colour pictures: keep the channels, 2-D kernels summing over them (the chapter's "
+    "3-in, 1-out filter), or take the ITU-R 601 luma first (gray).",
+)
+@click.option(
+    "--padding",
+    type=PaddingParam(),
+    default="valid",
+    metavar="valid|same|N|HxW",
+    show_default=True,
+    help="Conv padding where a stage does not give p=.",
+)
+@click.option(
+    "--stride",
+    type=PairParam(),
+    default="1",
+    metavar="S|SHxSW",
+    show_default=True,
+    help="Conv stride where a stage does not give s=.",
+)
+@click.option(
+    "--border",
+    type=click.Choice(BORDERS),
+    default="zero",
+    show_default=True,
+    help="Outside the picture, where a conv stage does not give border= (as apply's).",
+)
+@click.option("--flip", is_flag=True, help="Rotate every conv's kernels 180 degrees.")
+@click.option("--normalize", is_flag=True, help="Divide every conv kernel by its sum.")
+@click.option(
+    "--scale",
+    type=FiniteFloatParam(),
+    default=1.0,
+    metavar="F",
+    help="Multiply conv kernels by F.",
+)
+@click.option("--bias", type=FiniteFloatParam(), metavar="B", help="Add B to every conv's maps.")
+@click.option(
+    "--map",
+    "value_map",
+    type=click.Choice(MAPS),
+    help="-o pictures: values outside [0, 1] as apply maps them: clip (default), abs, "
+    "normalize or offset. .npy stays raw unless given.",
+)
+@click.option(
+    "--depth", type=click.Choice(["8", "16", "32"]), help="Bits per sample of -o PNG/TIFF."
+)
+@click.option(
+    "--format", "fmt", metavar="EXT", help="Format of -o for folders and '-': png, tif, npy, ..."
+)
+@click.option(
+    "--cmap",
+    type=click.Choice(CMAPS),
+    default="viridis",
+    show_default=True,
+    help="Colour map of drawn maps: viridis (as the chapter), diverging (0 white, negative "
+    "blue, positive red), or gray.",
+)
+@click.option(
+    "--tile",
+    type=click.IntRange(16, 2048),
+    default=240,
+    show_default=True,
+    metavar="PX",
+    help="Size of each map in --panel and --grid.",
+)
+@click.option(
+    "--columns",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Tiles per row: --panel wraps its stages, --grid its maps (default: a square).",
+)
+@click.option("--title", metavar="TEXT", help="Title of --panel and --grid ('' for none).")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input).")
+@click.option(
+    "-j",
+    "--jobs",
+    "n_jobs",
+    type=click.IntRange(min=0),
+    default=1,
+    metavar="N",
+    show_default=True,
+    help="Pictures processed in parallel (0: one per CPU).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON record per picture instead of tables."
+)
+@max_pixels_option
+def pipeline(
+    inputs,
+    specs,
+    stage_specs,
+    output,
+    panel,
+    grid,
+    grid_stage,
+    stages_dir,
+    color,
+    padding,
+    stride,
+    border,
+    flip,
+    normalize,
+    scale,
+    bias,
+    value_map,
+    depth,
+    fmt,
+    cmap,
+    tile,
+    columns,
+    title,
+    overwrite,
+    n_jobs,
+    as_json,
+    max_pixels,
+):
+    """Run conv -> relu -> pool on pictures, stage by stage, and draw every stage.
+
+    INPUT is a picture (PNG, JPEG, TIFF, BMP, WebP, GIF), a .npy array, or -
+    for standard input; alpha is left out. A stage's map is (C, H, W): a colour
+    picture enters as 3 channels, and a 2-D kernel is applied to every channel
+    and summed into one map (the chapter's 3-in, 1-out filter). A table shows
+    each stage's spec, output shape, min, max and time.
+
+    \b
+    Stages (--stage, repeated for a chain, or several in one joined by ->):
+      conv[:KERNEL[+KERNEL...]][,s=S][,p=P][,border=B][,flip][,bias=B][,normalize][,scale=F]
+      relu
+      maxpool[:K][,s=S][,p=P][,ceil]
+      avgpool[:K][,s=S][,p=P][,ceil]
+    KERNEL is any -k spec (convtool kernels); kernels joined by + give one map
+    each, flowing on as channels; a (C_out, C_in, kH, kW) @FILE.npy takes C_in
+    channels and gives C_out. A conv naming no kernel (conv, conv:p=same) takes
+    the -k kernels. S and K are N or HxW. A conv's P is N, HxW, same or valid,
+    a pool's N or HxW (at most half its window); a pool's window defaults to 2,
+    its stride to its window; pools follow torch's max_pool2d and avg_pool2d
+    (padding counts as zeros in an average). What a conv stage does not set
+    comes from --padding (default valid), --stride, --border, --flip, --bias,
+    --normalize and --scale. Without --stage: -k's kernels, then relu, then
+    maxpool:2 with stride 2 (the chapter's figure 17-7).
+
+    \b
+    Outputs (each optional):
+      -o FILE            the last map: .npy raw, (H, W) or (C, H, W) float32;
+                         a picture (1 or 3 channels) mapped as apply maps it
+      --panel FIG.png    the source and every stage side by side (fig. 17-7);
+                         a stage with several maps gets a row per map
+      --grid FIG.png     every map of one stage in a grid (fig. 17-6)
+      --save-stages DIR  NN-KIND.npy and NN-KIND.png per stage, e.g.
+                         01-conv.npy, 01-conv.png; several maps: one
+                         NN-KIND.<kernel>.png each (DIR is created)
+    Maps are drawn normalised for viewing (min..max, or 0-centred with
+    --cmap diverging). With several inputs, -o, --panel and --grid name
+    folders (DIR/<stem>.pipeline.<ext>, <stem>.panel.png, <stem>.grid.png)
+    and stage files start with <stem>. Existing files are kept unless
+    --overwrite; a picture that fails writes nothing.
+
+    \b
+    Examples:
+      convtool pipeline disc.png -k sobel_x -o pooled.png --panel fig.png
+      convtool pipeline disc.png --stage "conv:sobel_x -> relu -> maxpool:2" --save-stages st/
+      convtool pipeline disc.png --stage conv:sobel_x+sobel_y --stage relu \\
+          --stage avgpool:3,s=1 --panel fig.png
+      convtool pipeline scene.png --stage conv:blur,s=2 --stage conv:@w.npy,p=same -o out.npy
+      convtool pipeline disc.png --color gray --grid fig.png --stage \\
+          conv:sharpness+vertical_edge+surround+sobel_y+nothing+horizontal_edge+blur+sobel_x+embossing,p=1
+      convtool pipeline photos/*.png -k sobel_x --panel figs/ --jobs 2
+    """
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no linear algebra here
+    import functools
+
+    from convtool import batch
+    from convtool import pipeline as pl
+    from convtool import pipeline_jobs as pj
+    from convtool.kernels import KernelSpecError, parse_kernel_spec
+
+    kernels = []
+    for spec in specs:
+        try:
+            kernels.append(parse_kernel_spec(spec))
+        except KernelSpecError as e:
+            raise click.BadParameter(str(e), param_hint="'-k'") from None
+    if not kernels and not stage_specs:
+        raise click.UsageError(
+            "nothing to run: give a kernel (-k sobel_x runs conv -> relu -> maxpool:2) or --stage"
+        )
+    defaults = pl.ConvDefaults(stride, padding, border, flip, bias, normalize, scale)
+    try:
+        stages = pl.parse_stages(stage_specs, kernels=kernels, defaults=defaults)
+    except pl.StageError as e:
+        raise click.BadParameter(str(e), param_hint="'--stage'") from None
+    if kernels and not any(s.shared for s in stages):
+        raise click.BadParameter(
+            "every conv stage names its own kernels, so these would go unused; "
+            "add a bare 'conv' stage for them or leave -k out",
+            param_hint="'-k'",
+        )
+    if grid_stage is not None:
+        if grid is None:
+            raise click.UsageError("--grid-stage chooses the stage --grid draws; give --grid")
+        if grid_stage > len(stages):
+            raise click.BadParameter(
+                f"{grid_stage}: the chain has {len(stages)} stage(s)", param_hint="'--grid-stage'"
+            )
+    _check_usage(inputs, output, as_json, fmt, depth, value_map)
+    _check_channels(stages, output, fmt)
+    stdin_image = _read_stdin(max_pixels) if "-" in inputs else None
+    tasks = _plan(inputs, output, panel, grid, stages_dir, fmt, stdin_image)
+    options = pj.Options(
+        stages=tuple(stages),
+        color=color,
+        map=value_map,
+        depth=None if depth is None else int(depth),
+        format=fmt,
+        overwrite=overwrite,
+        max_pixels=-1 if max_pixels is None else (max_pixels or None),
+        cmap=cmap,
+        tile=tile,
+        columns=columns,
+        title=title,
+        grid_stage=grid_stage,
+    )
+    reporter = _Reporter(as_json, to_stderr=any(t.output == "-" for t in tasks))
+    report = batch.run_batch(
+        tasks,
+        functools.partial(pj.run_task, options=options),
+        jobs=n_jobs or os.cpu_count() or 1,
+        on_outcome=lambda o: reporter.outcome(o, tasks[o.index]),
+    )
+    reporter.clip_note(value_map is not None)
+    total = len(tasks)
+    if report.interrupted:
+        click.echo(
+            f"convtool: interrupted after {report.done} of {total} picture(s); "
+            "every file written is whole",
+            err=True,
+        )
+        sys.exit(130)
+    if report.failed and total > 1:
+        click.echo(f"convtool: {report.failed} of {total} pictures failed", err=True)
+    if report.failed:
+        sys.exit(1)
+
+
+def _check_usage(inputs, output, as_json, fmt, depth, value_map) -> None:
+    if inputs.count("-") > 1:
+        raise click.UsageError("'-' (standard input) can be given once")
+    if output == "-":
+        if as_json:
+            raise click.UsageError("--json prints records on standard output, which -o - needs")
+        if sys.stdout.isatty():
+            raise click.UsageError(
+                "refusing to write a picture to a terminal; redirect it or give -o FILE"
+            )
+    if output is None:
+        for name, value in (("--map", value_map), ("--depth", depth), ("--format", fmt)):
+            if value is not None:
+                raise click.UsageError(f"{name} is about the -o output; give -o")
+    from convtool.io import format_for
+    from convtool.jobs import output_depth
+
+    kind = None
+    if fmt is not None:
+        try:
+            kind = format_for(f"output.{fmt.lstrip('.')}", writing=True)
+        except ValueError:
+            raise click.BadParameter(
+                f"unknown format {fmt!r}; use png, jpg, tif, bmp, webp or npy",
+                param_hint="'--format'",
+            ) from None
+    elif output not in (None, "-") and not _folder(output, len(inputs)):
+        try:
+            kind = format_for(output, writing=True)
+        except ValueError as e:
+            raise click.BadParameter(f"{e} (or give --format)", param_hint="'-o'") from None
+    if depth is not None and kind is not None:
+        try:
+            output_depth(kind, 8, int(depth))
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'--depth'") from None
+
+
+def _check_channels(stages, output, fmt) -> None:
+    """A picture takes 1 or 3 channels: refuse a chain ending in other counts up front."""
+    convs = [s for s in stages if s.kind == "conv"]
+    if output is None or not convs:
+        return  # without a conv the source's 1 or 3 channels flow through
+    channels = len(convs[-1].labels(()))
+    kind = (fmt or "").lstrip(".").lower()
+    if not kind and output != "-" and not output.endswith(("/", os.sep)):
+        kind = os.path.splitext(output)[1].lstrip(".").lower()
+    if channels not in (1, 3) and kind not in ("npy", "") and not os.path.isdir(output):
+        raise click.BadParameter(
+            f"the chain ends in {channels} maps; a picture takes 1 or 3: write .npy, or see "
+            "each map with --grid or --save-stages",
+            param_hint="'-o'",
+        )
+
+
+def _folder(target: str, count: int) -> bool:
+    return count > 1 or target.endswith(("/", os.sep)) or os.path.isdir(target)
+
+
+def _stem(source: str) -> str:
+    if source == "-":
+        return "stdin"
+    stem = os.path.splitext(os.path.basename(os.path.normpath(source)))[0]
+    return stem or os.path.basename(source)
+
+
+def _figure_paths(inputs, target: str | None, suffix: str, option: str) -> list[str | None]:
+    """One figure per input: the file given, or DIR/<stem>.<suffix>.png."""
+    if target is None:
+        return [None] * len(inputs)
+    if not _folder(target, len(inputs)):
+        folder = os.path.dirname(target) or "."
+        if not os.path.isdir(folder):
+            raise click.BadParameter(
+                f"the folder of {target!r} does not exist; create it first", param_hint=option
+            )
+        from convtool.io import format_for
+
+        try:
+            kind = format_for(target, writing=True)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint=option) from None
+        if kind == "npy":
+            raise click.BadParameter(
+                f"{target}: a figure is a picture, not .npy", param_hint=option
+            )
+        return [target]
+    if not os.path.isdir(target):
+        raise click.BadParameter(
+            f"{len(inputs)} input(s) need a folder and {target!r} is not one; create it first",
+            param_hint=option,
+        )
+    return [os.path.join(target, f"{_stem(s)}.{suffix}.png") for s in inputs]
+
+
+def _plan(inputs, output, panel, grid, stages_dir, fmt, stdin_image) -> list[Any]:
+    """One Task per input, every file named and checked before anything runs."""
+    from convtool import jobs
+    from convtool import pipeline_jobs as pj
+
+    outputs: list[str | None] = [None] * len(inputs)
+    if output is not None:
+        try:
+            planned = jobs.plan_outputs(list(inputs), ["pipeline"], output, None, fmt, stdin_image)
+        except jobs.PlanError as e:
+            if e.option is None:
+                raise click.UsageError(str(e)) from None
+            raise click.BadParameter(str(e), param_hint=f"'{e.option}'") from None
+        outputs = [t.outputs[0].path for t in planned]
+    panels = _figure_paths(inputs, panel, "panel", "'--panel'")
+    grids = _figure_paths(inputs, grid, "grid", "'--grid'")
+    if stages_dir is not None:
+        parent = os.path.dirname(os.path.normpath(stages_dir)) or "."
+        if os.path.exists(stages_dir) and not os.path.isdir(stages_dir):
+            raise click.BadParameter(
+                f"{stages_dir!r} is not a folder", param_hint="'--save-stages'"
+            )
+        if not os.path.isdir(parent):
+            raise click.BadParameter(
+                f"the folder {parent!r} of {stages_dir!r} does not exist",
+                param_hint="'--save-stages'",
+            )
+    prefixes = [""] if len(inputs) == 1 else [f"{_stem(s)}." for s in inputs]
+    seen: dict[str, str] = {}
+    for source, prefix, *paths in zip(inputs, prefixes, outputs, panels, grids, strict=True):
+        keys = [os.path.abspath(p) for p in paths if p not in (None, "-")]
+        if stages_dir is not None:
+            keys.append(os.path.join(os.path.abspath(stages_dir), prefix + "*"))
+        for key in keys:
+            if key in seen:
+                raise click.UsageError(
+                    f"{seen[key]} and {source} would both write {key}; give the inputs "
+                    "different names or write them to different folders"
+                )
+            seen[key] = source
+    for source in inputs:
+        if source == "-" or not os.path.exists(source):
+            continue
+        for key in seen:
+            if os.path.abspath(source) == key:
+                raise click.UsageError(f"output {key} is an input; choose another name")
+    return [
+        pj.Task(
+            stdin_image if source == "-" else source,
+            output=out,
+            panel=pan,
+            grid=grd,
+            stages_dir=stages_dir,
+            prefix=prefix,
+        )
+        for source, out, pan, grd, prefix in zip(
+            inputs, outputs, panels, grids, prefixes, strict=True
+        )
+    ]
+
+
+def _read_stdin(max_pixels: int | None) -> Any:
+    from convtool import io
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise click.UsageError("'-' reads a picture from standard input, but it is a terminal")
+    try:
+        return io.read_image("-", max_pixels=max_pixels_limit(max_pixels))
+    except io.ImageReadError as e:
+        raise click.ClickException(str(e)) from None

@@ -1,0 +1,296 @@
+"""convtool.cluster and `apply --scheduler`: a real Dask scheduler and two worker processes on
+loopback give the local run's bytes, records, errors and exit code; a worker killed mid-batch
+costs a retry, not a file; Dask stays unimported without --scheduler; clear one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from convtool import cluster, io, jobs
+from convtool.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+START_TIMEOUT = 60
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NUMBA_NUM_THREADS="1")
+    with open(log, "wb") as f:
+        return subprocess.Popen(
+            [sys.executable, "-m", *args],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=log.parent,
+        )
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for p in processes:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + 10
+    for p in processes:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """A scheduler and two single-threaded worker processes (no nanny: a killed worker
+    stays dead), all on 127.0.0.1; every process is stopped, whatever happens."""
+    from distributed import Client
+
+    folder = tmp_path_factory.mktemp("dask")
+    scheduler_file = folder / "scheduler.json"
+    processes: list[subprocess.Popen] = []
+    try:
+        processes.append(
+            _spawn(
+                [
+                    "distributed.cli.dask_scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--no-dashboard",
+                    "--scheduler-file",
+                    str(scheduler_file),
+                ],
+                folder / "scheduler.log",
+            )
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not scheduler_file.exists() or not scheduler_file.read_text().strip():
+            assert processes[0].poll() is None, (folder / "scheduler.log").read_text()
+            assert time.monotonic() < deadline, "the scheduler did not start"
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        workers = []
+        for n in range(2):
+            worker = _spawn(
+                [
+                    "distributed.cli.dask_worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--no-nanny",
+                    "--no-dashboard",
+                    "--name",
+                    f"w{n}",
+                ],
+                folder / f"worker{n}.log",
+            )
+            processes.append(worker)
+            workers.append(worker)
+        with Client(address, timeout=START_TIMEOUT) as client:
+            client.wait_for_workers(2, timeout=START_TIMEOUT)
+        yield address, workers
+    finally:
+        _stop(processes)
+
+
+def pictures(folder: Path, count: int, size: int = 256) -> list[str]:
+    """`count` distinct RGB pictures, named p00.png, p01.png, ..."""
+    rng = np.random.default_rng(count)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(count):
+        name = folder / f"p{i:02d}.png"
+        io.write_image(name, rng.random((size, size, 3)))
+        names.append(name.name)
+    return names
+
+
+def run_cli(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "convtool", "apply", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **(env or {})),
+        timeout=120,
+    )
+
+
+def test_cluster_run_equals_local_run(dask_cluster, tmp_path):
+    address, _ = dask_cluster
+    names = pictures(tmp_path, 6)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    inputs = [*names, "broken.png", "missing.png"]
+    runs = {}
+    for where, extra in (("local", []), ("remote", ["--scheduler", address])):
+        (tmp_path / where).mkdir()
+        args = [*inputs, "-k", "sobel_x", "-k", "gaussian:5", "-o", f"{where}/", "--json"]
+        runs[where] = run_cli(tmp_path, *args, *extra)
+    local, remote = runs["local"], runs["remote"]
+    assert local.returncode == remote.returncode == 1
+    assert "Traceback" not in remote.stderr
+    assert remote.stderr == local.stderr.replace("local/", "remote/")
+    assert remote.stdout == local.stdout.replace("local/", "remote/")
+    assert len(remote.stdout.splitlines()) == 2 * len(inputs)  # records and error records
+    written = sorted(p.name for p in (tmp_path / "local").iterdir())
+    assert len(written) == 2 * len(names)
+    assert sorted(p.name for p in (tmp_path / "remote").iterdir()) == written
+    for name in written:
+        assert (tmp_path / "remote" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+
+
+def test_worker_killed_mid_batch_costs_no_file(dask_cluster, tmp_path):
+    from distributed import Client
+
+    address, workers = dask_cluster
+    names = pictures(tmp_path, 24, size=400)
+    (tmp_path / "out").mkdir()
+    env = dict(os.environ, CONVTOOL_SCHEDULER=address)
+    args = [*names, "-k", "gaussian:15", "-o", "out/"]
+    batch = subprocess.Popen(
+        [sys.executable, "-m", "convtool", "apply", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        victim = workers[0]
+        with Client(address, timeout=START_TIMEOUT) as client:
+            info = client.scheduler_info()["workers"]
+            (where,) = [a for a, w in info.items() if w["name"] == "w0"]
+            deadline = time.monotonic() + 60
+            # kill it once it has pictures in hand and others are already written
+            while not (
+                client.processing().get(where) and len(list((tmp_path / "out").glob("p*.png"))) >= 2
+            ):
+                assert batch.poll() is None and time.monotonic() < deadline
+                time.sleep(0.02)
+            os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(10)
+        _, stderr = batch.communicate(timeout=120)
+    finally:
+        if batch.poll() is None:
+            batch.kill()
+    assert batch.returncode == 0, stderr
+    done = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert done == sorted(n.replace(".png", ".gaussian_15.png") for n in names)  # no .tmp left
+    local = run_cli(tmp_path, names[-1], "-k", "gaussian:15", "-o", "last.png")
+    assert local.returncode == 0
+    last = names[-1].replace(".png", ".gaussian_15.png")
+    assert (tmp_path / "out" / last).read_bytes() == (tmp_path / "last.png").read_bytes()
+
+
+def test_no_dask_without_a_scheduler(tmp_path):
+    io.write_image(tmp_path / "a.png", np.zeros((8, 8)))
+    code = (
+        "import sys; from convtool.cli import cli\n"
+        "cli.main(['apply', 'a.png', '-k', 'blur', '-o', 'b.png', '--jobs', '2'],"
+        " standalone_mode=False)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed'}))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CONVTOOL_SCHEDULER"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]" and (tmp_path / "b.png").exists()
+
+
+def test_missing_dask_is_one_clear_line(tmp_path, monkeypatch):
+    io.write_image(tmp_path / "a.png", np.zeros((8, 8)))
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed now fails
+    args = ["apply", str(tmp_path / "a.png"), "-k", "blur", "-o", str(tmp_path / "b.png")]
+    done = CliRunner().invoke(cli, [*args, "--scheduler", "tcp://127.0.0.1:8786"])
+    assert done.exit_code == 1
+    assert "pip install 'convtool[dask]'" in done.output
+    assert len(done.output.strip().splitlines()) == 1 and not (tmp_path / "b.png").exists()
+
+
+def test_unreachable_scheduler_is_one_clear_line(tmp_path):
+    io.write_image(tmp_path / "a.png", np.zeros((8, 8)))
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for address, message in (
+        (f"tcp://127.0.0.1:{port}", "cannot reach the Dask scheduler"),
+        ("nonsense", "is not a scheduler address"),
+    ):
+        started = time.monotonic()
+        done = run_cli(tmp_path, "a.png", "-k", "blur", "-o", "b.png", "--scheduler", address)
+        assert done.returncode == 1 and message in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+        assert time.monotonic() - started < 8  # said at once, not after a connect timeout
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_scheduler_usage_errors(tmp_path):
+    io.write_image(tmp_path / "a.png", np.zeros((8, 8)))
+    runner = CliRunner()
+    base = ["apply", str(tmp_path / "a.png"), "-k", "blur", "--scheduler", "tcp://h:1"]
+    done = runner.invoke(cli, [*base, "-o", str(tmp_path / "b.png"), "--jobs", "2"])
+    assert done.exit_code == 2 and "give one of them" in done.output
+    done = runner.invoke(cli, [*base, "-o", "-"])
+    assert done.exit_code == 2 and "standard input and output" in done.output
+
+
+# ----------------------------------------------------------------- without a cluster
+
+
+def work_for_tests(task, options):
+    return jobs.run_task(task, options)
+
+
+def test_shipped_items_name_paths_as_given(tmp_path, monkeypatch):
+    import functools
+
+    from convtool import filters
+
+    monkeypatch.chdir(tmp_path)
+    io.write_image("a.png", np.full((6, 6), 0.5))
+    options = jobs.Options(kernels=(filters.prepare_kernel(np.ones((3, 3)) / 9),))
+    again = jobs.Options(kernels=options.kernels, overwrite=True)
+    tasks = jobs.plan_outputs(["a.png", "gone.png"], ["box"])
+    work = functools.partial(work_for_tests, options=options)
+    rework = functools.partial(work_for_tests, options=again)
+    items, remote = cluster.ship(tasks, work, rework, cwd=str(tmp_path))
+    assert items[0].task.source == str(tmp_path / "a.png") and items[0].fresh
+    records = remote(items[0])
+    assert (records[0]["input"], records[0]["output"]) == ("a.png", "a.box.png")
+    # the same item again (its worker was lost after writing): written again, not refused
+    assert remote(items[0])[0]["output"] == "a.box.png"
+    # an output there before the batch is kept, as locally
+    late, _ = cluster.ship(tasks, work, rework, cwd=str(tmp_path))
+    assert not late[0].fresh
+    with pytest.raises(cluster.ShippedError, match=r"^a\.box\.png exists"):
+        remote(late[0])
+    with pytest.raises(cluster.ShippedError, match=r"^cannot read gone\.png: no such file"):
+        remote(items[1])
+
+
+def test_tidy_removes_only_leftover_temporaries(tmp_path):
+    out = tmp_path / "x.png"
+    task = jobs.Task(str(tmp_path / "a.png"), (jobs.Output(str(out), (0,)),))
+    items, _ = cluster.ship([task], print, None, cwd="/")
+    (tmp_path / ".x.png.0123abcd.tmp").write_bytes(b"partial")
+    (tmp_path / ".x.png.notours.tmp").write_bytes(b"someone else's")
+    (tmp_path / ".y.png.0123abcd.tmp").write_bytes(b"another output's")
+    assert cluster.tidy(items) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".x.png.notours.tmp",
+        ".y.png.0123abcd.tmp",
+    ]
