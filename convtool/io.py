@@ -10,7 +10,7 @@ back as the last channel where the format has one.
 Pillow reads 16-bit colour PNGs (RGB, RGBA, grey+alpha) down to 8 bits (it keeps
 the high byte) and cannot write them, so this module reads those and writes all
 16-bit PNGs itself: the PNG container is simple, and Pillow's own decoder still
-undoes the row filters (see :func:`_decode_png16`). Pillow reads 16-bit colour
+undoes the row filters (see :mod:`convtool._png16`). Pillow reads 16-bit colour
 TIFFs down to 8 bits too, and no float colour TIFF at all: those, and all TIFF
 writing, go through ``tifffile``, imported only when needed.
 
@@ -36,7 +36,6 @@ import struct
 import sys
 import threading
 import warnings
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -44,6 +43,8 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageOps
+
+from convtool import _png16
 
 __all__ = [
     "DEFAULT",
@@ -114,7 +115,7 @@ _PIL_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF")
 _FORMAT_NAMES = "PNG, JPEG, TIFF, BMP, WebP or GIF"
 _NPY_MAGIC = b"\x93NUMPY"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_SIGNATURE = _png16.SIGNATURE
 _SIGNATURES = (
     (_PNG_SIGNATURE, "PNG"),
     (b"\xff\xd8\xff", "JPEG"),
@@ -731,41 +732,13 @@ def _read_tiff(buf: bytes, source: str, max_pixels: int | None) -> Image:
     return Image(data, alpha, bit_depth, _mode_of(data, alpha), source, "TIFF")
 
 
-# 16-bit colour PNG
-
-_ADAM7 = (
-    (0, 0, 8, 8),
-    (4, 0, 8, 8),
-    (0, 4, 4, 8),
-    (2, 0, 4, 4),
-    (0, 2, 2, 4),
-    (1, 0, 2, 2),
-    (0, 1, 1, 2),
-)
-_PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel
-
-
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
-
-
-def _png_passes(width: int, height: int, interlaced: bool) -> list[tuple[int, int]]:
-    """(rows, columns) of each non-empty sub-image, in stream order."""
-    if not interlaced:
-        return [(height, width)]
-    passes = []
-    for x0, y0, dx, dy in _ADAM7:
-        rows, cols = -(-(height - y0) // dy), -(-(width - x0) // dx)
-        if rows > 0 and cols > 0:
-            passes.append((rows, cols))
-    return passes
+# 16-bit colour PNG (the codec is convtool._png16)
 
 
 def _read_png16(buf: bytes, source: str, max_pixels: int | None) -> Image:
     name = _label(source)
     try:
-        planes, trns = _decode_png16(buf, max_pixels)
+        planes, trns = _png16.decode(buf, lambda grey: _grey16(grey, max_pixels))
     except MemoryError:
         raise ImageReadError(f"cannot read {name}: out of memory decoding the PNG") from None
     except Exception as e:
@@ -783,104 +756,11 @@ def _read_png16(buf: bytes, source: str, max_pixels: int | None) -> Image:
     return Image(data, alpha, 16, _mode_of(data, alpha), source, "PNG")
 
 
-def _decode_png16(buf: bytes, max_pixels: int | None) -> tuple[list[np.ndarray], bytes | None]:
-    """Decode a 16-bit RGB, RGBA or grey+alpha PNG into one uint16 (H, W) plane per channel.
-
-    PNG filters each scanline byte by byte against the bytes one pixel to the left
-    and one row up, so every byte position of a pixel is an independent lane: the
-    two bytes of each 16-bit channel, pulled out of every scanline with the filter
-    byte kept, form exactly the filtered stream of a 16-bit grey PNG, which Pillow
-    decodes without loss. Pillow's C code thus undoes the filters (all five types,
-    Adam7 interlacing included); only the container is handled here.
-    """
-    pos, ihdr, trns, idat = 8, b"", None, []
-    while pos < len(buf):
-        if pos + 12 > len(buf):
-            raise ValueError("truncated chunk header")
-        length, kind = struct.unpack_from(">I4s", buf, pos)
-        payload = buf[pos + 8 : pos + 8 + length]
-        if pos + 12 + length > len(buf):
-            raise ValueError(f"truncated {kind!r} chunk")
-        (crc,) = struct.unpack_from(">I", buf, pos + 8 + length)
-        if zlib.crc32(kind + payload) & 0xFFFFFFFF != crc:
-            raise ValueError(f"bad CRC in {kind!r} chunk")
-        if kind == b"IHDR":
-            ihdr = payload
-        elif kind == b"tRNS":
-            trns = payload
-        elif kind == b"IDAT":
-            idat.append(payload)
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    width, height, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
-    if depth != 16 or ctype not in (2, 4, 6) or interlace > 1:
-        raise ValueError("not a 16-bit colour PNG")
-    channels = _PNG_CHANNELS[ctype]
-    passes = _png_passes(width, height, bool(interlace))
-    expected = sum(rows * (1 + cols * 2 * channels) for rows, cols in passes)
-    raw = zlib.decompressobj().decompress(b"".join(idat), expected)
-    if len(raw) < expected:
-        raise ValueError(f"image data ends early ({len(raw):,} of {expected:,} bytes)")
-    header = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, interlace)
-    planes = []
-    for c in range(channels):  # one channel at a time, to hold one copy of the data at most
-        lanes, offset = [], 0
-        for rows, cols in passes:
-            size = rows * (1 + cols * 2 * channels)
-            lines = np.frombuffer(raw, np.uint8, size, offset).reshape(rows, -1)
-            offset += size
-            samples = lines[:, 1:].reshape(rows, cols, channels, 2)[:, :, c]
-            lanes.append(
-                np.concatenate([lines[:, :1], samples.reshape(rows, -1)], axis=1).tobytes()
-            )
-        grey = b"".join(
-            [
-                _PNG_SIGNATURE,
-                _png_chunk(b"IHDR", header),
-                _png_chunk(b"IDAT", zlib.compress(b"".join(lanes), 0)),
-                _png_chunk(b"IEND", b""),
-            ]
-        )
-        del lanes
-        with _pillow_limit_lifted(_must_lift(max_pixels)):
-            im = PILImage.open(io.BytesIO(grey), formats=("PNG",))
-            im.load()
-        planes.append(np.asarray(im).astype(np.uint16))
-    return planes, trns
-
-
-def _write_png16(f: IO[bytes], pixels: np.ndarray, compress_level: int) -> None:
-    """Write uint16 (H, W) or (H, W, C) as a 16-bit PNG, every row Paeth-filtered."""
-    height, width = pixels.shape[:2]
-    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    ctype = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    bpp = 2 * channels
-    raw = pixels.astype(">u2").reshape(height, width * channels).view(np.uint8)
-    f.write(_PNG_SIGNATURE)
-    f.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, ctype, 0, 0, 0)))
-    z = zlib.compressobj(compress_level)
-    block = max(1, (1 << 22) // raw.shape[1])  # about 4 MB of rows at a time
-    previous = np.zeros((1, raw.shape[1]), np.int16)
-    for r0 in range(0, height, block):
-        x = raw[r0 : r0 + block].astype(np.int16)
-        up = np.concatenate([previous, x[:-1]])
-        left = np.zeros_like(x)
-        left[:, bpp:] = x[:, :-bpp]
-        upleft = np.zeros_like(x)
-        upleft[:, bpp:] = up[:, :-bpp]
-        p = left + up - upleft
-        pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - upleft)
-        pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
-        lines = np.empty((x.shape[0], x.shape[1] + 1), np.uint8)
-        lines[:, 0] = 4  # Paeth
-        lines[:, 1:] = (x - pred) & 0xFF
-        data = z.compress(lines.tobytes())
-        if data:
-            f.write(_png_chunk(b"IDAT", data))
-        previous = x[-1:]
-    f.write(_png_chunk(b"IDAT", z.flush()))
-    f.write(_png_chunk(b"IEND", b""))
+def _grey16(png: bytes, max_pixels: int | None) -> np.ndarray:
+    with _pillow_limit_lifted(_must_lift(max_pixels)):
+        im = PILImage.open(io.BytesIO(png), formats=("PNG",))
+        im.load()
+    return np.asarray(im).astype(np.uint16)
 
 
 # ---------------------------------------------------------------- writing
@@ -1001,7 +881,7 @@ def _encode_pillow(f: IO[bytes], pixels: np.ndarray, *, fmt: str, **options: Any
 
 def _encode_png(f: IO[bytes], pixels: np.ndarray, *, bit_depth: int, compress_level: int) -> None:
     if bit_depth == 16:
-        _write_png16(f, pixels, compress_level)
+        _png16.write(f, pixels, compress_level)
     else:
         _encode_pillow(f, pixels, fmt="PNG", compress_level=compress_level)
 
