@@ -74,13 +74,31 @@ def dims(shape: tuple[int, ...]) -> str:
     return f"{shape[-2]}x{shape[-1]}"
 
 
-def axis(n_in: int, n_out: int, k: int | None, s: int, shapes: str) -> tuple[int | None, int, int]:
-    """(kernel size, pad before, pad after) along one axis."""
-    if n_out > -(-n_in // s):
-        raise ShapeError(
-            f"{shapes}: the target is larger than the input allows; are the two swapped?"
-        )
+def _fits(n_in: int, n_out: int, k: int | None, s: int) -> bool:
+    """Whether valid or same padding and some kernel size (``k``, if given) give n_out from n_in."""
+    if k is None:  # valid padding reaches every size from 1 to ceil(n_in / s)
+        return 1 <= n_out <= -(-n_in // s)
+    return (n_in >= k and (n_in - k) // s + 1 == n_out) or -(-n_in // s) == n_out
+
+
+def axis(
+    n_in: int,
+    n_out: int,
+    k: int | None,
+    s: int,
+    shapes: str,
+    name: str = "this axis",
+    swap: str = "",
+) -> tuple[int | None, int, int]:
+    """(kernel size, pad before, pad after) along one axis; ``swap`` ends a mismatch's message."""
     if k is None:
+        if n_out > -(-n_in // s):
+            if s == 1:
+                raise ShapeError(f"{shapes}: the target is larger than the input{swap}")
+            raise ShapeError(
+                f"{shapes}: with stride {s} the target can be at most {-(-n_in // s)} along "
+                f"{name} ('same' padding, less without), not {n_out}{swap}"
+            )
         if n_out == n_in and s == 1:
             return None, 0, 0  # same size: the kernel size must be found
         if s > 1:
@@ -95,7 +113,7 @@ def axis(n_in: int, n_out: int, k: int | None, s: int, shapes: str) -> tuple[int
     valid = (n_in - k) // s + 1 if n_in >= k else 0
     raise ShapeError(
         f"{shapes}: a size-{k} kernel with stride {s} gives {valid} (valid) or "
-        f"{-(-n_in // s)} (same) along this axis, not {n_out}"
+        f"{-(-n_in // s)} (same) along {name}, not {n_out}{swap}"
     )
 
 
@@ -107,8 +125,11 @@ def geometry(xs: tuple[int, ...], ys: tuple[int, ...], size: Any, stride: Any) -
     if size is not None and (kh < 1 or kw < 1):
         raise FitError(f"kernel size must be at least 1, got {size!r}")
     shapes = f"input {dims(xs)}, target {dims(ys)}"
-    kh, pt, pb = axis(xs[-2], ys[-2], kh, sh, shapes)
-    kw, pl, pr = axis(xs[-1], ys[-1], kw, sw, shapes)
+    # suggest a swap only where the swapped pair would fit
+    swapped = _fits(ys[-2], xs[-2], kh, sh) and _fits(ys[-1], xs[-1], kw, sw)
+    swap = "; are the two swapped?" if swapped else ""
+    kh, pt, pb = axis(xs[-2], ys[-2], kh, sh, shapes, "the height", swap)
+    kw, pl, pr = axis(xs[-1], ys[-1], kw, sw, shapes, "the width", swap)
     if (kh is None) != (kw is None):  # valid along one axis: one tap along the other
         kh, kw = kh or 1, kw or 1
     found = None if kh is None else (kh, kw)

@@ -59,6 +59,7 @@ __all__ = [
     "Stage",
     "StageError",
     "StageResult",
+    "count_nonfinite",
     "parse_stage",
     "parse_stages",
     "run_pipeline",
@@ -108,7 +109,15 @@ _SOURCE_LABELS = {1: ("grey",), 3: ("red", "green", "blue")}
 
 
 class StageError(ValueError):
-    """A stage that cannot be parsed or run; the message is one line naming the stage."""
+    """A stage that cannot be parsed or run; the message is one line naming the stage.
+
+    ``option`` names the command-line option to blame when the problem comes from
+    one (``--scale``, ``--bias``, ``--normalize``, ``-k``) rather than the stage's text.
+    """
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 @dataclass(frozen=True)
@@ -306,15 +315,16 @@ def _conv_stage(raw, head, fields, kernels, defaults: ConvDefaults) -> Stage:
             parsed = spec if isinstance(spec, KernelSpec) else parse_kernel_spec(spec)
         except KernelSpecError as e:
             raise StageError(f"stage {raw!r}: {e}") from None
-        prepared.append(
-            prepare_kernel(
+        with np.errstate(over="ignore", invalid="ignore"):  # said below, naming the value
+            kernel = prepare_kernel(
                 parsed.weights,
                 name=parsed.name,
                 slug=parsed.slug,
                 bias=parsed.bias if bias is None else bias,
                 **how,
             )
-        )
+        _check_float32(raw, kernel, fields, defaults, shared)
+        prepared.append(kernel)
     return Stage(
         "conv",
         raw,
@@ -326,6 +336,52 @@ def _conv_stage(raw, head, fields, kernels, defaults: ConvDefaults) -> Stage:
         bias=bias,
         **how,
     )
+
+
+def _check_float32(raw: str, kernel: Prepared, fields, defaults: ConvDefaults, shared) -> None:
+    """Maps are float32: refuse weights or a bias it cannot hold, naming what made them.
+
+    The StageError's option is the command-line option to blame, or None when the
+    stage's own text is (its message then names the stage).
+    """
+    limit = float(np.finfo(np.float32).max)
+    kernel_option = "-k" if shared else None
+    weights = np.abs(kernel.weights)
+    peak = float(weights.max()) if np.isfinite(weights).all() else float("inf")
+    if peak > limit:
+        causes = []  # (what, its option)
+        scale = fields.get("scale", defaults.scale)
+        if scale != 1:
+            given = "scale" in fields
+            causes.append(
+                (f"scale={scale:g}", None) if given else (f"--scale {scale:g}", "--scale")
+            )
+        if fields.get("normalize", defaults.normalize):
+            given = "normalize" in fields
+            causes.append(("normalize", None) if given else ("--normalize", "--normalize"))
+        if causes:
+            what = " and ".join(c for c, _ in causes)
+            verb = "makes" if len(causes) == 1 else "make"
+            text = f"{what} {verb} kernel {kernel.name} reach {peak:.3g}"
+            blamed = {option for _, option in causes}
+            option = blamed.pop() if len(blamed) == 1 else None
+        else:
+            text, option = f"kernel {kernel.name} reaches {peak:.3g}", kernel_option
+        text += ","
+    else:
+        biases = np.ravel(np.asarray(kernel.bias if kernel.bias is not None else 0.0, np.float64))
+        worst = float(biases[np.argmax(np.abs(biases))])
+        if abs(worst) <= limit:
+            return
+        value = f"{worst:g}"
+        if "bias" in fields:
+            text, option = f"bias={value} is", None
+        elif defaults.bias is not None:
+            text, option = f"--bias {value} is", "--bias"
+        else:  # a kernel file's
+            text, option = f"the bias {value} of kernel {kernel.name} is", kernel_option
+    text = f"{text} beyond float32's {limit:.3g}"
+    raise StageError(text if option is not None else f"stage {raw!r}: {text}", option)
 
 
 def _pool_stage(raw: str, kind: str, head: str, fields: dict[str, Any]) -> Stage:
@@ -386,8 +442,13 @@ class StageResult:
         """Smallest and largest finite value (NaN when there is none)."""
         return stats(self.data)
 
+    @property
+    def nonfinite(self) -> int:
+        """How many values of the map are NaN or infinite."""
+        return count_nonfinite(self.data)
+
     def record(self) -> dict[str, Any]:
-        """The stage for JSON: number, kind, spec, shape, channels, min, max, seconds."""
+        """The stage for JSON: number, kind, spec, shape, channels, min, max, nonfinite, seconds."""
         lo, hi = self.range
         return {
             "stage": self.index,
@@ -397,8 +458,14 @@ class StageResult:
             "channels": list(self.labels),
             "min": lo,
             "max": hi,
+            "nonfinite": self.nonfinite,
             "seconds": self.seconds,
         }
+
+
+def count_nonfinite(data: np.ndarray) -> int:
+    """How many values of ``data`` are NaN or infinite."""
+    return int(data.size - np.count_nonzero(np.isfinite(data)))
 
 
 def source_planes(data: Any, color: str = "sum") -> tuple[np.ndarray, tuple[str, ...]]:

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import BytesIO
 from typing import Any
 
 import numpy as np
 
+from convtool.cluster import Files
 from convtool.filters import stats
 from convtool.kernels import KernelSpec
-from convtool.pipeline import Stage, StageResult, run_stages, source_planes
+from convtool.pipeline import Stage, StageResult, count_nonfinite, run_stages, source_planes
 
-__all__ = ["Options", "Task", "run_task"]
+__all__ = ["Options", "Task", "TaskLayout", "run_task"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,46 @@ class Task:
     grid: str | None = None
     stages_dir: str | None = None
     prefix: str = ""  # before every stage file's name: '<stem>.' when a run has several
+
+
+def _stage_stem(stages_dir: str, prefix: str, index: int, kind: str) -> str:
+    """A stage's files are this path plus .npy, .png or .<channel>.png."""
+    return os.path.join(stages_dir, f"{prefix}{index:02d}-{kind}")
+
+
+@dataclass(frozen=True)
+class TaskLayout:
+    """Where a :class:`Task` run with ``stages`` keeps its paths, for :func:`convtool.cluster.ship`.
+
+    Every file but a stage's pictures is named before the run; those are
+    ``NN-KIND.png`` or ``NN-KIND.<channel>.png`` after their ``NN-KIND.npy``.
+    """
+
+    stages: tuple[Stage, ...]
+
+    def files(self, task: Task) -> Files:
+        source = task.source if isinstance(task.source, str) else None
+        outputs = [p for p in (task.output, task.panel, task.grid) if p is not None]
+        named = []
+        if task.stages_dir is not None:
+            for index, stage in enumerate(self.stages, 1):
+                stem = _stage_stem(task.stages_dir, task.prefix, index, stage.kind)
+                outputs.append(stem + ".npy")
+                named.append((task.stages_dir, os.path.basename(stem)))
+        return Files(source, tuple(outputs), tuple(named))
+
+    def move(self, task: Task, to: Callable[[str], str]) -> Task:
+        def moved(path: str | None) -> str | None:
+            return None if path is None else to(path)
+
+        return replace(
+            task,
+            source=to(task.source) if isinstance(task.source, str) else task.source,
+            output=moved(task.output),
+            panel=moved(task.panel),
+            grid=moved(task.grid),
+            stages_dir=moved(task.stages_dir),
+        )
 
 
 def _label(source: Any) -> str:
@@ -93,7 +134,9 @@ def run_task(task: Task, options: Options) -> dict[str, Any]:
         "source": list(x.shape),
         "source_min": stats(x)[0],
         "source_max": stats(x)[1],
+        "source_nonfinite": count_nonfinite(x),
         "stages": [r.record() for r in results],
+        "nonfinite": results[-1].nonfinite,  # in the last stage's map, the result
         "outputs": [record for _, _, record in files],
     }
 
@@ -139,6 +182,7 @@ def _final_map(path: str, result: StageResult, image: Any, options: Options):
         "map": how or "none",
         "clipped": share,
         "depth": depth,
+        "nonfinite": result.nonfinite,
     }
 
     def write() -> None:
@@ -200,8 +244,10 @@ def _stage_files(task: Task, results: list[StageResult], options: Options):
 
     out = []
     for r in results:
-        base = os.path.join(task.stages_dir, f"{task.prefix}{r.index:02d}-{r.stage.kind}")
+        base = _stage_stem(task.stages_dir, task.prefix, r.index, r.stage.kind)
         raw = np.ascontiguousarray(_squeezed(r.data))
+        # the .npy before the stage's pictures: a run that wrote any of its files wrote
+        # one named up front (TaskLayout), which tells a rerun on a cluster
 
         def write(path: str = base + ".npy", raw: np.ndarray = raw) -> None:
             io.save_array(path, raw, overwrite=options.overwrite)

@@ -284,3 +284,30 @@ def test_colour_target_with_grey_input_needs_grey(tmp_path):
     result = run(grey, DATA / "custom3_imagemagick.png")
     assert result.exit_code == 2 and "--grey" in result.output
     no_traceback(result)
+
+
+def test_sizes_that_do_not_fit_the_stride_say_what_would(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.random((30, 30))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", correlate(x, SOBEL_X))  # 28x28: stride 1, 'valid'
+    for extra, words in [
+        ((), "input 30x30, target 28x28: with stride 2 the target can be at most 15 along"),
+        (("--size", "3"), "a size-3 kernel with stride 2 gives 14 (valid) or 15 (same) along"),
+        (
+            ("--stride", "1x2", "--size", "3"),
+            "gives 14 (valid) or 15 (same) along the width, not 28",
+        ),
+    ]:
+        stride = () if "--stride" in extra else ("--stride", "2")
+        result = run(tmp_path / "x.npy", tmp_path / "y.npy", *stride, *extra)
+        assert result.exit_code == 2 and words in result.output, result.output
+        assert "swapped" not in result.output  # swapping them would not fit either
+        no_traceback(result)
+    # the sizes it names fit: the stride-2 target of the same kernel is fitted
+    y2 = correlate(x, SOBEL_X)[::2, ::2]
+    np.save(tmp_path / "y2.npy", y2)
+    args = (tmp_path / "x.npy", tmp_path / "y2.npy", "--stride", "2", "--size", "3")
+    args += ("--method", "lstsq", "--json")
+    data = json.loads(run(*args).stdout)
+    np.testing.assert_allclose(data["kernel"], SOBEL_X, atol=1e-6)

@@ -1,11 +1,13 @@
-"""convtool.cluster and `apply --scheduler`: a real Dask scheduler and two worker processes on
-loopback give the local run's bytes, records, errors and exit code; a worker killed mid-batch
-costs a retry, not a file; Dask stays unimported without --scheduler; clear one-line errors."""
+"""convtool.cluster, `apply --scheduler` and `pipeline --scheduler`: a real Dask scheduler and two
+worker processes on loopback give the local run's bytes, records, errors and exit code; a worker
+killed mid-batch costs a retry, not a file (pipeline's panels, grids and stage files too); Dask
+stays unimported without --scheduler; clear one-line errors."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -118,15 +120,20 @@ def pictures(folder: Path, count: int, size: int = 256) -> list[str]:
     return names
 
 
-def run_cli(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def convtool(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """This tree's convtool in a fresh process (PYTHONPATH: not another installed copy)."""
     return subprocess.run(
-        [sys.executable, "-m", "convtool", "apply", *args],
+        [sys.executable, "-m", "convtool", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
-        env=dict(os.environ, **(env or {})),
+        env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})),
         timeout=120,
     )
+
+
+def run_cli(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return convtool(cwd, "apply", *args, env=env)
 
 
 def test_cluster_run_equals_local_run(dask_cluster, tmp_path):
@@ -158,7 +165,7 @@ def test_worker_killed_mid_batch_costs_no_file(dask_cluster, tmp_path):
     address, workers = dask_cluster
     names = pictures(tmp_path, 24, size=400)
     (tmp_path / "out").mkdir()
-    env = dict(os.environ, CONVTOOL_SCHEDULER=address)
+    env = dict(os.environ, CONVTOOL_SCHEDULER=address, PYTHONPATH=str(ROOT))
     args = [*names, "-k", "gaussian:15", "-o", "out/"]
     batch = subprocess.Popen(
         [sys.executable, "-m", "convtool", "apply", *args],
@@ -195,20 +202,79 @@ def test_worker_killed_mid_batch_costs_no_file(dask_cluster, tmp_path):
     assert (tmp_path / "out" / last).read_bytes() == (tmp_path / "last.png").read_bytes()
 
 
+CHAIN = "conv:sobel_x+sobel_y -> relu -> maxpool:2"
+
+
+def records(stdout: str) -> list[dict]:
+    """--json records, stage times (which no two runs share) left out."""
+    out = [json.loads(line) for line in stdout.splitlines()]
+    for record in out:
+        for stage in record.get("stages", []):
+            stage.pop("seconds")
+    return out
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_pipeline_on_the_cluster_equals_a_local_run(dask_cluster, tmp_path):
+    address, _ = dask_cluster
+    names = pictures(tmp_path, 4, size=64)
+    io.write_image(tmp_path / "grey.png", np.random.default_rng(1).random((50, 60)))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    inputs = [*names, "grey.png", "broken.png", "missing.png"]
+    runs = {}
+    for where, extra in (("local", []), ("remote", ["--scheduler", address])):
+        (tmp_path / where).mkdir()
+        outputs = ["-o", f"{where}/", "--format", "npy", "--panel", f"{where}/", "--grid"]
+        outputs += [f"{where}/", "--save-stages", f"{where}/st", "--json"]
+        runs[where] = convtool(tmp_path, "pipeline", *inputs, "--stage", CHAIN, *outputs, *extra)
+    local, remote = runs["local"], runs["remote"]
+    assert local.returncode == remote.returncode == 1
+    assert "Traceback" not in remote.stderr and "broken.png" in remote.stderr
+    assert remote.stderr == local.stderr.replace("local/", "remote/")
+    assert records(remote.stdout) == records(local.stdout.replace("local/", "remote/"))
+    assert len(records(remote.stdout)) == len(inputs)  # records and error records
+    written = tree(tmp_path / "local")
+    # per picture: the map, panel, grid; per stage one .npy and a picture per map
+    assert len(written) == 5 * (3 + 3 * 3) and "st/p00.01-conv.sobel_y.png" in written
+    assert tree(tmp_path / "remote") == written  # the same names, byte for byte
+
+    # the tables, with $CONVTOOL_SCHEDULER, are the local run's (times aside)
+    def tables(done: subprocess.CompletedProcess) -> list[str]:
+        return [
+            re.sub(r"\S+ ms", "ms", " ".join(line.split())) for line in done.stdout.splitlines()
+        ]
+
+    here = convtool(tmp_path, "pipeline", *names, "-k", "sobel_x")
+    there = convtool(
+        tmp_path, "pipeline", *names, "-k", "sobel_x", env={"CONVTOOL_SCHEDULER": address}
+    )
+    assert here.returncode == there.returncode == 0 and here.stderr == there.stderr == ""
+    assert tables(there) == tables(here) and len(tables(here)) == 6 * len(names)
+
+
 def test_no_dask_without_a_scheduler(tmp_path):
     io.write_image(tmp_path / "a.png", np.zeros((8, 8)))
-    code = (
-        "import sys; from convtool.cli import cli\n"
-        "cli.main(['apply', 'a.png', '-k', 'blur', '-o', 'b.png', '--jobs', '2'],"
-        " standalone_mode=False)\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed'}))"
-    )
+    io.write_image(tmp_path / "c.png", np.ones((8, 8)))
     env = {k: v for k, v in os.environ.items() if k != "CONVTOOL_SCHEDULER"}
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]" and (tmp_path / "b.png").exists()
+    env["PYTHONPATH"] = str(ROOT)
+    for command in (
+        ["apply", "a.png", "-k", "blur", "-o", "b.png", "--jobs", "2"],
+        ["pipeline", "a.png", "c.png", "-k", "blur", "--save-stages", "st", "--jobs", "2"],
+    ):
+        code = (
+            "import sys; from convtool.cli import cli\n"
+            f"cli.main({command!r}, standalone_mode=False)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed'}))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "b.png").exists() and len(list((tmp_path / "st").iterdir())) == 12
 
 
 def test_missing_dask_is_one_clear_line(tmp_path, monkeypatch):
@@ -294,3 +360,92 @@ def test_tidy_removes_only_leftover_temporaries(tmp_path):
         ".x.png.notours.tmp",
         ".y.png.0123abcd.tmp",
     ]
+
+
+def test_shipped_pipeline_items_rewrite_only_their_own_files(tmp_path, monkeypatch):
+    import dataclasses
+    import functools
+
+    from convtool import pipeline as pl
+    from convtool import pipeline_jobs as pj
+
+    rng = np.random.default_rng(4)
+    here, there = tmp_path / "here", tmp_path / "there"  # the cluster's cwd, and a local one
+    for folder in (here, there):
+        (folder / "out").mkdir(parents=True)
+        (folder / "st").mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        picture = rng.random((12, 14, 3))
+        io.write_image(here / name, picture)
+        io.write_image(there / name, picture)
+    stages = tuple(pl.parse_stages([CHAIN]))
+    options = pj.Options(stages=stages)
+    work = functools.partial(pj.run_task, options=options)
+    rework = functools.partial(pj.run_task, options=dataclasses.replace(options, overwrite=True))
+
+    def task(stem: str) -> pj.Task:
+        out = f"out/{stem}"
+        return pj.Task(
+            f"{stem}.png", f"{out}.npy", f"{out}.panel.png", f"{out}.grid.png", "st//", stem + "."
+        )
+
+    tasks = [task("a"), task("b"), task("c")]
+    (here / "st" / "b.02-relu.npy").write_bytes(b"keep")  # a stage file there before the batch
+    (here / "st" / "c.01-conv.sobel_y.png").write_bytes(b"keep")  # one named as c runs
+    items, remote = cluster.ship(tasks, work, rework, cwd=str(here), layout=pj.TaskLayout(stages))
+    assert items[0].task.stages_dir == str(here / "st")
+    assert items[0].task.output == str(here / "out" / "a.npy")
+    assert [item.fresh for item in items] == [True, False, True]
+
+    # paths named as given: the record and files of a local run, from another folder
+    monkeypatch.chdir(there)
+    want = records(json.dumps(pj.run_task(tasks[0], options)))
+    got = records(json.dumps(remote(items[0])))
+    assert got == want and "st//a.01-conv.sobel_x.png" in [o["output"] for o in got[0]["outputs"]]
+    written = tree(here)
+
+    def of_a(files: dict[str, bytes]) -> dict[str, bytes]:
+        return {k: v for k, v in files.items() if k.startswith(("out/a.", "st/a."))}
+
+    assert of_a(written) == of_a(tree(there)) and len(of_a(written)) == 3 + 3 * 3
+    # run again (its worker was lost after writing): written again, not refused
+    assert records(json.dumps(remote(items[0]))) == want and tree(here) == written
+    # a file there before the batch is kept, as locally, named as given
+    with pytest.raises(cluster.ShippedError, match=r"^st//b\.02-relu\.npy exists; pass"):
+        remote(items[1])
+    for _ in range(2):  # not fresh by its .npy files, and refused before any is written
+        with pytest.raises(cluster.ShippedError, match=r"^st//c\.01-conv\.sobel_y\.png exists"):
+            remote(items[2])
+    assert tree(here) == written
+    assert (
+        (here / "st" / "b.02-relu.npy").read_bytes()
+        == b"keep"
+        == written["st/c.01-conv.sobel_y.png"]
+    )
+
+
+def test_tidy_removes_pipeline_temporaries_named_as_it_ran(tmp_path):
+    from convtool import pipeline as pl
+    from convtool import pipeline_jobs as pj
+
+    stages = tuple(pl.parse_stages([CHAIN]))
+    tasks = [pj.Task("a.png", "out/a.npy", stages_dir="st", prefix="a.")]
+    items, _ = cluster.ship(tasks, print, None, cwd=str(tmp_path), layout=pj.TaskLayout(stages))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "st").mkdir()
+    ours = [
+        "out/.a.npy.0123abcd.tmp",
+        "st/.a.01-conv.sobel_x.png.89abcdef.tmp",
+        "st/.a.03-maxpool.npy.00000000.tmp",
+    ]
+    others = [
+        "st/.b.01-conv.png.0123abcd.tmp",
+        "st/.a.01-conv.png.nothex.tmp",
+        "st/.a.04-relu.npy.0123abcd.tmp",
+        "out/.b.npy.0123abcd.tmp",
+        "st/a.01-conv.npy",
+    ]
+    for name in ours + others:
+        (tmp_path / name).write_bytes(b"partial")
+    assert cluster.tidy(items) == len(ours)
+    assert sorted(tree(tmp_path)) == sorted(others)

@@ -320,6 +320,9 @@ CASES: dict[str, Case] = {
     "fit-size-wrong": C("fit {grey.npy} {target.npy} --size 5", 2, "size-5 kernel"),
     "fit-size-0": C("fit {grey.npy} {target.npy} --size 0", 2, "at least 1"),
     "fit-stride-0": C("fit {grey.npy} {target.npy} --stride 0", 2, "at least 1"),
+    "fit-stride-too-small-target": C(
+        "fit {grey.npy} {target.npy} --stride 2", 2, "can be at most 15 along the height"
+    ),
     "fit-tol-nan": C("fit {grey.npy} {target.npy} --tol nan", 2, "positive number"),
     "fit-nan-input": C("fit {nan.npy} {target.npy}", 1, "nan.npy holds 1 nan or infinite"),
     "fit-inf-target": C(
@@ -388,6 +391,47 @@ PIPELINE_CASES: dict[str, Case] = {
     "pipeline-stage-stride-0": C("pipeline {ok.png} --stage conv:blur,s=0", 2, "stride must be"),
     "pipeline-stage-window-0": C("pipeline {ok.png} --stage maxpool:0", 2, "at least 1"),
     "pipeline-stage-unknown": C("pipeline {ok.png} --stage bogus", 2, "unknown stage"),
+    # kernels beyond float32, whatever made them so, naming the value
+    "pipeline-scale-overflow": C("pipeline {ok.png} -k blur --scale 1e300", 2, "--scale 1e+300"),
+    "pipeline-bias-overflow": C("pipeline {ok.png} -k blur --bias -1e39", 2, "--bias -1e+39 is"),
+    "pipeline-stage-scale-overflow": C(
+        "pipeline {ok.png} --stage conv:sobel_x,scale=1e300", 2, "scale=1e+300 makes kernel"
+    ),
+    "pipeline-stage-bias-overflow": C(
+        "pipeline {ok.png} --stage conv:blur,bias=1e39", 2, "bias=1e+39 is beyond float32"
+    ),
+    "pipeline-kernel-overflow": C("pipeline {ok.png} -k 1e39,1", 2, "beyond float32"),
+    # a file where a folder should be
+    "pipeline-folder-is-a-file": C(
+        "pipeline {ok.png} -k blur -o {ok.png}/x.npy", 2, "ok.png' is not a folder"
+    ),
+    "pipeline-folder-dir-is-a-file": C(
+        "pipeline {ok.png} {grey.png} -k blur -o {ok.png}/", 2, "ok.png' is not a folder"
+    ),
+    "pipeline-stages-in-a-file": C(
+        "pipeline {ok.png} -k blur --save-stages {ok.png}/st", 2, "ok.png' is not a folder"
+    ),
+    "pipeline-stages-is-a-file": C(
+        "pipeline {ok.png} -k blur --save-stages {ok.png}/", 2, "ok.png' is not a folder"
+    ),
+    "pipeline-panel-in-a-file": C(
+        "pipeline {ok.png} -k blur --panel {ok.png}/f.png", 2, "ok.png' is not a folder"
+    ),
+    "pipeline-grid-folder-is-a-file": C(
+        "pipeline {ok.png} {grey.png} -k blur --grid {ok.png}", 2, "ok.png' is not a folder"
+    ),
+    # --scheduler: usage first, then one line for a scheduler out of reach
+    "pipeline-scheduler-and-jobs": C(
+        "pipeline {ok.png} -k blur --scheduler tcp://127.0.0.1:1 --jobs 2", 2, "give one of them"
+    ),
+    "pipeline-scheduler-stdin": C(
+        "pipeline - -k blur --scheduler tcp://127.0.0.1:1", 2, "standard input and output"
+    ),
+    "pipeline-scheduler-unreachable": C(
+        "pipeline {ok.png} -k blur --save-stages {out}/st --scheduler tcp://127.0.0.1:1",
+        1,
+        "cannot reach the Dask scheduler",
+    ),
 }
 CASES.update(PIPELINE_CASES)
 
@@ -452,6 +496,8 @@ SUBPROCESS = [
     "shape-stride-0",
     "pipeline-bomb.png",
     "pipeline-spec-word",
+    "pipeline-stage-scale-overflow",
+    "pipeline-scheduler-unreachable",
 ]
 
 
@@ -785,6 +831,43 @@ def test_apply_warns_when_the_output_holds_nan_or_infinity(files, tmp_path):
         and np.isinf(np.load(tmp_path / "o.npy")).any()
     )
     quiet = run_main(["apply", files["grey.npy"], "-k", "blur", "-o", tmp_path / "q.npy", "--json"])
+    assert quiet.err == "" and json.loads(quiet.out)["nonfinite"] == 0
+
+
+def test_pipeline_warns_when_a_map_holds_nan_or_infinity(files, tmp_path):
+    tail = (
+        "(kept in .npy files, not in pictures); they come from NaN or infinity in the input, "
+        "or from values beyond float32's range"
+    )
+    st = tmp_path / "st"
+    nan = run_main(["pipeline", files["nan.npy"], "-k", "gaussian:5", "--save-stages", st,
+                    "-o", tmp_path / "m.npy", "--json"])  # fmt: skip
+    assert nan.code == 0, nan.err
+    record = json.loads(nan.out)
+    stages = [
+        np.load(st / f"0{i}-{kind}.npy") for i, kind in ((1, "conv"), (2, "relu"), (3, "maxpool"))
+    ]
+    counts = [int(np.count_nonzero(~np.isfinite(m))) for m in stages]
+    assert counts[0] == 25 and counts[2] > 0  # the 5x5 window's reach, then pooled
+    assert record["source_nonfinite"] == 1 and [s["nonfinite"] for s in record["stages"]] == counts
+    assert record["nonfinite"] == counts[2] == record["outputs"][0]["nonfinite"]
+    assert (
+        nan.err.strip()
+        == f"convtool: warning: {files['nan.npy']}: 1 value of the input is NaN or infinite {tail}"
+    )
+    # an overflow in float32: named at the stage where it happens
+    big = run_main(["pipeline", files["grey.npy"], files["inf.npy"], files["ok.png"], "--stage",
+                    "conv:3e38,3e38,p=same -> relu", "--json"])  # fmt: skip
+    assert big.code == 0, big.err
+    stages = [r["stages"] for r in map(json.loads, big.out.splitlines())]
+    assert stages[0][0]["nonfinite"] > 0 and stages[2][0]["nonfinite"] > 0
+    assert big.err.strip() == (
+        "convtool: warning: 3 of 3 pictures have NaN or infinite values in their maps "
+        f"{tail.split(';')[0]}, {stages[0][0]['nonfinite']:,} values in stage 1 (conv) of "
+        f"{files['grey.npy']} first;{tail.split(';')[1]}"
+    )
+    # finite maps say nothing
+    quiet = run_main(["pipeline", files["grey.npy"], "-k", "blur", "--json"])
     assert quiet.err == "" and json.loads(quiet.out)["nonfinite"] == 0
 
 

@@ -375,6 +375,16 @@ def test_chains_arrows_and_the_default():
         ),
         ("conv:sobel_x,bias=x", "bias must be a number, got 'x'"),
         ("conv:sobel_x,scale=inf", "scale must be finite"),
+        (
+            "conv:sobel_x,scale=1e300",
+            "stage 'conv:sobel_x,scale=1e300': scale=1e+300 makes kernel sobel_x reach 2e+300, "
+            "beyond float32's 3.4e+38",
+        ),
+        ("conv:blur,scale=1e308", "scale=1e+308 makes kernel blur reach 1.1e+307, beyond"),
+        ("conv:sobel_x,scale=1e309", "scale must be finite, got '1e309'"),
+        ("conv:1e39,1", "stage 'conv:1e39,1': kernel custom reaches 1e+39, beyond float32's"),
+        ("conv:sobel_x,bias=-4e38", "bias=-4e+38 is beyond float32's 3.4e+38"),
+        ("conv:1,-0.999999,normalize,scale=1e33", "scale=1e+33 and normalize make kernel"),
         ("conv:sobel_x,ceil", "unknown flag 'ceil'; expected conv"),
         ("relu:2", "relu takes no options"),
         ("maxpool:0", "window must be at least 1, got 0"),
@@ -390,6 +400,38 @@ def test_bad_specs_say_what_is_wrong(spec, needle):
         pl.parse_stage(spec)
     message = str(info.value)
     assert needle in message and "\n" not in message
+
+
+def test_float32_limits_blame_the_option_that_set_the_value():
+    limit = float(np.finfo(np.float32).max)
+    for defaults, kernels, option, words in [
+        (pl.ConvDefaults(scale=1e300), ["blur"], "--scale", "--scale 1e+300 makes kernel blur"),
+        (pl.ConvDefaults(bias=-1e39), ["blur"], "--bias", "--bias -1e+39 is beyond"),
+        (pl.ConvDefaults(), ["1e39"], "-k", "kernel custom reaches 1e+39"),
+    ]:
+        with pytest.raises(pl.StageError) as info:
+            pl.parse_stages(["conv -> relu"], kernels=kernels, defaults=defaults)
+        assert info.value.option == option and str(info.value).startswith(words)
+    # a stage's own value and an option together: the stage is named; float32's largest passes
+    with pytest.raises(pl.StageError) as info:
+        pl.parse_stage("conv:1,-0.999999,scale=1e33", defaults=pl.ConvDefaults(normalize=True))
+    assert info.value.option is None
+    assert str(info.value).startswith(
+        "stage 'conv:1,-0.999999,scale=1e33': scale=1e+33 and --normalize"
+    )
+    stage = pl.parse_stage(f"conv:1,scale={limit!r},bias={-limit!r}")
+    assert stage.kernels[0].weights.max() == limit
+
+
+def test_stage_records_count_nan_and_infinity():
+    x = np.ones((1, 6, 6), np.float32)
+    x[0, 2, 3] = np.nan
+    x[0, 5, 5] = np.inf
+    results = pl.run_pipeline(x, "conv:box3,p=same -> relu -> maxpool:3")
+    want = [int(np.count_nonzero(~np.isfinite(r.data))) for r in results]
+    assert want[0] == 9 + 4 and want[2] > 0  # two 3x3 reaches, one cut by the corner
+    assert [r.nonfinite for r in results] == want == [r.record()["nonfinite"] for r in results]
+    assert pl.run_pipeline(np.ones((5, 5)), "conv:box3")[0].record()["nonfinite"] == 0
 
 
 def test_chain_with_an_empty_stage_is_refused():

@@ -338,7 +338,9 @@ def apply(
         # no linear algebra here: spare OpenBLAS's thread pool (~40 ms of start-up and
         # exit, and CPU the filter needs on a small machine)
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from convtool import _aot, filters, jobs
+    import functools
+
+    from convtool import _aot, filters, jobs, tiled
     from convtool.kernels import KernelSpecError, parse_kernel_spec
 
     kernels = []
@@ -401,8 +403,8 @@ def apply(
     with _Reporter(total, as_json, show_bar) as reporter:
         report = _run_batch(
             tasks,
+            functools.partial(tiled.run_task, tile=tile),
             options,
-            tile=tile,
             scheduler=scheduler,
             jobs=workers,
             on_outcome=lambda o: reporter.outcome(o, tasks[o.index]),

@@ -15,12 +15,15 @@ from convtool.cli._params import (
     max_pixels_limit,
     max_pixels_option,
 )
+from convtool.cli._scale import check_scheduler, scheduler_option
+from convtool.cli._scale import run_batch as _run_batch
 
 BORDERS = ("zero", "reflect", "mirror", "replicate", "wrap")
 COLORS = ("sum", "gray")
 MAPS = ("clip", "abs", "normalize", "offset")
 CMAPS = ("viridis", "diverging", "gray")
 CLIP_NOTE_SHARE = 0.05  # tell the user when clipping changed at least this share of pixels
+_FATE = "kept in .npy files, not in pictures"  # what becomes of NaN and infinities
 
 
 # ------------------------------------------------------------------ reporting
@@ -31,8 +34,9 @@ class _Reporter:
 
     def __init__(self, as_json: bool, to_stderr: bool) -> None:
         self.as_json, self.to_stderr = as_json, to_stderr
-        self.failed = 0
+        self.failed = self.done = 0
         self.clipped: list[dict[str, Any]] = []
+        self.nonfinite: list[dict[str, Any]] = []  # records whose maps hold NaN or inf
 
     def outcome(self, outcome: Any, task: Any) -> None:
         import json
@@ -48,6 +52,9 @@ class _Reporter:
                 click.echo(json.dumps({"input": name, "error": outcome.error}))
             return
         record = outcome.record
+        self.done += 1
+        if record["source_nonfinite"] or any(s["nonfinite"] for s in record["stages"]):
+            self.nonfinite.append(record)
         self.clipped += [
             o for o in record["outputs"] if o["what"] == "map" and o["clipped"] >= CLIP_NOTE_SHARE
         ]
@@ -99,6 +106,31 @@ class _Reporter:
         click.echo(
             f"convtool: note: clipping to [0, 1] changed {worst['clipped']:.0%} of the pixels of "
             f"{where}; --map normalize keeps them, .npy the raw values",
+            err=True,
+        )
+
+    def nonfinite_warning(self) -> None:
+        """One line on stderr when maps hold NaN or infinities: where they appear first."""
+        if not self.nonfinite:
+            return
+        first = self.nonfinite[0]
+        where = "standard input" if first["input"] == "-" else first["input"]
+        found = [("the input", first["source_nonfinite"])] + [
+            (f"stage {s['stage']} ({s['kind']})", s["nonfinite"]) for s in first["stages"]
+        ]
+        place, n = next((place, n) for place, n in found if n)
+        count = f"{n:,} value{'s' if n != 1 else ''}"
+        if len(self.nonfinite) == 1:
+            verb = "are" if n != 1 else "is"
+            text = f"{where}: {count} of {place} {verb} NaN or infinite ({_FATE})"
+        else:
+            text = (
+                f"{len(self.nonfinite)} of {self.done} pictures have NaN or infinite values in "
+                f"their maps ({_FATE}), {count} in {place} of {where} first"
+            )
+        click.echo(
+            f"convtool: warning: {text}; they come from NaN or infinity in the input, or from "
+            "values beyond float32's range",
             err=True,
         )
 
@@ -263,6 +295,7 @@ STAGE_HELP = (
     "--json", "as_json", is_flag=True, help="Print one JSON record per picture instead of tables."
 )
 @max_pixels_option
+@scheduler_option
 def pipeline(
     inputs,
     specs,
@@ -291,6 +324,7 @@ def pipeline(
     n_jobs,
     as_json,
     max_pixels,
+    scheduler,
 ):
     """Run conv -> relu -> pool on pictures, stage by stage, and draw every stage.
 
@@ -343,12 +377,10 @@ def pipeline(
       convtool pipeline disc.png --color gray --grid fig.png --stage \\
           conv:sharpness+vertical_edge+surround+sobel_y+nothing+horizontal_edge+blur+sobel_x+embossing,p=1
       convtool pipeline photos/*.png -k sobel_x --panel figs/ --jobs 2
+      convtool pipeline photos/*.png -k sobel_x --panel figs/ --scheduler tcp://host:8786
     """
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no linear algebra here
-    import functools
-
-    from convtool import batch
     from convtool import pipeline as pl
     from convtool import pipeline_jobs as pj
     from convtool.kernels import KernelSpecError, parse_kernel_spec
@@ -367,7 +399,7 @@ def pipeline(
     try:
         stages = pl.parse_stages(stage_specs, kernels=kernels, defaults=defaults)
     except pl.StageError as e:
-        raise click.BadParameter(str(e), param_hint="'--stage'") from None
+        raise click.BadParameter(str(e), param_hint=f"'{e.option or '--stage'}'") from None
     if kernels and not any(s.shared for s in stages):
         raise click.BadParameter(
             "every conv stage names its own kernels, so these would go unused; "
@@ -383,6 +415,7 @@ def pipeline(
             )
     _check_usage(inputs, output, as_json, fmt, depth, value_map)
     _check_channels(stages, output, fmt)
+    check_scheduler(scheduler, inputs, [output])
     stdin_image = _read_stdin(max_pixels) if "-" in inputs else None
     tasks = _plan(inputs, output, panel, grid, stages_dir, fmt, stdin_image)
     options = pj.Options(
@@ -400,13 +433,17 @@ def pipeline(
         grid_stage=grid_stage,
     )
     reporter = _Reporter(as_json, to_stderr=any(t.output == "-" for t in tasks))
-    report = batch.run_batch(
+    report = _run_batch(
         tasks,
-        functools.partial(pj.run_task, options=options),
+        pj.run_task,
+        options,
+        scheduler=scheduler,
         jobs=n_jobs or os.cpu_count() or 1,
         on_outcome=lambda o: reporter.outcome(o, tasks[o.index]),
+        layout=pj.TaskLayout(options.stages),
     )
     reporter.clip_note(value_map is not None)
+    reporter.nonfinite_warning()
     total = len(tasks)
     if report.interrupted:
         click.echo(
@@ -493,6 +530,7 @@ def _figure_paths(inputs, target: str | None, suffix: str, option: str) -> list[
         return [None] * len(inputs)
     if not _folder(target, len(inputs)):
         folder = os.path.dirname(target) or "."
+        _check_folder(folder, target, option)
         if not os.path.isdir(folder):
             raise click.BadParameter(
                 f"the folder of {target!r} does not exist; create it first", param_hint=option
@@ -508,12 +546,27 @@ def _figure_paths(inputs, target: str | None, suffix: str, option: str) -> list[
                 f"{target}: a figure is a picture, not .npy", param_hint=option
             )
         return [target]
+    _check_folder(target, target, option)
     if not os.path.isdir(target):
         raise click.BadParameter(
-            f"{len(inputs)} input(s) need a folder and {target!r} is not one; create it first",
+            f"{len(inputs)} input(s) need a folder and {target!r} does not exist; create it first",
             param_hint=option,
         )
     return [os.path.join(target, f"{_stem(s)}.{suffix}.png") for s in inputs]
+
+
+def _check_folder(folder: str, target: str, option: str) -> None:
+    """Refuse a ``folder`` (for ``target``) that is a file, or lies under one."""
+    path = os.path.normpath(folder)
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent in ("", path):
+            return
+        path = parent
+    if os.path.isdir(path):
+        return
+    where = "" if path == os.path.normpath(target) else f"{target!r}: "
+    raise click.BadParameter(f"{where}{path!r} is not a folder", param_hint=option)
 
 
 def _plan(inputs, output, panel, grid, stages_dir, fmt, stdin_image) -> list[Any]:
@@ -523,6 +576,8 @@ def _plan(inputs, output, panel, grid, stages_dir, fmt, stdin_image) -> list[Any
 
     outputs: list[str | None] = [None] * len(inputs)
     if output is not None:
+        if output != "-":
+            _check_folder(os.path.dirname(output) or ".", output, "'-o'")
         try:
             planned = jobs.plan_outputs(list(inputs), ["pipeline"], output, None, fmt, stdin_image)
         except jobs.PlanError as e:
@@ -534,10 +589,7 @@ def _plan(inputs, output, panel, grid, stages_dir, fmt, stdin_image) -> list[Any
     grids = _figure_paths(inputs, grid, "grid", "'--grid'")
     if stages_dir is not None:
         parent = os.path.dirname(os.path.normpath(stages_dir)) or "."
-        if os.path.exists(stages_dir) and not os.path.isdir(stages_dir):
-            raise click.BadParameter(
-                f"{stages_dir!r} is not a folder", param_hint="'--save-stages'"
-            )
+        _check_folder(stages_dir, stages_dir, "'--save-stages'")
         if not os.path.isdir(parent):
             raise click.BadParameter(
                 f"the folder {parent!r} of {stages_dir!r} does not exist",

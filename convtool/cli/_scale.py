@@ -1,16 +1,20 @@
-"""`apply`'s options for outgrowing one process: --tile (big pictures) and --scheduler (clusters).
+"""Options for outgrowing one process: --tile (apply's big pictures) and --scheduler (clusters).
 
 Neither imports anything heavy at start-up: :mod:`convtool.tiled` is loaded when
-the command runs, and Dask only when a scheduler is given.
+the command runs, and Dask only when a scheduler is given. :func:`run_batch` runs
+any command's picture tasks, locally or on a cluster, through one code path.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from convtool.cluster import Layout
 
 TILE_HELP = (
     "Filter TIFF pictures in NxN tiles (N: a multiple of 16, at least half the kernel; 0: "
@@ -71,51 +75,78 @@ def check(
                 if format_for(named, writing=True) != "tiff":
                     raise bad(f"tiles are written as TIFF; {out.path} is not a .tif")
     if scheduler:
-        ctx = click.get_current_context()
-        if ctx.get_parameter_source("n_jobs") == click.core.ParameterSource.COMMANDLINE:
-            raise click.UsageError(
-                "--jobs runs pictures in local processes and --scheduler on a cluster's "
-                "workers; give one of them"
-            )
-        if "-" in inputs or any(o.path == "-" for t in tasks for o in t.outputs):
-            raise click.UsageError(
-                "--scheduler runs on workers that read and write files; standard input "
-                "and output need a local run"
-            )
+        check_scheduler(scheduler, inputs, [o.path for t in tasks for o in t.outputs])
+
+
+def check_scheduler(scheduler: str | None, inputs: tuple[str, ...], outputs: list[Any]) -> None:
+    """Refuse a --scheduler that cannot work (exit 2): with --jobs, or with '-' read or written.
+
+    ``outputs`` are the paths the run writes (None: not asked for).
+    """
+    if not scheduler:
+        return
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("n_jobs") == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError(
+            "--jobs runs pictures in local processes and --scheduler on a cluster's "
+            "workers; give one of them"
+        )
+    if "-" in inputs or "-" in outputs:
+        raise click.UsageError(
+            "--scheduler runs on workers that read and write files; standard input "
+            "and output need a local run"
+        )
 
 
 def run_batch(
     tasks: list[Any],
+    work: Callable[..., Any],
     options: Any,
     *,
-    tile: int | None,
     scheduler: str | None,
     jobs: int,
     on_outcome: Callable[[Any], None],
-    on_progress: Callable[[int, int, Any], None],
+    on_progress: Callable[[int, int, Any], None] | None = None,
+    layout: Layout | None = None,
 ) -> Any:
-    """Run apply's tasks locally (``jobs`` processes) or on the cluster at ``scheduler``.
+    """Run ``work(task, options=options)`` over ``tasks``, locally or on a Dask cluster.
 
     Either way through :func:`convtool.batch.run_batch`, with the same callbacks,
     so progress, records and errors do not depend on where the work runs.
+
+    Parameters
+    ----------
+    tasks : list
+        The pictures' tasks (apply's :class:`convtool.jobs.Task`, pipeline's
+        :class:`convtool.pipeline_jobs.Task`).
+    work : callable
+        ``work(task, options=...) -> records``, picklable (a module-level function
+        or a ``functools.partial`` of one).
+    options : dataclass
+        The run's options, with an ``overwrite`` field: on a cluster, an item run
+        again after its worker was lost gets ``work`` with these options'
+        ``overwrite=True`` twin when its outputs are this batch's own.
+    scheduler : str or None
+        The Dask scheduler's address; None or '' runs ``jobs`` local processes.
+    layout : convtool.cluster.Layout, optional
+        Where a task keeps its paths (default: apply's tasks).
     """
     import dataclasses
     import functools
 
-    from convtool import batch, tiled
+    from convtool import batch
 
-    work = functools.partial(tiled.run_task, options=options, tile=tile)
+    run = functools.partial(work, options=options)
     if not scheduler:
         return batch.run_batch(
-            tasks, work, jobs=jobs, on_outcome=on_outcome, on_progress=on_progress
+            tasks, run, jobs=jobs, on_outcome=on_outcome, on_progress=on_progress
         )
     from convtool import cluster
 
     rework = None
     if not options.overwrite:
-        again = dataclasses.replace(options, overwrite=True)
-        rework = functools.partial(tiled.run_task, options=again, tile=tile)
-    items, remote = cluster.ship(tasks, work, rework)
+        rework = functools.partial(work, options=dataclasses.replace(options, overwrite=True))
+    items, remote = cluster.ship(tasks, run, rework, layout=layout)
     with _connected(scheduler) as pool:
         report = batch.run_batch(
             items, remote, executor=pool, on_outcome=on_outcome, on_progress=on_progress
