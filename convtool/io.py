@@ -869,10 +869,14 @@ def _prepare_pixels(data: Any, alpha: Any, fmt: str, bit_depth: int, target: str
         arr = arr[:, :, 0] if arr.shape[2] == 1 else arr
     if fmt == "npy" or bit_depth == 32:
         return np.ascontiguousarray(arr, dtype=np.float32)
+    # in place on one working copy: inf clips to the range's ends, NaN becomes 0
+    # (np.nan_to_num's isposinf/isneginf cost several passes over a big picture)
     work = arr.astype(np.float32 if arr.dtype == np.float32 else np.float64)
-    work = np.clip(np.nan_to_num(work, nan=0.0), 0.0, 1.0)
+    np.clip(work, 0.0, 1.0, out=work)
+    np.copyto(work, 0.0, where=np.isnan(work))
     work *= 255 if bit_depth == 8 else 65535
-    return np.rint(work).astype(np.uint8 if bit_depth == 8 else np.uint16)
+    np.rint(work, out=work)
+    return work.astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 
 def _encode_pillow(f: IO[bytes], pixels: np.ndarray, *, fmt: str, **options: Any) -> None:
