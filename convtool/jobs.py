@@ -283,11 +283,15 @@ def _check_target(output: str | None, count: int, folder_mode: bool, fmt: str | 
         return
     if folder_mode:
         if not os.path.isdir(output):
-            what = "does not exist" if not os.path.exists(output) else "is not a folder"
+            bare = output.rstrip("/" + os.sep) or output  # 'ok.png/' names the file ok.png
             many = count > 1 and not output.endswith(("/", os.sep))
             why = f"{count} outputs need a folder, and " if many else ""
+            if os.path.exists(bare):
+                what = f"{bare!r} is not a folder"
+                raise PlanError(why + (what if bare == output else f"{output!r}: {what}"), "-o")
             raise PlanError(
-                f"{why}{output!r} {what}; create the folder first (as mogrify -path requires)",
+                f"{why}{output!r} does not exist; create the folder first (as mogrify -path "
+                "requires)",
                 "-o",
             )
         return

@@ -311,3 +311,13 @@ def test_sizes_that_do_not_fit_the_stride_say_what_would(tmp_path):
     args += ("--method", "lstsq", "--json")
     data = json.loads(run(*args).stdout)
     np.testing.assert_allclose(data["kernel"], SOBEL_X, atol=1e-6)
+
+
+def test_a_target_larger_along_one_side_only_is_not_called_swapped(tmp_path):
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "x.npy", rng.random((28, 40)))
+    np.save(tmp_path / "y.npy", rng.random((30, 30)))
+    result = run(tmp_path / "x.npy", tmp_path / "y.npy")
+    assert result.exit_code == 2 and "taller than" in result.output, result.output
+    assert "swapped" not in result.output  # 28x40 does not fit in 30x30 either
+    no_traceback(result)

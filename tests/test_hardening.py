@@ -299,6 +299,9 @@ CASES: dict[str, Case] = {
     "apply-folder-missing": C(f"{APPLY} -o {{out}}/nowhere/x.png", 2, "does not exist"),
     "apply-folder-missing-dir": C(f"{APPLY} -o {{out}}/nowhere/", 2, "does not exist"),
     "apply-folder-is-a-file": C(f"{APPLY} -o {{ok.png}}/x.png", 2, "is not a folder"),
+    "apply-out-folder-is-a-file": C(
+        "apply {ok.png} {grey.png} -k blur -o {ok.png}/", 2, "ok.png' is not a folder"
+    ),
     "apply-folder-unwritable": C(f"{APPLY} -o {PROC}.png", 1, f"cannot write {PROC}.png"),
     "apply-folder-unwritable-dir": C(f"{APPLY} -o /proc/", 1, "cannot write /proc/ok.blur.png"),
     "apply-output-is-input": C(f"{APPLY} -o {{ok.png}}", 2, "is an input"),

@@ -228,9 +228,12 @@ def _read_pair(io, input_path, target_path, grey, keep_clipped, max_pixels):
             )
     x, y, notes = source.data, target.data, []
     if y.shape[0] > x.shape[0] or y.shape[1] > x.shape[1]:
+        swapped = y.shape[0] >= x.shape[0] and y.shape[1] >= x.shape[1]  # would fit the other way
+        side = "" if swapped else (" taller" if y.shape[0] > x.shape[0] else " wider")
         raise click.UsageError(
-            f"{target_path} ({y.shape[0]}x{y.shape[1]}) is larger than {input_path} "
-            f"({x.shape[0]}x{x.shape[1]}): the target cannot be; are the two swapped?"
+            f"{target_path} ({y.shape[0]}x{y.shape[1]}) is{side or ' larger'} than {input_path} "
+            f"({x.shape[0]}x{x.shape[1]}): a filtered picture cannot be"
+            + ("; are the two swapped?" if swapped else "")
         )
     if y.ndim == 3 and x.ndim == 2 and not grey:
         if not np.array_equal(y, y[:, :, :1].repeat(y.shape[2], axis=2)):
