@@ -318,7 +318,7 @@ CASES: dict[str, Case] = {
     "fit-zero": C("fit {zero.npy} {target.npy}", 1, "empty"),
     "fit-bomb": C("fit {bomb.png} {target.npy}", 1, "--max-pixels"),
     "fit-swapped": C("fit {target.npy} {grey.npy}", 2, "swapped"),
-    "fit-mismatched": C("fit {grey.npy} {wide.npy}", 2, "larger than"),
+    "fit-mismatched": C("fit {grey.npy} {wide.npy}", 2, "wider than"),
     "fit-colour-target": C("fit {grey.npy} {colour.npy}", 2, "--grey"),
     "fit-size-wrong": C("fit {grey.npy} {target.npy} --size 5", 2, "size-5 kernel"),
     "fit-size-0": C("fit {grey.npy} {target.npy} --size 0", 2, "at least 1"),
