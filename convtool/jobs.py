@@ -370,24 +370,26 @@ def plan_outputs(
     return tasks
 
 
-def written_since(tasks: list[Task], told: set[int], since: float) -> tuple[int, int]:
-    """Pictures and outputs of ``tasks`` (those in ``told`` left out) written since ``since``.
+def written_since(tasks: list[Task], since: float) -> tuple[set[int], int]:
+    """Which pictures of ``tasks`` have every output file written since ``since``, and
+    how many output files are.
 
-    After a Ctrl-C: a picture can finish its files just as the stop comes, before
-    its outcome is told. ``since`` is a ``time.time()`` taken before the run; a
-    file counts when it exists and was modified after it (less a file system
-    clock tick). Returns (pictures with every output written, outputs written).
+    After a Ctrl-C the files on disk, not the outcomes told so far, say how far a
+    run got: a picture can finish its files just as the stop comes, before its
+    outcome is told. ``since`` is a ``time.time()`` taken before the run; a file
+    counts when it exists and was modified after it (less a file system clock
+    tick). Standard output is not a file and is left out.
     """
-    pictures = outputs = 0
+    pictures: set[int] = set()
+    outputs = 0
     for index, task in enumerate(tasks):
-        if index in told:
-            continue
         done = 0
         for out in task.outputs:
             with contextlib.suppress(OSError):
                 done += out.path != "-" and os.stat(out.path).st_mtime >= since - 0.05
         outputs += done
-        pictures += done == len(task.outputs)
+        if done and done == len(task.outputs):
+            pictures.add(index)
     return pictures, outputs
 
 

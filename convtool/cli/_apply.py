@@ -413,11 +413,15 @@ def apply(
     reporter.clip_note(value_map is not None)
     reporter.nonfinite_warning()
     if report.interrupted:
-        # a picture may have finished its files just as the stop came, untold
-        pictures, outputs = jobs.written_since(tasks, {o.index for o in report.outcomes}, started)
+        # the files tell how far it got: a picture may have finished them just as
+        # the stop came, before its outcome was told
+        finished, outputs = jobs.written_since(tasks, started)
+        told = {o.index for o in report.outcomes}
+        told_ok = {o.index for o in report.outcomes if o.ok}
+        outputs += sum(out.path == "-" for i in told_ok for out in tasks[i].outputs)
         click.echo(
-            f"convtool: interrupted after {report.done + pictures} of {total} picture(s); "
-            f"{reporter.written + outputs} output(s) written, each whole; no partial file left",
+            f"convtool: interrupted after {len(finished | told)} of {total} picture(s); "
+            f"{outputs} output(s) written, each whole; no partial file left",
             err=True,
         )
         _finish(130)

@@ -134,14 +134,18 @@ def run_batch(
     import dataclasses
     import functools
 
-    from convtool import batch
+    from convtool import batch, cluster  # cluster imports Dask in connect() alone
 
     run = functools.partial(work, options=options)
     if not scheduler:
-        return batch.run_batch(
+        report = batch.run_batch(
             tasks, run, jobs=jobs, on_outcome=on_outcome, on_progress=on_progress
         )
-    from convtool import cluster
+        if report.interrupted:
+            # the workers have stopped; one stopped between creating its temporary and
+            # the clean-up that guards it can leave it behind (rare): sweep them
+            cluster.tidy(cluster.ship(tasks, run, layout=layout)[0])
+        return report
 
     rework = None
     if not options.overwrite:
