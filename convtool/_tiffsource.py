@@ -211,7 +211,7 @@ class TiffSource:
         """Pixels at ``rows`` x ``cols`` (indices inside the picture, any order, repeats
         allowed), as io.read_image gives them: float32 (n, m) or (n, m, 3), and the alpha
         (n, m) or None."""
-        from convtool.io import _scaled
+        from convtool.io import unit_scaled
 
         rows, cols = np.asarray(rows, np.intp), np.asarray(cols, np.intp)
         urows, ucols = np.unique(rows), np.unique(cols)
@@ -223,7 +223,7 @@ class TiffSource:
             raw = raw[np.searchsorted(urows, rows)]
         if not np.array_equal(ucols, cols):
             raw = raw[:, np.searchsorted(ucols, cols)]
-        full = _scaled(raw, self.bit_depth)
+        full = unit_scaled(raw, self.bit_depth)
         alpha = np.ascontiguousarray(full[..., -1]) if self.has_alpha else None
         data = full[..., : self.channels]
         if self.channels == 1:

@@ -57,12 +57,16 @@ __all__ = [
     "ImageWriteError",
     "atomic_write",
     "atomic_write_bytes",
+    "check_pixel_count",
     "default_max_pixels",
     "format_for",
     "load_array",
+    "one_line",
+    "prepare_pixels",
     "read_image",
     "save_array",
     "to_gray",
+    "unit_scaled",
     "write_image",
 ]
 
@@ -201,7 +205,8 @@ def default_max_pixels() -> int | None:
     return None if limit is None else int(limit)
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """An error's message on one line of at most 200 characters (its type if empty)."""
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
@@ -399,7 +404,7 @@ def _read_source(
         try:
             buf = _read_all(path_or_file, source, limit)
         except (OSError, ValueError) as e:
-            raise ImageReadError(f"cannot read {source}: {_one_line(e)}") from e
+            raise ImageReadError(f"cannot read {source}: {one_line(e)}") from e
         if not isinstance(buf, bytes | bytearray):
             raise ImageReadError(f"cannot read {source}: the stream gives text, not bytes")
         if not buf:
@@ -415,7 +420,7 @@ def _read_source(
         try:
             buf = _read_all(stdin, "standard input", limit)
         except (OSError, ValueError, AttributeError) as e:
-            raise ImageReadError(f"cannot read standard input: {_one_line(e)}") from e
+            raise ImageReadError(f"cannot read standard input: {one_line(e)}") from e
         if not buf:
             raise ImageReadError("cannot read standard input: it is empty")
         return buf, "-", ""
@@ -432,7 +437,7 @@ def _read_source(
     except FileNotFoundError:
         raise ImageReadError(f"cannot read {source}: no such file") from None
     except OSError as e:
-        raise ImageReadError(f"cannot read {source}: {e.strerror or _one_line(e)}") from e
+        raise ImageReadError(f"cannot read {source}: {e.strerror or one_line(e)}") from e
     if not buf:
         raise ImageReadError(f"cannot read {source}: the file is empty")
     return buf, source, os.path.splitext(source)[1].lower()
@@ -443,7 +448,8 @@ def _mode_of(data: np.ndarray, alpha: np.ndarray | None) -> str:
     return base + ("A" if alpha is not None else "")
 
 
-def _check_pixels(width: int, height: int, max_pixels: int | None, name: str) -> None:
+def check_pixel_count(width: int, height: int, max_pixels: int | None, name: str) -> None:
+    """Refuse (ImageReadError) an empty picture, or one over ``max_pixels`` (None: no limit)."""
     if width <= 0 or height <= 0:
         raise ImageReadError(f"cannot read {name}: the picture is {width}x{height} pixels (empty)")
     if max_pixels is not None and width * height > max_pixels:
@@ -469,7 +475,7 @@ def _parse_npy(buf: bytes, name: str, max_pixels: int | None = None) -> np.ndarr
         else:
             raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
     except Exception as e:  # numpy's header parser raises ValueError, SyntaxError, TokenError...
-        raise ImageReadError(f"cannot read {name}: bad .npy header ({_one_line(e)})") from e
+        raise ImageReadError(f"cannot read {name}: bad .npy header ({one_line(e)})") from e
     if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biuf":
         raise ImageReadError(
             f"cannot read {name}: .npy dtype {dtype} is not supported (need bool, int or float)"
@@ -477,7 +483,7 @@ def _parse_npy(buf: bytes, name: str, max_pixels: int | None = None) -> np.ndarr
     if any(n < 0 for n in shape):
         raise ImageReadError(f"cannot read {name}: bad .npy header (shape {shape})")
     if max_pixels is not None and len(shape) >= 2:
-        _check_pixels(max(shape[1], 1), max(shape[0], 1), max_pixels, name)
+        check_pixel_count(max(shape[1], 1), max(shape[0], 1), max_pixels, name)
     count = math.prod(shape)
     available = len(buf) - fp.tell()
     if count * dtype.itemsize > available:
@@ -554,7 +560,7 @@ def _open_pillow(buf: bytes, name: str) -> PILImage.Image | None:
         if buf.startswith(_TIFF_MAGICS):
             return None
         if buf.startswith(_PNG_SIGNATURE) and buf[12:16] == b"IHDR" and len(buf) >= 24:
-            _check_pixels(*struct.unpack_from(">II", buf, 16), None, name)  # Pillow refuses 0x0
+            check_pixel_count(*struct.unpack_from(">II", buf, 16), None, name)  # Pillow refuses 0x0
         kind = _claimed_format(buf)
         if kind is not None:
             raise ImageReadError(
@@ -566,7 +572,7 @@ def _open_pillow(buf: bytes, name: str) -> PILImage.Image | None:
     except MemoryError:
         raise ImageReadError(f"cannot read {name}: out of memory reading the header") from None
     except Exception as e:  # a plugin's parser on hostile bytes may raise anything
-        raise ImageReadError(f"cannot read {name}: corrupt picture header ({_one_line(e)})") from e
+        raise ImageReadError(f"cannot read {name}: corrupt picture header ({one_line(e)})") from e
 
 
 def _claimed_format(buf: bytes) -> str | None:
@@ -588,7 +594,7 @@ def _read_picture(buf: bytes, source: str, max_pixels: int | None) -> Image:
             return _read_tiff(buf, source, max_pixels)
         fmt = "JPEG" if im.format == "MPO" else str(im.format)
         try:
-            _check_pixels(*im.size, max_pixels, name)
+            check_pixel_count(*im.size, max_pixels, name)
             if fmt == "PNG" and buf[12:16] == b"IHDR" and buf[24] == 16 and buf[25] in (2, 4, 6):
                 return _read_png16(buf, source, max_pixels)
             if fmt == "TIFF" and _pillow_downconverts(im):
@@ -606,7 +612,7 @@ def _read_picture(buf: bytes, source: str, max_pixels: int | None) -> Image:
             raise ImageReadError(f"cannot read {name}: out of memory decoding {w}x{h}") from None
         except Exception as e:
             raise ImageReadError(
-                f"cannot read {name}: truncated or corrupt {fmt} file ({_one_line(e)})"
+                f"cannot read {name}: truncated or corrupt {fmt} file ({one_line(e)})"
             ) from e
     return Image(data, alpha, bit_depth, _mode_of(data, alpha), source, fmt)
 
@@ -620,7 +626,8 @@ def _pillow_downconverts(im: PILImage.Image) -> bool:
     )
 
 
-def _scaled(arr: np.ndarray, bit_depth: int) -> np.ndarray:
+def unit_scaled(arr: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Integer samples of ``bit_depth`` bits as float32 in [0, 1]; 32-bit floats as they are."""
     out = arr.astype(np.float32)
     if bit_depth != 32:
         out /= np.float32(255 if bit_depth == 8 else 65535)
@@ -666,8 +673,8 @@ def _arrays_from_pillow(im: PILImage.Image, name: str) -> tuple[np.ndarray, np.n
             alpha = (arr != np.array(key)).any(axis=2).astype(np.uint8) * 255
         if alpha is not None and bit_depth == 16:
             alpha = alpha.astype(np.uint16) * 257
-    data = _scaled(arr, bit_depth)
-    return data, None if alpha is None else _scaled(alpha, bit_depth), bit_depth
+    data = unit_scaled(arr, bit_depth)
+    return data, None if alpha is None else unit_scaled(alpha, bit_depth), bit_depth
 
 
 # TIFFs Pillow cannot read exactly
@@ -691,7 +698,7 @@ def _read_tiff(buf: bytes, source: str, max_pixels: int | None) -> Image:
     try:
         with tifffile.TiffFile(io.BytesIO(buf)) as tif:
             page = tif.pages.first
-            _check_pixels(int(page.imagewidth), int(page.imagelength), max_pixels, name)
+            check_pixel_count(int(page.imagewidth), int(page.imagelength), max_pixels, name)
             samples, depth = int(page.samplesperpixel), int(page.imagedepth)
             if samples > 4 or depth > 1:  # checked before decoding: either multiplies memory
                 raise ImageReadError(
@@ -706,7 +713,7 @@ def _read_tiff(buf: bytes, source: str, max_pixels: int | None) -> Image:
         raise ImageReadError(f"cannot read {name}: out of memory decoding the TIFF") from None
     except Exception as e:
         raise ImageReadError(
-            f"cannot read {name}: corrupt or unsupported TIFF ({_one_line(e)})"
+            f"cannot read {name}: corrupt or unsupported TIFF ({one_line(e)})"
         ) from e
     if arr.ndim != len(axes) or axes not in ("YX", "YXS", "SYX"):
         raise ImageReadError(f"cannot read {name}: unsupported TIFF layout {axes!r}")
@@ -723,7 +730,7 @@ def _read_tiff(buf: bytes, source: str, max_pixels: int | None) -> Image:
     bit_depth = 32 if arr.dtype.kind == "f" else kinds.get(arr.dtype.newbyteorder("="))
     if bit_depth is None:
         raise ImageReadError(f"cannot read {name}: unsupported TIFF sample type {arr.dtype}")
-    full = _scaled(arr, bit_depth)
+    full = unit_scaled(arr, bit_depth)
     alpha = np.ascontiguousarray(full[..., -1]) if has_alpha else None
     data = full[..., :-1] if has_alpha else full
     if data.ndim == 3 and data.shape[2] == 1:
@@ -743,16 +750,16 @@ def _read_png16(buf: bytes, source: str, max_pixels: int | None) -> Image:
         raise ImageReadError(f"cannot read {name}: out of memory decoding the PNG") from None
     except Exception as e:
         raise ImageReadError(
-            f"cannot read {name}: truncated or corrupt PNG file ({_one_line(e)})"
+            f"cannot read {name}: truncated or corrupt PNG file ({one_line(e)})"
         ) from e
     alpha = None
     if len(planes) in (2, 4):
-        alpha = _scaled(planes.pop(), 16)
+        alpha = unit_scaled(planes.pop(), 16)
     elif trns is not None and len(trns) == 6:
         key = struct.unpack(">3H", trns)
         alpha = np.any([p != k for p, k in zip(planes, key, strict=True)], axis=0)
         alpha = alpha.astype(np.float32)
-    data = _scaled(planes[0] if len(planes) == 1 else np.stack(planes, axis=-1), 16)
+    data = unit_scaled(planes[0] if len(planes) == 1 else np.stack(planes, axis=-1), 16)
     return Image(data, alpha, 16, _mode_of(data, alpha), source, "PNG")
 
 
@@ -816,7 +823,7 @@ def write_image(
         fmt = _format_name(format) if format is not None else format_for(target, writing=True)
     except ValueError as e:
         raise ImageWriteError(f"cannot write {_label(target, True)}: {e}") from None
-    pixels = _prepare_pixels(data, alpha, fmt, bit_depth, target)
+    pixels = prepare_pixels(data, alpha, fmt, bit_depth, target)
     if not (isinstance(compress_level, int) and 0 <= compress_level <= 9):
         raise ImageWriteError(f"cannot write {_label(target, True)}: compress_level must be 0..9")
 
@@ -832,11 +839,11 @@ def write_image(
             with atomic_write(target, overwrite=overwrite) as f:
                 encode(f)
     except (OSError, ValueError, ImportError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else _one_line(e)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else one_line(e)
         raise ImageWriteError(f"cannot write {_label(target, True)}: {reason}") from e
 
 
-def _prepare_pixels(data: Any, alpha: Any, fmt: str, bit_depth: int, target: str) -> np.ndarray:
+def prepare_pixels(data: Any, alpha: Any, fmt: str, bit_depth: int, target: str) -> np.ndarray:
     """Validate, append alpha, drop it where the format has none, and quantise."""
 
     def fail(problem: str) -> ImageWriteError:
@@ -929,7 +936,7 @@ def _write_stdout(payload: bytes) -> None:
         out.write(payload)
         out.flush()
     except (OSError, ValueError, AttributeError) as e:
-        raise ImageWriteError(f"cannot write to standard output: {_one_line(e)}") from e
+        raise ImageWriteError(f"cannot write to standard output: {one_line(e)}") from e
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -984,7 +991,7 @@ def atomic_write(
         except FileExistsError:
             continue
         except OSError as e:
-            reason = e.strerror or _one_line(e)
+            reason = e.strerror or one_line(e)
             raise ImageWriteError(
                 f"cannot write {target}: cannot create a file in {folder} ({reason})"
             ) from e
@@ -998,7 +1005,7 @@ def atomic_write(
                 if fsync:
                     os.fsync(f.fileno())
             except OSError as e:
-                raise ImageWriteError(f"cannot write {target}: {e.strerror or _one_line(e)}") from e
+                raise ImageWriteError(f"cannot write {target}: {e.strerror or one_line(e)}") from e
         _commit(temp, target, overwrite)
         if fsync:
             _fsync_folder(folder)
@@ -1030,7 +1037,7 @@ def _commit(temp: str, target: str, overwrite: bool) -> None:
     except ImageWriteError:
         raise
     except OSError as e:
-        raise ImageWriteError(f"cannot write {target}: {e.strerror or _one_line(e)}") from e
+        raise ImageWriteError(f"cannot write {target}: {e.strerror or one_line(e)}") from e
 
 
 def _fsync_folder(folder: str) -> None:
@@ -1052,9 +1059,7 @@ def atomic_write_bytes(path: PathLike, data: bytes, *, overwrite: bool = False) 
         with atomic_write(path, overwrite=overwrite) as f:
             f.write(data)
     except OSError as e:
-        raise ImageWriteError(
-            f"cannot write {os.fspath(path)}: {e.strerror or _one_line(e)}"
-        ) from e
+        raise ImageWriteError(f"cannot write {os.fspath(path)}: {e.strerror or one_line(e)}") from e
 
 
 # ---------------------------------------------------------------- arrays and grey

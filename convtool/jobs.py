@@ -49,10 +49,12 @@ __all__ = [
     "PlanError",
     "Task",
     "check_depths",
+    "engine_for",
     "output_depth",
     "plan_outputs",
     "run_task",
     "unique_slugs",
+    "work_of",
     "written_since",
 ]
 
@@ -127,7 +129,8 @@ def output_depth(fmt: str, input_depth: int, requested: int | None = None) -> in
     return max(d for d in allowed if d <= max(input_depth, 8))
 
 
-def _work(image_shape: tuple[int, ...], options: Options, needed: set[int]) -> float:
+def work_of(image_shape: tuple[int, ...], options: Options, needed: set[int]) -> float:
+    """Multiply-adds the kernels ``needed`` take on a picture of ``image_shape``."""
     h, w = image_shape[:2]
     channels = 1 if len(image_shape) == 2 else image_shape[2]
     total = 0.0
@@ -139,7 +142,7 @@ def _work(image_shape: tuple[int, ...], options: Options, needed: set[int]) -> f
     return total / (options.stride[0] * options.stride[1])
 
 
-def _engine(options: Options, work: float) -> Any:
+def engine_for(options: Options, work: float) -> Any:
     """A context in which ops runs on the engine that suits ``work`` (see LARGE_WORK).
 
     The process's preference is restored afterwards.
@@ -175,7 +178,7 @@ def run_task(task: Task, options: Options) -> list[dict[str, Any]]:
         image = io.read_image(task.source, max_pixels=limit)
     needed = {k for out in task.outputs for k in out.kernels}
     results: dict[int, np.ndarray] = {}
-    with _engine(options, _work(image.data.shape, options, needed)):
+    with engine_for(options, work_of(image.data.shape, options, needed)):
         for k in sorted(needed):
             results[k] = correlate(
                 image.data,

@@ -312,7 +312,7 @@ def _tiles(
     source: TiffSource, plan: _Output, tile: int, options: Any, target: str
 ) -> Iterator[np.ndarray]:
     """The output's tiles, mapped and quantised as io.write_image would; counts as it goes."""
-    from convtool.io import _prepare_pixels
+    from convtool.io import prepare_pixels
 
     for box in _boxes(plan.shape[0], plan.shape[1], tile):
         y = plan.result(source, box, options)
@@ -330,7 +330,7 @@ def _tiles(
             rows, cols = plan.alpha_axes
             o0, o1, p0, p1 = box
             _, alpha = source.region(rows.anchors(o0, o1), cols.anchors(p0, p1))
-        yield _prepare_pixels(y, alpha, "tiff", plan.depth, target)
+        yield prepare_pixels(y, alpha, "tiff", plan.depth, target)
 
 
 def _write(source: TiffSource, out: Any, options: Any, tile: int) -> dict[str, Any]:
@@ -367,7 +367,7 @@ def _write(source: TiffSource, out: Any, options: Any, tile: int) -> dict[str, A
                 **extra,
             )
     except (OSError, ImportError) as e:
-        raise io.ImageWriteError(f"cannot write {out.path}: {io._one_line(e)}") from e
+        raise io.ImageWriteError(f"cannot write {out.path}: {io.one_line(e)}") from e
     pixels = height * width
     lo, hi = plan.range.bounds
     share = 0.0 if plan.how is None else 1.0 - plan.inside / max(pixels, 1)
@@ -428,7 +428,7 @@ def run_task(task: Any, options: Any, tile: int | None = None) -> list[dict[str,
             return jobs.run_task(task, options)
         kind = "unsupported TIFF" if isinstance(e, Unsupported) else "corrupt or unsupported TIFF"
         raise io.ImageReadError(
-            f"cannot filter {path} in tiles: {kind} ({io._one_line(e)})"
+            f"cannot filter {path} in tiles: {kind} ({io.one_line(e)})"
         ) from None
     with source:
         if tile is None:
@@ -460,11 +460,11 @@ def _run(source: TiffSource, task: Any, options: Any, tile: int) -> list[dict[st
             if os.path.lexists(out.path):
                 raise io.ImageWriteError(f"{out.path} exists; pass --overwrite to replace it")
     if options.max_pixels not in (-1, None):  # an explicit limit still holds
-        io._check_pixels(source.width, source.height, options.max_pixels, source.path)
+        io.check_pixel_count(source.width, source.height, options.max_pixels, source.path)
     needed = {k for out in task.outputs for k in out.kernels}
     size = (source.height, source.width)
     if any(a.outputs < 1 for k in needed for a in _axes(options.kernels[k], size, options)):
         return jobs.run_task(task, options)  # a kernel larger than the padded picture: its error
     shape = (source.height, source.width) + ((source.channels,) if source.channels > 1 else ())
-    with jobs._engine(options, jobs._work(shape, options, needed)):
+    with jobs.engine_for(options, jobs.work_of(shape, options, needed)):
         return [_write(source, out, options, tile) for out in task.outputs]

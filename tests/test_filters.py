@@ -351,14 +351,14 @@ def test_apply_takes_the_jit_for_a_large_picture_alone(fresh_aot, monkeypatch):
     assert fresh_aot.load() is not None, fresh_aot.error()
     monkeypatch.setattr(jobs, "LARGE_WORK", 100)
     options = jobs.Options(kernels=())
-    with jobs._engine(options, 60):
+    with jobs.engine_for(options, 60):
         assert fresh_aot.engine() == "aot"
-    with jobs._engine(options, 60):  # the work before does not count: same engine, same bits
+    with jobs.engine_for(options, 60):  # the work before does not count: same engine, same bits
         assert fresh_aot.engine() == "aot"
-    with jobs._engine(options, 120):
+    with jobs.engine_for(options, 120):
         assert fresh_aot.engine() == "jit"
-    with jobs._engine(options, 1):
+    with jobs.engine_for(options, 1):
         assert fresh_aot.engine() == "aot"
-    with jobs._engine(jobs.Options(kernels=(), engine="aot"), 1e12):
+    with jobs.engine_for(jobs.Options(kernels=(), engine="aot"), 1e12):
         assert fresh_aot.engine() == "aot"
     assert not fresh_aot.enabled()  # the process's preference is left as it was
