@@ -9,16 +9,21 @@ from typing import Any
 
 import click
 
-from convtool.cli._params import FiniteFloatParam, PaddingParam, PairParam, max_pixels_option
+from convtool.cli._params import (
+    BORDERS,
+    CLIP_NOTE_SHARE,
+    MAPS,
+    FiniteFloatParam,
+    PaddingParam,
+    PairParam,
+    max_pixels_option,
+)
 from convtool.cli._scale import check as _check_scale
 from convtool.cli._scale import run_batch as _run_batch
 from convtool.cli._scale import scheduler_option, tile_option
 
-BORDERS = ("zero", "reflect", "mirror", "replicate", "wrap")
 COLORS = ("channels", "gray", "sum")
-MAPS = ("clip", "abs", "normalize", "offset")
 COMBINES = ("magnitude", "max", "sum")
-CLIP_NOTE_SHARE = 0.05  # tell the user when clipping changed at least this share of pixels
 
 
 # ------------------------------------------------------------------ reporting

@@ -9,6 +9,9 @@ from typing import Any
 import click
 
 from convtool.cli._params import (
+    BORDERS,
+    CLIP_NOTE_SHARE,
+    MAPS,
     FiniteFloatParam,
     PaddingParam,
     PairParam,
@@ -18,11 +21,8 @@ from convtool.cli._params import (
 from convtool.cli._scale import check_scheduler, scheduler_option
 from convtool.cli._scale import run_batch as _run_batch
 
-BORDERS = ("zero", "reflect", "mirror", "replicate", "wrap")
 COLORS = ("sum", "gray")
-MAPS = ("clip", "abs", "normalize", "offset")
 CMAPS = ("viridis", "diverging", "gray")
-CLIP_NOTE_SHARE = 0.05  # tell the user when clipping changed at least this share of pixels
 _FATE = "kept in .npy files, not in pictures"  # what becomes of NaN and infinities
 
 
