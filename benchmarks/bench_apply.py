@@ -199,9 +199,11 @@ import click, convtool.cli
 mark("click + convtool.cli")
 import numpy
 mark("numpy")
-from convtool import io
+from convtool import imaging
 mark("convtool.io (pillow)")
-from convtool import _aot, filters, jobs, kernels
+from convtool import filtering, kernels
+from convtool.batch import apply_task
+from convtool.core import aot as _aot
 mark("kernels, filters, jobs, _aot")
 route = sys.argv[3]
 if route == "aot":
@@ -211,14 +213,14 @@ if route == "aot":
 else:
     import numba
     mark("import numba")
-image = io.read_image(sys.argv[1])
+image = imaging.read_image(sys.argv[1])
 mark("read + decode PNG")
-k = filters.prepare_kernel(kernels.parse_kernel("sobel_x"))
-y = filters.correlate(image.data, k)
+k = filtering.prepare_kernel(kernels.parse_kernel("sobel_x"))
+y = filtering.correlate(image.data, k)
 mark("filter" + (" (first call: cache load)" if route == "jit" else ""))
-share = filters.clipped_share(y)
+share = filtering.clipped_share(y)
 mark("share clipped")
-io.write_image(sys.argv[2], y, overwrite=True)
+imaging.write_image(sys.argv[2], y, overwrite=True)
 mark("quantise + encode PNG + write")
 for (_, a), (name, b) in zip(t, t[1:]):
     print(f"{name}\t{(b - a) * 1e3:.2f}")

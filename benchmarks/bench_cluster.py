@@ -81,7 +81,7 @@ def start_cluster(folder: Path, workers: int) -> tuple[str, list[subprocess.Pope
 
 
 def make_batch(folder: Path, size: int, count: int) -> list[str]:
-    from convtool import io
+    from convtool import imaging
 
     folder.mkdir(parents=True)
     rng = np.random.default_rng(size)
@@ -89,7 +89,7 @@ def make_batch(folder: Path, size: int, count: int) -> list[str]:
     names = []
     for i in range(count):
         name = folder / f"p{i:03d}.png"
-        io.write_image(name, np.roll(picture, i, axis=1))
+        imaging.write_image(name, np.roll(picture, i, axis=1))
         names.append(str(name))
     return names
 

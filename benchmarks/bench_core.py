@@ -511,7 +511,7 @@ def _child_cache() -> dict:
     """
     t0 = time.perf_counter()
     import convtool
-    from convtool import _core
+    from convtool.core import loops as _core
 
     t_import = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -175,8 +175,9 @@ def _ratio_check(target: str, num, den, limit: float) -> Check:
 def bench_chapter(opt) -> list[Check]:
     import numba
 
+    from convtool.filtering import to_gray
     from convtool.fit import fit_kernel
-    from convtool.io import read_image, to_gray
+    from convtool.imaging import read_image
 
     x = to_gray(read_image(ROOT / "samples" / "disc.png").data).astype(np.float64)
     y = np.einsum(
@@ -239,7 +240,7 @@ def _large_pair(folder: Path):
     sys.path.insert(0, str(ROOT / "samples"))
     from make_samples import draw_scene
 
-    from convtool.io import write_image
+    from convtool.imaging import write_image
     from convtool.ops import conv2d
 
     t0 = time.perf_counter()
@@ -255,7 +256,7 @@ def _large_pair(folder: Path):
 
 def bench_large(opt) -> list[Check]:
     from convtool.fit import fit_kernel
-    from convtool.io import read_image
+    from convtool.imaging import read_image
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -310,7 +311,7 @@ def bench_iteration(opt) -> list[Check]:
     sys.path.insert(0, str(ROOT / "samples"))
     from make_samples import draw_scene
 
-    from convtool import _fitsolve as solve
+    from convtool.fit import solve
     from convtool.ops import conv2d
 
     rows, per_iter = [], {}

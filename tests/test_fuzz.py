@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from convtool import io as cio
+from convtool import imaging as cio
 from convtool.kernels import (
     MAX_SIDE,
     MAX_WEIGHTS,

@@ -115,7 +115,7 @@ def bombs() -> dict[str, bytes]:
 
 
 def make_inputs(folder: Path) -> dict[str, Path]:
-    from convtool import io as cio
+    from convtool import imaging as cio
 
     rng = np.random.default_rng(7)
     rgb = (rng.random((20, 24, 3)) * 255).astype(np.uint8)
@@ -575,7 +575,7 @@ class _Endless(io.RawIOBase):
 
 
 def test_devices_and_endless_streams_are_refused_unread(tmp_path):
-    from convtool import io as cio
+    from convtool import imaging as cio
 
     done = run_program(["apply", "/dev/zero", "-k", "blur", "-o", tmp_path / "x.png"])
     assert done.returncode == 1 and "/dev/zero: it is a device" in done.stderr, done.stderr
@@ -912,7 +912,7 @@ def test_a_batch_gives_the_same_bytes_whatever_jobs_is(batch, tmp_path):
         else:
             inputs.append(path)
     driver = (
-        "import sys\nimport convtool.jobs as jobs\n"
+        "import sys\nimport convtool.batch.apply_task as jobs\n"
         "jobs.LARGE_WORK = 3 * 480 * 480 * 3 * 25 / 2  # between the two sizes' work\n"
         "from convtool.cli import main\nmain()\n"
     )

@@ -345,7 +345,9 @@ def apply(
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import functools
 
-    from convtool import _aot, filters, jobs, tiled
+    from convtool import filtering
+    from convtool.batch import apply_task, tiled
+    from convtool.core import aot as _aot
     from convtool.kernels import KernelSpecError, parse_kernel_spec
 
     kernels = []
@@ -355,7 +357,7 @@ def apply(
         except KernelSpecError as e:
             raise click.BadParameter(str(e), param_hint="'-k'") from None
         kernels.append(
-            filters.prepare_kernel(
+            filtering.prepare_kernel(
                 parsed.weights,
                 name=parsed.name,
                 slug=parsed.slug,
@@ -367,7 +369,7 @@ def apply(
         )
         _check_float32(kernels[-1])
     _check_usage(kernels, inputs, color, combine, as_json, output, fmt)
-    options = jobs.Options(
+    options = apply_task.Options(
         kernels=tuple(kernels),
         color=color or "channels",
         border=border,
@@ -381,10 +383,10 @@ def apply(
     )
     stdin_image = _read_stdin(max_pixels) if "-" in inputs else None
     try:
-        slugs = jobs.unique_slugs([k.slug for k in kernels])
-        tasks = jobs.plan_outputs(list(inputs), slugs, output, combine, fmt, stdin_image)
-        jobs.check_depths(tasks, options)
-    except jobs.PlanError as e:
+        slugs = apply_task.unique_slugs([k.slug for k in kernels])
+        tasks = apply_task.plan_outputs(list(inputs), slugs, output, combine, fmt, stdin_image)
+        apply_task.check_depths(tasks, options)
+    except apply_task.PlanError as e:
         if e.option is None:
             raise click.UsageError(str(e)) from None
         raise click.BadParameter(str(e), param_hint=f"'{e.option}'") from None
@@ -420,7 +422,7 @@ def apply(
     if report.interrupted:
         # the files tell how far it got: a picture may have finished them just as
         # the stop came, before its outcome was told
-        finished, outputs = jobs.written_since(tasks, started)
+        finished, outputs = apply_task.written_since(tasks, started)
         told = {o.index for o in report.outcomes}
         told_ok = {o.index for o in report.outcomes if o.ok}
         outputs += sum(out.path == "-" for i in told_ok for out in tasks[i].outputs)
@@ -483,14 +485,14 @@ def _source_label(source: Any) -> str:
 
 
 def _read_stdin(max_pixels: int | None) -> Any:
-    from convtool import io
+    from convtool import imaging
 
     if sys.stdin is None or sys.stdin.isatty():
         raise click.UsageError("'-' reads a picture from standard input, but it is a terminal")
-    limit = io.DEFAULT if max_pixels is None else (max_pixels or None)
+    limit = imaging.DEFAULT if max_pixels is None else (max_pixels or None)
     try:
-        return io.read_image("-", max_pixels=limit)
-    except io.ImageReadError as e:
+        return imaging.read_image("-", max_pixels=limit)
+    except imaging.ImageReadError as e:
         raise click.ClickException(str(e)) from None
 
 
@@ -513,7 +515,7 @@ def _check_usage(kernels, inputs, color, combine, as_json, output, fmt) -> None:
                 "refusing to write a picture to a terminal; redirect it or give -o FILE"
             )
     if fmt is not None:
-        from convtool.io import format_for
+        from convtool.imaging import format_for
 
         try:
             format_for(f"output.{fmt.lstrip('.')}", writing=True)

@@ -124,10 +124,10 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
     import numpy as np
 
     from convtool import fit as fitting
-    from convtool import io
+    from convtool import imaging
 
     x, y, clip, quantum, notes = _read_pair(
-        io, input_path, target_path, grey, keep_clipped, max_pixels
+        imaging, input_path, target_path, grey, keep_clipped, max_pixels
     )
     try:
         with _progress(max_iter) as callback:
@@ -144,9 +144,9 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
     matches = _matches(fitting, result)
     comparison = _compare(np, result, reference, compare, atol) if reference is not None else None
     if output:
-        _write_kernel(np, io, output, result, overwrite)
+        _write_kernel(np, imaging, output, result, overwrite)
     if log_path:
-        _write_log(io, log_path, result, overwrite)
+        _write_log(imaging, log_path, result, overwrite)
     if as_json:
         import json
 
@@ -210,15 +210,17 @@ def _reference(spec: str):
         raise click.BadParameter(str(e), param_hint="--compare") from None
 
 
-def _read_pair(io, input_path, target_path, grey, keep_clipped, max_pixels):
+def _read_pair(imaging, input_path, target_path, grey, keep_clipped, max_pixels):
     """Both pictures as (H, W) or (C, H, W) arrays, the clip range, rounding step, notes."""
     import numpy as np
 
+    from convtool.filtering import to_gray
+
     limit = max_pixels_limit(max_pixels)
     try:
-        source = io.read_image(input_path, max_pixels=limit)
-        target = io.read_image(target_path, max_pixels=limit)
-    except io.ImageReadError as e:
+        source = imaging.read_image(input_path, max_pixels=limit)
+        target = imaging.read_image(target_path, max_pixels=limit)
+    except imaging.ImageReadError as e:
         raise click.ClickException(str(e)) from None
     for path, picture in ((input_path, source), (target_path, target)):
         if not np.isfinite(picture.data).all():
@@ -245,11 +247,11 @@ def _read_pair(io, input_path, target_path, grey, keep_clipped, max_pixels):
     if x.ndim == 3 and (grey or y.ndim == 2):
         if not grey:
             notes.append(f"{target_path} is grey: fitting on a grey (luma) version of {input_path}")
-        x = io.to_gray(x)
+        x = to_gray(x)
     clip = None if target.bit_depth == 32 or keep_clipped else (0.0, 1.0)
     if grey and y.ndim == 3:
         clipped = ((y <= 0) | (y >= 1)).any(axis=2) if clip is not None else None
-        y = io.to_gray(y)
+        y = to_gray(y)
         if clipped is not None:
             y[clipped] = 0.0  # clipped in any channel: left out, as the fit leaves out 0
     quantum = None if target.bit_depth == 32 else 1 / (2**target.bit_depth - 1)
@@ -404,7 +406,7 @@ def _kernel_for_file(np, result):
     return full
 
 
-def _write_kernel(np, io, path, result, overwrite) -> None:
+def _write_kernel(np, imaging, path, result, overwrite) -> None:
     import json
 
     kernel = _kernel_for_file(np, result)
@@ -412,7 +414,7 @@ def _write_kernel(np, io, path, result, overwrite) -> None:
     bias = result.bias
     try:
         if suffix == ".npy":
-            io.save_array(path, kernel, overwrite=overwrite)
+            imaging.save_array(path, kernel, overwrite=overwrite)
             if bias is not None:
                 click.echo(
                     f"note: {path} holds the kernel only; .json keeps the bias too", err=True
@@ -421,24 +423,26 @@ def _write_kernel(np, io, path, result, overwrite) -> None:
             data = {"kernel": kernel.tolist()}
             if bias is not None:
                 data["bias"] = bias.tolist() if isinstance(bias, np.ndarray) else bias
-            io.atomic_write_bytes(path, (json.dumps(data) + "\n").encode(), overwrite=overwrite)
+            imaging.atomic_write_bytes(
+                path, (json.dumps(data) + "\n").encode(), overwrite=overwrite
+            )
         else:
             rows = [" ".join(repr(float(v)) for v in row) for row in kernel]
             head = f"# fitted by convtool fit: {result.size[0]}x{result.size[1]}"
             if bias is not None:
                 head += f"; bias {bias!r} (not part of the kernel)"
             text = "\n".join([head, *rows]) + "\n"
-            io.atomic_write_bytes(path, text.encode(), overwrite=overwrite)
-    except io.ImageWriteError as e:
+            imaging.atomic_write_bytes(path, text.encode(), overwrite=overwrite)
+    except imaging.ImageWriteError as e:
         raise click.ClickException(str(e)) from None
 
 
-def _write_log(io, path, result, overwrite) -> None:
+def _write_log(imaging, path, result, overwrite) -> None:
     first = result.iterations - len(result.history) + 1
     lines = ["iteration,loss"] + [
         f"{first + i},{v!r}" for i, v in enumerate(result.history.tolist())
     ]
     try:
-        io.atomic_write_bytes(path, ("\n".join(lines) + "\n").encode(), overwrite=overwrite)
-    except io.ImageWriteError as e:
+        imaging.atomic_write_bytes(path, ("\n".join(lines) + "\n").encode(), overwrite=overwrite)
+    except imaging.ImageWriteError as e:
         raise click.ClickException(str(e)) from None

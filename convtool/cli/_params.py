@@ -109,9 +109,9 @@ def max_pixels_option(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def max_pixels_limit(value: int | None) -> Any:
-    """``io.read_image``'s ``max_pixels`` for the option's value (io.DEFAULT, None or N)."""
-    from convtool import io
+    """``read_image``'s ``max_pixels`` for the option's value (imaging.DEFAULT, None or N)."""
+    from convtool import imaging
 
     if value is None:
-        return io.DEFAULT
+        return imaging.DEFAULT
     return value or None

@@ -67,7 +67,7 @@ class _Reporter:
         from rich.console import Console
         from rich.table import Table
 
-        from convtool.panel import shape_text
+        from convtool.pipeline.figures import shape_text
 
         name = "standard input" if record["input"] == "-" else record["input"]
         table = Table(box=None, pad_edge=False)
@@ -382,7 +382,7 @@ def pipeline(
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no linear algebra here
     from convtool import pipeline as pl
-    from convtool import pipeline_jobs as pj
+    from convtool.batch import pipeline_task as pj
     from convtool.kernels import KernelSpecError, parse_kernel_spec
 
     kernels = []
@@ -472,8 +472,8 @@ def _check_usage(inputs, output, as_json, fmt, depth, value_map) -> None:
         for name, value in (("--map", value_map), ("--depth", depth), ("--format", fmt)):
             if value is not None:
                 raise click.UsageError(f"{name} is about the -o output; give -o")
-    from convtool.io import format_for
-    from convtool.jobs import output_depth
+    from convtool.batch.apply_task import output_depth
+    from convtool.imaging import format_for
 
     kind = None
     if fmt is not None:
@@ -535,7 +535,7 @@ def _figure_paths(inputs, target: str | None, suffix: str, option: str) -> list[
             raise click.BadParameter(
                 f"the folder of {target!r} does not exist; create it first", param_hint=option
             )
-        from convtool.io import format_for
+        from convtool.imaging import format_for
 
         try:
             kind = format_for(target, writing=True)
@@ -571,16 +571,18 @@ def _check_folder(folder: str, target: str, option: str) -> None:
 
 def _plan(inputs, output, panel, grid, stages_dir, fmt, stdin_image) -> list[Any]:
     """One Task per input, every file named and checked before anything runs."""
-    from convtool import jobs
-    from convtool import pipeline_jobs as pj
+    from convtool.batch import apply_task
+    from convtool.batch import pipeline_task as pj
 
     outputs: list[str | None] = [None] * len(inputs)
     if output is not None:
         if output != "-":
             _check_folder(os.path.dirname(output) or ".", output, "'-o'")
         try:
-            planned = jobs.plan_outputs(list(inputs), ["pipeline"], output, None, fmt, stdin_image)
-        except jobs.PlanError as e:
+            planned = apply_task.plan_outputs(
+                list(inputs), ["pipeline"], output, None, fmt, stdin_image
+            )
+        except apply_task.PlanError as e:
             if e.option is None:
                 raise click.UsageError(str(e)) from None
             raise click.BadParameter(str(e), param_hint=f"'{e.option}'") from None
@@ -630,11 +632,11 @@ def _plan(inputs, output, panel, grid, stages_dir, fmt, stdin_image) -> list[Any
 
 
 def _read_stdin(max_pixels: int | None) -> Any:
-    from convtool import io
+    from convtool import imaging
 
     if sys.stdin is None or sys.stdin.isatty():
         raise click.UsageError("'-' reads a picture from standard input, but it is a terminal")
     try:
-        return io.read_image("-", max_pixels=max_pixels_limit(max_pixels))
-    except io.ImageReadError as e:
+        return imaging.read_image("-", max_pixels=max_pixels_limit(max_pixels))
+    except imaging.ImageReadError as e:
         raise click.ClickException(str(e)) from None

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from convtool.cluster import Layout
+    from convtool.batch.cluster import Layout
 
 TILE_HELP = (
     "Filter TIFF pictures in NxN tiles (N: a multiple of 16, at least half the kernel; 0: "
@@ -55,8 +55,8 @@ def check(
 ) -> None:
     """Refuse, before anything runs, a --tile or --scheduler that cannot work (exit 2)."""
     if tile:
-        from convtool import tiled
-        from convtool.io import format_for
+        from convtool.batch import tiled
+        from convtool.imaging import format_for
 
         def bad(text: str) -> click.BadParameter:
             return click.BadParameter(text, param_hint="'--tile'")
@@ -134,11 +134,14 @@ def run_batch(
     import dataclasses
     import functools
 
-    from convtool import batch, cluster  # cluster imports Dask in connect() alone
+    from convtool.batch import (
+        cluster,  # cluster imports Dask in connect() alone
+        runner,
+    )
 
     run = functools.partial(work, options=options)
     if not scheduler:
-        report = batch.run_batch(
+        report = runner.run_batch(
             tasks, run, jobs=jobs, on_outcome=on_outcome, on_progress=on_progress
         )
         if report.interrupted:
@@ -152,7 +155,7 @@ def run_batch(
         rework = functools.partial(work, options=dataclasses.replace(options, overwrite=True))
     items, remote = cluster.ship(tasks, run, rework, layout=layout)
     with _connected(scheduler) as pool:
-        report = batch.run_batch(
+        report = runner.run_batch(
             items, remote, executor=pool, on_outcome=on_outcome, on_progress=on_progress
         )
     if not report.interrupted:
@@ -162,7 +165,7 @@ def run_batch(
 
 @contextlib.contextmanager
 def _connected(scheduler: str) -> Iterator[Any]:
-    from convtool import cluster
+    from convtool.batch import cluster
 
     try:
         with cluster.connect(scheduler) as pool:

@@ -21,7 +21,7 @@ import tempfile
 import atheris
 
 with atheris.instrument_imports(include=["convtool"]):
-    from convtool import io as cio
+    from convtool import imaging as cio
 
 LIMIT = 1_000_000  # pixels: a mutated header may declare any size; keep decoding cheap
 

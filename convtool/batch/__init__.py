@@ -1,0 +1,1 @@
+"""Many pictures: the runner (--jobs), the Dask cluster, one task per command."""

@@ -1,0 +1,265 @@
+"""`convtool pipeline`'s work on one picture: read it, run the stages, write its files.
+
+What :mod:`convtool.jobs` is to ``apply``: picklable options and tasks that the
+batch engine hands to its workers, and :func:`run_task`, which turns one task into
+one record. Everything is computed and drawn before the first file is written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from io import BytesIO
+from typing import Any
+
+import numpy as np
+
+from convtool.batch.cluster import Files
+from convtool.filtering import stats
+from convtool.kernels import KernelSpec
+from convtool.pipeline import Stage, StageResult, count_nonfinite, run_stages, source_planes
+
+__all__ = ["Options", "Task", "TaskLayout", "run_task"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What every picture of a run gets (picklable: batch workers receive it)."""
+
+    stages: tuple[Stage, ...]
+    color: str = "sum"
+    map: str | None = None  # None: clip for 8/16-bit pictures, raw values for float ones
+    depth: int | None = None  # None: the input's, as far as the format allows
+    format: str | None = None  # None: from the output's extension
+    overwrite: bool = False
+    max_pixels: int | None = -1  # -1: io's default (Pillow's limit)
+    cmap: str = "viridis"
+    tile: int = 240
+    columns: int | None = None
+    title: str | None = None  # None: the input's name and the chain
+    grid_stage: int | None = None  # None: the last stage
+
+
+@dataclass(frozen=True)
+class Task:
+    """One picture (a path, '-', or an imaging.Image already read) and the files it makes."""
+
+    source: Any
+    output: str | None = None  # the last stage's map
+    panel: str | None = None
+    grid: str | None = None
+    stages_dir: str | None = None
+    prefix: str = ""  # before every stage file's name: '<stem>.' when a run has several
+
+
+def _stage_stem(stages_dir: str, prefix: str, index: int, kind: str) -> str:
+    """A stage's files are this path plus .npy, .png or .<channel>.png."""
+    return os.path.join(stages_dir, f"{prefix}{index:02d}-{kind}")
+
+
+@dataclass(frozen=True)
+class TaskLayout:
+    """Where a :class:`Task` run with ``stages`` keeps its paths, for :func:`convtool.cluster.ship`.
+
+    Every file but a stage's pictures is named before the run; those are
+    ``NN-KIND.png`` or ``NN-KIND.<channel>.png`` after their ``NN-KIND.npy``.
+    """
+
+    stages: tuple[Stage, ...]
+
+    def files(self, task: Task) -> Files:
+        source = task.source if isinstance(task.source, str) else None
+        outputs = [p for p in (task.output, task.panel, task.grid) if p is not None]
+        named = []
+        if task.stages_dir is not None:
+            for index, stage in enumerate(self.stages, 1):
+                stem = _stage_stem(task.stages_dir, task.prefix, index, stage.kind)
+                outputs.append(stem + ".npy")
+                named.append((task.stages_dir, os.path.basename(stem)))
+        return Files(source, tuple(outputs), tuple(named))
+
+    def move(self, task: Task, to: Callable[[str], str]) -> Task:
+        def moved(path: str | None) -> str | None:
+            return None if path is None else to(path)
+
+        return replace(
+            task,
+            source=to(task.source) if isinstance(task.source, str) else task.source,
+            output=moved(task.output),
+            panel=moved(task.panel),
+            grid=moved(task.grid),
+            stages_dir=moved(task.stages_dir),
+        )
+
+
+def _label(source: Any) -> str:
+    return source if isinstance(source, str) else getattr(source, "source", "<picture>")
+
+
+def run_task(task: Task, options: Options) -> dict[str, Any]:
+    """Read one picture, run the stages, write the files asked for; return its record.
+
+    Everything is computed and drawn before the first file is written, and an
+    existing file (without ``overwrite``) is refused before any is written.
+    Raises io's ImageReadError/ImageWriteError or StageError with one line.
+    """
+    from convtool import imaging
+
+    if isinstance(task.source, imaging.Image):
+        image = task.source
+    else:
+        limit = imaging.DEFAULT if options.max_pixels == -1 else options.max_pixels
+        image = imaging.read_image(task.source, max_pixels=limit)
+    x, names = source_planes(image.data, options.color)
+    results = run_stages(x, options.stages, names)
+    name = os.path.basename(_label(image.source)) if image.source != "-" else "stdin"
+    files: list[tuple[str, Callable[[], None], dict[str, Any]]] = []
+    if task.output is not None:
+        files.append(_final_map(task.output, results[-1], image, options))
+    if task.panel is not None or task.grid is not None:
+        files += _figures(task, x, results, name, options)
+    if task.stages_dir is not None:
+        files += _stage_files(task, results, options)
+    if not options.overwrite:
+        for path, _, _ in files:
+            if path != "-" and os.path.lexists(path):
+                raise imaging.ImageWriteError(f"{path} exists; pass --overwrite to replace it")
+    if task.stages_dir is not None:
+        os.makedirs(task.stages_dir, exist_ok=True)
+    for _, write, _ in files:
+        write()
+    return {
+        "input": _label(image.source),
+        "source": list(x.shape),
+        "source_min": stats(x)[0],
+        "source_max": stats(x)[1],
+        "source_nonfinite": count_nonfinite(x),
+        "stages": [r.record() for r in results],
+        "nonfinite": results[-1].nonfinite,  # in the last stage's map, the result
+        "outputs": [record for _, _, record in files],
+    }
+
+
+def _squeezed(data: np.ndarray) -> np.ndarray:
+    """(H, W) for one channel, (C, H, W) for several: the layout .npy files get."""
+    return data[0] if data.shape[0] == 1 else data
+
+
+def _final_map(path: str, result: StageResult, image: Any, options: Options):
+    from convtool import imaging
+    from convtool.batch.apply_task import output_depth
+    from convtool.filtering import clipped_share, map_values
+
+    if options.format is not None:
+        fmt = imaging.format_for(f"x.{options.format.lstrip('.')}", writing=True)
+    elif path == "-":
+        fmt = {"gif": "png"}.get(image.format.lower(), image.format.lower())
+    else:
+        fmt = imaging.format_for(path, writing=True)
+    depth = output_depth(fmt, image.bit_depth, options.depth)
+    how = options.map if options.map is not None or depth == 32 else "clip"
+    data = result.data
+    channels = data.shape[0]
+    if fmt != "npy" and channels not in (1, 3):
+        raise ValueError(
+            f"the last stage gives {channels} channels; pictures take 1 or 3 (write .npy, "
+            "or see each channel with --save-stages or --grid)"
+        )
+    y = data[0] if channels == 1 else data.transpose(1, 2, 0)  # pixels last, as apply maps
+    share = 0.0
+    if how == "clip" and depth != 32:  # io clips as it quantises
+        share = clipped_share(y)
+    elif how is not None:
+        y, share = map_values(y, how)
+    lo, hi = result.range
+    record = {
+        "output": path,
+        "what": "map",
+        "shape": list(result.shape),
+        "min": lo,
+        "max": hi,
+        "map": how or "none",
+        "clipped": share,
+        "depth": depth,
+        "nonfinite": result.nonfinite,
+    }
+
+    def write() -> None:
+        if fmt != "npy":
+            imaging.write_image(path, y, bit_depth=depth, overwrite=options.overwrite, format=fmt)
+            return
+        raw = np.ascontiguousarray(y if y.ndim == 2 else y.transpose(2, 0, 1), np.float32)
+        buffer = BytesIO()
+        np.save(buffer, raw, allow_pickle=False)
+        imaging.atomic_write_bytes(path, buffer.getvalue(), overwrite=options.overwrite)
+
+    return path, write, record
+
+
+def _picture(path: str, pixels: np.ndarray, record: dict[str, Any], overwrite: bool):
+    """A planned 8-bit picture file: (path, writer, record)."""
+    from convtool import imaging
+
+    values = pixels.astype(np.float32) / np.float32(255)  # back to the same 8-bit values
+
+    def write() -> None:
+        imaging.write_image(path, values, bit_depth=8, overwrite=overwrite)
+
+    return path, write, {"output": path, **record}
+
+
+def _figures(task: Task, x: np.ndarray, results: list[StageResult], name: str, options: Options):
+    from convtool.pipeline import figures
+
+    names = figures.stage_names([r.stage.kind for r in results])
+    look = {"cmap": options.cmap, "tile": options.tile, "columns": options.columns}
+    out = []
+    if task.panel is not None:
+        title = options.title
+        if title is None:
+            title = f"{name}: " + " -> ".join(r.stage.kind for r in results)
+        maps = [(n, r.data, r.labels) for n, r in zip(names, results, strict=True)]
+        figure = figures.panel_figure(x, maps, title=title, **look)
+        record = {"what": "panel", "size": list(figure.size)}
+        out.append(_picture(task.panel, np.asarray(figure), record, options.overwrite))
+    if task.grid is not None:
+        index = options.grid_stage or len(results)
+        if not 1 <= index <= len(results):
+            raise ValueError(f"--grid-stage {index}: the chain has {len(results)} stage(s)")
+        r = results[index - 1]
+        title = options.title
+        if title is None:
+            title = f"{name}: stage {index}, {names[index - 1]} {figures.shape_text(r.shape)}"
+        figure = figures.grid_figure(r.data, r.labels, title=title, **look)
+        record = {"what": "grid", "stage": index, "size": list(figure.size)}
+        out.append(_picture(task.grid, np.asarray(figure), record, options.overwrite))
+    return out
+
+
+def _stage_files(task: Task, results: list[StageResult], options: Options):
+    """NN-KIND.npy and NN-KIND.png per stage (NN-KIND.<channel>.png for several channels)."""
+    from convtool import imaging
+    from convtool.batch.apply_task import unique_slugs
+    from convtool.pipeline import figures
+
+    out = []
+    for r in results:
+        base = _stage_stem(task.stages_dir, task.prefix, r.index, r.stage.kind)
+        raw = np.ascontiguousarray(_squeezed(r.data))
+        # the .npy before the stage's pictures: a run that wrote any of its files wrote
+        # one named up front (TaskLayout), which tells a rerun on a cluster
+
+        def write(path: str = base + ".npy", raw: np.ndarray = raw) -> None:
+            imaging.save_array(path, raw, overwrite=options.overwrite)
+
+        out.append(
+            (base + ".npy", write, {"output": base + ".npy", "what": "stage", "stage": r.index})
+        )
+        slugs = [KernelSpec(np.zeros((1, 1)), label).slug for label in r.labels]
+        suffixes = [""] if len(slugs) == 1 else ["." + s for s in unique_slugs(slugs)]
+        for c, suffix in enumerate(suffixes):
+            record = {"what": "stage", "stage": r.index, "channel": r.labels[c]}
+            pixels = figures.colorize(r.data[c], options.cmap)
+            out.append(_picture(f"{base}{suffix}.png", pixels, record, options.overwrite))
+    return out

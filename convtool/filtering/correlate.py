@@ -1,0 +1,334 @@
+"""Filtering pictures: border modes, colour handling, value mapping, several kernels.
+
+The array-level logic of ``convtool apply``, usable without a terminal. Pictures
+are (H, W) grey or (H, W, C) colour float arrays, as :func:`convtool.io.read_image`
+gives them; results are float32 in the same layout. Kernels are applied as
+cross-correlations (``flip=True`` in :func:`prepare_kernel` for the mathematical
+convolution), through :func:`convtool.ops.conv2d`.
+
+Borders (what lies outside the picture), for a row ``a b c d``:
+
+============  ===============  ====================================================
+``zero``      ``0 0 | a b c d``   the chapter's and torch's zero padding (the default)
+``reflect``   ``b a | a b c d``   edge pixel repeated: scipy's reflect, numpy's symmetric
+``mirror``    ``c b | a b c d``   edge not repeated: scipy's mirror, OpenCV's default,
+                                  torch's and numpy's reflect
+``replicate`` ``a a | a b c d``   scipy's nearest, OpenCV's BORDER_REPLICATE
+``wrap``      ``c d | a b c d``   periodic, scipy's wrap
+============  ===============  ====================================================
+
+'same' padding gives ``ceil(size / stride)`` outputs; when a kernel side is even
+the padding total is odd and its extra row or column goes after (bottom, right),
+as in the core, torch and TensorFlow (SciPy and OpenCV centre even kernels at
+index k//2, the other side).
+
+Colour (for 2-D kernels): ``channels`` filters each channel alike; ``gray`` takes
+the ITU-R 601 luma first; ``sum`` is the chapter's 3-in, 1-out filter, the kernel
+on every channel and the results summed. A 4-D (C_out, C_in, kH, kW) kernel
+decides the channels itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from convtool import ops
+from convtool.filtering.colour import to_gray
+from convtool.shapes import PaddingSpec, as_pair, resolve_padding
+
+__all__ = [
+    "BORDERS",
+    "COLORS",
+    "COMBINES",
+    "MAPS",
+    "Prepared",
+    "clipped_share",
+    "combine",
+    "correlate",
+    "map_values",
+    "prepare_kernel",
+    "resample_alpha",
+    "stats",
+]
+
+# border name -> numpy.pad mode (zero padding is left to the core: no copy)
+BORDERS: dict[str, str | None] = {
+    "zero": None,
+    "reflect": "symmetric",
+    "mirror": "reflect",
+    "replicate": "edge",
+    "wrap": "wrap",
+}
+COLORS = ("channels", "gray", "sum")
+MAPS = ("clip", "abs", "normalize", "offset")
+COMBINES = ("magnitude", "max", "sum")
+# values within this of [0, 1] are float rounding, not clipping
+CLIP_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """A kernel ready to apply: weights after --normalize, --scale and --flip, and its bias.
+
+    ``weights`` is float64, (kH, kW) or (C_out, C_in, kH, kW); ``bias`` a float,
+    one float per output channel, or None.
+    """
+
+    weights: np.ndarray
+    name: str = "kernel"
+    slug: str = "kernel"
+    bias: float | tuple[float, ...] | None = None
+
+    @property
+    def full(self) -> bool:
+        """A 4-D kernel, which sets the channels itself."""
+        return self.weights.ndim == 4
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.weights.shape[-2]), int(self.weights.shape[-1])
+
+
+def prepare_kernel(
+    weights: Any,
+    *,
+    name: str = "kernel",
+    slug: str | None = None,
+    bias: float | tuple[float, ...] | None = None,
+    normalize: bool = False,
+    scale: float = 1.0,
+    flip: bool = False,
+) -> Prepared:
+    """Divide by the sum (``normalize``, skipped where the sum is zero), multiply by
+    ``scale``, and rotate 180 degrees (``flip``), in that order.
+
+    >>> prepare_kernel([[1, 1], [1, 1]], normalize=True, scale=2).weights.tolist()
+    [[0.5, 0.5], [0.5, 0.5]]
+    """
+    from convtool.kernels import normalize_kernel
+
+    w = np.array(weights, dtype=np.float64)
+    if w.ndim not in (2, 4) or 0 in w.shape:
+        raise ValueError(f"a kernel must be (kH, kW) or (C_out, C_in, kH, kW); got {w.shape}")
+    if normalize:
+        w = normalize_kernel(w)
+    if not np.isfinite(scale):
+        raise ValueError(f"scale must be finite, got {scale}")
+    w = w * float(scale)
+    if flip:
+        w = np.ascontiguousarray(w[..., ::-1, ::-1])
+    return Prepared(w, name, slug or name, bias)
+
+
+def _planes(data: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, C) -> contiguous float32 (C, H, W)."""
+    a = np.asarray(data, dtype=np.float32)
+    if a.ndim == 2:
+        return a[None]
+    if a.ndim != 3 or 0 in a.shape:
+        raise ValueError(f"a picture must be (H, W) or (H, W, C); got shape {a.shape}")
+    return np.ascontiguousarray(a.transpose(2, 0, 1))
+
+
+def _conv(
+    x: np.ndarray, w: np.ndarray, b: Any, border: str, padding: PaddingSpec, stride: Any
+) -> np.ndarray:
+    """conv2d of x (N, C, H, W) with w (O, C, kH, kW), the border as asked."""
+    mode = BORDERS[border]
+    if mode is None:
+        return ops.conv2d(x, w, b, stride=stride, padding=padding)
+    sh, sw = as_pair(stride, "stride")
+    if sh < 1 or sw < 1:
+        raise ValueError(f"stride must be at least 1, got {stride!r}")
+    top, bottom, left, right = resolve_padding(padding, x.shape[2:], w.shape[2:], (sh, sw))
+    if top or bottom or left or right:
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=mode)
+    return ops.conv2d(x, w, b, stride=(sh, sw), padding=0)
+
+
+def correlate(
+    data: Any,
+    kernel: Prepared | Any,
+    *,
+    color: str = "channels",
+    border: str = "zero",
+    padding: PaddingSpec = "same",
+    stride: int | tuple[int, int] = 1,
+) -> np.ndarray:
+    """Filter one picture with one kernel; the raw float32 result, nothing clipped.
+
+    Parameters
+    ----------
+    data : array, (H, W) or (H, W, C)
+        The picture (alpha split off beforehand).
+    kernel : Prepared or array
+        (kH, kW), or (C_out, C_in, kH, kW) with C_in the picture's channel count;
+        a Prepared kernel brings its bias.
+    color : 'channels', 'gray' or 'sum'
+        What a 2-D kernel does with colour (see the module docstring); ignored
+        for grey pictures and 4-D kernels.
+    border : 'zero', 'reflect', 'mirror', 'replicate' or 'wrap'
+    padding : 'same', 'valid', int or (int, int)
+    stride : int or (int, int)
+
+    Returns
+    -------
+    ndarray, float32
+        (H', W') for grey results, (H', W', C) for 'channels' on colour and for
+        4-D kernels with C_out > 1 (a transposed view of planar memory).
+
+    Examples
+    --------
+    >>> x = np.arange(9.0).reshape(3, 3)
+    >>> correlate(x, np.ones((3, 3)), border="replicate").tolist()[1]
+    [27.0, 36.0, 45.0]
+    """
+    prepared = kernel if isinstance(kernel, Prepared) else prepare_kernel(kernel)
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {', '.join(BORDERS)}; got {border!r}")
+    if color not in COLORS:
+        raise ValueError(f"color must be one of {', '.join(COLORS)}; got {color!r}")
+    w, bias = prepared.weights, prepared.bias
+    x = _planes(data)
+    channels = x.shape[0]
+    if prepared.full:
+        if w.shape[1] != channels:
+            raise ValueError(
+                f"kernel {prepared.name} takes {w.shape[1]} input channel(s), shape "
+                f"{tuple(w.shape)}, but the picture has {channels}"
+            )
+        y = _conv(x[None], w, bias, border, padding, stride)[0]
+    elif channels == 1 or color == "gray":
+        plane = x if channels == 1 else to_gray(np.asarray(data))[None]
+        y = _conv(plane[None], w[None, None], bias, border, padding, stride)[0]
+    elif color == "sum":
+        w_sum = np.repeat(w[None, None], channels, axis=1)
+        y = _conv(x[None], w_sum, bias, border, padding, stride)[0]
+    else:  # each channel as its own picture, one kernel for all
+        y = _conv(x[:, None], w[None, None], bias, border, padding, stride)[:, 0]
+    if y.shape[0] == 1:
+        return y[0]
+    return y.transpose(1, 2, 0)  # a view: the planes stay planes in memory
+
+
+def resample_alpha(
+    alpha: Any,
+    kernel_size: tuple[int, int],
+    *,
+    padding: PaddingSpec = "same",
+    stride: int | tuple[int, int] = 1,
+) -> np.ndarray:
+    """Alpha on the output's grid: output pixel (i, j) takes the alpha at its kernel's anchor.
+
+    The anchor of output row i is input row ``i*S - P_top + (kH - 1)//2``, the
+    centre of its window (row i itself for 'same' padding and stride 1), clamped
+    to the picture; likewise for columns. With 'same' padding and stride 1 alpha
+    is returned unchanged.
+    """
+    a = np.asarray(alpha, dtype=np.float32)
+    sh, sw = as_pair(stride, "stride")
+    kh, kw = kernel_size
+    top, bottom, left, right = resolve_padding(padding, a.shape, (kh, kw), (sh, sw))
+    h_out = (a.shape[0] + top + bottom - kh) // sh + 1
+    w_out = (a.shape[1] + left + right - kw) // sw + 1
+    rows = np.clip(np.arange(h_out) * sh - top + (kh - 1) // 2, 0, a.shape[0] - 1)
+    cols = np.clip(np.arange(w_out) * sw - left + (kw - 1) // 2, 0, a.shape[1] - 1)
+    same_rows = (h_out, w_out) == a.shape and (rows == np.arange(h_out)).all()
+    if same_rows and (cols == np.arange(w_out)).all():
+        return a
+    return np.ascontiguousarray(a[np.ix_(rows, cols)])
+
+
+def combine(results: list[np.ndarray], how: str) -> np.ndarray:
+    """One picture from several results of the same shape.
+
+    'magnitude' is sqrt(sum of squares) (the gradient magnitude of sobel_x and
+    sobel_y), 'max' the largest value, 'sum' the sum, elementwise.
+    """
+    if how not in COMBINES:
+        raise ValueError(f"combine must be one of {', '.join(COMBINES)}; got {how!r}")
+    shapes = {r.shape for r in results}
+    if len(shapes) != 1:
+        raise ValueError(
+            "kernels give results of different shapes "
+            f"({', '.join('x'.join(map(str, s)) for s in sorted(shapes))}); "
+            "combining needs one shape: use --padding same"
+        )
+    stack = [np.asarray(r, dtype=np.float32) for r in results]
+    if how == "magnitude":
+        total = np.zeros_like(stack[0])
+        for r in stack:
+            total += r * r
+        return np.sqrt(total)
+    if how == "max":
+        return np.maximum.reduce(stack)
+    return np.add.reduce(stack)
+
+
+def _range(y: np.ndarray) -> tuple[float, float]:
+    finite = np.isfinite(y)
+    if finite.all():
+        return float(y.min()), float(y.max())
+    if not finite.any():
+        return float("nan"), float("nan")
+    return float(y[finite].min()), float(y[finite].max())
+
+
+def stats(y: np.ndarray) -> tuple[float, float]:
+    """Smallest and largest finite value (NaN when there is none)."""
+    return _range(np.asarray(y))
+
+
+def clipped_share(y: np.ndarray) -> float:
+    """Share of pixels with a value outside [0, 1] in any channel (NaN counts as outside)."""
+    y = np.asarray(y)
+    inside = y >= -CLIP_TOLERANCE
+    inside &= y <= 1 + CLIP_TOLERANCE  # both False for NaN
+    if inside.ndim == 3:  # a pixel is inside when all its channels are
+        every = inside[:, :, 0].copy()
+        for c in range(1, inside.shape[2]):
+            every &= inside[:, :, c]
+        inside = every
+    return 1.0 - np.count_nonzero(inside) / max(inside.size, 1)
+
+
+def map_values(y: np.ndarray, how: str) -> tuple[np.ndarray, float]:
+    """Bring a raw result into [0, 1]; return it and the share of pixels that clipping changed.
+
+    'clip' cuts at 0 and 1 (as ImageMagick and OpenCV); 'abs' takes the absolute
+    value first; 'offset' adds 0.5 first (the emboss look, GIMP's offset); and
+    'normalize' stretches the finite min..max to 0..1 (as the chapter's figures;
+    a constant result becomes 0). A pixel counts as clipped when any of its
+    channels lay outside [0, 1] (NaN included; NaN becomes 0).
+
+    >>> m, share = map_values(np.array([[-1.0, 0.5], [2.0, 1.0]]), "clip")
+    >>> m.tolist(), share
+    ([[0.0, 0.5], [1.0, 1.0]], 0.5)
+    """
+    shifted = _shifted(y, how)
+    share = clipped_share(shifted)
+    fresh = shifted is not y and shifted.base is None  # ours to change in place
+    y = np.clip(shifted, 0.0, 1.0, out=shifted if fresh else None)
+    if share:
+        np.nan_to_num(y, copy=False, nan=0.0)
+    return y, share
+
+
+def _shifted(y: np.ndarray, how: str) -> np.ndarray:
+    """The result before clipping: |y|, y + 0.5, min..max stretched, or y itself ('clip')."""
+    if how not in MAPS:
+        raise ValueError(f"map must be one of {', '.join(MAPS)}; got {how!r}")
+    y = np.asarray(y, dtype=np.float32)
+    if how == "abs":
+        return np.abs(y)
+    if how == "offset":
+        return y + np.float32(0.5)
+    if how == "normalize":
+        lo, hi = _range(y)
+        if not hi > lo:
+            return np.zeros_like(y)
+        return (y - np.float32(lo)) * np.float32(1.0 / (hi - lo))
+    return y

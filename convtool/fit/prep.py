@@ -1,0 +1,206 @@
+"""Preparing a fit (for :mod:`convtool.fit`): shapes, sizes, borders and masks.
+
+Every problem is reduced to a valid convolution: output pixel (i, j) sees
+x[n, i*sh + a, j*sw + b] through tap (a, b). A same-size target is cropped to the pixels
+whose window lies inside the picture ('interior'), or the input is padded as its maker
+padded it (a border mode).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from convtool.fit import solve
+from convtool.shapes import as_pair, same_padding
+
+# border name -> numpy.pad mode, with the names `convtool apply --border` uses (for a row
+# a b c d): zero 0 0|a b, reflect b a|a b (SciPy's reflect, OpenCV's BORDER_REFLECT), mirror
+# c b|a b (OpenCV's default BORDER_REFLECT_101, torch's reflect), replicate a a|a b
+# (ImageMagick's default, -virtual-pixel Edge), wrap c d|a b. 'interior' pads nothing: it
+# fits only the target pixels that the border cannot touch.
+BORDERS = {
+    "interior": None,
+    "zero": "constant",
+    "reflect": "symmetric",
+    "mirror": "reflect",
+    "replicate": "edge",
+    "wrap": "wrap",
+}
+AUTO_SIZES = (1, 3, 5, 7, 9)  # odd sizes tried when a same-size target does not tell
+
+
+class FitError(ValueError):
+    """The pictures or options cannot give a fit; the message says why, in one line."""
+
+
+class ShapeError(FitError):
+    """The two pictures' shapes do not fit together (or with the size and stride given)."""
+
+
+class DivergenceError(FitError):
+    """An explicit gradient-descent step is too large for the data: it would diverge."""
+
+    def __init__(self, message: str, safe_lr: float, limit: float) -> None:
+        super().__init__(message)
+        self.safe_lr = safe_lr
+        self.limit = limit
+
+
+class Geometry(NamedTuple):
+    size: tuple[int, int] | None  # None: to be detected (same-size target)
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int]  # top, bottom, left, right ('same' padding)
+    size_from: str
+
+
+def planes(a: Any, name: str) -> np.ndarray:
+    """``a`` as contiguous float64 planes (N, H, W), checked."""
+    arr = np.asarray(a)
+    if arr.ndim not in (2, 3) or 0 in arr.shape:
+        raise ShapeError(
+            f"the {name} must be a non-empty (H, W) or (C, H, W) array; got {arr.shape}"
+        )
+    if arr.dtype.kind not in "biuf":
+        raise FitError(f"the {name} must hold real numbers, not {arr.dtype}")
+    out = np.ascontiguousarray(arr.reshape((-1, *arr.shape[-2:])), dtype=np.float64)
+    if not np.isfinite(out).all():
+        raise FitError(f"the {name} holds NaN or infinite values")
+    return out
+
+
+def dims(shape: tuple[int, ...]) -> str:
+    return f"{shape[-2]}x{shape[-1]}"
+
+
+def _fits(n_in: int, n_out: int, k: int | None, s: int) -> bool:
+    """Whether valid or same padding and some kernel size (``k``, if given) give n_out from n_in."""
+    if k is None:  # valid padding reaches every size from 1 to ceil(n_in / s)
+        return 1 <= n_out <= -(-n_in // s)
+    return (n_in >= k and (n_in - k) // s + 1 == n_out) or -(-n_in // s) == n_out
+
+
+def axis(
+    n_in: int,
+    n_out: int,
+    k: int | None,
+    s: int,
+    shapes: str,
+    name: str = "this axis",
+    swap: str = "",
+) -> tuple[int | None, int, int]:
+    """(kernel size, pad before, pad after) along one axis; ``swap`` ends a mismatch's message."""
+    if k is None:
+        if n_out > -(-n_in // s):
+            if s == 1:
+                raise ShapeError(f"{shapes}: the target is larger than the input{swap}")
+            raise ShapeError(
+                f"{shapes}: with stride {s} the target can be at most {-(-n_in // s)} along "
+                f"{name} ('same' padding, less without), not {n_out}{swap}"
+            )
+        if n_out == n_in and s == 1:
+            return None, 0, 0  # same size: the kernel size must be found
+        if s > 1:
+            raise ShapeError(
+                f"{shapes}: with stride {s} the kernel size does not follow; give the size"
+            )
+        return n_in - n_out + 1, 0, 0
+    if n_in >= k and (n_in - k) // s + 1 == n_out:
+        return k, 0, 0
+    if -(-n_in // s) == n_out:
+        return (k, *same_padding(n_in, k, s))
+    valid = (n_in - k) // s + 1 if n_in >= k else 0
+    raise ShapeError(
+        f"{shapes}: a size-{k} kernel with stride {s} gives {valid} (valid) or "
+        f"{-(-n_in // s)} (same) along {name}, not {n_out}{swap}"
+    )
+
+
+def geometry(xs: tuple[int, ...], ys: tuple[int, ...], size: Any, stride: Any) -> Geometry:
+    sh, sw = as_pair(stride, "stride")
+    if sh < 1 or sw < 1:
+        raise FitError(f"stride must be at least 1, got {stride!r}")
+    kh, kw = (None, None) if size is None else as_pair(size, "size")
+    if size is not None and (kh < 1 or kw < 1):
+        raise FitError(f"kernel size must be at least 1, got {size!r}")
+    shapes = f"input {dims(xs)}, target {dims(ys)}"
+    # suggest a swap only where the swapped pair would fit
+    swapped = _fits(ys[-2], xs[-2], kh, sh) and _fits(ys[-1], xs[-1], kw, sw)
+    swap = "; are the two swapped?" if swapped else ""
+    kh, pt, pb = axis(xs[-2], ys[-2], kh, sh, shapes, "the height", swap)
+    kw, pl, pr = axis(xs[-1], ys[-1], kw, sw, shapes, "the width", swap)
+    if (kh is None) != (kw is None):  # valid along one axis: one tap along the other
+        kh, kw = kh or 1, kw or 1
+    found = None if kh is None else (kh, kw)
+    return Geometry(found, (sh, sw), (pt, pb, pl, pr), "given" if size is not None else "shapes")
+
+
+def interior(n_in: int, n_out: int, k: int, s: int, pad: int) -> tuple[int, int, int]:
+    """(input offset, first, end) of the outputs whose window lies inside the input."""
+    first = -(-pad // s)
+    end = min(n_out, (n_in - k + pad) // s + 1)
+    return first * s - pad, first, end
+
+
+def crop(x: np.ndarray, y: np.ndarray, geo: Geometry, border: str):
+    """The input and target reduced to a valid-convolution problem."""
+    (kh, kw), (sh, sw), (pt, pb, pl, pr) = geo.size, geo.stride, geo.pads
+    if border == "interior":
+        r0, i0, i1 = interior(x.shape[1], y.shape[1], kh, sh, pt)
+        c0, j0, j1 = interior(x.shape[2], y.shape[2], kw, sw, pl)
+        if i1 <= i0 or j1 <= j0:
+            raise ShapeError(
+                f"no target pixel of {dims(y.shape)} has its whole {kh}x{kw} window inside the "
+                "picture; give a border mode to fit the border pixels"
+            )
+        y = y[:, i0:i1, j0:j1]
+        x = x[:, r0:, c0:]
+    elif pt or pb or pl or pr:
+        try:
+            x = np.pad(x, ((0, 0), (pt, pb), (pl, pr)), mode=BORDERS[border])
+        except ValueError as e:
+            raise ShapeError(f"cannot pad the input for border {border!r}: {e}") from None
+    x = x[:, : (y.shape[1] - 1) * sh + kh, : (y.shape[2] - 1) * sw + kw]
+    return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+
+def target_mask(y: np.ndarray, clip: tuple[float, float] | None) -> np.ndarray:
+    if clip is None:
+        return np.ones_like(y)
+    lo, hi = clip
+    return ((y > lo) & (y < hi)).astype(np.float64)
+
+
+def detect_size(x, y, geo, bias, per_channel, clip, quantum):
+    """The smallest odd square size that fits about as well as the largest tried.
+
+    All sizes are fitted on the same pixels (the largest size's interior), by least
+    squares. A size fits as well when its loss is within 2% of the largest size's, or
+    within a tenth of the loss that rounding the target to steps of ``quantum`` causes
+    (step^2 / 24): finer differences than that an 8-bit target cannot tell apart.
+    """
+    limit = max(
+        (k for k in AUTO_SIZES if (x.shape[1] - k + 1) * (x.shape[2] - k + 1) >= 4 * (k * k + 1)),
+        default=1,
+    )
+    big = Geometry((limit, limit), geo.stride, (limit // 2,) * 4, geo.size_from)
+    xc, yc = crop(x, y, big, "interior")
+    mask = target_mask(yc, clip)
+    gram, moments = solve.gather(xc, yc, mask, (limit, limit), (1, 1))
+    losses = {}
+    for k in (k for k in AUTO_SIZES if k <= limit):
+        lo = (limit - k) // 2
+        taps = [a * limit + b for a in range(lo, lo + k) for b in range(lo, lo + k)]
+        sub = moments[:, taps + [limit * limit + t for t in taps] + list(range(-3, 0))]
+        normal = solve.assemble(gram[:, taps][:, :, taps], sub, bias, per_channel)
+        w = solve.least_squares(normal).w
+        losses[k] = (normal.s - normal.c @ w) / 2  # model selection only: cancellation is fine
+    best = losses[limit]
+    slack = max(0.02 * best, 0.1 * (quantum or 0.0) ** 2 / 24)
+    slack += 1e-12 * solve.assemble(gram, moments, bias, per_channel).s
+    k = min(k for k, v in losses.items() if v <= best + slack)
+    note = f"kernel size {k}x{k} detected (odd sizes up to {limit} tried); give the size to set it"
+    if k == limit and limit == AUTO_SIZES[-1]:
+        note += f"; the kernel may be larger than {limit}x{limit}"
+    return Geometry((k, k), geo.stride, (k // 2,) * 4, "detected"), note

@@ -1,0 +1,622 @@
+"""`convtool apply`: scipy equivalence, the chapter's figure 17-6, output naming, depths,
+alpha, batches, pipes, JSON records, errors, Ctrl-C and the fast start-up route."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import scipy.signal
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from convtool.cli import cli
+from convtool.kernels import KernelSpec, list_kernels
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "samples"
+SCIPY_MODES = {
+    "zero": "constant",
+    "reflect": "reflect",
+    "mirror": "mirror",
+    "replicate": "nearest",
+    "wrap": "wrap",
+}
+ODD = [i for i in list_kernels() if i.kernel.shape[0] % 2 and i.kernel.shape[1] % 2]
+CHAPTER = [i for i in list_kernels() if i.group == "chapter" and i.name != "box3"]
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def run(*args: str, input: bytes | None = None):
+    return CliRunner().invoke(cli, ["apply", *map(str, args)], input=input)
+
+
+def pixels(path) -> np.ndarray:
+    """A picture as floats in [0, 1], read with pillow alone."""
+    with Image.open(path) as im:
+        a = np.asarray(im)
+    return a.astype(np.float64) / (65535 if a.dtype == np.uint16 else 255)
+
+
+def slug(name: str) -> str:
+    return KernelSpec(np.zeros((1, 1)), name).slug
+
+
+def convtool_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "convtool", "apply", *map(str, args)]
+
+
+# ----------------------------------------------------------------- the first command
+
+
+def test_readme_quick_start(tmp_path):
+    # the installed console script, as `pip install .` makes it (not a shim on PATH)
+    script = Path(sys.executable).parent / "convtool"
+    program = str(script) if script.exists() else "convtool"
+    done = subprocess.run(
+        [program, "apply", str(SAMPLES / "scene.png"), "-k", "sobel_x", "-o", "edges.png"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "clipping" in done.stderr and "--map" in done.stderr  # sobel goes negative
+    with Image.open(tmp_path / "edges.png") as im:
+        assert (im.mode, im.size) == ("RGB", (512, 512))
+    x = pixels(SAMPLES / "scene.png")
+    k = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], float)
+    expected = np.stack([ndi.correlate(x[..., c], k, mode="constant") for c in range(3)], -1)
+    expected = np.rint(np.clip(expected, 0, 1) * 255)
+    got = pixels(tmp_path / "edges.png") * 255
+    assert np.abs(got - expected).max() <= 1
+
+
+# ----------------------------------------------------------------- must hold: scipy
+
+
+@pytest.mark.parametrize("picture", ["scene.png", "scene.jpg", "gray16.png"])
+@pytest.mark.parametrize("border", list(SCIPY_MODES))
+def test_npy_output_equals_scipy_for_every_odd_kernel(tmp_path, picture, border):
+    specs = [a for i in ODD for a in ("-k", i.name)]
+    result = run(SAMPLES / picture, *specs, "--border", border, "--format", "npy", "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    x = pixels(SAMPLES / picture)
+    stem = Path(picture).stem
+    for info in ODD:
+        got = np.load(tmp_path / f"{stem}.{slug(info.name)}.npy")
+        assert got.dtype == np.float32 and got.shape == x.shape
+        planes = x[..., None] if x.ndim == 2 else x
+        expected = np.stack(
+            [
+                ndi.correlate(planes[..., c], info.kernel, mode=SCIPY_MODES[border], cval=0.0)
+                for c in range(planes.shape[2])
+            ],
+            axis=-1,
+        ).reshape(x.shape)
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f"{info.name} {border}")
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    name=st.sampled_from([i.name for i in ODD]),
+    border=st.sampled_from(list(SCIPY_MODES)),
+    shape=st.sampled_from([(9, 13), (16, 11, 3), (7, 7, 1), (20, 5)]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_random_npy_pictures_through_the_command_equal_scipy(name, border, shape, seed):
+    x = np.random.default_rng(seed).random(shape).astype(np.float32)
+    kernel = next(i.kernel for i in ODD if i.name == name)
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "x.npy", x)
+        result = run(Path(tmp) / "x.npy", "-k", name, "--border", border, "-o", Path(tmp) / "y.npy")
+        assert result.exit_code == 0, result.output
+        got = np.load(Path(tmp) / "y.npy")
+    planes = x.reshape(*x.shape[:2], -1).astype(np.float64)
+    expected = np.stack(
+        [
+            ndi.correlate(planes[..., c], kernel, mode=SCIPY_MODES[border], cval=0.0)
+            for c in range(planes.shape[2])
+        ],
+        axis=-1,
+    )
+    np.testing.assert_allclose(got, expected.reshape(got.shape), atol=1e-5)
+
+
+# ----------------------------------------------------------------- must hold: figure 17-6
+
+
+def test_chapter_kernels_on_the_disc_reproduce_figure_17_6(tmp_path):
+    """Grey picture, zero padding 1, each panel min..max scaled: the chapter's settings."""
+    assert [i.name for i in CHAPTER] == [
+        "sharpness",
+        "vertical_edge",
+        "surround",
+        "sobel_y",
+        "nothing",
+        "horizontal_edge",
+        "blur",
+        "sobel_x",
+        "embossing",
+    ]
+    specs = [a for i in CHAPTER for a in ("-k", i.name)]
+    result = run(
+        SAMPLES / "disc.png", *specs, "--color", "gray", "--map", "normalize", "-o", tmp_path
+    )
+    assert result.exit_code == 0, result.output
+    grey = pixels(SAMPLES / "disc.png") @ LUMA
+    for info in CHAPTER:
+        raw = scipy.signal.correlate2d(grey, info.kernel, mode="same", boundary="fill")
+        panel = np.rint((raw - raw.min()) / (raw.max() - raw.min()) * 255)
+        with Image.open(tmp_path / f"disc.{info.name}.png") as im:
+            assert (im.mode, im.size) == ("L", (80, 80))
+            got = np.asarray(im).astype(float)
+        assert np.abs(got - panel).max() <= 1, info.name
+    # the nothing panel is the grey picture itself: black, two greys, white
+    with Image.open(tmp_path / "disc.nothing.png") as im:
+        assert sorted(np.unique(np.asarray(im)).tolist())[::3] == [0, 255]
+
+
+def test_chapter_3_in_1_out_sum(tmp_path):
+    out = tmp_path / "sum.npy"
+    assert (
+        run(
+            SAMPLES / "disc.png", "-k", "sobel_x", "--color", "sum", "--padding", "valid", "-o", out
+        ).exit_code
+        == 0
+    )
+    x = pixels(SAMPLES / "disc.png")
+    k = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], float)
+    expected = sum(scipy.signal.correlate2d(x[..., c], k, mode="valid") for c in range(3))
+    got = np.load(out)
+    assert got.shape == (78, 78)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+# ----------------------------------------------------------------- naming
+
+
+def test_output_names(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.photo.jpg"
+    Image.open(SAMPLES / "disc.png").save(a)
+    Image.open(SAMPLES / "disc.png").save(b)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert run(a, b, "-k", "blur", "-k", "gaussian:5,1.5@90", "-o", out).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a.blur.png",
+        "a.gaussian_5_1.5_r90.png",
+        "b.photo.blur.jpg",
+        "b.photo.gaussian_5_1.5_r90.jpg",
+    ]
+    # no -o: beside the input; --format picks the extension
+    assert run(a, "-k", "sobel_x", "--format", "tif").exit_code == 0
+    assert (tmp_path / "a.sobel_x.tif").exists()
+    # --combine names the kernels and how
+    assert (
+        run(
+            a, "-k", "sobel_x", "-k", "sobel_y", "--combine", "magnitude", "-o", f"{out}/"
+        ).exit_code
+        == 0
+    )
+    assert (out / "a.sobel_x+sobel_y.magnitude.png").exists()
+    # one input, one result, -o FILE: that file
+    assert run(a, "-k", "sobel_x", "-o", tmp_path / "edges.webp").exit_code == 0
+    with Image.open(tmp_path / "edges.webp") as im:
+        assert im.format == "WEBP"
+    # the same kernel twice gets distinct names
+    assert run(a, "-k", "blur", "-k", "blur", "-o", out, "--format", "npy").exit_code == 0
+    assert (out / "a.blur.npy").exists() and (out / "a.blur-2.npy").exists()
+
+
+def test_naming_errors(tmp_path):
+    a = tmp_path / "a.png"
+    Image.open(SAMPLES / "disc.png").save(a)
+    sub = tmp_path / "x"
+    sub.mkdir()
+    Image.open(SAMPLES / "disc.png").save(sub / "a.png")
+
+    result = run(a, "-k", "blur", "-o", f"{tmp_path}/missing/")
+    assert (
+        result.exit_code == 2
+        and "does not exist" in result.output
+        and "Traceback" not in result.output
+    )
+    result = run(a, "-k", "blur", "-k", "sobel_x", "-o", tmp_path / "one.png")
+    assert result.exit_code == 2 and "2 outputs need a folder" in result.output
+    result = run(a, sub / "a.png", "-k", "blur", "-o", tmp_path)
+    assert result.exit_code == 2 and "would both write" in result.output
+    result = run(a, "-k", "blur", "-o", a, "--overwrite")
+    assert result.exit_code == 2 and "is an input" in result.output
+    a_blur = tmp_path / "a.blur.png"
+    Image.open(SAMPLES / "disc.png").save(a_blur)
+    result = run(a, a_blur, "-k", "blur", "--overwrite")  # a's output would be an input
+    assert result.exit_code == 2 and "is an input" in result.output
+    result = run(a, "-k", "blur", "-o", tmp_path / "out.xyz")
+    assert result.exit_code == 2 and ".xyz" in result.output
+    result = run(a, "-k", "blur", "-o", "-", "-k", "sobel_x")
+    assert result.exit_code == 2 and "one picture" in result.output
+    result = run(a, "-k", "blur", "-o", tmp_path / "o.png", "--format", "jpg")
+    assert result.exit_code == 2 and "disagrees" in result.output
+    assert run(a, "-k", "blur", "-o", tmp_path / "o.raw", "--format", "npy").exit_code == 0
+    assert (tmp_path / "o.raw").read_bytes().startswith(b"\x93NUMPY")
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    out = tmp_path / "e.png"
+    assert run(SAMPLES / "disc.png", "-k", "blur", "-o", out).exit_code == 0
+    before = out.read_bytes()
+    result = run(SAMPLES / "disc.png", "-k", "sobel_x", "-o", out)
+    assert result.exit_code == 1 and "--overwrite" in result.output
+    assert out.read_bytes() == before
+    assert run(SAMPLES / "disc.png", "-k", "sobel_x", "-o", out, "--overwrite").exit_code == 0
+    assert out.read_bytes() != before
+
+
+# ----------------------------------------------------------------- pictures in and out
+
+
+def test_depths(tmp_path):
+    assert run(SAMPLES / "gray16.png", "-k", "blur", "-o", tmp_path / "a.png").exit_code == 0
+    with Image.open(tmp_path / "a.png") as im:
+        assert im.mode.startswith("I") and np.asarray(im).max() > 255  # 16 bits kept
+    assert (
+        run(
+            SAMPLES / "gray16.png", "-k", "blur", "-o", tmp_path / "b.png", "--depth", "8"
+        ).exit_code
+        == 0
+    )
+    with Image.open(tmp_path / "b.png") as im:
+        assert im.mode == "L"
+    assert run(SAMPLES / "gray16.png", "-k", "blur", "-o", tmp_path / "c.jpg").exit_code == 0
+    result = run(SAMPLES / "scene.png", "-k", "blur", "-o", tmp_path / "d.jpg", "--depth", "16")
+    assert result.exit_code == 2 and "JPEG" in result.output
+    # float TIFF: the raw result, negative values kept, as .npy
+    assert (
+        run(
+            SAMPLES / "scene.png", "-k", "sobel_x", "-o", tmp_path / "f.tif", "--depth", "32"
+        ).exit_code
+        == 0
+    )
+    assert run(SAMPLES / "scene.png", "-k", "sobel_x", "-o", tmp_path / "f.npy").exit_code == 0
+    import tifffile
+
+    raw = tifffile.imread(tmp_path / "f.tif")
+    assert raw.dtype == np.float32 and raw.min() < 0
+    np.testing.assert_array_equal(raw, np.load(tmp_path / "f.npy"))
+
+
+def test_npy_in_and_a_round_trip(tmp_path):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((20, 30)).astype(np.float32) * 3
+    np.save(tmp_path / "x.npy", x)
+    assert run(tmp_path / "x.npy", "-k", "0,1;2,3", "-o", tmp_path / "y.npy").exit_code == 0
+    y = np.load(tmp_path / "y.npy")
+    expected = ndi.correlate(
+        x.astype(float), np.array([[0, 1], [2, 3.0]]), mode="constant", origin=-1
+    )
+    np.testing.assert_allclose(y, expected, atol=1e-4)
+    # a float input written as PNG becomes 16-bit, clipped
+    assert run(tmp_path / "x.npy", "-k", "nothing", "-o", tmp_path / "x.png").exit_code == 0
+    with Image.open(tmp_path / "x.png") as im:
+        assert im.mode.startswith("I")
+
+
+def test_alpha_is_carried_through(tmp_path):
+    rgba = np.asarray(Image.open(SAMPLES / "disc_rgba.png")).copy()
+    rgba[..., 3] = np.arange(80, dtype=np.uint8)[None, :] * 3
+    Image.fromarray(rgba).save(tmp_path / "in.png")
+    assert run(tmp_path / "in.png", "-k", "blur", "-o", tmp_path / "same.png").exit_code == 0
+    with Image.open(tmp_path / "same.png") as im:
+        assert im.mode == "RGBA"
+        np.testing.assert_array_equal(np.asarray(im)[..., 3], rgba[..., 3])
+    assert (
+        run(
+            tmp_path / "in.png", "-k", "blur", "--padding", "valid", "-o", tmp_path / "v.png"
+        ).exit_code
+        == 0
+    )
+    with Image.open(tmp_path / "v.png") as im:
+        np.testing.assert_array_equal(np.asarray(im)[..., 3], rgba[1:-1, 1:-1, 3])
+
+
+def test_maps_and_the_clipping_note(tmp_path):
+    result = run(SAMPLES / "scene.png", "-k", "sobel_x", "-o", tmp_path / "a.png")
+    assert "clipping to [0, 1] changed" in result.output and "--map normalize" in result.output
+    result = run(SAMPLES / "scene.png", "-k", "sobel_x", "-o", tmp_path / "b.png", "--map", "clip")
+    assert "clipping" not in result.output  # asked for it
+    result = run(SAMPLES / "scene.png", "-k", "blur", "-o", tmp_path / "c.png")
+    assert "clipping" not in result.output  # nothing lost
+    for how in ("abs", "offset", "normalize"):
+        result = run(
+            SAMPLES / "disc.png", "-k", "sobel_x", "--map", how, "-o", tmp_path / f"{how}.npy"
+        )
+        assert result.exit_code == 0
+        m = np.load(tmp_path / f"{how}.npy")
+        assert m.min() >= 0 and m.max() <= 1  # an explicit map applies to float outputs too
+    assert np.load(tmp_path / "normalize.npy").max() == 1
+    assert np.median(np.load(tmp_path / "offset.npy")) == 0.5
+
+
+def test_kernel_options(tmp_path):
+    x = pixels(SAMPLES / "gray.png")
+    assert (
+        run(
+            SAMPLES / "gray.png",
+            "-k",
+            "1,1;1,1",
+            "--normalize",
+            "--scale",
+            "2",
+            "--bias",
+            "-0.5",
+            "-o",
+            tmp_path / "a.npy",
+        ).exit_code
+        == 0
+    )
+    expected = ndi.correlate(x, np.full((2, 2), 0.5), mode="constant", origin=-1) - 0.5
+    np.testing.assert_allclose(np.load(tmp_path / "a.npy"), expected, atol=1e-5)
+    assert (
+        run(
+            SAMPLES / "gray.png",
+            "-k",
+            "sobel_x",
+            "--flip",
+            "--border",
+            "mirror",
+            "-o",
+            tmp_path / "b.npy",
+        ).exit_code
+        == 0
+    )
+    expected = ndi.convolve(x, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], mode="mirror")
+    np.testing.assert_allclose(np.load(tmp_path / "b.npy"), expected, atol=1e-5)
+
+
+def test_full_kernels_from_npy(tmp_path):
+    w = np.zeros((3, 3, 1, 1))
+    w[0, 2] = w[1, 1] = w[2, 0] = 1  # RGB -> BGR
+    np.save(tmp_path / "swap.npy", w)
+    assert (
+        run(
+            SAMPLES / "disc.png", "-k", f"@{tmp_path / 'swap.npy'}", "-o", tmp_path / "s.png"
+        ).exit_code
+        == 0
+    )
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "s.png")),
+        np.asarray(Image.open(SAMPLES / "disc.png"))[..., ::-1],
+    )
+    result = run(SAMPLES / "disc.png", "-k", f"@{tmp_path / 'swap.npy'}", "--color", "gray")
+    assert result.exit_code == 2 and "--color" in result.output
+    np.save(tmp_path / "two.npy", np.ones((2, 3, 3, 3)))
+    result = run(SAMPLES / "disc.png", "-k", f"@{tmp_path / 'two.npy'}", "-o", tmp_path / "t.png")
+    assert result.exit_code == 1 and "2 channels" in result.output and ".npy" in result.output
+    assert (
+        run(
+            SAMPLES / "disc.png", "-k", f"@{tmp_path / 'two.npy'}", "-o", tmp_path / "t.npy"
+        ).exit_code
+        == 0
+    )
+    assert np.load(tmp_path / "t.npy").shape == (80, 80, 2)
+    result = run(SAMPLES / "gray.png", "-k", f"@{tmp_path / 'swap.npy'}", "-o", tmp_path / "g.png")
+    assert result.exit_code == 1 and "takes 3 input channel" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["-k", "sobel_q"], "unknown kernel"),
+        (["-k", "1,2;3"], "row 2"),
+        (["-k", "blur", "--padding", "big"], "padding"),
+        (["-k", "blur", "--stride", "0"], "stride"),
+        (["-k", "blur", "--combine", "max"], "at least two kernels"),
+        (["-k", "blur", "--border", "torus"], "torus"),
+        (["-k", "blur", "--format", "gif"], "unknown format"),
+        (["-k", "blur", "--json", "-o", "-"], "--json"),
+        ([], "Missing option"),
+    ],
+)
+def test_usage_errors_exit_2(args, needle):
+    result = run(SAMPLES / "disc.png", *args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------- batches
+
+
+def _batch(tmp_path, n=6) -> list[Path]:
+    rng = np.random.default_rng(8)
+    paths = []
+    for i in range(n):
+        p = tmp_path / f"p{i}.png"
+        Image.fromarray(rng.integers(0, 256, (40 + i, 50, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+def test_a_bad_file_does_not_stop_the_batch(tmp_path):
+    paths = _batch(tmp_path, 4)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run(paths[0], bad, tmp_path / "missing.png", *paths[1:], "-k", "blur", "-o", out)
+    assert result.exit_code == 1
+    assert "broken.png" in result.output and "missing.png" in result.output
+    assert "2 of 6 pictures failed; 4 output(s) written" in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in out.iterdir()) == [f"p{i}.blur.png" for i in range(4)]
+
+
+def test_jobs_give_the_same_files_and_records(tmp_path):
+    paths = _batch(tmp_path)
+    outputs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}"
+        out.mkdir()
+        done = subprocess.run(
+            convtool_cmd(
+                *paths, "-k", "sobel_x", "-k", "gaussian:5", "-o", out, "--json", "--jobs", jobs
+            ),
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        records = [json.loads(line) for line in done.stdout.splitlines()]
+        assert [r["output"] for r in records] == [
+            str(out / f"p{i}.{k}.png") for i in range(6) for k in ("sobel_x", "gaussian_5")
+        ]
+        for r in records:
+            r["output"] = Path(r["output"]).name
+        outputs[jobs] = records, {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    assert outputs["1"] == outputs["2"]
+
+
+def test_json_records(tmp_path):
+    result = run(SAMPLES / "scene.png", "-k", "sobel_x", "-k", "blur", "-o", tmp_path, "--json")
+    assert result.exit_code == 0
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2
+    first = lines[0]
+    assert set(first) >= {"input", "output", "kernel", "shape", "min", "max", "clipped"}
+    assert first["kernel"] == "sobel_x" and first["shape"] == [512, 512, 3]
+    assert first["min"] == -4.0 and first["max"] == 4.0 and 0.3 < first["clipped"] < 0.9
+    assert lines[1]["clipped"] == 0.0
+    # a failed picture gets a record per planned output, with its error
+    result = run(tmp_path / "nope.png", "-k", "sobel_x", "-o", tmp_path, "--json")
+    assert result.exit_code == 1
+    (failed,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (
+        failed["output"] == str(tmp_path / "nope.sobel_x.png") and "no such file" in failed["error"]
+    )
+
+
+# ----------------------------------------------------------------- pipes
+
+
+def test_pipes(tmp_path):
+    data = (SAMPLES / "disc.png").read_bytes()
+    done = subprocess.run(
+        convtool_cmd("-", "-k", "sharpness", "-o", "-"), input=data, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "piped.png").write_bytes(done.stdout)
+    assert run(SAMPLES / "disc.png", "-k", "sharpness", "-o", tmp_path / "file.png").exit_code == 0
+    np.testing.assert_array_equal(pixels(tmp_path / "piped.png"), pixels(tmp_path / "file.png"))
+    # stdin without -o goes to stdout; --format changes the encoding
+    done = subprocess.run(
+        convtool_cmd("-", "-k", "blur", "--format", "npy"), input=data, capture_output=True
+    )
+    assert done.returncode == 0 and done.stdout.startswith(b"\x93NUMPY")
+    # stdin into a folder is named stdin.<kernel>.<ext>
+    done = subprocess.run(
+        convtool_cmd("-", "-k", "blur", "-o", tmp_path), input=data, capture_output=True
+    )
+    assert done.returncode == 0 and (tmp_path / "stdin.blur.png").exists()
+    done = subprocess.run(
+        convtool_cmd("-", "-k", "blur", "-o", "-"), input=b"junk", capture_output=True
+    )
+    assert (
+        done.returncode == 1
+        and b"standard input" in done.stderr
+        and b"Traceback" not in done.stderr
+    )
+
+
+def test_ctrl_c_leaves_only_whole_files(tmp_path):
+    paths = _batch(tmp_path, 3)
+    many = [paths[i % 3] for i in range(3)]
+    inputs = []
+    for i in range(60):  # distinct names, large enough to take a while
+        p = tmp_path / f"big{i}.png"
+        Image.fromarray(np.tile(np.asarray(Image.open(many[i % 3])), (8, 8, 1))).save(p)
+        inputs.append(p)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen(
+        convtool_cmd(*inputs, "-k", "gaussian:15", "-o", out, "--jobs", "2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+
+    def finished() -> list[str]:
+        return [p.name for p in out.iterdir() if not p.name.startswith(".")]
+
+    while not finished() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
+    _, err = proc.communicate(timeout=60)
+    err = err.decode()
+    assert proc.returncode == 130, err
+    assert "interrupted after" in err and "Traceback" not in err
+    names = [p.name for p in out.iterdir()]
+    assert names and all(not n.startswith(".") for n in names)  # no temporary files
+    assert len(names) < 60
+    for p in out.iterdir():
+        with Image.open(p) as im:
+            im.load()  # every output is whole
+
+
+# ----------------------------------------------------------------- start-up
+
+
+def test_single_picture_does_not_start_numba(tmp_path):
+    code = (
+        "import sys\n"
+        "from convtool.cli import main\n"
+        f"sys.argv = ['probe', 'apply', {str(SAMPLES / 'disc.png')!r}, '-k', 'sobel_x',"
+        f" '-o', {str(tmp_path / 'x.png')!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('numba' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"  # the compiled core, not the JIT
+    assert (tmp_path / "x.png").exists()
+
+
+def test_the_command_leaves_the_engine_preference_alone(tmp_path):
+    from convtool.core import aot as _aot
+
+    before = _aot.enabled()
+    assert run(SAMPLES / "disc.png", "-k", "blur", "-o", tmp_path / "x.png").exit_code == 0
+    assert _aot.enabled() == before  # other code in this process still gets the JIT
+
+
+def test_help_lists_the_naming_rules():
+    result = CliRunner().invoke(cli, ["apply", "--help"])
+    assert result.exit_code == 0
+    for text in ("<stem>.<kernel>.<ext>", "--combine", "--border", "--jobs", "--overwrite"):
+        assert text in result.output
+
+
+def test_the_command_offers_what_filters_knows():
+    from convtool import filtering
+    from convtool.cli import _apply
+
+    assert tuple(filtering.BORDERS) == _apply.BORDERS
+    assert _apply.COLORS == filtering.COLORS
+    assert _apply.MAPS == filtering.MAPS
+    assert _apply.COMBINES == filtering.COMBINES
+
+
+def test_help_does_not_load_numpy():
+    code = "import sys\nfrom convtool.cli import cli\nprint('numpy' in sys.modules)\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr

@@ -1,0 +1,374 @@
+"""convtool.filters: borders against scipy.ndimage, colour modes, value maps, combining,
+alpha on the output grid, output depths; and the ahead-of-time compiled core."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from convtool import filtering, ops
+from convtool.batch import apply_task
+from convtool.core import aot as _aot
+from convtool.filtering import to_gray
+from convtool.kernels import list_kernels
+from convtool.shapes import resolve_padding
+from tests import naive
+
+# convtool border -> scipy.ndimage mode (cval 0)
+SCIPY_MODES = {
+    "zero": "constant",
+    "reflect": "reflect",
+    "mirror": "mirror",
+    "replicate": "nearest",
+    "wrap": "wrap",
+}
+ODD_KERNELS = {
+    i.name: i.kernel for i in list_kernels() if i.kernel.shape[0] % 2 and i.kernel.shape[1] % 2
+}
+EVEN_KERNELS = {i.name: i.kernel for i in list_kernels() if i.name not in ODD_KERNELS}
+
+
+def scipy_correlate(x: np.ndarray, k: np.ndarray, border: str, origin=0) -> np.ndarray:
+    """SciPy's answer, channel by channel, in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    mode = SCIPY_MODES[border]
+    if x.ndim == 2:
+        return ndi.correlate(x, k, mode=mode, cval=0.0, origin=origin)
+    return np.stack(
+        [
+            ndi.correlate(x[..., c], k, mode=mode, cval=0.0, origin=origin)
+            for c in range(x.shape[2])
+        ],
+        axis=-1,
+    )
+
+
+def test_the_bank_has_odd_and_even_kernels():
+    assert {"sobel_x", "gaussian", "box", "motion", "unsharp", "embossing"} <= set(ODD_KERNELS)
+    assert {"roberts_x", "roberts_y"} <= set(EVEN_KERNELS)
+
+
+@pytest.mark.parametrize("border", list(SCIPY_MODES))
+def test_every_odd_named_kernel_matches_scipy(border):
+    rng = np.random.default_rng(1)
+    x = rng.random((23, 31, 3), dtype=np.float32)
+    for name, k in ODD_KERNELS.items():
+        got = filtering.correlate(x, k, border=border)
+        np.testing.assert_allclose(got, scipy_correlate(x, k, border), atol=1e-5, err_msg=name)
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    name=st.sampled_from(sorted(ODD_KERNELS)),
+    border=st.sampled_from(list(SCIPY_MODES)),
+    h=st.integers(5, 24),
+    w=st.integers(5, 24),
+    channels=st.sampled_from([0, 1, 3]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_random_pictures_match_scipy(name, border, h, w, channels, seed):
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if channels == 0 else (h, w, channels)
+    x = rng.random(shape, dtype=np.float32)
+    k = ODD_KERNELS[name]
+    got = filtering.correlate(x, k, border=border)
+    expected = scipy_correlate(x, k, border)
+    if channels == 1:
+        expected = expected[..., 0]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("border", list(SCIPY_MODES))
+@pytest.mark.parametrize("shape", [(2, 2), (4, 4), (2, 3), (4, 1)])
+def test_even_kernels_put_the_extra_padding_after(border, shape):
+    # SciPy centres an even kernel at k//2; the core at (k-1)//2, i.e. origin -1
+    rng = np.random.default_rng(2)
+    x = rng.random((17, 13), dtype=np.float32)
+    k = rng.standard_normal(shape)
+    origin = [(n - 1) // 2 - n // 2 for n in shape]
+    got = filtering.correlate(x, k, border=border)
+    np.testing.assert_allclose(got, scipy_correlate(x, k, border, origin), atol=1e-5)
+
+
+@pytest.mark.parametrize("border", list(SCIPY_MODES))
+@pytest.mark.parametrize("stride", [1, 2, 3, (2, 1)])
+@pytest.mark.parametrize("padding", ["same", "valid", 2, (1, 3)])
+def test_stride_and_padding_with_every_border(border, stride, padding):
+    rng = np.random.default_rng(3)
+    x = rng.random((3, 14, 11)).astype(np.float32)  # planes
+    k = rng.standard_normal((3, 4))
+    strides = stride if isinstance(stride, tuple) else (stride, stride)
+    top, bottom, left, right = resolve_padding(padding, (14, 11), (3, 4), strides)
+    numpy_mode = {"zero": "constant", "reflect": "symmetric", "mirror": "reflect"}.get(
+        border, {"replicate": "edge", "wrap": "wrap"}.get(border)
+    )
+    padded = np.pad(x, ((0, 0), (top, bottom), (left, right)), mode=numpy_mode)
+    expected = naive.conv2d(padded[:, None], k[None, None], stride=strides)[:, 0]
+    got = filtering.correlate(
+        x.transpose(1, 2, 0), k, border=border, padding=padding, stride=stride
+    )
+    np.testing.assert_allclose(got, expected.transpose(1, 2, 0), atol=1e-5)
+
+
+def test_border_rows_are_as_documented():
+    x = np.array([[1.0, 2.0, 3.0, 4.0]])
+    pick = np.zeros((1, 5))
+    pick[0, 0] = 1  # output j takes the pixel two to its left
+    rows = {b: filtering.correlate(x, pick, border=b)[0, :2].tolist() for b in SCIPY_MODES}
+    assert rows == {
+        "zero": [0, 0],
+        "reflect": [2, 1],
+        "mirror": [3, 2],
+        "replicate": [1, 1],
+        "wrap": [3, 4],
+    }
+
+
+def test_colour_modes():
+    rng = np.random.default_rng(4)
+    x = rng.random((12, 10, 3), dtype=np.float32)
+    k = ODD_KERNELS["sobel_x"]
+    per_channel = scipy_correlate(x, k, "zero")
+    np.testing.assert_allclose(filtering.correlate(x, k), per_channel, atol=1e-5)
+    np.testing.assert_allclose(
+        filtering.correlate(x, k, color="sum"), per_channel.sum(axis=2), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        filtering.correlate(x, k, color="gray"), scipy_correlate(to_gray(x), k, "zero"), atol=1e-5
+    )
+    gray = x[..., 0]  # a grey picture is the same in every mode
+    for color in filtering.COLORS:
+        np.testing.assert_allclose(
+            filtering.correlate(gray, k, color=color), scipy_correlate(gray, k, "zero"), atol=1e-5
+        )
+
+
+def test_full_kernel_and_its_bias():
+    rng = np.random.default_rng(5)
+    x = rng.random((9, 8, 3), dtype=np.float32)
+    w = rng.standard_normal((2, 3, 3, 3))
+    b = (0.5, -1.0)
+    k = filtering.prepare_kernel(w, bias=b)
+    got = filtering.correlate(x, k, border="zero", padding="valid")
+    expected = naive.conv2d(x.transpose(2, 0, 1)[None], w, np.array(b))[0].transpose(1, 2, 0)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="takes 3 input channel"):
+        filtering.correlate(x[..., 0], k)
+
+
+def test_scalar_bias_is_added_everywhere():
+    x = np.zeros((4, 5, 3), np.float32)
+    got = filtering.correlate(
+        x, filtering.prepare_kernel(np.ones((3, 3)), bias=0.25), border="wrap"
+    )
+    assert got.shape == (4, 5, 3) and np.all(got == 0.25)
+
+
+def test_prepare_kernel_normalize_scale_flip():
+    k = filtering.prepare_kernel([[1, 2], [3, 4]], normalize=True, scale=10, flip=True)
+    np.testing.assert_allclose(k.weights, [[4, 3], [2, 1]])
+    zero_sum = filtering.prepare_kernel(ODD_KERNELS["sobel_x"], normalize=True)
+    np.testing.assert_array_equal(zero_sum.weights, ODD_KERNELS["sobel_x"])  # sum 0: unchanged
+    flipped = filtering.correlate(
+        np.eye(5), filtering.prepare_kernel(ODD_KERNELS["sobel_x"], flip=True)
+    )
+    np.testing.assert_allclose(
+        flipped, ndi.convolve(np.eye(5), ODD_KERNELS["sobel_x"], mode="constant")
+    )
+    with pytest.raises(ValueError):
+        filtering.prepare_kernel(np.ones(3))
+
+
+def test_alpha_follows_the_output_grid():
+    a = np.arange(48, dtype=np.float32).reshape(6, 8)
+    assert filtering.resample_alpha(a, (3, 3)) is a or np.array_equal(
+        filtering.resample_alpha(a, (3, 3)), a
+    )
+    np.testing.assert_array_equal(
+        filtering.resample_alpha(a, (3, 3), padding="valid"), a[1:-1, 1:-1]
+    )
+    # 'same' with stride 2 pads 0 before and 1 after here: windows centre on rows 1, 3, 5
+    np.testing.assert_array_equal(filtering.resample_alpha(a, (3, 3), stride=2), a[1::2, 1::2])
+    np.testing.assert_array_equal(
+        filtering.resample_alpha(a, (3, 3), padding=1, stride=2), a[::2, ::2]
+    )
+    np.testing.assert_array_equal(
+        filtering.resample_alpha(a, (2, 2), padding="valid"), a[:-1, :-1]
+    )  # anchors (k-1)//2 = 0
+    y = filtering.correlate(np.zeros((6, 8)), np.ones((3, 3)), padding="valid", stride=(2, 3))
+    assert filtering.resample_alpha(a, (3, 3), padding="valid", stride=(2, 3)).shape == y.shape
+
+
+def test_map_values():
+    y = np.array([[-1.0, 0.25], [2.0, np.nan]], np.float32)
+    clipped, share = filtering.map_values(y, "clip")
+    assert clipped.tolist() == [[0.0, 0.25], [1.0, 0.0]] and share == 0.75
+    assert filtering.map_values(y, "abs")[0].tolist() == [[1.0, 0.25], [1.0, 0.0]]
+    assert filtering.map_values(y, "offset")[0].tolist() == [[0.0, 0.75], [1.0, 0.0]]
+    normal, share = filtering.map_values(y, "normalize")
+    np.testing.assert_allclose(normal, [[0, 1.25 / 3], [1, 0]])
+    assert share == 0.25  # only the NaN
+    assert filtering.map_values(np.full((2, 2), 3.0), "normalize")[0].tolist() == [[0, 0], [0, 0]]
+    assert y[0, 0] == -1.0  # the input is left alone
+    with pytest.raises(ValueError):
+        filtering.map_values(y, "wrap")
+
+
+def test_clipped_share_counts_pixels_not_values():
+    y = np.zeros((2, 2, 3), np.float32)
+    y[0, 0] = [-1, 2, 0.5]  # one pixel, two bad values
+    y[1, 1, 2] = 1 + 1e-7  # float rounding is not clipping
+    assert filtering.clipped_share(y) == 0.25
+    planar = np.ascontiguousarray(y.transpose(2, 0, 1)).transpose(1, 2, 0)
+    assert filtering.clipped_share(planar) == 0.25
+
+
+def test_combine():
+    a = np.array([[3.0, -1.0]], np.float32)
+    b = np.array([[4.0, 2.0]], np.float32)
+    np.testing.assert_allclose(filtering.combine([a, b], "magnitude"), [[5.0, np.sqrt(5)]])
+    assert filtering.combine([a, b], "max").tolist() == [[4.0, 2.0]]
+    assert filtering.combine([a, b], "sum").tolist() == [[7.0, 1.0]]
+    with pytest.raises(ValueError, match="different shapes"):
+        filtering.combine([a, np.zeros((2, 2), np.float32)], "sum")
+
+
+def test_stats_ignore_non_finite_values():
+    assert filtering.stats(np.array([1.0, np.nan, -2.0, np.inf])) == (-2.0, 1.0)
+    lo, hi = filtering.stats(np.array([np.nan]))
+    assert np.isnan(lo) and np.isnan(hi)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "depth_in", "asked", "expected"),
+    [
+        ("png", 8, None, 8),
+        ("png", 16, None, 16),
+        ("png", 32, None, 16),
+        ("tiff", 16, None, 16),
+        ("tiff", 32, None, 32),
+        ("tiff", 8, 32, 32),
+        ("jpeg", 16, None, 8),
+        ("webp", 16, None, 8),
+        ("npy", 8, None, 32),
+        ("png", 8, 16, 16),
+    ],
+)
+def test_output_depth(fmt, depth_in, asked, expected):
+    assert apply_task.output_depth(fmt, depth_in, asked) == expected
+
+
+@pytest.mark.parametrize(("fmt", "asked"), [("jpeg", 16), ("png", 32), ("npy", 8)])
+def test_output_depth_refuses(fmt, asked):
+    with pytest.raises(ValueError):
+        apply_task.output_depth(fmt, 8, asked)
+
+
+# ----------------------------------------------------------------- the compiled core
+
+
+@pytest.fixture
+def fresh_aot(monkeypatch):
+    monkeypatch.setattr(
+        _aot, "_state", {"enabled": False, "kernels": None, "tried": False, "error": None}
+    )
+    return _aot
+
+
+def test_compiled_core_gives_the_jit_results(fresh_aot):
+    """Builds the module into the user cache on a fresh machine (once, ~15 s)."""
+    kernels = fresh_aot.load()
+    assert kernels is not None, fresh_aot.error()
+    assert kernels.path.parent == fresh_aot.build_dir()
+    rng = np.random.default_rng(6)
+    for dtype in (np.float32, np.float64):
+        x = rng.random((2, 3, 19, 23)).astype(dtype)
+        w = rng.standard_normal((5, 3, 4, 3))
+        b = rng.standard_normal(5)
+        for stride, padding in [(1, "same"), ((2, 3), "same"), (2, 0), (1, (2, 1))]:
+            fresh_aot.enable(False)
+            jit = ops.conv2d(x, w, b, stride=stride, padding=padding)
+            assert fresh_aot.engine() == "jit"
+            fresh_aot.enable(True)
+            assert fresh_aot.engine() == "aot" and ops._core() is kernels
+            aot = ops.conv2d(x, w, b, stride=stride, padding=padding)
+            assert aot.dtype == dtype
+            np.testing.assert_allclose(aot, jit, rtol=1e-5, atol=1e-5)
+        with fresh_aot.disabled():
+            assert fresh_aot.engine() == "jit"
+        assert fresh_aot.engine() == "aot"
+    fresh_aot.enable(False)
+    # anything the compiled module lacks comes from the JIT module
+    assert kernels.max_pool2d_forward is ops._core().max_pool2d_forward
+
+
+def test_no_compiler_means_the_jit_and_no_retry(fresh_aot, monkeypatch, tmp_path):
+    monkeypatch.setenv("CONVTOOL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", "no-such-compiler-xyz")
+    announced = []
+    assert fresh_aot.load(announce=lambda: announced.append(1)) is None
+    assert "no C compiler" in fresh_aot.error() and not announced
+    folder = fresh_aot.build_dir()
+    assert "no C compiler" in (folder / "FAILED").read_text()
+    fresh_aot.enable(True)
+    assert fresh_aot.active() is None and fresh_aot.engine() == "jit"
+    np.testing.assert_allclose(ops.conv2d(np.ones((4, 4)), np.ones((3, 3))), 9 * np.ones((2, 2)))
+    monkeypatch.delenv("CC")  # a compiler now, but the failure is remembered for a day
+    monkeypatch.setattr(fresh_aot, "_state", dict(fresh_aot._state, tried=False))
+    assert fresh_aot.load() is None and "earlier build failed" in fresh_aot.error()
+
+
+def test_unusable_cache_folder_means_the_jit(fresh_aot, monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CONVTOOL_CACHE_DIR", str(blocker))
+    assert fresh_aot.load() is None and fresh_aot.error()
+    fresh_aot.enable(True)
+    assert fresh_aot.engine() == "jit"
+
+
+@pytest.mark.parametrize(("name", "value"), [("CONVTOOL_AOT", "0"), ("NUMBA_DISABLE_JIT", "1")])
+def test_switched_off(fresh_aot, monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    assert fresh_aot.load() is None and name in fresh_aot.error()
+
+
+def test_the_key_follows_the_core_source(monkeypatch, tmp_path):
+    core = _aot.core_path().read_bytes()
+    assert _aot.key(core) == _aot.key()
+    assert _aot.key(core + b"\n# edited\n") != _aot.key(core)
+    monkeypatch.setenv("CONVTOOL_CACHE_DIR", str(tmp_path))
+    assert _aot.build_dir().parent == tmp_path / "aot"
+
+
+def test_old_builds_are_pruned(tmp_path):
+    import os
+
+    keep, old, recent = tmp_path / "k", tmp_path / "old", tmp_path / "recent"
+    for folder in (keep, old, recent):
+        folder.mkdir()
+    os.utime(old, (1e9, 1e9))
+    _aot._prune(keep)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k", "recent"]
+
+
+def test_apply_takes_the_jit_for_a_large_picture_alone(fresh_aot, monkeypatch):
+    assert fresh_aot.load() is not None, fresh_aot.error()
+    monkeypatch.setattr(apply_task, "LARGE_WORK", 100)
+    options = apply_task.Options(kernels=())
+    with apply_task.engine_for(options, 60):
+        assert fresh_aot.engine() == "aot"
+    with apply_task.engine_for(
+        options, 60
+    ):  # the work before does not count: same engine, same bits
+        assert fresh_aot.engine() == "aot"
+    with apply_task.engine_for(options, 120):
+        assert fresh_aot.engine() == "jit"
+    with apply_task.engine_for(options, 1):
+        assert fresh_aot.engine() == "aot"
+    with apply_task.engine_for(apply_task.Options(kernels=(), engine="aot"), 1e12):
+        assert fresh_aot.engine() == "aot"
+    assert not fresh_aot.enabled()  # the process's preference is left as it was
