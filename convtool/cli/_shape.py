@@ -187,7 +187,6 @@ Long option names work too: stride=, padding=, dilation=.
 def shape(
     input_shape, layers, kernel, stride, padding, dilation, pool, ceil, keep, target, as_json
 ) -> None:
-    import json
 
     from convtool import shapes
 
@@ -236,6 +235,15 @@ def shape(
             )
         _shape_solve(dims, kernel, stride, dilation, target, square, as_json)
         return
+    _shape_layer(dims, kernel, stride, padding, dilation, pool, ceil, square, as_json)
+
+
+def _shape_layer(dims, kernel, stride, padding, dilation, pool, ceil, square, as_json) -> None:
+    """One layer's output size, with notes on 'same' splits, unused rows and overhangs."""
+    import json
+
+    from convtool import shapes
+
     padding = 0 if padding is None else padding
     if pool and isinstance(padding, str):
         raise click.BadParameter(
