@@ -21,14 +21,23 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 import numpy as np
 
 from convtool.imaging.formats import TIFF_MAGICS
 from convtool.imaging.image import unit_scaled
 
-__all__ = ["CACHE_BYTES", "TiffSource", "Unsupported", "import_tifffile", "is_tiff"]
+__all__ = [
+    "CACHE_BYTES",
+    "TiffSource",
+    "Unsupported",
+    "import_tifffile",
+    "is_tiff",
+    "layout_options",
+    "write_tiles",
+]
 
 # decoded segments kept for neighbouring regions; a region's own segments are
 # always kept while it is assembled, whatever this says
@@ -58,6 +67,51 @@ def import_tifffile(purpose: str) -> Any:
     except ImportError:
         raise ImportError(f"{purpose} needs the tifffile package (pip install tifffile)") from None
     return tifffile
+
+
+def layout_options(samples: int) -> dict[str, Any]:
+    """tifffile's options for pictures of ``samples`` per pixel (grey or RGB, alpha last)."""
+    options: dict[str, Any] = {"photometric": "rgb" if samples >= 3 else "minisblack"}
+    if samples > 1:
+        options["planarconfig"] = "contig"
+    if samples in (2, 4):
+        options["extrasamples"] = ("unassalpha",)
+    return options
+
+
+def write_tiles(
+    f: IO[bytes],
+    tiles: Iterator[np.ndarray],
+    *,
+    name: str,
+    shape: tuple[int, ...],
+    dtype: Any,
+    tile: int,
+) -> None:
+    """Write a tiled TIFF of ``shape`` ((H, W) or (H, W, samples)) to the binary file ``f``.
+
+    ``tiles`` gives the ``tile`` x ``tile`` tiles in TIFF order (row by row), each
+    already quantised to ``dtype``; the picture is never whole in memory. BigTIFF
+    is chosen when the padded tiles come near 4 GiB. ``name`` is the file's name
+    for tifffile's messages. Uncompressed, as :func:`convtool.imaging.write_image`
+    writes TIFFs.
+    """
+    import tifffile
+
+    height, width = shape[:2]
+    samples = 1 if len(shape) == 2 else shape[2]
+    padded = -(-height // tile) * tile * -(-width // tile) * tile * samples
+    handle = tifffile.FileHandle(f, mode="wb", name=name)
+    tifffile.imwrite(
+        handle,
+        data=tiles,
+        shape=shape,
+        dtype=dtype,
+        tile=(tile, tile),
+        bigtiff=padded * np.dtype(dtype).itemsize > 2**32 - 2**25,
+        metadata=None,
+        **layout_options(samples),
+    )
 
 
 def _read_at(fh: Any, buffer: np.ndarray, offset: int) -> None:

@@ -18,7 +18,7 @@ from convtool.imaging import png16
 from convtool.imaging.atomic import atomic_write, write_stdout
 from convtool.imaging.errors import ImageWriteError, label, one_line
 from convtool.imaging.formats import WRITE_BIT_DEPTHS, format_for, write_format
-from convtool.imaging.tiff import import_tifffile
+from convtool.imaging.tiff import import_tifffile, layout_options
 
 __all__ = ["prepare_pixels", "write_image"]
 
@@ -154,13 +154,8 @@ def _encode_png(f: IO[bytes], pixels: np.ndarray, *, bit_depth: int, compress_le
 def _encode_tiff(f: IO[bytes], pixels: np.ndarray, **_: Any) -> None:
     tifffile = import_tifffile("writing TIFF")
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    options: dict[str, Any] = {"photometric": "rgb" if channels >= 3 else "minisblack"}
-    if channels > 1:
-        options["planarconfig"] = "contig"
-    if channels in (2, 4):
-        options["extrasamples"] = ("unassalpha",)
     buffer = io.BytesIO()  # tifffile wants a named file or a BytesIO
-    tifffile.imwrite(buffer, pixels, metadata=None, **options)
+    tifffile.imwrite(buffer, pixels, metadata=None, **layout_options(channels))
     f.write(buffer.getbuffer())
 
 
