@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import re
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -250,15 +249,14 @@ def _given(text: str, names: tuple[tuple[str, str], ...]) -> str:
     return text
 
 
-_TEMP = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp")  # io.atomic_write's .NAME[:200].RANDOM.tmp
-
-
 def tidy(items: list[Shipped]) -> int:
     """Remove what workers killed mid-write left: hidden temporaries of these outputs.
 
     Run once no item is running any more (after a finished batch). Each folder
     is listed once. Returns how many were removed.
     """
+    from convtool.imaging import temporary_target
+
     exact: dict[str, set[str]] = {}
     stems: dict[str, set[str]] = {}
     for item in items:
@@ -276,10 +274,9 @@ def tidy(items: list[Shipped]) -> int:
         except OSError:
             continue
         for entry in entries:
-            match = _TEMP.fullmatch(entry)
-            if match is None:
+            name = temporary_target(entry)
+            if name is None:
                 continue
-            name = match.group(1)
             if name in names or any(name.startswith(start) for start in starts):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(folder, entry))

@@ -407,7 +407,6 @@ def run_task(task: Any, options: Any, tile: int | None = None) -> list[dict[str,
     """
     from convtool import imaging
     from convtool.batch import apply_task
-    from convtool.imaging.io import _quiet_decoders
 
     path = task.source
     if tile == 0 or not isinstance(path, str) or path == "-":
@@ -423,7 +422,7 @@ def run_task(task: Any, options: Any, tile: int | None = None) -> list[dict[str,
             raise imaging.ImageReadError(f"cannot read {path}: no such file")
         raise imaging.ImageReadError(f"cannot filter {path} in tiles: not a TIFF file")
     try:
-        with _quiet_decoders():  # tifffile logs what it finds wrong, as well as raising
+        with imaging.quiet_decoders():  # tifffile logs what it finds wrong, as well as raising
             source = TiffSource(path)
     except Exception as e:
         if tile is None:  # the whole-picture reader says what is wrong, or reads it

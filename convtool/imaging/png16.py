@@ -2,7 +2,8 @@
 
 :func:`decode` splits the container into one 16-bit grey PNG per channel, which
 Pillow decodes exactly; :func:`write` encodes with numpy and zlib. Used by
-:mod:`convtool.io`; no other convtool module.
+:mod:`convtool.imaging.read_deep` and :mod:`convtool.imaging.write`; imports no
+other convtool module.
 """
 
 from __future__ import annotations

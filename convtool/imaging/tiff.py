@@ -1,4 +1,4 @@
-"""A TIFF picture read region by region, never whole: the input side of :mod:`convtool.tiled`.
+"""A TIFF picture read region by region, never whole: the input of :mod:`convtool.batch.tiled`.
 
 Uncompressed pictures stored in one run (the common case, and what ``convtool``
 writes) are read row segment by row segment straight into the region: no memory
@@ -10,7 +10,7 @@ neighbouring regions overlap by the kernel's reach. A compressed picture stored
 as one strip has to be decoded whole: that is the file's layout, not a choice
 made here.
 
-Pixels come out exactly as :func:`convtool.io.read_image` gives them (same
+Pixels come out exactly as :func:`convtool.imaging.read_image` gives them (same
 scaling, same alpha rule), so a region equals the same slice of the whole
 picture read at once. Layouts that the whole-picture reader would take through
 Pillow with another meaning (palette, CMYK, bilevel, premultiplied alpha, ...)
@@ -21,16 +21,27 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["CACHE_BYTES", "TiffSource", "Unsupported", "is_tiff"]
+from convtool.imaging.formats import TIFF_MAGICS
+from convtool.imaging.image import unit_scaled
+
+__all__ = [
+    "CACHE_BYTES",
+    "TiffSource",
+    "Unsupported",
+    "import_tifffile",
+    "is_tiff",
+    "layout_options",
+    "write_tiles",
+]
 
 # decoded segments kept for neighbouring regions; a region's own segments are
 # always kept while it is assembled, whatever this says
 CACHE_BYTES = 32 * 2**20
-_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _MINISBLACK, _RGB = 1, 2
 _UNASSALPHA = 2
 _PREADV = hasattr(os, "preadv")
@@ -44,9 +55,63 @@ def is_tiff(path: str) -> bool:
     """Whether the file at ``path`` starts like a TIFF (False if it cannot be opened)."""
     try:
         with open(path, "rb") as f:
-            return f.read(4) in _TIFF_MAGICS
+            return f.read(4) in TIFF_MAGICS
     except OSError:
         return False
+
+
+def import_tifffile(purpose: str) -> Any:
+    """Import tifffile, or raise ImportError saying what ``purpose`` needs it for."""
+    try:
+        import tifffile
+    except ImportError:
+        raise ImportError(f"{purpose} needs the tifffile package (pip install tifffile)") from None
+    return tifffile
+
+
+def layout_options(samples: int) -> dict[str, Any]:
+    """tifffile's options for pictures of ``samples`` per pixel (grey or RGB, alpha last)."""
+    options: dict[str, Any] = {"photometric": "rgb" if samples >= 3 else "minisblack"}
+    if samples > 1:
+        options["planarconfig"] = "contig"
+    if samples in (2, 4):
+        options["extrasamples"] = ("unassalpha",)
+    return options
+
+
+def write_tiles(
+    f: IO[bytes],
+    tiles: Iterator[np.ndarray],
+    *,
+    name: str,
+    shape: tuple[int, ...],
+    dtype: Any,
+    tile: int,
+) -> None:
+    """Write a tiled TIFF of ``shape`` ((H, W) or (H, W, samples)) to the binary file ``f``.
+
+    ``tiles`` gives the ``tile`` x ``tile`` tiles in TIFF order (row by row), each
+    already quantised to ``dtype``; the picture is never whole in memory. BigTIFF
+    is chosen when the padded tiles come near 4 GiB. ``name`` is the file's name
+    for tifffile's messages. Uncompressed, as :func:`convtool.imaging.write_image`
+    writes TIFFs.
+    """
+    import tifffile
+
+    height, width = shape[:2]
+    samples = 1 if len(shape) == 2 else shape[2]
+    padded = -(-height // tile) * tile * -(-width // tile) * tile * samples
+    handle = tifffile.FileHandle(f, mode="wb", name=name)
+    tifffile.imwrite(
+        handle,
+        data=tiles,
+        shape=shape,
+        dtype=dtype,
+        tile=(tile, tile),
+        bigtiff=padded * np.dtype(dtype).itemsize > 2**32 - 2**25,
+        metadata=None,
+        **layout_options(samples),
+    )
 
 
 def _read_at(fh: Any, buffer: np.ndarray, offset: int) -> None:
@@ -82,7 +147,7 @@ class TiffSource:
         1 (grey) or 3 (RGB), alpha not counted.
     has_alpha : bool
     bit_depth : int
-        8, 16 or 32 (float), as :class:`convtool.io.Image` reports it.
+        8, 16 or 32 (float), as :class:`convtool.imaging.Image` reports it.
     """
 
     def __init__(self, path: str, *, cache_bytes: int = CACHE_BYTES) -> None:
@@ -209,10 +274,8 @@ class TiffSource:
 
     def region(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Pixels at ``rows`` x ``cols`` (indices inside the picture, any order, repeats
-        allowed), as io.read_image gives them: float32 (n, m) or (n, m, 3), and the alpha
+        allowed), as read_image gives them: float32 (n, m) or (n, m, 3), and the alpha
         (n, m) or None."""
-        from convtool.imaging import unit_scaled
-
         rows, cols = np.asarray(rows, np.intp), np.asarray(cols, np.intp)
         urows, ucols = np.unique(rows), np.unique(cols)
         raw = np.empty((len(urows), len(ucols), self._samples), self._dtype)

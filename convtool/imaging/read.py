@@ -1,0 +1,136 @@
+"""Read a picture or a .npy array: the content decides which decoder reads it.
+
+Bytes with the NumPy header are an array (:mod:`convtool.imaging.arrays`); any
+other picture is opened by Pillow, which decodes it unless it would read it down
+to 8 bits (16-bit colour PNG and TIFF) or cannot read it (float colour TIFF):
+those go to :mod:`convtool.imaging.read_deep`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from typing import IO
+
+from PIL import Image as PILImage
+from PIL import ImageOps
+
+from convtool.imaging.arrays import image_from_npy, parse_npy
+from convtool.imaging.errors import ImageReadError, label, one_line, quiet_decoders
+from convtool.imaging.formats import NPY_MAGIC
+from convtool.imaging.image import Image, mode_of
+from convtool.imaging.read_deep import read_png16, read_tiff
+from convtool.imaging.read_pillow import (
+    arrays_from_pillow,
+    libtiff_muted,
+    must_lift,
+    open_pillow,
+    pillow_downconverts,
+    pillow_limit_lifted,
+)
+from convtool.imaging.source import (
+    DEFAULT,
+    MaxPixels,
+    check_pixel_count,
+    pixel_limit,
+    read_source,
+)
+
+__all__ = ["read_image"]
+
+PathLike = str | os.PathLike
+
+
+def read_image(path_or_file: PathLike | IO[bytes], *, max_pixels: MaxPixels = DEFAULT) -> Image:
+    """Read a picture or a .npy array as float32 (see :mod:`convtool.imaging.image`).
+
+    Parameters
+    ----------
+    path_or_file : str, path, '-' or binary file
+        '-' reads standard input. The content decides the format, not the name:
+        bytes starting with the .npy magic are an array, anything else must be a
+        PNG, JPEG, TIFF, BMP, WebP or GIF (first frame) that Pillow reads.
+    max_pixels : int, None or DEFAULT
+        Refuse pictures with more pixels (width x height) than this before
+        decoding them (a guard against decompression bombs: a small file that
+        declares a huge size). DEFAULT is Pillow's own ``MAX_IMAGE_PIXELS``
+        (about 89 million); None means no limit. Pillow's own warning and error
+        for large pictures never leak out: this limit replaces them. A file larger
+        than any picture within the limit can be (32 bytes a pixel, plus 64 MiB)
+        is refused before it is read, and a stream is read no further.
+
+    Raises
+    ------
+    ImageReadError
+        For anything that cannot be read: a missing file, a folder, a device, an
+        empty, truncated, corrupt or unsupported file, too many pixels. Every
+        decoder's exception is turned into it, with a one-line message naming the
+        file; decoders' warnings and log records are silenced meanwhile.
+    TypeError, ValueError
+        Only for a ``max_pixels`` that is not a positive integer, None or DEFAULT.
+
+    Notes
+    -----
+    Modes: grey ('L', 16-bit 'I;16'/'I;16B', 32-bit 'I' holding 0..65535), 'LA',
+    'RGB', 'RGBA', palette 'P' (to RGBA if it has transparency, else RGB), 'CMYK'
+    (to RGB with Pillow's formula), bilevel '1' (to grey 0/1), float 'F'. A tRNS
+    key colour (PNG grey or RGB) becomes an alpha channel. A JPEG's EXIF
+    orientation is applied (``ImageOps.exif_transpose``), so the array is upright
+    as viewers show it; other formats are taken as stored.
+
+    .npy: (H, W) or (H, W, C) with C = 1 (grey), 2 (grey + alpha), 3 (RGB) or
+    4 (RGB + alpha); boolean, integer or float dtypes, cast to float32 unscaled;
+    the last channel of C = 2 or 4 becomes ``alpha``, so that
+    ``write_image('x.npy', rgb, alpha=a)`` reads back as written. Channels-first
+    arrays (C, H, W) are refused with a hint to move the axis.
+
+    Examples
+    --------
+    >>> import io, numpy as np
+    >>> buf = io.BytesIO(); np.save(buf, np.zeros((2, 3))); _ = buf.seek(0)
+    >>> read_image(buf).data.shape
+    (2, 3)
+    """
+    max_pixels = pixel_limit(max_pixels)
+    buf, source, ext = read_source(path_or_file, max_pixels)
+    name = label(source)
+    with quiet_decoders():
+        if buf.startswith(NPY_MAGIC):
+            data, alpha = image_from_npy(parse_npy(buf, name, max_pixels), name)
+            return Image(data, alpha, 32, mode_of(data, alpha), source, "NPY")
+        if ext == ".npy":
+            raise ImageReadError(f"cannot read {name}: not a .npy file (no NumPy header)")
+        return _read_picture(buf, source, max_pixels)
+
+
+def _read_picture(buf: bytes, source: str, max_pixels: int | None) -> Image:
+    name = label(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        im = open_pillow(buf, name)
+        if im is None:
+            return read_tiff(buf, source, max_pixels)
+        fmt = "JPEG" if im.format == "MPO" else str(im.format)
+        try:
+            check_pixel_count(*im.size, max_pixels, name)
+            if fmt == "PNG" and buf[12:16] == b"IHDR" and buf[24] == 16 and buf[25] in (2, 4, 6):
+                return read_png16(buf, source, max_pixels)
+            if fmt == "TIFF" and pillow_downconverts(im):
+                return read_tiff(buf, source, max_pixels)
+            with pillow_limit_lifted(must_lift(max_pixels)), libtiff_muted(fmt == "TIFF"):
+                im.load()  # decode everything now, so that truncation shows here
+            if fmt == "JPEG":
+                with contextlib.suppress(Exception):  # broken EXIF: keep the stored orientation
+                    im = ImageOps.exif_transpose(im)
+            data, alpha, bit_depth = arrays_from_pillow(im, name)
+        except ImageReadError:
+            raise
+        except MemoryError:
+            w, h = im.size
+            raise ImageReadError(f"cannot read {name}: out of memory decoding {w}x{h}") from None
+        except Exception as e:
+            raise ImageReadError(
+                f"cannot read {name}: truncated or corrupt {fmt} file ({one_line(e)})"
+            ) from e
+    return Image(data, alpha, bit_depth, mode_of(data, alpha), source, fmt)

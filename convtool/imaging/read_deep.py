@@ -1,0 +1,102 @@
+"""Pictures Pillow reads down to 8 bits or not at all: 16-bit colour PNG and TIFF, float TIFF.
+
+16-bit colour PNGs go through :mod:`convtool.imaging.png16` (whose channels
+Pillow decodes as 16-bit grey, exactly); TIFFs through ``tifffile``, imported
+only when needed.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+from PIL import Image as PILImage
+
+from convtool.imaging import png16
+from convtool.imaging.errors import ImageReadError, label, one_line
+from convtool.imaging.image import Image, mode_of, unit_scaled
+from convtool.imaging.read_pillow import must_lift, pillow_limit_lifted
+from convtool.imaging.source import check_pixel_count
+from convtool.imaging.tiff import import_tifffile
+
+__all__ = ["read_png16", "read_tiff"]
+
+
+def read_tiff(buf: bytes, source: str, max_pixels: int | None) -> Image:
+    """Read 16-bit colour and float TIFFs (Pillow drops bits or refuses) with tifffile."""
+    name = label(source)
+    try:
+        tifffile = import_tifffile("reading a 16-bit colour or float TIFF")
+    except ImportError as e:
+        raise ImageReadError(f"cannot read {name}: {e}") from None
+    try:
+        with tifffile.TiffFile(io.BytesIO(buf)) as tif:
+            page = tif.pages.first
+            check_pixel_count(int(page.imagewidth), int(page.imagelength), max_pixels, name)
+            samples, depth = int(page.samplesperpixel), int(page.imagedepth)
+            if samples > 4 or depth > 1:  # checked before decoding: either multiplies memory
+                raise ImageReadError(
+                    f"cannot read {name}: unsupported TIFF ({samples} samples per pixel, "
+                    f"depth {depth}); pictures have 1 to 4 samples"
+                )
+            arr = page.asarray()
+            axes, photometric, extra = page.axes, int(page.photometric), len(page.extrasamples)
+    except ImageReadError:
+        raise
+    except MemoryError:
+        raise ImageReadError(f"cannot read {name}: out of memory decoding the TIFF") from None
+    except Exception as e:
+        raise ImageReadError(
+            f"cannot read {name}: corrupt or unsupported TIFF ({one_line(e)})"
+        ) from e
+    if arr.ndim != len(axes) or axes not in ("YX", "YXS", "SYX"):
+        raise ImageReadError(f"cannot read {name}: unsupported TIFF layout {axes!r}")
+    if axes == "SYX":
+        arr = np.moveaxis(arr, 0, -1)
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    has_alpha = extra > 0 and channels in (2, 4)
+    layouts = {1: {1}, 2: {3, 4}}  # photometric MinIsBlack, RGB -> channel counts with alpha
+    if photometric not in layouts or channels - has_alpha not in layouts[photometric]:
+        raise ImageReadError(
+            f"cannot read {name}: unsupported TIFF (photometric {photometric}, {channels} samples)"
+        )
+    kinds = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}
+    bit_depth = 32 if arr.dtype.kind == "f" else kinds.get(arr.dtype.newbyteorder("="))
+    if bit_depth is None:
+        raise ImageReadError(f"cannot read {name}: unsupported TIFF sample type {arr.dtype}")
+    full = unit_scaled(arr, bit_depth)
+    alpha = np.ascontiguousarray(full[..., -1]) if has_alpha else None
+    data = full[..., :-1] if has_alpha else full
+    if data.ndim == 3 and data.shape[2] == 1:
+        data = data[..., 0]
+    data = np.ascontiguousarray(data)
+    return Image(data, alpha, bit_depth, mode_of(data, alpha), source, "TIFF")
+
+
+def read_png16(buf: bytes, source: str, max_pixels: int | None) -> Image:
+    name = label(source)
+    try:
+        planes, trns = png16.decode(buf, lambda grey: _grey16(grey, max_pixels))
+    except MemoryError:
+        raise ImageReadError(f"cannot read {name}: out of memory decoding the PNG") from None
+    except Exception as e:
+        raise ImageReadError(
+            f"cannot read {name}: truncated or corrupt PNG file ({one_line(e)})"
+        ) from e
+    alpha = None
+    if len(planes) in (2, 4):
+        alpha = unit_scaled(planes.pop(), 16)
+    elif trns is not None and len(trns) == 6:
+        key = struct.unpack(">3H", trns)
+        alpha = np.any([p != k for p, k in zip(planes, key, strict=True)], axis=0)
+        alpha = alpha.astype(np.float32)
+    data = unit_scaled(planes[0] if len(planes) == 1 else np.stack(planes, axis=-1), 16)
+    return Image(data, alpha, 16, mode_of(data, alpha), source, "PNG")
+
+
+def _grey16(png: bytes, max_pixels: int | None) -> np.ndarray:
+    with pillow_limit_lifted(must_lift(max_pixels)):
+        im = PILImage.open(io.BytesIO(png), formats=("PNG",))
+        im.load()
+    return np.asarray(im).astype(np.uint16)
