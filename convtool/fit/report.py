@@ -75,9 +75,7 @@ def loss_curve_csv(result: FitResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report_text(
-    r: FitResult, matches: list[KernelMatch | None], comparison: dict | None
-) -> str:
+def report_text(r: FitResult, matches: list[KernelMatch | None], comparison: dict | None) -> str:
     """The report of a fit for people: each kernel, its bias and match, then how it went."""
     kh, kw = r.size
     how = {"lstsq": "direct least squares", "cg": "conjugate gradient"}.get(r.method, "")
@@ -91,7 +89,9 @@ def report_text(
         if r.kernel.ndim == 3:
             name = _CHANNEL_NAMES[c] if len(kernels) == 3 else str(c)
             lines.append(f"channel {c} ({name})")
-        lines += [_matrix(k), f"bias        {'none' if b is None else f'{b:.6g}'}", _match_line(m, b)]
+        lines.append(_matrix(k))
+        lines.append(f"bias        {'none' if b is None else f'{b:.6g}'}")
+        lines.append(_match_line(m, b))
     lines.append(f"iterations  {r.iterations} ({_stop_text(r)})")
     best = f" (the least any {kh}x{kw} kernel reaches: {r.loss_min:.3g})" if r.loss_min > 0 else ""
     lines.append(f"loss        {r.loss:.4g}{best}")
