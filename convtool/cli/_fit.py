@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -9,9 +10,7 @@ import click
 
 from convtool.cli._params import PairParam, max_pixels_limit, max_pixels_option
 
-_KERNEL_SUFFIXES = (".npy", ".txt", ".json")
 _BORDERS = ("interior", "zero", "reflect", "mirror", "replicate", "wrap")
-_CHANNEL_NAMES = ("red", "green", "blue")
 
 
 class _StepParam(click.ParamType):
@@ -99,71 +98,36 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
       convtool fit in.png out.png --size 5 --bias -o k.json --compare gaussian:5
       convtool fit in.png out.png --json --log loss.csv
     """
-    if method is None:
-        method = "gd" if lr is not None else "cg"
-    if lr is not None and method != "gd":
-        raise click.BadParameter(f"--lr applies to --method gd, not {method}", param_hint="--lr")
-    if per_channel and grey:
-        raise click.UsageError("--per-channel and --grey exclude each other")
-    _check_outputs(input_path, target_path, output, log_path)
-    for path, what in ((output, "--output"), (log_path, "--log")):
-        if path and os.path.lexists(path) and not overwrite:
-            raise click.BadParameter(
-                f"{path} exists; pass --overwrite to replace it", param_hint=what
-            )
-    if output:
-        suffix = os.path.splitext(output)[1].lower()
-        if suffix not in _KERNEL_SUFFIXES:
-            raise click.BadParameter(
-                f"{output}: kernels are written as {', '.join(_KERNEL_SUFFIXES)}", param_hint="-o"
-            )
-        if per_channel and suffix == ".txt":
-            raise click.BadParameter("per-channel kernels need .json or .npy", param_hint="-o")
+    method = _choose_method(method, lr, per_channel, grey)
+    _check_outputs(input_path, target_path, output, log_path, overwrite, per_channel)
     reference = _reference(compare) if compare else None
 
-    import numpy as np
-
-    from convtool import fit as fitting
     from convtool import imaging
+    from convtool.fit import fit_kernel, report
 
-    x, y, clip, quantum, notes = _read_pair(
-        imaging, input_path, target_path, grey, keep_clipped, max_pixels
-    )
-    try:
-        with _progress(max_iter) as callback:
-            result = fitting.fit_kernel(
-                x, y, size=size, stride=stride, method=method, lr="auto" if lr is None else lr,
-                tol=tol, max_iter=max_iter, seed=seed, bias=bias, per_channel=per_channel,
-                border=border, clip=clip, quantum=quantum, callback=callback,
-            )  # fmt: skip
-    except fitting.ShapeError as e:
-        raise click.UsageError(str(e)) from None
-    except fitting.FitError as e:
-        raise click.ClickException(str(e)) from None
-    notes += list(result.notes)
-    matches = _matches(fitting, result)
-    comparison = _compare(np, result, reference, compare, atol) if reference is not None else None
+    pair = _read_pair(imaging, input_path, target_path, grey, keep_clipped, max_pixels)
+    with _fit_errors(), _progress(max_iter) as callback:
+        result = fit_kernel(
+            pair.x, pair.y, size=size, stride=stride, method=method,
+            lr="auto" if lr is None else lr, tol=tol, max_iter=max_iter, seed=seed, bias=bias,
+            per_channel=per_channel, border=border, clip=pair.clip, quantum=pair.quantum,
+            callback=callback,
+        )  # fmt: skip
+    matches = report.match_channels(result)
+    comparison = None
+    if reference is not None:
+        comparison = report.compare_kernel(result, reference.weights, reference.name, compare, atol)
     if output:
-        _write_kernel(np, imaging, output, result, overwrite)
+        _write_kernel(imaging, output, result, overwrite)
     if log_path:
-        _write_log(imaging, log_path, result, overwrite)
+        _write_text(imaging, log_path, report.loss_curve_csv(result), overwrite)
     if as_json:
         import json
 
-        data = result.to_dict()
-        data["match"] = [None if m is None else m._asdict() for m in matches]
-        data["match_text"] = [
-            None if m is None else fitting.describe_match(m, b)
-            for m, b in zip(matches, _biases(result), strict=True)
-        ]
-        if result.kernel.ndim != 3:
-            data["match"], data["match_text"] = data["match"][0], data["match_text"][0]
-        if comparison is not None:
-            data["compare"] = comparison
-        click.echo(json.dumps(data))
+        click.echo(json.dumps(report.fit_record(result, matches, comparison)))
     else:
-        click.echo(_report(result, matches, comparison, fitting))
-    for note in notes:
+        click.echo(report.report_text(result, matches, comparison))
+    for note in pair.notes + list(result.notes):
         click.echo(f"note: {note}", err=True)
     if not result.converged:
         click.echo(
@@ -174,6 +138,17 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
         )
 
 
+def _choose_method(method, lr, per_channel, grey) -> str:
+    """The method the options choose; refuse options that exclude each other."""
+    if method is None:
+        method = "gd" if lr is not None else "cg"
+    if lr is not None and method != "gd":
+        raise click.BadParameter(f"--lr applies to --method gd, not {method}", param_hint="--lr")
+    if per_channel and grey:
+        raise click.UsageError("--per-channel and --grey exclude each other")
+    return method
+
+
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -181,9 +156,9 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def _check_outputs(input_path, target_path, output, log_path) -> None:
+def _check_outputs(input_path, target_path, output, log_path, overwrite, per_channel) -> None:
     """Refuse, before the fit: a missing folder, writing over a picture read (even with
-    --overwrite), or one file given twice."""
+    --overwrite), one file given twice, an existing file, or a kind of kernel file not made."""
     for path, what in ((output, "--output"), (log_path, "--log")):
         folder = os.path.dirname(path or "") or "."
         if path and not os.path.isdir(folder):
@@ -199,6 +174,21 @@ def _check_outputs(input_path, target_path, output, log_path) -> None:
         raise click.BadParameter(
             f"{output} is given to --output and --log; choose two files", param_hint="--log"
         )
+    for path, what in ((output, "--output"), (log_path, "--log")):
+        if path and os.path.lexists(path) and not overwrite:
+            raise click.BadParameter(
+                f"{path} exists; pass --overwrite to replace it", param_hint=what
+            )
+    if output:
+        from convtool.kernels.files import WRITE_SUFFIXES
+
+        suffix = os.path.splitext(output)[1].lower()
+        if suffix not in WRITE_SUFFIXES:
+            raise click.BadParameter(
+                f"{output}: kernels are written as {', '.join(WRITE_SUFFIXES)}", param_hint="-o"
+            )
+        if per_channel and suffix == ".txt":
+            raise click.BadParameter("per-channel kernels need .json or .npy", param_hint="-o")
 
 
 def _reference(spec: str):
@@ -211,10 +201,8 @@ def _reference(spec: str):
 
 
 def _read_pair(imaging, input_path, target_path, grey, keep_clipped, max_pixels):
-    """Both pictures as (H, W) or (C, H, W) arrays, the clip range, rounding step, notes."""
-    import numpy as np
-
-    from convtool.filtering import to_gray
+    """Both pictures, read and prepared for the fit (:func:`convtool.fit.pairs.prepare_pair`)."""
+    from convtool.fit.pairs import prepare_pair
 
     limit = max_pixels_limit(max_pixels)
     try:
@@ -222,46 +210,24 @@ def _read_pair(imaging, input_path, target_path, grey, keep_clipped, max_pixels)
         target = imaging.read_image(target_path, max_pixels=limit)
     except imaging.ImageReadError as e:
         raise click.ClickException(str(e)) from None
-    for path, picture in ((input_path, source), (target_path, target)):
-        if not np.isfinite(picture.data).all():
-            bad = int(picture.data.size - np.count_nonzero(np.isfinite(picture.data)))
-            raise click.ClickException(
-                f"{path} holds {bad:,} NaN or infinite value(s); the fit needs finite pixels"
-            )
-    x, y, notes = source.data, target.data, []
-    if y.shape[0] > x.shape[0] or y.shape[1] > x.shape[1]:
-        swapped = y.shape[0] >= x.shape[0] and y.shape[1] >= x.shape[1]  # would fit the other way
-        side = "" if swapped else (" taller" if y.shape[0] > x.shape[0] else " wider")
-        raise click.UsageError(
-            f"{target_path} ({y.shape[0]}x{y.shape[1]}) is{side or ' larger'} than {input_path} "
-            f"({x.shape[0]}x{x.shape[1]}): a filtered picture cannot be"
-            + ("; are the two swapped?" if swapped else "")
-        )
-    if y.ndim == 3 and x.ndim == 2 and not grey:
-        if not np.array_equal(y, y[:, :, :1].repeat(y.shape[2], axis=2)):
-            raise click.UsageError(
-                f"{target_path} is in colour but {input_path} is grey; give --grey to fit on "
-                "grey versions of both"
-            )
-        y = y[:, :, 0]
-    if x.ndim == 3 and (grey or y.ndim == 2):
-        if not grey:
-            notes.append(f"{target_path} is grey: fitting on a grey (luma) version of {input_path}")
-        x = to_gray(x)
-    clip = None if target.bit_depth == 32 or keep_clipped else (0.0, 1.0)
-    if grey and y.ndim == 3:
-        clipped = ((y <= 0) | (y >= 1)).any(axis=2) if clip is not None else None
-        y = to_gray(y)
-        if clipped is not None:
-            y[clipped] = 0.0  # clipped in any channel: left out, as the fit leaves out 0
-    quantum = None if target.bit_depth == 32 else 1 / (2**target.bit_depth - 1)
-    return _channels_first(x), _channels_first(y), clip, quantum, notes
+    with _fit_errors():
+        return prepare_pair(
+            source.data, target.data, target_bit_depth=target.bit_depth, grey=grey,
+            keep_clipped=keep_clipped, names=(input_path, target_path),
+        )  # fmt: skip
 
 
-def _channels_first(a):
-    import numpy as np
+@contextlib.contextmanager
+def _fit_errors():
+    """The fit's errors as click's: shapes that do not go together are bad usage (exit 2)."""
+    from convtool.fit import FitError, ShapeError
 
-    return np.moveaxis(a, -1, 0) if a.ndim == 3 else a
+    try:
+        yield
+    except ShapeError as e:
+        raise click.UsageError(str(e)) from None
+    except FitError as e:
+        raise click.ClickException(str(e)) from None
 
 
 def _stderr_is_terminal() -> bool:
@@ -299,150 +265,23 @@ class _progress:
             self.bar.stop()
 
 
-def _biases(result):
-    if result.kernel.ndim == 3:
-        return [None] * len(result.kernel) if result.bias is None else list(result.bias)
-    return [result.bias]
+def _write_kernel(imaging, path, result, overwrite) -> None:
+    from convtool.kernels import write_kernel_file
 
-
-def _matches(fitting, result):
-    kernels = result.kernel if result.kernel.ndim == 3 else [result.kernel]
-    return [fitting.match_kernel(k) for k in kernels]
-
-
-def _compare(np, result, reference, spec, atol):
-    want = reference.weights
-    kernels = result.kernel if result.kernel.ndim == 3 else result.kernel[None]
-    if want.shape != kernels.shape[1:]:
-        shape = "x".join(map(str, want.shape))
-        reason = f"{spec} is {shape}, the fitted kernel {result.size[0]}x{result.size[1]}"
-        return {
-            "name": reference.name,
-            "allclose": False,
-            "max_abs_diff": None,
-            "atol": atol,
-            "reason": reason,
-        }
-    diff = float(np.abs(kernels - want).max())
-    return {"name": reference.name, "allclose": diff <= atol, "max_abs_diff": diff, "atol": atol}
-
-
-def _number(v: float, decimals: int) -> str:
-    text = f"{v:.{decimals}f}"
-    return "0" + text[2:] if text.startswith("-0") and float(text) == 0 else text
-
-
-def _matrix(kernel) -> str:
-    import numpy as np
-
-    big = float(np.abs(kernel).max()) if kernel.size else 0.0
-    if big == 0 or 1e-3 <= big < 1e5:
-        decimals = 5
-        cells = [[_number(v, decimals) for v in row] for row in kernel]
-    else:
-        cells = [[f"{v:.4e}" for v in row] for row in kernel]
-    width = max(len(c) for row in cells for c in row)
-    return "\n".join("  " + "  ".join(c.rjust(width) for c in row) for row in cells)
-
-
-def _stop_text(r) -> str:
-    if r.stopped == "tol":
-        return f"converged: loss below --tol {r.tol:g}"
-    if r.stopped == "minimum":
-        return "converged: at the least-squares minimum"
-    return f"NOT converged: stopped at --max-iter {r.max_iter}, loss above --tol {r.tol:g}"
-
-
-def _report(r, matches, comparison, fitting) -> str:
-    kh, kw = r.size
-    how = {"lstsq": "direct least squares", "cg": "conjugate gradient"}.get(r.method, "")
-    if r.method == "gd":
-        how = f"gradient descent, lr {r.lr:.4g}"
-    if r.seed is not None:
-        how += f", seed {r.seed}"
-    lines = [f"kernel {kh}x{kw} ({how})"]
-    kernels = r.kernel if r.kernel.ndim == 3 else [r.kernel]
-    biases = _biases(r)
-    for c, (k, b, m) in enumerate(zip(kernels, biases, matches, strict=True)):
-        if r.kernel.ndim == 3:
-            name = _CHANNEL_NAMES[c] if len(kernels) == 3 else str(c)
-            lines.append(f"channel {c} ({name})")
-        lines.append(_matrix(k))
-        lines.append(f"bias        {'none' if b is None else f'{b:.6g}'}")
-        if m is None:
-            lines.append("match       no named kernel")
-        elif m.exact:
-            lines.append(f"match       {fitting.describe_match(m, b)}")
-        else:
-            lines.append(f"match       close to {fitting.describe_match(m, b)} "
-                         f"(relative difference {m.error:.1%})")  # fmt: skip
-    lines.append(f"iterations  {r.iterations} ({_stop_text(r)})")
-    best = f" (the least any {kh}x{kw} kernel reaches: {r.loss_min:.3g})" if r.loss_min > 0 else ""
-    lines.append(f"loss        {r.loss:.4g}{best}")
-    psnr = "exact" if r.psnr == float("inf") else f"{r.psnr:.2f} dB"
-    lines.append(f"PSNR        {psnr}")
-    where = {"valid": "valid", "interior": "interior of a same-size target"}.get(
-        r.padding, f"{r.padding} border"
-    )
-    lines.append(f"pixels      {r.pixels} fitted ({where}); {r.clipped} clipped left out")
-    if comparison is not None:
-        verdict = "allclose" if comparison["allclose"] else "NOT close"
-        if comparison["max_abs_diff"] is None:
-            detail = comparison["reason"]
-        else:
-            detail = f"max difference {comparison['max_abs_diff']:.3g}, atol {comparison['atol']:g}"
-        lines.append(f"compare     {comparison['name']}: {verdict} ({detail})")
-    return "\n".join(lines)
-
-
-def _kernel_for_file(np, result):
-    """A 2-D kernel, or per-channel kernels as a block-diagonal (C, C, kH, kW) one."""
-    if result.kernel.ndim == 2:
-        return result.kernel
-    c = result.kernel.shape[0]
-    full = np.zeros((c, c, *result.kernel.shape[1:]))
-    for i in range(c):
-        full[i, i] = result.kernel[i]
-    return full
-
-
-def _write_kernel(np, imaging, path, result, overwrite) -> None:
-    import json
-
-    kernel = _kernel_for_file(np, result)
-    suffix = os.path.splitext(path)[1].lower()
-    bias = result.bias
     try:
-        if suffix == ".npy":
-            imaging.save_array(path, kernel, overwrite=overwrite)
-            if bias is not None:
-                click.echo(
-                    f"note: {path} holds the kernel only; .json keeps the bias too", err=True
-                )
-        elif suffix == ".json":
-            data = {"kernel": kernel.tolist()}
-            if bias is not None:
-                data["bias"] = bias.tolist() if isinstance(bias, np.ndarray) else bias
-            imaging.atomic_write_bytes(
-                path, (json.dumps(data) + "\n").encode(), overwrite=overwrite
-            )
-        else:
-            rows = [" ".join(repr(float(v)) for v in row) for row in kernel]
-            head = f"# fitted by convtool fit: {result.size[0]}x{result.size[1]}"
-            if bias is not None:
-                head += f"; bias {bias!r} (not part of the kernel)"
-            text = "\n".join([head, *rows]) + "\n"
-            imaging.atomic_write_bytes(path, text.encode(), overwrite=overwrite)
+        write_kernel_file(
+            path, result.conv_kernel(), result.bias, overwrite=overwrite,
+            comment=f"fitted by convtool fit: {result.size[0]}x{result.size[1]}",
+            write_bytes=imaging.atomic_write_bytes,
+        )  # fmt: skip
     except imaging.ImageWriteError as e:
         raise click.ClickException(str(e)) from None
+    if result.bias is not None and os.path.splitext(path)[1].lower() == ".npy":
+        click.echo(f"note: {path} holds the kernel only; .json keeps the bias too", err=True)
 
 
-def _write_log(imaging, path, result, overwrite) -> None:
-    first = result.iterations - len(result.history) + 1
-    lines = ["iteration,loss"] + [
-        f"{first + i},{v!r}" for i, v in enumerate(result.history.tolist())
-    ]
+def _write_text(imaging, path, text, overwrite) -> None:
     try:
-        imaging.atomic_write_bytes(path, ("\n".join(lines) + "\n").encode(), overwrite=overwrite)
+        imaging.atomic_write_bytes(path, text.encode(), overwrite=overwrite)
     except imaging.ImageWriteError as e:
         raise click.ClickException(str(e)) from None

@@ -26,132 +26,176 @@ def kernels(specs: tuple[str, ...], as_json: bool) -> None:
       convtool kernels "3x3: 1,2,1 2,4,2 1,2,1"
       convtool kernels @kernel.json --json
     """
-    import json
-
-    from convtool.kernels import (
-        KernelSpecError,
-        format_kernel,
-        format_number,
-        kernel_info,
-        list_kernels,
-        parse_kernel_spec,
-    )
+    from convtool.kernels import list_kernels
 
     if not specs:
         infos = list_kernels()
         if as_json:
-            rows = [
-                {
-                    "name": i.name,
-                    "aliases": list(i.aliases),
-                    "shape": list(i.kernel.shape),
-                    "kernel": i.kernel.tolist(),
-                    "description": i.description,
-                    "syntax": i.syntax,
-                }
-                for i in infos
-            ]
-            click.echo("[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]")
-            return
-    parsed = []
-    for spec in specs:
-        try:
-            parsed.append(parse_kernel_spec(spec))
-        except KernelSpecError as e:
-            raise click.BadParameter(str(e), param_hint="SPEC") from None
-
-    def describe(k) -> tuple[tuple[str, ...], str]:
-        if k.base is None:
-            return (), "custom kernel" if k.name == "custom" else f"kernel from {k.name}"
-        info = kernel_info(k.base)
-        return info.aliases, info.description
-
-    if as_json:
-        objects = []
-        for k in parsed:
-            aliases, description = describe(k)
-            objects.append(
-                {
-                    "name": k.name,
-                    "aliases": list(aliases),
-                    "shape": list(k.weights.shape),
-                    "kernel": k.weights.tolist(),
-                    "description": description,
-                    "bias": k.bias,
-                }
-            )
-        click.echo(json.dumps(objects[0] if len(objects) == 1 else objects))
+            click.echo(_bank_json(infos))
+        else:
+            _print_bank(infos)
         return
+    parsed = [_parse(spec) for spec in specs]
+    if as_json:
+        click.echo(_specs_json(parsed))
+        return
+    console = _console()
+    for k in parsed:
+        console.print(_spec_panel(k))
 
+
+_BANK_FOOTNOTE = (
+    "Names ignore case; '-', '_' and space are alike. Parameters: NAME:A,B. "
+    "Rotation: NAME@ANGLE, or NAME:ANGLE for names without parameters; clockwise "
+    "as ImageMagick, 90-degree steps for any kernel, 45 for 3x3. Also inline "
+    '"0,-1,0; -1,5,-1; 0,-1,0", "3x3: ..." and @FILE (.txt .csv .json .npy).'
+)
+_MAX_SLICES = 16  # slices of a 4-D kernel shown; the rest are counted
+
+
+def _parse(spec: str):
+    from convtool.kernels import KernelSpecError, parse_kernel_spec
+
+    try:
+        return parse_kernel_spec(spec)
+    except KernelSpecError as e:
+        raise click.BadParameter(str(e), param_hint="SPEC") from None
+
+
+def _describe(k) -> tuple[tuple[str, ...], str]:
+    """A parsed spec's aliases and description: the bank's, or where the kernel came from."""
+    from convtool.kernels import kernel_info
+
+    if k.base is None:
+        return (), "custom kernel" if k.name == "custom" else f"kernel from {k.name}"
+    info = kernel_info(k.base)
+    return info.aliases, info.description
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def _bank_json(infos) -> str:
+    """The bank as a JSON list, one entry a line."""
+    import json
+
+    rows = [
+        {
+            "name": i.name,
+            "aliases": list(i.aliases),
+            "shape": list(i.kernel.shape),
+            "kernel": i.kernel.tolist(),
+            "description": i.description,
+            "syntax": i.syntax,
+        }
+        for i in infos
+    ]
+    return "[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]"
+
+
+def _specs_json(parsed) -> str:
+    """The specs' kernels as JSON: one object, or a list of them for several specs."""
+    import json
+
+    objects = []
+    for k in parsed:
+        aliases, description = _describe(k)
+        objects.append(
+            {
+                "name": k.name,
+                "aliases": list(aliases),
+                "shape": list(k.weights.shape),
+                "kernel": k.weights.tolist(),
+                "description": description,
+                "bias": k.bias,
+            }
+        )
+    return json.dumps(objects[0] if len(objects) == 1 else objects)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _matrix(w):
+    """A 2-D kernel as text, negative weights red and zeros dim."""
+    from rich.text import Text
+
+    from convtool.kernels import format_kernel
+
+    text = Text(format_kernel(w))
+    text.highlight_regex(r"(?<![0-9.e])-[0-9][0-9.e+-]*", "red")
+    text.highlight_regex(r"(?<![0-9.e-])0(?![0-9.])", "dim")
+    return text
+
+
+def _print_bank(infos) -> None:
+    from rich.text import Text
+
+    console = _console()
+    console.print(_bank_table(infos))
+    console.print(Text(_BANK_FOOTNOTE, style="dim"))
+
+
+def _bank_table(infos):
+    """The bank as one table: names and aliases, kernel, syntax and description; groups split."""
     from rich import box
-    from rich.console import Console, Group
-    from rich.panel import Panel
     from rich.table import Table
     from rich.text import Text
 
-    def matrix(w) -> Text:
-        text = Text(format_kernel(w))
-        text.highlight_regex(r"(?<![0-9.e])-[0-9][0-9.e+-]*", "red")
-        text.highlight_regex(r"(?<![0-9.e-])0(?![0-9.])", "dim")
-        return text
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False)
+    table.add_column("name, aliases", style="bold cyan", no_wrap=True)
+    table.add_column("kernel", no_wrap=True)
+    table.add_column("description", ratio=1)
+    for n, i in enumerate(infos):
+        if n and i.group != infos[n - 1].group:
+            table.add_section()
+        elif n:
+            table.add_row()
+        name = Text(i.name)
+        for alias in i.aliases:
+            name.append(f"\n {alias}", style="not bold")
+        description = Text(i.description)
+        if i.syntax != i.name:
+            description = Text.assemble((i.syntax, "bold"), "\n", description)
+        table.add_row(name, _matrix(i.kernel), description)
+    return table
 
-    console = Console(highlight=False)
-    if not specs:
-        table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False)
-        table.add_column("name, aliases", style="bold cyan", no_wrap=True)
-        table.add_column("kernel", no_wrap=True)
-        table.add_column("description", ratio=1)
-        for n, i in enumerate(infos):
-            if n and i.group != infos[n - 1].group:
-                table.add_section()
-            elif n:
-                table.add_row()
-            name = Text(i.name)
-            for alias in i.aliases:
-                name.append(f"\n {alias}", style="not bold")
-            description = Text(i.description)
-            if i.syntax != i.name:
-                description = Text.assemble((i.syntax, "bold"), "\n", description)
-            table.add_row(name, matrix(i.kernel), description)
-        console.print(table)
-        console.print(
-            Text(
-                "Names ignore case; '-', '_' and space are alike. Parameters: NAME:A,B. "
-                "Rotation: NAME@ANGLE, or NAME:ANGLE for names without parameters; clockwise "
-                "as ImageMagick, 90-degree steps for any kernel, 45 for 3x3. Also inline "
-                '"0,-1,0; -1,5,-1; 0,-1,0", "3x3: ..." and @FILE (.txt .csv .json .npy).',
-                style="dim",
-            )
-        )
-        return
 
-    for k in parsed:
-        aliases, description = describe(k)
-        w = k.weights
-        if k.base is not None and "@" in k.name:
-            base, angle = k.name.rsplit("@", 1)
-            description = f"{base} turned {angle} degrees clockwise. {description}"
-        parts = []
-        if w.ndim == 2:
-            parts.append(matrix(w))
-        else:
-            slices = [(o, i) for o in range(w.shape[0]) for i in range(w.shape[1])]
-            for o, i in slices[:16]:
-                parts += [Text(f"out {o}, in {i}", style="bold"), matrix(w[o, i])]
-            if len(slices) > 16:
-                parts.append(Text(f"... and {len(slices) - 16} more slices", style="dim"))
-        facts = f"shape {tuple(w.shape)} · sum {format_number(w.sum())}"
-        if k.bias is not None:
-            bias = k.bias if isinstance(k.bias, tuple) else (k.bias,)
-            facts += " · bias " + " ".join(format_number(b) for b in bias)
-        if aliases:
-            facts += " · also " + ", ".join(aliases)
-        parts += [Text(facts, style="dim"), Text(description, style="dim")]
-        console.print(
-            Panel(
-                Group(*parts),
-                title=Text(k.name, style="bold cyan"),
-                title_align="left",
-                expand=False,
-            )
-        )
+def _spec_panel(k):
+    """One parsed spec in a panel: its kernel (or 4-D slices), shape, sum, bias, aliases."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from convtool.kernels import format_number
+
+    aliases, description = _describe(k)
+    w = k.weights
+    if k.base is not None and "@" in k.name:
+        base, angle = k.name.rsplit("@", 1)
+        description = f"{base} turned {angle} degrees clockwise. {description}"
+    parts = []
+    if w.ndim == 2:
+        parts.append(_matrix(w))
+    else:
+        slices = [(o, i) for o in range(w.shape[0]) for i in range(w.shape[1])]
+        for o, i in slices[:_MAX_SLICES]:
+            parts += [Text(f"out {o}, in {i}", style="bold"), _matrix(w[o, i])]
+        if len(slices) > _MAX_SLICES:
+            parts.append(Text(f"... and {len(slices) - _MAX_SLICES} more slices", style="dim"))
+    facts = f"shape {tuple(w.shape)} · sum {format_number(w.sum())}"
+    if k.bias is not None:
+        bias = k.bias if isinstance(k.bias, tuple) else (k.bias,)
+        facts += " · bias " + " ".join(format_number(b) for b in bias)
+    if aliases:
+        facts += " · also " + ", ".join(aliases)
+    parts += [Text(facts, style="dim"), Text(description, style="dim")]
+    return Panel(
+        Group(*parts), title=Text(k.name, style="bold cyan"), title_align="left", expand=False
+    )

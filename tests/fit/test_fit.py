@@ -27,6 +27,7 @@ from convtool.fit import (
     match_kernel,
     solve,
 )
+from convtool.fit.pairs import prepare_pair
 from convtool.imaging import read_image
 from convtool.shapes import same_padding
 
@@ -415,6 +416,63 @@ def test_match_finds_scale_and_name():
     assert close.name == "sobel_x" and not close.exact
     assert match_kernel(np.random.default_rng(1).normal(size=(3, 3))) is None
     assert match_kernel(np.zeros((3, 3))) is None
+
+
+# ---------------------------------------------------------------- preparing decoded pictures
+
+
+def test_a_pair_is_made_channels_first_with_the_targets_clip_and_rounding():
+    rgb = np.random.default_rng(0).random((6, 7, 3))
+    pair = prepare_pair(rgb, rgb[1:-1, 1:-1], target_bit_depth=8)
+    assert pair.x.shape == (3, 6, 7) and pair.y.shape == (3, 4, 5)
+    np.testing.assert_array_equal(pair.x[1], rgb[:, :, 1])
+    assert pair.clip == (0.0, 1.0) and pair.quantum == 1 / 255 and pair.notes == []
+    assert prepare_pair(rgb, rgb, target_bit_depth=16, keep_clipped=True)[2:4] == (None, 1 / 65535)
+    assert prepare_pair(rgb, rgb, target_bit_depth=32)[2:4] == (None, None)
+
+
+def test_a_pair_goes_grey_as_asked_or_as_the_target_is():
+    rgb = np.random.default_rng(1).random((6, 6, 3))
+    grey = to_gray(rgb)
+    pair = prepare_pair(rgb, grey, target_bit_depth=8, names=("in.png", "out.png"))
+    np.testing.assert_allclose(pair.x, grey)
+    assert pair.notes == ["out.png is grey: fitting on a grey (luma) version of in.png"]
+    three = np.repeat(grey[:, :, None], 3, axis=2)  # a grey picture stored as RGB
+    np.testing.assert_array_equal(prepare_pair(grey, three, target_bit_depth=8).y, grey)
+    target = rgb.copy()
+    target[0, 0, 2] = 1.0  # clipped in one channel: left out of the grey target
+    pair = prepare_pair(rgb, target, target_bit_depth=8, grey=True)
+    assert pair.y.shape == (6, 6) and pair.y[0, 0] == 0.0 and pair.notes == []
+    np.testing.assert_allclose(pair.y[1:], to_gray(rgb)[1:])
+
+
+def test_a_pair_that_cannot_be_fitted_is_refused():
+    rgb = np.random.default_rng(2).random((6, 6, 3))
+    with pytest.raises(ShapeError, match=r"b\.png is in colour but a\.png is grey; give --grey"):
+        prepare_pair(rgb[:, :, 0], rgb, target_bit_depth=8, names=("a.png", "b.png"))
+    with pytest.raises(ShapeError, match=r"\(6x6\) is larger than .* are the two swapped\?"):
+        prepare_pair(rgb[:4, :4], rgb, target_bit_depth=8)
+    with pytest.raises(ShapeError) as taller:
+        prepare_pair(rgb[:4], rgb[:, :4], target_bit_depth=8)
+    assert str(taller.value) == (
+        "the target (6x4) is taller than the input (4x6): a filtered picture cannot be"
+    )
+    bad = rgb.copy()
+    bad[0, 0] = [np.nan, np.inf, 0.5]
+    with pytest.raises(FitError, match="the target holds 2 NaN or infinite value"):
+        prepare_pair(rgb, bad, target_bit_depth=32)
+
+
+def test_a_per_channel_kernel_is_applied_as_a_block_diagonal_one():
+    x = np.random.default_rng(3).random((3, 12, 12))
+    r = fit_kernel(x, x[:, 1:-1, 1:-1], per_channel=True, method="lstsq")
+    full = r.conv_kernel()
+    assert full.shape == (3, 3, 3, 3)
+    for o in range(3):
+        for i in range(3):
+            np.testing.assert_array_equal(full[o, i], r.kernel[o] if o == i else 0.0)
+    single = fit_kernel(x[0], x[0, 1:-1, 1:-1], method="lstsq")
+    assert single.conv_kernel() is single.kernel
 
 
 # ---------------------------------------------------------------- pairs made by other programs

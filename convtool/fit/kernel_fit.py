@@ -1,0 +1,298 @@
+"""The fit itself: :func:`fit_kernel`, in steps (check, set up, solve exactly, iterate).
+
+Every problem is set up as a valid convolution (:mod:`convtool.fit.prep`), read once into
+the normal equations and solved exactly (:mod:`convtool.fit.solve`); the methods then
+iterate on those alone.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from convtool.fit import prep, solve
+from convtool.fit.prep import BORDERS, DivergenceError, FitError, ShapeError
+from convtool.fit.result import FitResult
+
+METHODS = ("cg", "gd", "lstsq")
+
+
+def fit_kernel(
+    x: Any,
+    y: Any,
+    *,
+    size: int | tuple[int, int] | None = None,
+    stride: int | tuple[int, int] = 1,
+    method: str = "cg",
+    lr: float | str = "auto",
+    tol: float = 1e-7,
+    max_iter: int = 10000,
+    seed: int | None = None,
+    bias: bool = False,
+    per_channel: bool = False,
+    border: str = "interior",
+    clip: tuple[float, float] | None = None,
+    quantum: float | None = None,
+    callback: Callable[[int, float], object] | None = None,
+) -> FitResult:
+    """Find the kernel w (and bias b) with ``y ~ conv2d(x, w) + b`` in least squares.
+
+    Parameters
+    ----------
+    x, y : array, (H, W) or (C, H, W)
+        The input and the target, with the same number of channels. A target smaller
+        by K - 1 means a valid convolution (the size follows); one of the same size,
+        'same' padding.
+    size : int or (int, int), optional
+        The kernel's rows and columns. Without it a same-size target has its size
+        detected: the smallest odd square size (up to 9) that fits as well as 9x9.
+    stride : int or (int, int)
+        The convolution's stride (then ``size`` must be given).
+    method : {'cg', 'gd', 'lstsq'}
+        Conjugate gradient, the chapter's gradient descent, or a direct solve.
+    lr : float or 'auto'
+        Gradient descent's step. 'auto' is 0.95 of the stability limit 2 / lambda_max
+        of the patches' Gram matrix; an explicit step at or above the limit raises
+        :class:`DivergenceError`, which names a safe one.
+    tol, max_iter : float, int
+        Stop when the loss falls below ``tol``, or after ``max_iter`` updates.
+    seed : int, optional
+        Seed of the normal(0, 0.1) start of gd and cg (drawn at random if not given;
+        the one used is reported).
+    bias : bool
+        Fit a bias too (the chapter fits none).
+    per_channel : bool
+        One kernel per channel instead of one shared by all.
+    border : str
+        Same-size targets only: 'interior' fits only the pixels whose window lies
+        inside the picture; 'zero', 'reflect' (dcba|abcd), 'mirror' (dcb|abcd),
+        'replicate' (aaaa|abcd) or 'wrap' pad the input that way, as ``convtool apply
+        --border`` does, and fit every pixel.
+    clip : (float, float), optional
+        Leave out target pixels at or beyond these values: an 8-bit picture of a
+        filter's output has lost what fell outside [0, 1], so ``clip=(0, 1)``.
+    quantum : float, optional
+        The target's rounding step, 1/255 for an 8-bit picture: size detection then
+        ignores differences in loss finer than such rounding can tell apart.
+    callback : callable, optional
+        ``callback(iteration, loss)``, called as the iterations go.
+
+    Returns
+    -------
+    FitResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convtool.ops import conv2d
+    >>> x = np.random.default_rng(0).random((40, 40))
+    >>> w = np.array([[0.0, -1, 0], [0, 2, 0], [0, -1, 0]])
+    >>> r = fit_kernel(x, conv2d(x, w), seed=1)
+    >>> r.converged, np.allclose(r.kernel, w, atol=1e-3)
+    (True, True)
+    >>> fit_kernel(x, conv2d(x, w), method="gd", lr=0.5, seed=1).method
+    'gd'
+    """
+    _check_options(method, border, tol, max_iter, lr)
+    problem = _set_up(x, y, size, stride, border, bias, per_channel, clip, quantum)
+    exact = _solve_exactly(problem, bias, per_channel)
+    step = _gd_step(method, lr, exact.solution)
+    if method == "lstsq":
+        seed = None
+        stopped = "tol" if exact.loss_min < tol else "minimum"
+        run = solve.Run(exact.solution.w.copy(), 1, stopped, np.array([exact.loss_min]))
+        if callback is not None:
+            callback(1, exact.loss_min)
+    else:
+        seed = secrets.randbits(32) if seed is None else int(seed)
+        run = _iterate(
+            problem, exact, method, step, seed, bias, per_channel, tol, max_iter, callback
+        )
+    loss = float(run.history[-1])
+    geo, notes = problem.geo, problem.notes
+    if run.stopped == "minimum" and exact.loss_min >= tol:
+        notes.append(
+            f"the loss cannot fall below {exact.loss_min:.3g} for a {geo.size[0]}x{geo.size[1]} "
+            f"kernel (noise or rounding in the target), above tol {tol:g}: stopped at that minimum"
+        )
+    kernel, b = _unpack(run.w, problem.channels if per_channel else 0, geo.size, bias)
+    return FitResult(
+        kernel=kernel, bias=b, method=method, lr=step.lr, iterations=run.iterations, loss=loss,
+        converged=run.stopped in ("tol", "minimum"), stopped=run.stopped, tol=float(tol),
+        max_iter=int(max_iter), seed=seed, loss_min=exact.loss_min,
+        psnr=10 * math.log10(1 / (2 * loss)) if loss > 0 else math.inf, pixels=problem.pixels,
+        clipped=int(problem.mask.size - problem.pixels), padding=problem.padding,
+        stride=geo.stride, size_from=geo.size_from, rank=exact.solution.rank,
+        unknowns=problem.unknowns, eigenvalues=(exact.solution.lam_min, exact.solution.lam_max),
+        history=run.history, notes=tuple(notes),
+    )  # fmt: skip
+
+
+def _check_options(method: str, border: str, tol: float, max_iter: int, lr: float | str) -> None:
+    if method not in METHODS:
+        raise FitError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    if border not in BORDERS:
+        raise FitError(f"border must be one of {', '.join(BORDERS)}; got {border!r}")
+    if not (tol > 0 and math.isfinite(tol)):
+        raise FitError(f"tol must be a positive number, got {tol!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
+        raise FitError(f"max_iter must be a non-negative integer, got {max_iter!r}")
+    if lr != "auto" and not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+        raise FitError(f"lr must be a positive number or 'auto', got {lr!r}")
+
+
+class _Problem(NamedTuple):
+    """A fit reduced to a valid convolution: the cropped pair, which pixels count, the size."""
+
+    xp: np.ndarray  # the input's planes as given (N, H, W)
+    yp: np.ndarray  # the target's
+    xc: np.ndarray  # the input cropped or padded to the target's windows
+    yc: np.ndarray  # the target's pixels fitted
+    mask: np.ndarray  # 1 where a target pixel counts, 0 where it is clipped
+    geo: prep.Geometry
+    padding: str  # 'valid', or the border of a same-size target
+    pixels: int
+    unknowns: int
+    notes: list[str]
+
+    @property
+    def channels(self) -> int:
+        return self.xp.shape[0]
+
+    def largest_value(self) -> float:
+        return max(float(np.abs(self.xp).max()), float(np.abs(self.yp).max()))
+
+
+def _set_up(x, y, size, stride, border, bias, per_channel, clip, quantum) -> _Problem:
+    """Check the pair, find the geometry (detecting the size if need be), crop and mask."""
+    xp, yp = prep.planes(x, "input"), prep.planes(y, "target")
+    if xp.shape[0] != yp.shape[0]:
+        raise ShapeError(f"the input has {xp.shape[0]} channel(s) and the target {yp.shape[0]}")
+    geo = prep.geometry(xp.shape, yp.shape, size, stride)
+    notes = []
+    if geo.size is None:
+        geo, note = prep.detect_size(xp, yp, geo, bias, per_channel, clip, quantum)
+        notes.append(note)
+    same = any(geo.pads)
+    if not same and border != "interior":
+        raise ShapeError(f"border {border!r} applies to same-size targets only; this one is valid")
+    xc, yc = prep.crop(xp, yp, geo, border)
+    mask = prep.target_mask(yc, clip)
+    pixels = int(mask.sum())
+    unknowns = xp.shape[0] if per_channel else 1
+    unknowns *= geo.size[0] * geo.size[1] + bias
+    if pixels == 0:
+        raise FitError("no target pixel is left to fit: all are clipped (at 0 or 1)")
+    padding = border if same else "valid"
+    return _Problem(xp, yp, xc, yc, mask, geo, padding, pixels, unknowns, notes)
+
+
+class _Exact(NamedTuple):
+    normal: solve.Normal
+    solution: solve.Exact
+    loss_min: float  # the least-squares kernel's loss, from the real residual
+
+
+def _solve_exactly(problem: _Problem, bias: bool, per_channel: bool) -> _Exact:
+    """Gather the normal equations in one pass over the pictures and solve them directly."""
+    p = problem
+    gram, moments = solve.gather(p.xc, p.yc, p.mask, p.geo.size, p.geo.stride)
+    if not (np.isfinite(gram).all() and np.isfinite(moments).all()):
+        raise FitError(
+            f"the pictures' values (up to {p.largest_value():.3g}) overflow float64 in the "
+            "fit's sums; scale them down"
+        )
+    normal = solve.assemble(gram, moments, bias, per_channel)
+    exact = solve.least_squares(normal)
+    if exact.rank == 0:
+        raise FitError("the input is blank (all zeros where it is fitted): no kernel can be told")
+    if exact.rank < p.unknowns:
+        p.notes.append(
+            f"the pictures determine only {exact.rank} of the {p.unknowns} unknowns (a flat or "
+            "too simple input): other kernels fit as well as this one"
+        )
+    loss_min = _residual_loss(p.xc, p.yc, p.mask, exact.w, p.geo, bias, per_channel, p.pixels)
+    return _Exact(normal, exact, loss_min)
+
+
+class _Step(NamedTuple):
+    lr: float | None  # gradient descent's step (None for the other methods)
+    safe: float  # the automatic step
+    limit: float  # the stability limit 2 / lambda_max
+
+
+def _gd_step(method: str, lr: float | str, exact: solve.Exact) -> _Step:
+    """Gradient descent's step: the automatic one, or the one given if it is below the limit."""
+    limit, safe = 2.0 / exact.lam_max, solve.auto_step(exact.lam_max)
+    if method == "gd" and lr == "auto":
+        lr = safe
+    elif method == "gd" and lr >= limit * (1 - 1e-9):
+        raise DivergenceError(
+            f"lr {lr:g} makes gradient descent diverge on these pictures: steps must be below "
+            f"2 / {exact.lam_max:.4g} = {limit:.4g} (2 over the largest eigenvalue of the "
+            f"patches' Gram matrix); use lr {safe:.4g} or 'auto'",
+            safe,
+            limit,
+        )
+    return _Step(float(lr) if method == "gd" else None, safe, limit)
+
+
+def _iterate(problem, exact, method, step, seed, bias, per_channel, tol, max_iter, callback):
+    """Run gd or cg from the chapter's random start; an overflow raises DivergenceError."""
+    w0 = _start(seed, problem.channels if per_channel else 1, problem.geo.size, bias)
+    run = solve.iterate(
+        method, exact.normal, exact.solution, exact.loss_min, w0, lr=step.lr or 0.0, tol=tol,
+        max_iter=max_iter, callback=callback,
+    )  # fmt: skip
+    if run.stopped == "diverged":
+        raise DivergenceError(
+            f"the loss overflowed: {method} diverged on these pictures (values up to "
+            f"{problem.largest_value():.3g}); method "
+            "'lstsq' solves without iterating, or scale the pictures down",
+            step.safe,
+            step.limit,
+        )
+    return run
+
+
+def _start(seed: int, channels: int, size: tuple[int, int], bias: bool) -> np.ndarray:
+    """The chapter's start: weights from normal(0, 0.1); a bias starts at 0."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for _ in range(max(channels, 1)):
+        parts.append(rng.normal(0.0, 0.1, size=size).ravel())
+        if bias:
+            parts.append(np.zeros(1))
+    return np.concatenate(parts)
+
+
+def _unpack(w: np.ndarray, channels: int, size: tuple[int, int], bias: bool):
+    per = w.reshape(max(channels, 1), -1)
+    kernel = per[:, : size[0] * size[1]].reshape(-1, *size)
+    b = per[:, -1].copy() if bias else None
+    if channels:
+        return kernel, b
+    return kernel[0], None if b is None else float(b[0])
+
+
+def _residual_loss(x, y, mask, w, geo, bias, per_channel, pixels) -> float:
+    """The loss of the least-squares kernel, from the real residual (one convolution)."""
+    from convtool.ops import conv2d
+
+    n_img = x.shape[0]
+    kernel, b = _unpack(w, n_img if per_channel else 0, geo.size, bias)
+    if per_channel:
+        z = np.stack([conv2d(x[n], kernel[n], stride=geo.stride) for n in range(n_img)])
+        if bias:
+            z += b[:, None, None]
+    else:
+        z = conv2d(x[:, None], kernel[None, None], stride=geo.stride)[:, 0]
+        if bias:
+            z += b
+    z -= y
+    z *= z
+    return float(np.einsum("nij,nij->", z, mask) / 2 / pixels)

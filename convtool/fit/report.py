@@ -1,0 +1,148 @@
+"""What ``convtool fit`` says about a fit: the report, the JSON record, the loss curve.
+
+A per-channel fit is described channel by channel: each channel's kernel with its bias and
+the named kernel it matches (:func:`match_channels`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from convtool.fit.match import KernelMatch, describe_match, match_kernel
+from convtool.fit.result import FitResult
+
+_CHANNEL_NAMES = ("red", "green", "blue")
+
+
+def channel_biases(result: FitResult) -> list[float | None]:
+    """The bias of each channel's kernel (one entry unless the fit was per channel)."""
+    if result.kernel.ndim == 3:
+        return [None] * len(result.kernel) if result.bias is None else list(result.bias)
+    return [result.bias]
+
+
+def match_channels(result: FitResult) -> list[KernelMatch | None]:
+    """The named kernel each channel's kernel matches (one entry unless per channel)."""
+    kernels = result.kernel if result.kernel.ndim == 3 else [result.kernel]
+    return [match_kernel(k) for k in kernels]
+
+
+def compare_kernel(result: FitResult, want: np.ndarray, name: str, spec: str, atol: float):
+    """Whether the fitted kernel (each channel's) is within ``atol`` of ``want``, as a record.
+
+    ``name`` is the reference's display name, ``spec`` the text it was given as.
+    """
+    kernels = result.kernel if result.kernel.ndim == 3 else result.kernel[None]
+    if want.shape != kernels.shape[1:]:
+        shape = "x".join(map(str, want.shape))
+        reason = f"{spec} is {shape}, the fitted kernel {result.size[0]}x{result.size[1]}"
+        return {
+            "name": name,
+            "allclose": False,
+            "max_abs_diff": None,
+            "atol": atol,
+            "reason": reason,
+        }
+    diff = float(np.abs(kernels - want).max())
+    return {"name": name, "allclose": diff <= atol, "max_abs_diff": diff, "atol": atol}
+
+
+def fit_record(
+    result: FitResult, matches: list[KernelMatch | None], comparison: dict | None
+) -> dict[str, Any]:
+    """The fit as JSON-ready values: :meth:`FitResult.to_dict`, the matches and comparison."""
+    data = result.to_dict()
+    data["match"] = [None if m is None else m._asdict() for m in matches]
+    data["match_text"] = [
+        None if m is None else describe_match(m, b)
+        for m, b in zip(matches, channel_biases(result), strict=True)
+    ]
+    if result.kernel.ndim != 3:
+        data["match"], data["match_text"] = data["match"][0], data["match_text"][0]
+    if comparison is not None:
+        data["compare"] = comparison
+    return data
+
+
+def loss_curve_csv(result: FitResult) -> str:
+    """The loss checked before each update, then the final loss, as ``iteration,loss`` rows."""
+    first = result.iterations - len(result.history) + 1
+    lines = ["iteration,loss"] + [
+        f"{first + i},{v!r}" for i, v in enumerate(result.history.tolist())
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def report_text(r: FitResult, matches: list[KernelMatch | None], comparison: dict | None) -> str:
+    """The report of a fit for people: each kernel, its bias and match, then how it went."""
+    kh, kw = r.size
+    how = {"lstsq": "direct least squares", "cg": "conjugate gradient"}.get(r.method, "")
+    if r.method == "gd":
+        how = f"gradient descent, lr {r.lr:.4g}"
+    if r.seed is not None:
+        how += f", seed {r.seed}"
+    lines = [f"kernel {kh}x{kw} ({how})"]
+    kernels = r.kernel if r.kernel.ndim == 3 else [r.kernel]
+    for c, (k, b, m) in enumerate(zip(kernels, channel_biases(r), matches, strict=True)):
+        if r.kernel.ndim == 3:
+            name = _CHANNEL_NAMES[c] if len(kernels) == 3 else str(c)
+            lines.append(f"channel {c} ({name})")
+        lines.append(_matrix(k))
+        lines.append(f"bias        {'none' if b is None else f'{b:.6g}'}")
+        lines.append(_match_line(m, b))
+    lines.append(f"iterations  {r.iterations} ({_stop_text(r)})")
+    best = f" (the least any {kh}x{kw} kernel reaches: {r.loss_min:.3g})" if r.loss_min > 0 else ""
+    lines.append(f"loss        {r.loss:.4g}{best}")
+    psnr = "exact" if r.psnr == float("inf") else f"{r.psnr:.2f} dB"
+    lines.append(f"PSNR        {psnr}")
+    where = {"valid": "valid", "interior": "interior of a same-size target"}.get(
+        r.padding, f"{r.padding} border"
+    )
+    lines.append(f"pixels      {r.pixels} fitted ({where}); {r.clipped} clipped left out")
+    if comparison is not None:
+        lines.append(_compare_line(comparison))
+    return "\n".join(lines)
+
+
+def _match_line(m: KernelMatch | None, b: float | None) -> str:
+    if m is None:
+        return "match       no named kernel"
+    if m.exact:
+        return f"match       {describe_match(m, b)}"
+    return f"match       close to {describe_match(m, b)} (relative difference {m.error:.1%})"
+
+
+def _compare_line(comparison: dict) -> str:
+    verdict = "allclose" if comparison["allclose"] else "NOT close"
+    if comparison["max_abs_diff"] is None:
+        detail = comparison["reason"]
+    else:
+        detail = f"max difference {comparison['max_abs_diff']:.3g}, atol {comparison['atol']:g}"
+    return f"compare     {comparison['name']}: {verdict} ({detail})"
+
+
+def _stop_text(r: FitResult) -> str:
+    if r.stopped == "tol":
+        return f"converged: loss below --tol {r.tol:g}"
+    if r.stopped == "minimum":
+        return "converged: at the least-squares minimum"
+    return f"NOT converged: stopped at --max-iter {r.max_iter}, loss above --tol {r.tol:g}"
+
+
+def _number(v: float, decimals: int) -> str:
+    text = f"{v:.{decimals}f}"
+    return "0" + text[2:] if text.startswith("-0") and float(text) == 0 else text
+
+
+def _matrix(kernel: np.ndarray) -> str:
+    """Rows of fixed-point numbers (or exponents, for very large or small kernels)."""
+    big = float(np.abs(kernel).max()) if kernel.size else 0.0
+    if big == 0 or 1e-3 <= big < 1e5:
+        decimals = 5
+        cells = [[_number(v, decimals) for v in row] for row in kernel]
+    else:
+        cells = [[f"{v:.4e}" for v in row] for row in kernel]
+    width = max(len(c) for row in cells for c in row)
+    return "\n".join("  " + "  ".join(c.rjust(width) for c in row) for row in cells)
