@@ -8,9 +8,8 @@ import sys
 
 import click
 
+from convtool import vocab
 from convtool.cli._params import PairParam, max_pixels_limit, max_pixels_option
-
-_BORDERS = ("interior", "zero", "reflect", "mirror", "replicate", "wrap")
 
 
 class _StepParam(click.ParamType):
@@ -42,7 +41,7 @@ def _positive_float(ctx, param, value):
 @click.option("-s", "--size", type=PairParam(), help="Kernel size K or KxL (rows x columns).")
 @click.option("--stride", type=PairParam(), default="1", show_default=True, help="Stride S or SxT.")
 @click.option(
-    "-m", "--method", type=click.Choice(["cg", "gd", "lstsq"]), default=None,
+    "-m", "--method", type=click.Choice(vocab.METHODS), default=None,
     help="cg (default): conjugate gradient; gd: the chapter's gradient descent (the default "
     "when --lr is given); lstsq: a direct least-squares solve.",
 )  # fmt: skip
@@ -58,7 +57,7 @@ def _positive_float(ctx, param, value):
 @click.option("--per-channel", is_flag=True, help="One kernel per colour channel.")
 @click.option("--grey", "--gray", "grey", is_flag=True, help="Fit on grey (luma) versions.")
 @click.option(
-    "--border", type=click.Choice(_BORDERS), default="interior", show_default=True,
+    "--border", type=click.Choice(vocab.FIT_BORDERS), default="interior", show_default=True,
     help="Same-size targets: fit only the pixels the border cannot touch (interior), or "
     "model the border as apply's --border does: zero, reflect (dcba|abcd), mirror (dcb|abcd, "
     "OpenCV's default), replicate (aaaa|abcd, ImageMagick's default) or wrap.",

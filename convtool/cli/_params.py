@@ -7,10 +7,8 @@ from typing import Any
 
 import click
 
-# what the commands offer: the test suite checks these against convtool.filters,
-# which the command line does not import at start-up (it loads numpy)
-BORDERS = ("zero", "reflect", "mirror", "replicate", "wrap")
-MAPS = ("clip", "abs", "normalize", "offset")
+from convtool.vocab import BORDERS, MAPS  # noqa: F401  (the choices apply and pipeline offer)
+
 CLIP_NOTE_SHARE = 0.05  # tell the user when clipping changed at least this share of pixels
 
 

@@ -14,11 +14,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from convtool import vocab
 from convtool.fit import prep, solve
 from convtool.fit.prep import BORDERS, DivergenceError, FitError, ShapeError
 from convtool.fit.result import FitResult
 
-METHODS = ("cg", "gd", "lstsq")
+METHODS = vocab.METHODS
 
 
 def fit_kernel(

@@ -12,22 +12,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from convtool import vocab
 from convtool.fit import solve
 from convtool.shapes import as_pair, same_padding
 
-# border name -> numpy.pad mode, with the names `convtool apply --border` uses (for a row
-# a b c d): zero 0 0|a b, reflect b a|a b (SciPy's reflect, OpenCV's BORDER_REFLECT), mirror
-# c b|a b (OpenCV's default BORDER_REFLECT_101, torch's reflect), replicate a a|a b
-# (ImageMagick's default, -virtual-pixel Edge), wrap c d|a b. 'interior' pads nothing: it
-# fits only the target pixels that the border cannot touch.
-BORDERS = {
-    "interior": None,
-    "zero": "constant",
-    "reflect": "symmetric",
-    "mirror": "reflect",
-    "replicate": "edge",
-    "wrap": "wrap",
-}
+# the names `convtool apply --border` uses (see convtool.vocab), and 'interior': no border,
+# only the target pixels that the border cannot touch are fitted
+BORDERS = vocab.FIT_BORDERS
 AUTO_SIZES = (1, 3, 5, 7, 9)  # odd sizes tried when a same-size target does not tell
 
 
@@ -158,7 +149,7 @@ def crop(x: np.ndarray, y: np.ndarray, geo: Geometry, border: str):
         x = x[:, r0:, c0:]
     elif pt or pb or pl or pr:
         try:
-            x = np.pad(x, ((0, 0), (pt, pb), (pl, pr)), mode=BORDERS[border])
+            x = np.pad(x, ((0, 0), (pt, pb), (pl, pr)), mode=vocab.pad_mode(border))
         except ValueError as e:
             raise ShapeError(f"cannot pad the input for border {border!r}: {e}") from None
     x = x[:, : (y.shape[1] - 1) * sh + kh, : (y.shape[2] - 1) * sw + kw]

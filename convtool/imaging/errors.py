@@ -13,6 +13,8 @@ import logging
 import warnings
 from collections.abc import Iterator
 
+from convtool._shared import one_line as shared_one_line
+
 __all__ = [
     "ImageIOError",
     "ImageReadError",
@@ -36,9 +38,9 @@ class ImageWriteError(ImageIOError):
 
 
 def one_line(error: BaseException) -> str:
-    """An error's message on one line of at most 200 characters (its type if empty)."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+    """An error's message on one line of at most 200 characters (its type if empty):
+    decoders' messages can be long, and a read error is one line of the report."""
+    return shared_one_line(error, limit=200)
 
 
 def label(source: str, writing: bool = False) -> str:

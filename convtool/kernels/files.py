@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from convtool._shared import one_line
 from convtool.kernels.base import (
     MAX_FILE_BYTES,
     KernelSpec,
@@ -103,7 +104,7 @@ def _check_npy_header(raw: bytes, path_text: str) -> None:
         else:
             raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
     except Exception as e:  # numpy's header parser raises ValueError, SyntaxError, ...
-        raise KernelSpecError(f"cannot read {path_text!r} as .npy: {_one_line(e)}") from None
+        raise KernelSpecError(f"cannot read {path_text!r} as .npy: {one_line(e)}") from None
     if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biuf":
         raise KernelSpecError(f"{path_text!r} holds {dtype} values; kernels must be real numbers")
     if any(n < 0 for n in shape):
@@ -118,10 +119,6 @@ def _check_npy_header(raw: bytes, path_text: str) -> None:
         )
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def _read_npy(path: Path, path_text: str) -> np.ndarray:
     raw = path.read_bytes()  # at most MAX_FILE_BYTES: the caller checked
     try:
@@ -133,7 +130,7 @@ def _read_npy(path: Path, path_text: str) -> np.ndarray:
     except KernelSpecError:
         raise
     except Exception as e:  # numpy raises many kinds for a bad file
-        raise KernelSpecError(f"cannot read {path_text!r} as .npy: {_one_line(e)}") from None
+        raise KernelSpecError(f"cannot read {path_text!r} as .npy: {one_line(e)}") from None
     if not isinstance(arr, np.ndarray):
         if hasattr(arr, "close"):
             arr.close()

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from convtool import vocab
+
 __all__ = [
     "CMAPS",
     "Tile",
@@ -39,7 +41,7 @@ __all__ = [
     "scaled",
 ]
 
-CMAPS = ("viridis", "diverging", "gray")
+CMAPS = vocab.CMAPS
 # viridis (van der Walt and Smith, CC0), every 8th of its 256 entries and the last,
 # as 8-bit sRGB; linear interpolation between them is within 2/255 of the full table
 _VIRIDIS = (
@@ -73,7 +75,7 @@ def lookup_table(name: str) -> np.ndarray:
     (the white centre).
     """
     if name not in _ANCHORS:
-        raise ValueError(f"colour map must be one of {', '.join(CMAPS)}; got {name!r}")
+        vocab.check("colour map", name, CMAPS)
     anchors = np.array(_ANCHORS[name], dtype=np.float64)
     at = np.linspace(0.0, 1.0, len(anchors))
     if name == "viridis":  # entries 0, 8, ..., 248 and 255 of the 256

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from convtool import ops
+from convtool import ops, vocab
 from convtool.filtering import Prepared, correlate, stats
 from convtool.pipeline.stages import COLORS, ConvDefaults, Stage, StageError, parse_stages
 from convtool.shapes import PaddingSpec
@@ -70,8 +70,7 @@ def source_planes(data: Any, color: str = "sum") -> tuple[np.ndarray, tuple[str,
     """
     from convtool.filtering import to_gray
 
-    if color not in COLORS:
-        raise ValueError(f"color must be one of {', '.join(COLORS)}; got {color!r}")
+    vocab.check("color", color, COLORS)
     a = np.asarray(data, dtype=np.float32)
     if a.ndim == 3 and (color == "gray" or a.shape[2] == 1):
         a = to_gray(a) if a.shape[2] >= 3 else a[:, :, 0]

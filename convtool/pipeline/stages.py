@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from convtool.filtering import BORDERS, Prepared, prepare_kernel
+from convtool import vocab
+from convtool.filtering import Prepared, prepare_kernel
 from convtool.kernels import KernelSpec, KernelSpecError, parse_kernel_spec
 from convtool.shapes import PaddingSpec, parse_padding, parse_pair
 
@@ -34,7 +35,7 @@ FORMS = {
     "avgpool": "avgpool[:K][,s=S][,p=P][,ceil]",
 }
 DEFAULT_CHAIN = ("conv", "relu", "maxpool:2")
-COLORS = ("sum", "gray")
+COLORS = vocab.PIPELINE_COLORS
 _KEYS = {
     "s": "stride",
     "stride": "stride",
@@ -213,8 +214,9 @@ def _options(options: list[str], kind: str) -> dict[str, Any]:
         elif field == "padding":
             fields[field] = parse_padding(value) if kind == "conv" else _pool_padding(value)
         elif field == "border":
-            if value.lower() not in BORDERS:
-                raise ValueError(f"border must be one of {', '.join(BORDERS)}, got {value!r}")
+            if value.lower() not in vocab.BORDERS:
+                choices = ", ".join(vocab.BORDERS)
+                raise ValueError(f"border must be one of {choices}, got {value!r}")
             fields[field] = value.lower()
         else:
             fields[field] = _finite(value, field)
