@@ -1,10 +1,12 @@
-"""``convtool apply``'s unit of work and its output names, without click.
+"""``convtool apply``'s unit of work, without click.
 
 :func:`plan_outputs` turns inputs, kernels and ``-o`` into one :class:`Task` per
-picture, following the naming rules below; :func:`run_task` reads one picture,
-filters it with :mod:`convtool.filters` and writes its outputs, returning one
-record per output. Tasks pickle, so :func:`convtool.batch.run_batch` can hand
-them to worker processes.
+picture, following the naming rules below (:mod:`convtool.batch.outputs`);
+:func:`run_task` reads one picture, filters it with :mod:`convtool.filtering`
+and writes its outputs, returning one record per output. It filters the picture
+whole, or tile by tile (:mod:`convtool.batch.tiled`) where a TIFF picture
+written to TIFF files asks for it or is too big to filter whole. Tasks pickle,
+so :func:`convtool.batch.run_batch` can hand them to worker processes.
 
 Output names
 ------------
@@ -24,47 +26,32 @@ result named like an input, are refused before anything is read.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from convtool.filtering import (
-    Prepared,
-    clipped_share,
-    combine,
-    correlate,
-    map_values,
-    resample_alpha,
-    stats,
+from convtool.batch.outputs import (
+    name_outputs,
+    output_depth,
+    output_format,
+    refuse_existing,
 )
+from convtool.batch.postprocess import PostProcess
+from convtool.filtering import Prepared, combine, correlate, resample_alpha
+from convtool.filtering.tiles import auto_tile, check_tile
 from convtool.shapes import PaddingSpec
 
 __all__ = [
     "LARGE_WORK",
     "Options",
     "Output",
-    "PlanError",
     "Task",
-    "check_depths",
     "engine_for",
-    "output_depth",
     "plan_outputs",
     "run_task",
-    "unique_slugs",
     "work_of",
-    "written_since",
 ]
-
-
-class PlanError(ValueError):
-    """Outputs that cannot be named as asked; ``option`` is the option to blame, if one."""
-
-    def __init__(self, message: str, option: str | None = None) -> None:
-        super().__init__(message)
-        self.option = option
 
 
 # Engine choice. The compiled core (one thread, generic x86-64 code) runs about
@@ -111,22 +98,34 @@ class Task:
     outputs: tuple[Output, ...]
 
 
-def output_depth(fmt: str, input_depth: int, requested: int | None = None) -> int:
-    """The bit depth an output gets: ``requested`` if the format takes it, else the input's
-    as far as the format allows (8-bit-only formats get 8, PNG at most 16, .npy float)."""
-    from convtool.imaging import WRITE_BIT_DEPTHS
+def plan_outputs(
+    inputs: list[str],
+    names: list[str],
+    output: str | None = None,
+    combine: str | None = None,
+    fmt: str | None = None,
+    stdin_image: Any = None,
+) -> list[Task]:
+    """One :class:`Task` per input, every output named (see the module docstring).
 
-    if fmt == "npy":
-        if requested not in (None, 32):
-            raise ValueError(f".npy holds raw float32 values; --depth {requested} does not apply")
-        return 32
-    allowed = WRITE_BIT_DEPTHS[fmt]
-    if requested is not None:
-        if requested not in allowed:
-            depths = " or ".join(map(str, allowed))
-            raise ValueError(f"{fmt.upper()} takes depth {depths}, not {requested}")
-        return requested
-    return max(d for d in allowed if d <= max(input_depth, 8))
+    ``names`` are the kernels' slugs, made distinct (:func:`convtool.batch.outputs.unique_slugs`);
+    ``stdin_image`` is the picture read from '-', if any. Raises
+    :class:`convtool.batch.outputs.PlanError`.
+    """
+    if combine is not None:
+        groups = [(tuple(range(len(names))), "+".join(names) + f".{combine}")]
+    else:
+        groups = [((k,), name) for k, name in enumerate(names)]
+    paths = name_outputs(inputs, [slug for _, slug in groups], output, fmt, stdin_image)
+    tasks = []
+    for source, row in zip(inputs, paths, strict=True):
+        outs = []
+        for path, (kernels, _) in zip(row, groups, strict=True):
+            label = names[kernels[0]] if combine is None else f"{combine}({', '.join(names)})"
+            outs.append(Output(path, kernels, combine, label))
+        image = stdin_image if source == "-" else None
+        tasks.append(Task(source if image is None else image, tuple(outs)))
+    return tasks
 
 
 def work_of(image_shape: tuple[int, ...], options: Options, needed: set[int]) -> float:
@@ -159,18 +158,91 @@ def _label(source: Any) -> str:
     return source if isinstance(source, str) else getattr(source, "source", "<picture>")
 
 
-def run_task(task: Task, options: Options) -> list[dict[str, Any]]:
+# ----------------------------------------------------------------------------- the task
+
+
+def run_task(task: Task, options: Options, tile: int | None = None) -> list[dict[str, Any]]:
     """Read one picture, filter it, and write every output; one record per output.
+
+    Parameters
+    ----------
+    task : Task
+    options : Options
+    tile : int or None
+        Filter in tiles of this side, in output pixels (a multiple of 16, at
+        least the kernels' reach, :func:`convtool.filtering.tiles.reach`): a
+        TIFF file, into TIFF files. 0 never tiles; None tiles a TIFF picture
+        written to TIFF when :func:`convtool.batch.tiled.should_tile` says it
+        is too big to filter whole (with :func:`convtool.filtering.tiles.auto_tile`'s
+        side). Standard input and pictures already read are filtered whole.
+
+    Returns
+    -------
+    list of dict
+        One record per output.
 
     Raises on the first failure (io's ImageReadError/ImageWriteError, ValueError),
     with a one-line message; outputs already written stay (each is whole).
     """
+    from convtool.batch import tiled
+
+    path = task.source
+    if tile == 0 or not isinstance(path, str) or path == "-":
+        return _run_whole(task, options)
+    if tile is None and not _all_tiff(task, options):
+        return _run_whole_hinting_tiles(task, options)  # nothing to tile into
+    if tile is not None:
+        check_tile(tile, options.kernels, options.padding)
+    source = tiled.open_source(path, tile is not None)
+    if source is None:  # the whole-picture reader reads it, or says what is wrong
+        return _run_whole(task, options)
+    with source:
+        if tile is None:
+            samples = source.channels + source.has_alpha
+            if not tiled.should_tile(source.height, source.width, samples):
+                return _run_whole(task, options)
+            tile = auto_tile(options.kernels, options.padding)
+        return _run_tiled(source, task, options, tile)
+
+
+def _all_tiff(task: Task, options: Options) -> bool:
+    return all(output_format(out.path, options.format) == "tiff" for out in task.outputs)
+
+
+def _run_whole_hinting_tiles(task: Task, options: Options) -> list[dict[str, Any]]:
+    """The whole-picture path; a TIFF refused as too big is told that tiles would take it."""
+    from convtool import imaging
+    from convtool.imaging.tiff import is_tiff
+
+    try:
+        return _run_whole(task, options)
+    except imaging.ImageReadError as e:
+        # over the default limit only: an explicit --max-pixels holds in tiles too
+        if options.max_pixels != -1 or "--max-pixels" not in str(e) or not is_tiff(task.source):
+            raise
+        raise imaging.ImageReadError(f"{e}; or write a .tif, to filter it in tiles") from None
+
+
+def _run_tiled(source: Any, task: Task, options: Options, tile: int) -> list[dict[str, Any]]:
+    """The tiled strategy, after the checks the whole path makes first."""
+    from convtool import imaging
+    from convtool.batch import tiled
+
+    if not options.overwrite:
+        refuse_existing(out.path for out in task.outputs)
+    if options.max_pixels not in (-1, None):  # an explicit limit still holds
+        imaging.check_pixel_count(source.width, source.height, options.max_pixels, source.path)
+    if not tiled.fits(source, task, options):  # a kernel larger than the padded picture
+        return _run_whole(task, options)  # its error
+    return tiled.run(source, task, options, tile)
+
+
+def _run_whole(task: Task, options: Options) -> list[dict[str, Any]]:
+    """The whole picture read, filtered and written, output by output."""
     from convtool import imaging
 
     if not options.overwrite:
-        for out in task.outputs:
-            if out.path != "-" and os.path.lexists(out.path):
-                raise imaging.ImageWriteError(f"{out.path} exists; pass --overwrite to replace it")
+        refuse_existing(out.path for out in task.outputs)
     if isinstance(task.source, imaging.Image):
         image = task.source
     else:
@@ -196,21 +268,10 @@ def _write(image: Any, out: Output, results: dict[int, np.ndarray], options: Opt
 
     parts = [results[k] for k in out.kernels]
     y = parts[0] if out.combine is None else combine(parts, out.combine)
-    lo, hi = stats(y)
-    nonfinite = int(y.size - np.count_nonzero(np.isfinite(y)))
-    if options.format is not None:
-        fmt = imaging.format_for(f"output.{options.format.lstrip('.')}", writing=True)
-    elif out.path == "-":
-        fmt = {"gif": "png"}.get(image.format.lower(), image.format.lower())
-    else:
-        fmt = imaging.format_for(out.path, writing=True)
-    depth = output_depth(fmt, image.bit_depth, options.depth)
-    how = options.map if options.map is not None or depth == 32 else "clip"
-    share = 0.0
-    if how == "clip" and depth != 32:  # io clips (and zeroes NaN) as it quantises
-        share = clipped_share(y)
-    elif how is not None:
-        y, share = map_values(y, how)
+    fmt = output_format(out.path, options.format, image.format)
+    post = PostProcess.chosen(options.map, output_depth(fmt, image.bit_depth, options.depth))
+    post.measure(y)
+    y = post.mapped(y)
     alpha = None
     if image.alpha is not None:
         size = options.kernels[out.kernels[0]].size
@@ -228,201 +289,8 @@ def _write(image: Any, out: Output, results: dict[int, np.ndarray], options: Opt
             out.path,
             y,
             alpha=alpha,
-            bit_depth=depth,
+            bit_depth=post.depth,
             overwrite=options.overwrite,
             format=fmt,
         )
-    return {
-        "input": _label(image.source),
-        "output": out.path,
-        "kernel": out.label,
-        "shape": list(y.shape),
-        "min": lo,
-        "max": hi,
-        "map": how or "none",
-        "clipped": share,
-        "depth": depth,
-        "nonfinite": nonfinite,
-    }
-
-
-# ----------------------------------------------------------------------------- names
-
-
-def _stem(source: str) -> str:
-    if source == "-":
-        return "stdin"
-    name = os.path.basename(os.path.normpath(source))
-    stem, _ = os.path.splitext(name)
-    return stem or name
-
-
-def _extension(source: str, image: Any, fmt: str | None) -> str:
-    from convtool.imaging import WRITE_EXTENSIONS
-
-    if fmt is not None:
-        return "." + fmt.lower().lstrip(".")
-    if image is not None:  # standard input: what the bytes were
-        kind = image.format.lower()
-        return {"jpeg": ".jpg", "tiff": ".tif", "gif": ".png"}.get(kind, "." + kind)
-    ext = os.path.splitext(source)[1]
-    return ext if ext.lower() in WRITE_EXTENSIONS else ".png"
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
-
-
-def _check_target(output: str | None, count: int, folder_mode: bool, fmt: str | None) -> None:
-    """Refuse an ``-o`` that cannot work, before anything is read."""
-    if output == "-":
-        if count != 1:
-            raise PlanError(f"-o - writes one picture to standard output; this run makes {count}")
-        return
-    if output is None:
-        return
-    if folder_mode:
-        if not os.path.isdir(output):
-            bare = output.rstrip("/" + os.sep) or output  # 'ok.png/' names the file ok.png
-            many = count > 1 and not output.endswith(("/", os.sep))
-            why = f"{count} outputs need a folder, and " if many else ""
-            if os.path.exists(bare):
-                what = f"{bare!r} is not a folder"
-                raise PlanError(why + (what if bare == output else f"{output!r}: {what}"), "-o")
-            raise PlanError(
-                f"{why}{output!r} does not exist; create the folder first (as mogrify -path "
-                "requires)",
-                "-o",
-            )
-        return
-    folder = os.path.dirname(output) or "."
-    if not os.path.isdir(folder):
-        if os.path.exists(folder):
-            raise PlanError(f"the folder of {output!r}, {folder!r}, is not a folder", "-o")
-        raise PlanError(f"the folder of {output!r} does not exist; create it first", "-o")
-    from convtool.imaging import format_for
-
-    try:
-        named = format_for(output, writing=True)
-    except ValueError as e:
-        if fmt is None:
-            raise PlanError(f"{e} (or give --format)", "-o") from None
-        return
-    if fmt is not None and format_for(f"x.{fmt.lstrip('.')}", writing=True) != named:
-        raise PlanError(f"--format {fmt} disagrees with -o {output}; give one of them")
-
-
-def plan_outputs(
-    inputs: list[str],
-    names: list[str],
-    output: str | None = None,
-    combine: str | None = None,
-    fmt: str | None = None,
-    stdin_image: Any = None,
-) -> list[Task]:
-    """One :class:`Task` per input, every output named (see the module docstring).
-
-    ``names`` are the kernels' slugs, made distinct (:func:`unique_slugs`);
-    ``stdin_image`` is the picture read from '-', if any. Raises PlanError.
-    """
-    if combine is not None:
-        groups = [(tuple(range(len(names))), "+".join(names) + f".{combine}")]
-    else:
-        groups = [((k,), name) for k, name in enumerate(names)]
-    count = len(inputs) * len(groups)
-    folder_mode = output is None or (
-        output != "-" and (output.endswith(("/", os.sep)) or os.path.isdir(output) or count > 1)
-    )
-    _check_target(output, count, folder_mode, fmt)
-    tasks, seen = [], {}
-    for source in inputs:
-        image = stdin_image if source == "-" else None
-        outs = []
-        for kernels, slug in groups:
-            if not folder_mode:
-                path = output
-            elif output is None and source == "-":
-                if count != 1:
-                    raise PlanError("several outputs from standard input need -o DIR/")
-                path = "-"
-            else:
-                folder = output if output is not None else os.path.dirname(source)
-                path = os.path.join(
-                    folder, f"{_stem(source)}.{slug}{_extension(source, image, fmt)}"
-                )
-            label = names[kernels[0]] if combine is None else f"{combine}({', '.join(names)})"
-            outs.append(Output(path, kernels, combine, label))
-            if path == "-":
-                continue
-            key = os.path.abspath(path)
-            if key in seen:
-                raise PlanError(
-                    f"{seen[key]} and {source} would both write {path}; "
-                    "give the inputs different names or write them to different folders"
-                )
-            seen[key] = source
-        tasks.append(Task(source if image is None else image, tuple(outs)))
-    for source in inputs:
-        if source != "-" and os.path.exists(source):
-            for path in seen:
-                if _same_file(path, source):
-                    raise PlanError(f"output {path} is an input; choose another -o")
-    return tasks
-
-
-def written_since(tasks: list[Task], since: float) -> tuple[set[int], int]:
-    """Which pictures of ``tasks`` have every output file written since ``since``, and
-    how many output files are.
-
-    After a Ctrl-C the files on disk, not the outcomes told so far, say how far a
-    run got: a picture can finish its files just as the stop comes, before its
-    outcome is told. ``since`` is a ``time.time()`` taken before the run; a file
-    counts when it exists and was modified after it (less a file system clock
-    tick). Standard output is not a file and is left out.
-    """
-    pictures: set[int] = set()
-    outputs = 0
-    for index, task in enumerate(tasks):
-        done = 0
-        for out in task.outputs:
-            with contextlib.suppress(OSError):
-                done += out.path != "-" and os.stat(out.path).st_mtime >= since - 0.05
-        outputs += done
-        if done and done == len(task.outputs):
-            pictures.add(index)
-    return pictures, outputs
-
-
-def unique_slugs(slugs: list[str]) -> list[str]:
-    """Slugs made distinct (sobel_x, sobel_x -> sobel_x, sobel_x-2), so names never collide."""
-    out: list[str] = []
-    for slug in slugs:
-        name, n = slug, 1
-        while name in out:
-            n += 1
-            name = f"{slug}-{n}"
-        out.append(name)
-    return out
-
-
-def check_depths(tasks: list[Task], options: Options) -> None:
-    """Refuse a ``depth`` that an output's format cannot take (PlanError on '--depth')."""
-    from convtool.imaging import format_for
-
-    if options.depth is None:
-        return
-    for task in tasks:
-        for out in task.outputs:
-            if options.format is not None:
-                fmt = format_for(f"output.{options.format.lstrip('.')}", writing=True)
-            elif out.path == "-":
-                continue
-            else:
-                fmt = format_for(out.path, writing=True)
-            try:
-                output_depth(fmt, 8, options.depth)
-            except ValueError as e:
-                raise PlanError(str(e), "--depth") from None
+    return post.record(y.shape, input=_label(image.source), output=out.path, kernel=out.label)

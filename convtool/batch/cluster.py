@@ -9,9 +9,9 @@ when a scheduler is asked for: ``pip install 'convtool[dask]'``.
 The workers read and write the same paths as this machine (a shared file
 system mounted at the same place) and have convtool installed. Paths are sent
 absolute and given back as the user wrote them, in records and in error
-messages alike. A :class:`Layout` says where a kind of task keeps its paths:
-:class:`OutputsLayout` for ``apply``'s, :class:`convtool.pipeline_jobs.TaskLayout`
-for ``pipeline``'s.
+messages alike. A :class:`convtool.batch.outputs.Layout` says where a kind of
+task keeps its paths: :class:`OutputsLayout` for ``apply``'s,
+:class:`convtool.batch.pipeline_task.TaskLayout` for ``pipeline``'s.
 
 A worker lost mid-batch costs a retry, not a file: the scheduler runs its
 items again elsewhere (Dask's own rule, up to ``distributed.scheduler.allowed-failures``
@@ -29,14 +29,14 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any
+
+from convtool.batch.outputs import Files, Layout
 
 __all__ = [
     "RETRIES",
     "TIMEOUT",
     "ClusterError",
-    "Files",
-    "Layout",
     "OutputsLayout",
     "Shipped",
     "connect",
@@ -104,31 +104,6 @@ def _probe(address: str, timeout: float) -> None:
     except OSError as e:
         reason = e.strerror or _line(e)
         raise ClusterError(f"cannot reach the Dask scheduler at {address}: {reason}") from None
-
-
-@dataclasses.dataclass(frozen=True)
-class Files:
-    """The paths one task reads and writes, as :func:`ship`, the workers and :func:`tidy` see them.
-
-    ``outputs`` are the files named before the task runs; a run that writes
-    anything writes one of them first, so that a rerun can tell. ``named`` are
-    ``(folder, stem)`` pairs for files the task names as it runs, each
-    ``folder/stem.<something>``.
-    """
-
-    source: str | None  # the file read (None: a picture already in memory)
-    outputs: tuple[str, ...]
-    named: tuple[tuple[str, str], ...] = ()
-
-
-class Layout(Protocol):
-    """Where one kind of task keeps its paths: how :func:`ship` finds and moves them."""
-
-    def files(self, task: Any) -> Files:
-        """The task's paths."""
-
-    def move(self, task: Any, to: Callable[[str], str]) -> Any:
-        """The task with every path ``p`` it reads or writes (files, folders) made ``to(p)``."""
 
 
 class OutputsLayout:

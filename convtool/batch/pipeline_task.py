@@ -1,26 +1,43 @@
 """`convtool pipeline`'s work on one picture: read it, run the stages, write its files.
 
-What :mod:`convtool.jobs` is to ``apply``: picklable options and tasks that the
-batch engine hands to its workers, and :func:`run_task`, which turns one task into
-one record. Everything is computed and drawn before the first file is written.
+What :mod:`convtool.batch.apply_task` is to ``apply``: :func:`plan_tasks` names
+every file of a run before anything is read (:mod:`convtool.batch.outputs`);
+picklable options and tasks that the batch engine hands to its workers; and
+:func:`run_task`, which turns one task into one record. Everything is computed
+and drawn before the first file is written.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from io import BytesIO
 from typing import Any
 
 import numpy as np
 
-from convtool.batch.cluster import Files
+from convtool.batch.outputs import (
+    Files,
+    OutputClaims,
+    PlanError,
+    check_folder,
+    check_format,
+    figure_paths,
+    is_folder,
+    name_outputs,
+    output_depth,
+    output_format,
+    refuse_existing,
+    stem,
+    unique_slugs,
+)
+from convtool.batch.postprocess import PostProcess
 from convtool.filtering import stats
 from convtool.kernels import KernelSpec
 from convtool.pipeline import Stage, StageResult, count_nonfinite, run_stages, source_planes
 
-__all__ = ["Options", "Task", "TaskLayout", "run_task"]
+__all__ = ["Options", "Task", "TaskLayout", "check_output", "plan_tasks", "run_task"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +77,7 @@ def _stage_stem(stages_dir: str, prefix: str, index: int, kind: str) -> str:
 
 @dataclass(frozen=True)
 class TaskLayout:
-    """Where a :class:`Task` run with ``stages`` keeps its paths, for :func:`convtool.cluster.ship`.
+    """Where a :class:`Task` run with ``stages`` keeps its paths, for the cluster's ``ship``.
 
     Every file but a stage's pictures is named before the run; those are
     ``NN-KIND.png`` or ``NN-KIND.<channel>.png`` after their ``NN-KIND.npy``.
@@ -93,6 +110,83 @@ class TaskLayout:
         )
 
 
+def plan_tasks(
+    inputs: Sequence[str],
+    output: str | None = None,
+    panel: str | None = None,
+    grid: str | None = None,
+    stages_dir: str | None = None,
+    fmt: str | None = None,
+    stdin_image: Any = None,
+) -> list[Task]:
+    """One :class:`Task` per input, every file named and checked before anything runs.
+
+    With several inputs ``output``, ``panel`` and ``grid`` name folders
+    (``<stem>.pipeline.<ext>``, ``<stem>.panel.png``, ``<stem>.grid.png``) and
+    stage files start with ``<stem>.``. ``stdin_image`` is the picture read from
+    '-', if any. Raises :class:`convtool.batch.outputs.PlanError`.
+    """
+    outputs: list[str | None] = [None] * len(inputs)
+    if output is not None:
+        if output != "-":
+            check_folder(os.path.dirname(output) or ".", output, "-o")
+        paths = name_outputs(inputs, ["pipeline"], output, fmt, stdin_image)
+        outputs = [row[0] for row in paths]
+    panels = figure_paths(inputs, panel, "panel", "--panel")
+    grids = figure_paths(inputs, grid, "grid", "--grid")
+    if stages_dir is not None:
+        parent = os.path.dirname(os.path.normpath(stages_dir)) or "."
+        check_folder(stages_dir, stages_dir, "--save-stages")
+        if not os.path.isdir(parent):
+            raise PlanError(
+                f"the folder {parent!r} of {stages_dir!r} does not exist", "--save-stages"
+            )
+    prefixes = [""] if len(inputs) == 1 else [f"{stem(s)}." for s in inputs]
+    claims = OutputClaims()
+    for source, prefix, *paths in zip(inputs, prefixes, outputs, panels, grids, strict=True):
+        keys = [os.path.abspath(p) for p in paths if p not in (None, "-")]
+        if stages_dir is not None:
+            keys.append(os.path.join(os.path.abspath(stages_dir), prefix + "*"))
+        for key in keys:
+            claims.claim(key, source, key)
+    claims.refuse_inputs(inputs, _same_path, "choose another name")
+    return [
+        Task(
+            stdin_image if source == "-" else source,
+            output=out,
+            panel=pan,
+            grid=grd,
+            stages_dir=stages_dir,
+            prefix=prefix,
+        )
+        for source, out, pan, grd, prefix in zip(
+            inputs, outputs, panels, grids, prefixes, strict=True
+        )
+    ]
+
+
+def check_output(count: int, output: str | None, fmt: str | None, depth: int | None) -> None:
+    """Refuse, for the ``-o`` of ``count`` inputs, an unknown ``fmt``, an extension that
+    names no format, or a ``depth`` the format cannot take (PlanError)."""
+    kind = None
+    if fmt is not None:
+        kind = check_format(fmt)
+    elif output not in (None, "-") and not is_folder(output, count):
+        try:
+            kind = output_format(output, None)
+        except ValueError as e:
+            raise PlanError(f"{e} (or give --format)", "-o") from None
+    if depth is not None and kind is not None:
+        try:
+            output_depth(kind, 8, depth)
+        except ValueError as e:
+            raise PlanError(str(e), "--depth") from None
+
+
+def _same_path(key: str, source: str) -> bool:
+    return os.path.abspath(source) == key
+
+
 def _label(source: Any) -> str:
     return source if isinstance(source, str) else getattr(source, "source", "<picture>")
 
@@ -122,9 +216,7 @@ def run_task(task: Task, options: Options) -> dict[str, Any]:
     if task.stages_dir is not None:
         files += _stage_files(task, results, options)
     if not options.overwrite:
-        for path, _, _ in files:
-            if path != "-" and os.path.lexists(path):
-                raise imaging.ImageWriteError(f"{path} exists; pass --overwrite to replace it")
+        refuse_existing(path for path, _, _ in files)
     if task.stages_dir is not None:
         os.makedirs(task.stages_dir, exist_ok=True)
     for _, write, _ in files:
@@ -147,18 +239,11 @@ def _squeezed(data: np.ndarray) -> np.ndarray:
 
 
 def _final_map(path: str, result: StageResult, image: Any, options: Options):
+    """The last stage's map as a planned file: (path, writer, record)."""
     from convtool import imaging
-    from convtool.batch.apply_task import output_depth
-    from convtool.filtering import clipped_share, map_values
 
-    if options.format is not None:
-        fmt = imaging.format_for(f"x.{options.format.lstrip('.')}", writing=True)
-    elif path == "-":
-        fmt = {"gif": "png"}.get(image.format.lower(), image.format.lower())
-    else:
-        fmt = imaging.format_for(path, writing=True)
+    fmt = output_format(path, options.format, image.format)
     depth = output_depth(fmt, image.bit_depth, options.depth)
-    how = options.map if options.map is not None or depth == 32 else "clip"
     data = result.data
     channels = data.shape[0]
     if fmt != "npy" and channels not in (1, 3):
@@ -167,23 +252,10 @@ def _final_map(path: str, result: StageResult, image: Any, options: Options):
             "or see each channel with --save-stages or --grid)"
         )
     y = data[0] if channels == 1 else data.transpose(1, 2, 0)  # pixels last, as apply maps
-    share = 0.0
-    if how == "clip" and depth != 32:  # io clips as it quantises
-        share = clipped_share(y)
-    elif how is not None:
-        y, share = map_values(y, how)
-    lo, hi = result.range
-    record = {
-        "output": path,
-        "what": "map",
-        "shape": list(result.shape),
-        "min": lo,
-        "max": hi,
-        "map": how or "none",
-        "clipped": share,
-        "depth": depth,
-        "nonfinite": result.nonfinite,
-    }
+    post = PostProcess.chosen(options.map, depth)
+    post.measure(y)
+    y = post.mapped(y)
+    record = post.record(result.shape, output=path, what="map")
 
     def write() -> None:
         if fmt != "npy":
@@ -240,7 +312,6 @@ def _figures(task: Task, x: np.ndarray, results: list[StageResult], name: str, o
 def _stage_files(task: Task, results: list[StageResult], options: Options):
     """NN-KIND.npy and NN-KIND.png per stage (NN-KIND.<channel>.png for several channels)."""
     from convtool import imaging
-    from convtool.batch.apply_task import unique_slugs
     from convtool.pipeline import figures
 
     out = []

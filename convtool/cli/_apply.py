@@ -11,156 +11,20 @@ import click
 
 from convtool.cli._params import (
     BORDERS,
-    CLIP_NOTE_SHARE,
     MAPS,
     FiniteFloatParam,
     PaddingParam,
     PairParam,
     max_pixels_option,
 )
+from convtool.cli._pictures import check_stdout, planning, read_stdin
+from convtool.cli._reporting import ApplyReporter
 from convtool.cli._scale import check as _check_scale
 from convtool.cli._scale import run_batch as _run_batch
 from convtool.cli._scale import scheduler_option, tile_option
 
 COLORS = ("channels", "gray", "sum")
 COMBINES = ("magnitude", "max", "sum")
-
-
-# ------------------------------------------------------------------ reporting
-
-
-class _Reporter:
-    """Prints records, errors and notes; a rich progress bar on a terminal."""
-
-    def __init__(self, total: int, as_json: bool, show_bar: bool) -> None:
-        self.total, self.as_json = total, as_json
-        self.failed = self.written = 0
-        self.clipped: list[dict[str, Any]] = []  # records whose mapping clipped a lot
-        self.nonfinite: list[dict[str, Any]] = []  # records whose result holds NaN or inf
-        self.progress = self.task = None
-        if show_bar:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self.progress = Progress(
-                TextColumn("filtering"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                auto_refresh=False,  # no refresh thread: the pool may fork after this
-                transient=True,
-            )
-            self.task = self.progress.add_task("apply", total=total)
-
-    def __enter__(self) -> _Reporter:
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def err(self, text: str) -> None:
-        if self.progress is not None:
-            self.progress.console.print(text, markup=False, highlight=False)
-        else:
-            click.echo(text, err=True)
-
-    def progressed(self, done: int, total: int, outcome: Any) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, completed=done, refresh=True)
-
-    def outcome(self, outcome: Any, task: Any) -> None:
-        import json
-        import math
-
-        if not outcome.ok:
-            self.failed += 1
-            message = outcome.error
-            names = [_source_label(task.source), *(o.path for o in task.outputs)]
-            if not any(name in message for name in names if name != "-"):
-                message = f"{names[0]}: {message}"
-            self.err(f"convtool: error: {message}")
-            if self.as_json:
-                for out in task.outputs:
-                    record = {"input": names[0], "output": out.path, "kernel": out.label}
-                    click.echo(json.dumps({**record, "error": outcome.error}))
-            return
-        for record in outcome.record:
-            self.written += 1
-            if record["clipped"] >= CLIP_NOTE_SHARE and record["map"] in ("clip", "abs", "offset"):
-                self.clipped.append(record)
-            if record.get("nonfinite"):
-                self.nonfinite.append(record)
-            if self.as_json:
-                clean = {
-                    k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                    for k, v in record.items()
-                }
-                click.echo(json.dumps(clean))
-
-    def nonfinite_warning(self) -> None:
-        """One line on stderr when results hold NaN or infinities, and what became of them."""
-        if not self.nonfinite:
-            return
-        raw = {r["depth"] == 32 and r["map"] == "none" for r in self.nonfinite}
-        fate = {
-            frozenset({True}): "kept as they are",
-            frozenset({False}): "NaN written as 0, infinities clipped",
-        }.get(
-            frozenset(raw), "kept in float outputs; in 8/16-bit ones NaN is 0, infinities clipped"
-        )
-        first = self.nonfinite[0]
-        where = "standard output" if first["output"] == "-" else first["output"]
-        n = first["nonfinite"]
-        count = f"{n:,} value{'s' if n != 1 else ''}"
-        if len(self.nonfinite) == 1:
-            verb = "are" if n != 1 else "is"
-            text = f"{where}: {count} of the result {verb} NaN or infinite ({fate})"
-        else:
-            text = (
-                f"{len(self.nonfinite)} of {self.written} outputs hold NaN or infinite values "
-                f"({fate}), {count} in {where} first"
-            )
-        self.err(
-            f"convtool: warning: {text}; they come from NaN or infinity in the input, or from "
-            "values beyond float32's range"
-        )
-
-    def clip_note(self, explicit_map: bool) -> None:
-        """One line on stderr when clipping changed a sizeable share, naming what keeps them."""
-        notes = [r for r in self.clipped if not (explicit_map and r["map"] == "clip")]
-        if not notes:
-            return
-        keep = ["normalize"]  # always fits; abs and offset only for some ranges
-        lo = min((r["min"] for r in notes), default=0.0)
-        hi = max((r["max"] for r in notes), default=0.0)
-        if all(r["map"] == "clip" for r in notes):
-            if max(-lo, hi) <= 1:
-                keep.insert(0, "abs")
-            if lo >= -0.5 and hi <= 0.5:
-                keep.insert(1, "offset")
-        options = " or ".join([", ".join(keep[:-1]), keep[-1]] if len(keep) > 1 else keep)
-        verb = "keeps" if len(keep) == 1 else "keep"
-        first = notes[0]
-        where = "standard output" if first["output"] == "-" else first["output"]
-        if len(notes) == 1 and self.written == 1:
-            text = f"clipping to [0, 1] changed {first['clipped']:.0%} of the pixels of {where}"
-        else:
-            worst = max(r["clipped"] for r in notes)
-            text = (
-                f"clipping to [0, 1] changed over {CLIP_NOTE_SHARE:.0%} of the pixels in "
-                f"{len(notes)} of {self.written} outputs (up to {worst:.0%})"
-            )
-        self.err(f"convtool: note: {text}; --map {options} {verb} them, .npy the raw values")
 
 
 # ------------------------------------------------------------------ the command
@@ -343,31 +207,11 @@ def apply(
         # no linear algebra here: spare OpenBLAS's thread pool (~40 ms of start-up and
         # exit, and CPU the filter needs on a small machine)
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    import functools
-
-    from convtool import filtering
-    from convtool.batch import apply_task, tiled
+    from convtool.batch import apply_task
+    from convtool.batch.outputs import check_depths, unique_slugs
     from convtool.core import aot as _aot
-    from convtool.kernels import KernelSpecError, parse_kernel_spec
 
-    kernels = []
-    for spec in specs:
-        try:
-            parsed = parse_kernel_spec(spec)
-        except KernelSpecError as e:
-            raise click.BadParameter(str(e), param_hint="'-k'") from None
-        kernels.append(
-            filtering.prepare_kernel(
-                parsed.weights,
-                name=parsed.name,
-                slug=parsed.slug,
-                bias=parsed.bias if bias is None else bias,
-                normalize=normalize,
-                scale=scale,
-                flip=flip,
-            )
-        )
-        _check_float32(kernels[-1])
+    kernels = _prepared_kernels(specs, bias, normalize, scale, flip)
     _check_usage(kernels, inputs, color, combine, as_json, output, fmt)
     options = apply_task.Options(
         kernels=tuple(kernels),
@@ -381,15 +225,11 @@ def apply(
         overwrite=overwrite,
         max_pixels=-1 if max_pixels is None else (max_pixels or None),
     )
-    stdin_image = _read_stdin(max_pixels) if "-" in inputs else None
-    try:
-        slugs = apply_task.unique_slugs([k.slug for k in kernels])
+    stdin_image = read_stdin(max_pixels) if "-" in inputs else None
+    with planning():
+        slugs = unique_slugs([k.slug for k in kernels])
         tasks = apply_task.plan_outputs(list(inputs), slugs, output, combine, fmt, stdin_image)
-        apply_task.check_depths(tasks, options)
-    except apply_task.PlanError as e:
-        if e.option is None:
-            raise click.UsageError(str(e)) from None
-        raise click.BadParameter(str(e), param_hint=f"'{e.option}'") from None
+        check_depths(tasks, options)
     _check_scale(tile, scheduler, kernels, padding, tasks, inputs, options)
 
     announce = None
@@ -404,25 +244,43 @@ def apply(
 
     _aot.load(announce=announce)
     workers = n_jobs or os.cpu_count() or 1
+    _finish(_run(tasks, options, tile, scheduler, workers, as_json, value_map is not None))
+
+
+def _run(
+    tasks: list[Any],
+    options: Any,
+    tile: int | None,
+    scheduler: str | None,
+    workers: int,
+    as_json: bool,
+    explicit_map: bool,
+) -> int:
+    """Run every picture's task and report as they end; the exit code."""
+    import functools
+
+    from convtool.batch import apply_task
+    from convtool.batch.outputs import written_since
+
     total = len(tasks)
     show_bar = total > 1 and sys.stderr.isatty()
     started = time.time()
-    with _Reporter(total, as_json, show_bar) as reporter:
+    with ApplyReporter(total, as_json, show_bar) as reporter:
         report = _run_batch(
             tasks,
-            functools.partial(tiled.run_task, tile=tile),
+            functools.partial(apply_task.run_task, tile=tile),
             options,
             scheduler=scheduler,
             jobs=workers,
             on_outcome=lambda o: reporter.outcome(o, tasks[o.index]),
             on_progress=reporter.progressed,
         )
-    reporter.clip_note(value_map is not None)
+    reporter.clip_note(explicit_map)
     reporter.nonfinite_warning()
     if report.interrupted:
         # the files tell how far it got: a picture may have finished them just as
         # the stop came, before its outcome was told
-        finished, outputs = apply_task.written_since(tasks, started)
+        finished, outputs = written_since(tasks, started)
         told = {o.index for o in report.outcomes}
         told_ok = {o.index for o in report.outcomes if o.ok}
         outputs += sum(out.path == "-" for i in told_ok for out in tasks[i].outputs)
@@ -431,7 +289,7 @@ def apply(
             f"{outputs} output(s) written, each whole; no partial file left",
             err=True,
         )
-        _finish(130)
+        return 130
     if show_bar:
         click.echo(
             f"convtool: {reporter.written} output(s) from {report.succeeded} of {total} "
@@ -444,7 +302,7 @@ def apply(
             f"{reporter.written} output(s) written",
             err=True,
         )
-    _finish(1 if report.failed else 0)
+    return 1 if report.failed else 0
 
 
 def _finish(code: int) -> None:
@@ -480,20 +338,30 @@ def _check_float32(kernel: Any) -> None:
         )
 
 
-def _source_label(source: Any) -> str:
-    return source if isinstance(source, str) else "-"
+def _prepared_kernels(specs, bias, normalize, scale, flip) -> list[Any]:
+    """The -k kernels, parsed and prepared (--bias, --normalize, --scale, --flip)."""
+    from convtool import filtering
+    from convtool.kernels import KernelSpecError, parse_kernel_spec
 
-
-def _read_stdin(max_pixels: int | None) -> Any:
-    from convtool import imaging
-
-    if sys.stdin is None or sys.stdin.isatty():
-        raise click.UsageError("'-' reads a picture from standard input, but it is a terminal")
-    limit = imaging.DEFAULT if max_pixels is None else (max_pixels or None)
-    try:
-        return imaging.read_image("-", max_pixels=limit)
-    except imaging.ImageReadError as e:
-        raise click.ClickException(str(e)) from None
+    kernels = []
+    for spec in specs:
+        try:
+            parsed = parse_kernel_spec(spec)
+        except KernelSpecError as e:
+            raise click.BadParameter(str(e), param_hint="'-k'") from None
+        kernels.append(
+            filtering.prepare_kernel(
+                parsed.weights,
+                name=parsed.name,
+                slug=parsed.slug,
+                bias=parsed.bias if bias is None else bias,
+                normalize=normalize,
+                scale=scale,
+                flip=flip,
+            )
+        )
+        _check_float32(kernels[-1])
+    return kernels
 
 
 def _check_usage(kernels, inputs, color, combine, as_json, output, fmt) -> None:
@@ -507,20 +375,8 @@ def _check_usage(kernels, inputs, color, combine, as_json, output, fmt) -> None:
         )
     if combine is not None and len(kernels) < 2:
         raise click.UsageError("--combine needs at least two kernels (-k A -k B)")
-    if output == "-":
-        if as_json:
-            raise click.UsageError("--json prints records on standard output, which -o - needs")
-        if sys.stdout.isatty():
-            raise click.UsageError(
-                "refusing to write a picture to a terminal; redirect it or give -o FILE"
-            )
-    if fmt is not None:
-        from convtool.imaging import format_for
+    check_stdout(output, as_json)
+    from convtool.batch.outputs import check_format
 
-        try:
-            format_for(f"output.{fmt.lstrip('.')}", writing=True)
-        except ValueError:
-            raise click.BadParameter(
-                f"unknown format {fmt!r}; use png, jpg, tif, bmp, webp or npy",
-                param_hint="'--format'",
-            ) from None
+    with planning():
+        check_format(fmt)

@@ -4,152 +4,24 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 import click
 
 from convtool.cli._params import (
     BORDERS,
-    CLIP_NOTE_SHARE,
     MAPS,
     FiniteFloatParam,
     PaddingParam,
     PairParam,
-    max_pixels_limit,
     max_pixels_option,
 )
+from convtool.cli._pictures import check_stdout, planning, read_stdin
+from convtool.cli._reporting import PipelineReporter
 from convtool.cli._scale import check_scheduler, scheduler_option
 from convtool.cli._scale import run_batch as _run_batch
 
 COLORS = ("sum", "gray")
 CMAPS = ("viridis", "diverging", "gray")
-_FATE = "kept in .npy files, not in pictures"  # what becomes of NaN and infinities
-
-
-# ------------------------------------------------------------------ reporting
-
-
-class _Reporter:
-    """Prints each picture's table (or JSON record), its errors and notes."""
-
-    def __init__(self, as_json: bool, to_stderr: bool) -> None:
-        self.as_json, self.to_stderr = as_json, to_stderr
-        self.failed = self.done = 0
-        self.clipped: list[dict[str, Any]] = []
-        self.nonfinite: list[dict[str, Any]] = []  # records whose maps hold NaN or inf
-
-    def outcome(self, outcome: Any, task: Any) -> None:
-        import json
-
-        name = task.source if isinstance(task.source, str) else "-"
-        if not outcome.ok:
-            self.failed += 1
-            message = outcome.error
-            if name not in message:
-                message = f"{name}: {message}"
-            click.echo(f"convtool: error: {message}", err=True)
-            if self.as_json:
-                click.echo(json.dumps({"input": name, "error": outcome.error}))
-            return
-        record = outcome.record
-        self.done += 1
-        if record["source_nonfinite"] or any(s["nonfinite"] for s in record["stages"]):
-            self.nonfinite.append(record)
-        self.clipped += [
-            o for o in record["outputs"] if o["what"] == "map" and o["clipped"] >= CLIP_NOTE_SHARE
-        ]
-        if self.as_json:
-            click.echo(json.dumps(_clean(record)))
-        else:
-            self.table(record)
-
-    def table(self, record: dict[str, Any]) -> None:
-        from rich.console import Console
-        from rich.table import Table
-
-        from convtool.pipeline.figures import shape_text
-
-        name = "standard input" if record["input"] == "-" else record["input"]
-        table = Table(box=None, pad_edge=False)
-        for header, justify in [
-            ("#", "right"),
-            ("stage", "left"),
-            ("output shape", "left"),
-            ("min", "right"),
-            ("max", "right"),
-            ("time", "right"),
-        ]:
-            table.add_column(header, justify=justify, overflow="fold")
-        source = shape_text(record["source"])
-        table.add_row("", "source", source, _num(record["source_min"]), _num(record["source_max"]))
-        for s in record["stages"]:
-            table.add_row(
-                str(s["stage"]),
-                s["spec"],
-                shape_text(s["shape"]),
-                _num(s["min"]),
-                _num(s["max"]),
-                f"{s['seconds'] * 1000:.2f} ms",
-            )
-        stream = sys.stderr if self.to_stderr else sys.stdout
-        # a pipe or file gets whole lines, a terminal its own width
-        width = None if stream.isatty() else 200
-        console = Console(stderr=self.to_stderr, width=width, highlight=False)
-        console.print(name, markup=False, soft_wrap=True)
-        console.print(table)
-
-    def clip_note(self, explicit_map: bool) -> None:
-        if explicit_map or not self.clipped:
-            return
-        worst = max(self.clipped, key=lambda r: r["clipped"])
-        where = "standard output" if worst["output"] == "-" else worst["output"]
-        click.echo(
-            f"convtool: note: clipping to [0, 1] changed {worst['clipped']:.0%} of the pixels of "
-            f"{where}; --map normalize keeps them, .npy the raw values",
-            err=True,
-        )
-
-    def nonfinite_warning(self) -> None:
-        """One line on stderr when maps hold NaN or infinities: where they appear first."""
-        if not self.nonfinite:
-            return
-        first = self.nonfinite[0]
-        where = "standard input" if first["input"] == "-" else first["input"]
-        found = [("the input", first["source_nonfinite"])] + [
-            (f"stage {s['stage']} ({s['kind']})", s["nonfinite"]) for s in first["stages"]
-        ]
-        place, n = next((place, n) for place, n in found if n)
-        count = f"{n:,} value{'s' if n != 1 else ''}"
-        if len(self.nonfinite) == 1:
-            verb = "are" if n != 1 else "is"
-            text = f"{where}: {count} of {place} {verb} NaN or infinite ({_FATE})"
-        else:
-            text = (
-                f"{len(self.nonfinite)} of {self.done} pictures have NaN or infinite values in "
-                f"their maps ({_FATE}), {count} in {place} of {where} first"
-            )
-        click.echo(
-            f"convtool: warning: {text}; they come from NaN or infinity in the input, or from "
-            "values beyond float32's range",
-            err=True,
-        )
-
-
-def _num(value: float | None) -> str:
-    return "nan" if value is None or value != value else f"{value:.4g}"
-
-
-def _clean(value: Any) -> Any:
-    """JSON has no NaN or infinity: they become null."""
-    import math
-
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 # ------------------------------------------------------------------ the command
@@ -381,31 +253,9 @@ def pipeline(
     """
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no linear algebra here
-    from convtool import pipeline as pl
     from convtool.batch import pipeline_task as pj
-    from convtool.kernels import KernelSpecError, parse_kernel_spec
 
-    kernels = []
-    for spec in specs:
-        try:
-            kernels.append(parse_kernel_spec(spec))
-        except KernelSpecError as e:
-            raise click.BadParameter(str(e), param_hint="'-k'") from None
-    if not kernels and not stage_specs:
-        raise click.UsageError(
-            "nothing to run: give a kernel (-k sobel_x runs conv -> relu -> maxpool:2) or --stage"
-        )
-    defaults = pl.ConvDefaults(stride, padding, border, flip, bias, normalize, scale)
-    try:
-        stages = pl.parse_stages(stage_specs, kernels=kernels, defaults=defaults)
-    except pl.StageError as e:
-        raise click.BadParameter(str(e), param_hint=f"'{e.option or '--stage'}'") from None
-    if kernels and not any(s.shared for s in stages):
-        raise click.BadParameter(
-            "every conv stage names its own kernels, so these would go unused; "
-            "add a bare 'conv' stage for them or leave -k out",
-            param_hint="'-k'",
-        )
+    stages = _stages(specs, stage_specs, stride, padding, border, flip, bias, normalize, scale)
     if grid_stage is not None:
         if grid is None:
             raise click.UsageError("--grid-stage chooses the stage --grid draws; give --grid")
@@ -416,8 +266,9 @@ def pipeline(
     _check_usage(inputs, output, as_json, fmt, depth, value_map)
     _check_channels(stages, output, fmt)
     check_scheduler(scheduler, inputs, [output])
-    stdin_image = _read_stdin(max_pixels) if "-" in inputs else None
-    tasks = _plan(inputs, output, panel, grid, stages_dir, fmt, stdin_image)
+    stdin_image = read_stdin(max_pixels) if "-" in inputs else None
+    with planning():
+        tasks = pj.plan_tasks(inputs, output, panel, grid, stages_dir, fmt, stdin_image)
     options = pj.Options(
         stages=tuple(stages),
         color=color,
@@ -432,7 +283,7 @@ def pipeline(
         title=title,
         grid_stage=grid_stage,
     )
-    reporter = _Reporter(as_json, to_stderr=any(t.output == "-" for t in tasks))
+    reporter = PipelineReporter(as_json, to_stderr=any(t.output == "-" for t in tasks))
     report = _run_batch(
         tasks,
         pj.run_task,
@@ -458,42 +309,47 @@ def pipeline(
         sys.exit(1)
 
 
+def _stages(specs, stage_specs, stride, padding, border, flip, bias, normalize, scale) -> list:
+    """The chain: --stage's stages, the conv defaults and -k's kernels filled in."""
+    from convtool import pipeline as pl
+    from convtool.kernels import KernelSpecError, parse_kernel_spec
+
+    kernels = []
+    for spec in specs:
+        try:
+            kernels.append(parse_kernel_spec(spec))
+        except KernelSpecError as e:
+            raise click.BadParameter(str(e), param_hint="'-k'") from None
+    if not kernels and not stage_specs:
+        raise click.UsageError(
+            "nothing to run: give a kernel (-k sobel_x runs conv -> relu -> maxpool:2) or --stage"
+        )
+    defaults = pl.ConvDefaults(stride, padding, border, flip, bias, normalize, scale)
+    try:
+        stages = pl.parse_stages(stage_specs, kernels=kernels, defaults=defaults)
+    except pl.StageError as e:
+        raise click.BadParameter(str(e), param_hint=f"'{e.option or '--stage'}'") from None
+    if kernels and not any(s.shared for s in stages):
+        raise click.BadParameter(
+            "every conv stage names its own kernels, so these would go unused; "
+            "add a bare 'conv' stage for them or leave -k out",
+            param_hint="'-k'",
+        )
+    return stages
+
+
 def _check_usage(inputs, output, as_json, fmt, depth, value_map) -> None:
+    from convtool.batch.pipeline_task import check_output
+
     if inputs.count("-") > 1:
         raise click.UsageError("'-' (standard input) can be given once")
-    if output == "-":
-        if as_json:
-            raise click.UsageError("--json prints records on standard output, which -o - needs")
-        if sys.stdout.isatty():
-            raise click.UsageError(
-                "refusing to write a picture to a terminal; redirect it or give -o FILE"
-            )
+    check_stdout(output, as_json)
     if output is None:
         for name, value in (("--map", value_map), ("--depth", depth), ("--format", fmt)):
             if value is not None:
                 raise click.UsageError(f"{name} is about the -o output; give -o")
-    from convtool.batch.apply_task import output_depth
-    from convtool.imaging import format_for
-
-    kind = None
-    if fmt is not None:
-        try:
-            kind = format_for(f"output.{fmt.lstrip('.')}", writing=True)
-        except ValueError:
-            raise click.BadParameter(
-                f"unknown format {fmt!r}; use png, jpg, tif, bmp, webp or npy",
-                param_hint="'--format'",
-            ) from None
-    elif output not in (None, "-") and not _folder(output, len(inputs)):
-        try:
-            kind = format_for(output, writing=True)
-        except ValueError as e:
-            raise click.BadParameter(f"{e} (or give --format)", param_hint="'-o'") from None
-    if depth is not None and kind is not None:
-        try:
-            output_depth(kind, 8, int(depth))
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="'--depth'") from None
+    with planning():
+        check_output(len(inputs), output, fmt, None if depth is None else int(depth))
 
 
 def _check_channels(stages, output, fmt) -> None:
@@ -511,132 +367,3 @@ def _check_channels(stages, output, fmt) -> None:
             "each map with --grid or --save-stages",
             param_hint="'-o'",
         )
-
-
-def _folder(target: str, count: int) -> bool:
-    return count > 1 or target.endswith(("/", os.sep)) or os.path.isdir(target)
-
-
-def _stem(source: str) -> str:
-    if source == "-":
-        return "stdin"
-    stem = os.path.splitext(os.path.basename(os.path.normpath(source)))[0]
-    return stem or os.path.basename(source)
-
-
-def _figure_paths(inputs, target: str | None, suffix: str, option: str) -> list[str | None]:
-    """One figure per input: the file given, or DIR/<stem>.<suffix>.png."""
-    if target is None:
-        return [None] * len(inputs)
-    if not _folder(target, len(inputs)):
-        folder = os.path.dirname(target) or "."
-        _check_folder(folder, target, option)
-        if not os.path.isdir(folder):
-            raise click.BadParameter(
-                f"the folder of {target!r} does not exist; create it first", param_hint=option
-            )
-        from convtool.imaging import format_for
-
-        try:
-            kind = format_for(target, writing=True)
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint=option) from None
-        if kind == "npy":
-            raise click.BadParameter(
-                f"{target}: a figure is a picture, not .npy", param_hint=option
-            )
-        return [target]
-    _check_folder(target, target, option)
-    if not os.path.isdir(target):
-        raise click.BadParameter(
-            f"{len(inputs)} input(s) need a folder and {target!r} does not exist; create it first",
-            param_hint=option,
-        )
-    return [os.path.join(target, f"{_stem(s)}.{suffix}.png") for s in inputs]
-
-
-def _check_folder(folder: str, target: str, option: str) -> None:
-    """Refuse a ``folder`` (for ``target``) that is a file, or lies under one."""
-    path = os.path.normpath(folder)
-    while not os.path.lexists(path):
-        parent = os.path.dirname(path)
-        if parent in ("", path):
-            return
-        path = parent
-    if os.path.isdir(path):
-        return
-    where = "" if path == os.path.normpath(target) else f"{target!r}: "
-    raise click.BadParameter(f"{where}{path!r} is not a folder", param_hint=option)
-
-
-def _plan(inputs, output, panel, grid, stages_dir, fmt, stdin_image) -> list[Any]:
-    """One Task per input, every file named and checked before anything runs."""
-    from convtool.batch import apply_task
-    from convtool.batch import pipeline_task as pj
-
-    outputs: list[str | None] = [None] * len(inputs)
-    if output is not None:
-        if output != "-":
-            _check_folder(os.path.dirname(output) or ".", output, "'-o'")
-        try:
-            planned = apply_task.plan_outputs(
-                list(inputs), ["pipeline"], output, None, fmt, stdin_image
-            )
-        except apply_task.PlanError as e:
-            if e.option is None:
-                raise click.UsageError(str(e)) from None
-            raise click.BadParameter(str(e), param_hint=f"'{e.option}'") from None
-        outputs = [t.outputs[0].path for t in planned]
-    panels = _figure_paths(inputs, panel, "panel", "'--panel'")
-    grids = _figure_paths(inputs, grid, "grid", "'--grid'")
-    if stages_dir is not None:
-        parent = os.path.dirname(os.path.normpath(stages_dir)) or "."
-        _check_folder(stages_dir, stages_dir, "'--save-stages'")
-        if not os.path.isdir(parent):
-            raise click.BadParameter(
-                f"the folder {parent!r} of {stages_dir!r} does not exist",
-                param_hint="'--save-stages'",
-            )
-    prefixes = [""] if len(inputs) == 1 else [f"{_stem(s)}." for s in inputs]
-    seen: dict[str, str] = {}
-    for source, prefix, *paths in zip(inputs, prefixes, outputs, panels, grids, strict=True):
-        keys = [os.path.abspath(p) for p in paths if p not in (None, "-")]
-        if stages_dir is not None:
-            keys.append(os.path.join(os.path.abspath(stages_dir), prefix + "*"))
-        for key in keys:
-            if key in seen:
-                raise click.UsageError(
-                    f"{seen[key]} and {source} would both write {key}; give the inputs "
-                    "different names or write them to different folders"
-                )
-            seen[key] = source
-    for source in inputs:
-        if source == "-" or not os.path.exists(source):
-            continue
-        for key in seen:
-            if os.path.abspath(source) == key:
-                raise click.UsageError(f"output {key} is an input; choose another name")
-    return [
-        pj.Task(
-            stdin_image if source == "-" else source,
-            output=out,
-            panel=pan,
-            grid=grd,
-            stages_dir=stages_dir,
-            prefix=prefix,
-        )
-        for source, out, pan, grd, prefix in zip(
-            inputs, outputs, panels, grids, prefixes, strict=True
-        )
-    ]
-
-
-def _read_stdin(max_pixels: int | None) -> Any:
-    from convtool import imaging
-
-    if sys.stdin is None or sys.stdin.isatty():
-        raise click.UsageError("'-' reads a picture from standard input, but it is a terminal")
-    try:
-        return imaging.read_image("-", max_pixels=max_pixels_limit(max_pixels))
-    except imaging.ImageReadError as e:
-        raise click.ClickException(str(e)) from None

@@ -1,6 +1,6 @@
 """Options for outgrowing one process: --tile (apply's big pictures) and --scheduler (clusters).
 
-Neither imports anything heavy at start-up: :mod:`convtool.tiled` is loaded when
+Neither imports anything heavy at start-up: the tiles' code is loaded when
 the command runs, and Dask only when a scheduler is given. :func:`run_batch` runs
 any command's picture tasks, locally or on a cluster, through one code path.
 """
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from convtool.batch.cluster import Layout
+    from convtool.batch.outputs import Layout
 
 TILE_HELP = (
     "Filter TIFF pictures in NxN tiles (N: a multiple of 16, at least half the kernel; 0: "
@@ -55,15 +55,15 @@ def check(
 ) -> None:
     """Refuse, before anything runs, a --tile or --scheduler that cannot work (exit 2)."""
     if tile:
-        from convtool.batch import tiled
-        from convtool.imaging import format_for
+        from convtool.batch.outputs import output_format
+        from convtool.filtering.tiles import TileError, check_tile
 
         def bad(text: str) -> click.BadParameter:
             return click.BadParameter(text, param_hint="'--tile'")
 
         try:
-            tiled.check_tile(tile, kernels, padding)
-        except tiled.TileError as e:
+            check_tile(tile, kernels, padding)
+        except TileError as e:
             raise bad(str(e)) from None
         if "-" in inputs:
             raise bad("tiles are read from TIFF files, not from standard input")
@@ -71,8 +71,7 @@ def check(
             for out in task.outputs:
                 if out.path == "-":
                     raise bad("tiles are written to a TIFF file, not to standard output")
-                named = f"x.{options.format.lstrip('.')}" if options.format else out.path
-                if format_for(named, writing=True) != "tiff":
+                if output_format(out.path, options.format) != "tiff":
                     raise bad(f"tiles are written as TIFF; {out.path} is not a .tif")
     if scheduler:
         check_scheduler(scheduler, inputs, [o.path for t in tasks for o in t.outputs])
@@ -117,8 +116,8 @@ def run_batch(
     Parameters
     ----------
     tasks : list
-        The pictures' tasks (apply's :class:`convtool.jobs.Task`, pipeline's
-        :class:`convtool.pipeline_jobs.Task`).
+        The pictures' tasks (apply's :class:`convtool.batch.apply_task.Task`,
+        pipeline's :class:`convtool.batch.pipeline_task.Task`).
     work : callable
         ``work(task, options=...) -> records``, picklable (a module-level function
         or a ``functools.partial`` of one).
@@ -128,7 +127,7 @@ def run_batch(
         ``overwrite=True`` twin when its outputs are this batch's own.
     scheduler : str or None
         The Dask scheduler's address; None or '' runs ``jobs`` local processes.
-    layout : convtool.cluster.Layout, optional
+    layout : convtool.batch.outputs.Layout, optional
         Where a task keeps its paths (default: apply's tasks).
     """
     import dataclasses

@@ -1,6 +1,7 @@
-"""convtool.tiled and its TIFF reader: tile-by-tile results equal whole-picture ones bit for
-bit (every border, odd and even kernels, colour and grey, awkward sizes, through the command
-line too), bounded reads, refusals, automatic tiling and atomic output."""
+"""Tiled filtering (convtool.batch.tiled) and its TIFF reader: tile-by-tile results equal
+whole-picture ones bit for bit (every border, odd and even kernels, colour and grey, awkward
+sizes, through the command line too), bounded reads, refusals, automatic tiling and atomic
+output."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from convtool import filtering, imaging
 from convtool.batch import apply_task, tiled
 from convtool.cli import cli
+from convtool.filtering import tiles
 from convtool.imaging.tiff import TiffSource, Unsupported
 from convtool.kernels import parse_kernel_spec
 
@@ -77,10 +79,7 @@ def both(tmp_path, source, options, tile=16, combine=None, n=1):
             os.remove(target)
         out = apply_task.Output(target, tuple(range(n)), combine, "k")
         task = apply_task.Task(source, (out,))
-        if way == "whole":
-            records = apply_task.run_task(task, options)
-        else:
-            records = tiled.run_task(task, options, tile=tile)
+        records = apply_task.run_task(task, options, tile=0 if way == "whole" else tile)
         for r in records:
             r.pop("output")
         outs[way] = (tifffile.imread(target), records)
@@ -220,7 +219,7 @@ def test_tiled_matches_scipy(tmp_path):
         )
         target = tmp_path / f"{border}.tif"
         task = apply_task.Task(source, (apply_task.Output(str(target), (0,), None, "k"),))
-        tiled.run_task(task, options, tile=16)
+        apply_task.run_task(task, options, tile=16)
         expected = ndi.correlate(x, w, mode=SCIPY_MODES[border])
         assert np.allclose(tifffile.imread(target), expected, atol=1e-4)
 
@@ -260,7 +259,7 @@ def test_reads_stay_near_the_tile(tmp_path, layout, monkeypatch):
     monkeypatch.setattr(TiffSource, "_block", spy)
     options = apply_task.Options(kernels=(kernel("gaussian:7"),), border="wrap")
     task = apply_task.Task(source, (apply_task.Output(str(tmp_path / "out.tif"), (0,), None, "g"),))
-    tiled.run_task(task, options, tile=32)
+    apply_task.run_task(task, options, tile=32)
     assert max(largest) <= (32 + 6) ** 2
     assert sum(largest) < 1.5 * 300 * 410 * (38 / 32) ** 2  # each pixel read about once
 
@@ -352,7 +351,7 @@ def test_big_pictures_are_tiled_automatically(tmp_path, monkeypatch):
     done = apply(source, small, "-k", "sharpness", "-o", f"{tmp_path}/")
     assert done.exit_code == 0, done.output
     with tifffile.TiffFile(tmp_path / "in.sharpness.tif") as tif:
-        assert tif.pages.first.is_tiled and tif.pages.first.tilewidth == tiled.TILE
+        assert tif.pages.first.is_tiled and tif.pages.first.tilewidth == tiles.TILE
     with tifffile.TiffFile(tmp_path / "small.sharpness.tif") as tif:
         assert not tif.pages.first.is_tiled
     # a big picture written to a format that cannot be tiled: the way out is named
@@ -395,13 +394,13 @@ def test_existing_output_kept_and_failures_leave_nothing(tmp_path, monkeypatch):
 
 def test_reach_and_tile_sizes():
     k7, k40 = kernel("gaussian:7"), filtering.prepare_kernel(np.ones((40, 3)))
-    assert tiled.reach([k7]) == 3 and tiled.reach([k7, k40]) == 20
-    assert tiled.reach([k7], padding=(9, 1)) == 9
-    assert tiled.auto_tile([k7]) == tiled.TILE
-    assert tiled.auto_tile([filtering.prepare_kernel(np.ones((2101, 1)))]) == 1056
-    tiled.check_tile(32, [k40])
-    with pytest.raises(tiled.TileError):
-        tiled.check_tile(16, [k40])
+    assert tiles.reach([k7]) == 3 and tiles.reach([k7, k40]) == 20
+    assert tiles.reach([k7], padding=(9, 1)) == 9
+    assert tiles.auto_tile([k7]) == tiles.TILE
+    assert tiles.auto_tile([filtering.prepare_kernel(np.ones((2101, 1)))]) == 1056
+    tiles.check_tile(32, [k40])
+    with pytest.raises(tiles.TileError):
+        tiles.check_tile(16, [k40])
 
 
 def test_cli_tiles_in_worker_processes(tmp_path):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from convtool import filtering, ops
 from convtool.batch import apply_task
+from convtool.batch.outputs import output_depth
 from convtool.core import aot as _aot
 from convtool.filtering import to_gray
 from convtool.kernels import list_kernels
@@ -258,13 +259,13 @@ def test_stats_ignore_non_finite_values():
     ],
 )
 def test_output_depth(fmt, depth_in, asked, expected):
-    assert apply_task.output_depth(fmt, depth_in, asked) == expected
+    assert output_depth(fmt, depth_in, asked) == expected
 
 
 @pytest.mark.parametrize(("fmt", "asked"), [("jpeg", 16), ("png", 32), ("npy", 8)])
 def test_output_depth_refuses(fmt, asked):
     with pytest.raises(ValueError):
-        apply_task.output_depth(fmt, 8, asked)
+        output_depth(fmt, 8, asked)
 
 
 # ----------------------------------------------------------------- the compiled core
