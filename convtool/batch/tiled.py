@@ -175,6 +175,7 @@ def _filtered(
     axes: tuple[_Axis, _Axis],
     box: tuple[int, int, int, int],
     options: Any,
+    engine: Any,
 ) -> np.ndarray:
     """One kernel's raw result on output rows o0:o1, columns p0:p1."""
     o0, o1, p0, p1 = box
@@ -183,10 +184,14 @@ def _filtered(
     cidx, clo, chi = cols.span(p0, p1)
     data, _ = source.region(ridx, cidx)
     if BORDERS[options.border] is not None:  # the border's pixels are in the region
-        return correlate(data, kernel, color=options.color, padding=0, stride=options.stride)
+        return correlate(
+            data, kernel, color=options.color, padding=0, stride=options.stride, engine=engine
+        )
     ph, first_row = _core_padding(rlo, rhi, rows.s)
     pw, first_col = _core_padding(clo, chi, cols.s)
-    y = correlate(data, kernel, color=options.color, padding=(ph, pw), stride=options.stride)
+    y = correlate(
+        data, kernel, color=options.color, padding=(ph, pw), stride=options.stride, engine=engine
+    )
     return y[first_row : first_row + o1 - o0, first_col : first_col + p1 - p0]
 
 
@@ -259,9 +264,11 @@ class _Output:
     range: _Range
     inside: int = 0
 
-    def result(self, source: TiffSource, box: tuple[int, int, int, int], options: Any) -> Any:
+    def result(
+        self, source: TiffSource, box: tuple[int, int, int, int], options: Any, engine: Any
+    ) -> Any:
         parts = [
-            _filtered(source, k, axes, box, options)
+            _filtered(source, k, axes, box, options, engine)
             for k, axes in zip(self.kernels, self.axes, strict=True)
         ]
         return parts[0] if self.combine is None else combine(parts, self.combine)
@@ -309,13 +316,13 @@ def _output_format(out: Any, options: Any) -> str:
 
 
 def _tiles(
-    source: TiffSource, plan: _Output, tile: int, options: Any, target: str
+    source: TiffSource, plan: _Output, tile: int, options: Any, target: str, engine: Any
 ) -> Iterator[np.ndarray]:
     """The output's tiles, mapped and quantised as imaging.write_image would; counts as it goes."""
     from convtool.imaging import prepare_pixels
 
     for box in _boxes(plan.shape[0], plan.shape[1], tile):
-        y = plan.result(source, box, options)
+        y = plan.result(source, box, options, engine)
         if plan.how != "normalize":  # normalize's range was taken in a first pass
             plan.range.add(y)
         if plan.how == "clip" and plan.depth != 32:  # io clips as it quantises
@@ -333,7 +340,7 @@ def _tiles(
         yield prepare_pixels(y, alpha, "tiff", plan.depth, target)
 
 
-def _write(source: TiffSource, out: Any, options: Any, tile: int) -> dict[str, Any]:
+def _write(source: TiffSource, out: Any, options: Any, tile: int, engine: Any) -> dict[str, Any]:
     """Filter, map and write one output tile by tile; its record, as apply_task.run_task's."""
     import tifffile
 
@@ -342,7 +349,7 @@ def _write(source: TiffSource, out: Any, options: Any, tile: int) -> dict[str, A
     plan = _plan(source, out, options)
     if plan.how == "normalize":
         for box in _boxes(plan.shape[0], plan.shape[1], tile):
-            plan.range.add(plan.result(source, box, options))
+            plan.range.add(plan.result(source, box, options, engine))
     samples = (1 if len(plan.shape) == 2 else plan.shape[2]) + source.has_alpha
     dtype = {8: np.uint8, 16: np.uint16, 32: np.float32}[plan.depth]
     height, width = plan.shape[:2]
@@ -358,7 +365,7 @@ def _write(source: TiffSource, out: Any, options: Any, tile: int) -> dict[str, A
             handle = tifffile.FileHandle(f, mode="wb", name=os.path.basename(out.path))
             tifffile.imwrite(
                 handle,
-                data=_tiles(source, plan, tile, options, out.path),
+                data=_tiles(source, plan, tile, options, out.path, engine),
                 shape=shape,
                 dtype=dtype,
                 tile=(tile, tile),
@@ -472,5 +479,5 @@ def _run(source: TiffSource, task: Any, options: Any, tile: int) -> list[dict[st
             task, options
         )  # a kernel larger than the padded picture: its error
     shape = (source.height, source.width) + ((source.channels,) if source.channels > 1 else ())
-    with apply_task.engine_for(options, apply_task.work_of(shape, options, needed)):
-        return [_write(source, out, options, tile) for out in task.outputs]
+    engine = apply_task.engine_for(options, apply_task.work_of(shape, options, needed))
+    return [_write(source, out, options, tile, engine) for out in task.outputs]

@@ -347,7 +347,7 @@ def apply(
 
     from convtool import filtering
     from convtool.batch import apply_task, tiled
-    from convtool.core import aot as _aot
+    from convtool.core import engine
     from convtool.kernels import KernelSpecError, parse_kernel_spec
 
     kernels = []
@@ -402,7 +402,7 @@ def apply(
                 err=True,
             )
 
-    _aot.load(announce=announce)
+    engine.compiled(announce=announce)  # built here, once, not in every worker
     workers = n_jobs or os.cpu_count() or 1
     total = len(tasks)
     show_bar = total > 1 and sys.stderr.isatty()
