@@ -203,12 +203,13 @@ from convtool import imaging
 mark("convtool.io (pillow)")
 from convtool import filtering, kernels
 from convtool.batch import apply_task
-from convtool.core import aot as _aot
-mark("kernels, filters, jobs, _aot")
+from convtool.core import aot, engine
+mark("kernels, filters, jobs, engine")
 route = sys.argv[3]
+core = None
 if route == "aot":
-    assert _aot.load(build_missing=False) is not None, _aot.error()
-    _aot.enable()
+    core = engine.compiled(build_missing=False)
+    assert core is not None, aot.error()
     mark("load the compiled core")
 else:
     import numba
@@ -216,7 +217,7 @@ else:
 image = imaging.read_image(sys.argv[1])
 mark("read + decode PNG")
 k = filtering.prepare_kernel(kernels.parse_kernel("sobel_x"))
-y = filtering.correlate(image.data, k)
+y = filtering.correlate(image.data, k, engine=core)
 mark("filter" + (" (first call: cache load)" if route == "jit" else ""))
 share = filtering.clipped_share(y)
 mark("share clipped")

@@ -511,7 +511,7 @@ def _child_cache() -> dict:
     """
     t0 = time.perf_counter()
     import convtool
-    from convtool.core import loops as _core
+    from convtool.core import conv
 
     t_import = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -531,7 +531,7 @@ def _child_cache() -> dict:
     t0 = time.perf_counter()
     convtool.conv2d(x, k, padding="same")
     second = time.perf_counter() - t0
-    stats = _core.conv2d_forward.stats
+    stats = conv.conv2d_forward.stats
     return {
         "import": t_import,
         "init": t_init,

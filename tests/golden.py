@@ -614,7 +614,8 @@ def record(root: Path, only: str | None) -> int:
         [
             sys.executable,
             "-c",
-            "from convtool import _aot\n_aot.load(build_missing=False)\nprint(_aot.error() or 'compiled core loaded')",
+            "try:\n    from convtool.core import aot\nexcept ImportError:\n    from convtool import _aot as aot\n"
+            "aot.load(build_missing=False)\nprint(aot.error() or 'compiled core loaded')",
         ],
         env=env,
         cwd=warm,

@@ -142,16 +142,13 @@ def work_of(image_shape: tuple[int, ...], options: Options, needed: set[int]) ->
 
 
 def engine_for(options: Options, work: float) -> Any:
-    """A context in which ops runs on the engine that suits ``work`` (see LARGE_WORK).
+    """The engine that suits ``work`` (see LARGE_WORK), to pass to correlate: the
+    compiled core where it is built, else the JIT."""
+    from convtool.core import engine
 
-    The process's preference is restored afterwards.
-    """
-    from convtool.core import aot as _aot
-
-    jit = options.engine == "jit" or (options.engine == "auto" and work > LARGE_WORK)
-    if not jit:
-        _aot.load(build_missing=False)
-    return _aot.preferred(not jit)
+    if options.engine == "jit" or (options.engine == "auto" and work > LARGE_WORK):
+        return engine.jit()
+    return engine.compiled(build_missing=False) or engine.jit()
 
 
 def _label(source: Any) -> str:
@@ -250,16 +247,17 @@ def _run_whole(task: Task, options: Options) -> list[dict[str, Any]]:
         image = imaging.read_image(task.source, max_pixels=limit)
     needed = {k for out in task.outputs for k in out.kernels}
     results: dict[int, np.ndarray] = {}
-    with engine_for(options, work_of(image.data.shape, options, needed)):
-        for k in sorted(needed):
-            results[k] = correlate(
-                image.data,
-                options.kernels[k],
-                color=options.color,
-                border=options.border,
-                padding=options.padding,
-                stride=options.stride,
-            )
+    engine = engine_for(options, work_of(image.data.shape, options, needed))
+    for k in sorted(needed):
+        results[k] = correlate(
+            image.data,
+            options.kernels[k],
+            color=options.color,
+            border=options.border,
+            padding=options.padding,
+            stride=options.stride,
+            engine=engine,
+        )
     return [_write(image, out, results, options) for out in task.outputs]
 
 

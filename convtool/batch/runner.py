@@ -114,23 +114,19 @@ def limit_threads(threads: int = 1) -> None:
     """Run numba (and OpenMP/BLAS libraries) on ``threads`` threads in this process."""
     for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(threads)
-    if "numba" in sys.modules:  # already imported (fork): its thread count is set by now
-        import numba
+    from convtool.core import engine
 
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-
-
-def _numba_threads_running() -> bool:
-    parallel = sys.modules.get("numba.np.ufunc.parallel")
-    return bool(getattr(parallel, "_is_initialized", False))
+    engine.use_threads(threads)  # numba already imported (fork): its count is set by now
 
 
 def default_start_method() -> str:
     """'fork' on Linux while no numba thread pool runs here; else 'forkserver' or 'spawn'."""
     import multiprocessing
 
+    from convtool.core import engine
+
     methods = multiprocessing.get_all_start_methods()
-    if sys.platform.startswith("linux") and "fork" in methods and not _numba_threads_running():
+    if sys.platform.startswith("linux") and "fork" in methods and not engine.threads_running():
         return "fork"
     return "forkserver" if "forkserver" in methods else "spawn"
 

@@ -98,18 +98,23 @@ def _filtered(
     axes: tuple[Axis, Axis],
     box: tuple[int, int, int, int],
     options: Any,
+    engine: Any,
 ) -> np.ndarray:
-    """One kernel's raw result on output rows o0:o1, columns p0:p1."""
+    """One kernel's raw result on output rows o0:o1, columns p0:p1, by ``engine``."""
     o0, o1, p0, p1 = box
     rows, cols = axes
     ridx, rlo, rhi = rows.span(o0, o1)
     cidx, clo, chi = cols.span(p0, p1)
     data, _ = source.region(ridx, cidx)
     if BORDERS[options.border] is not None:  # the border's pixels are in the region
-        return correlate(data, kernel, color=options.color, padding=0, stride=options.stride)
+        return correlate(
+            data, kernel, color=options.color, padding=0, stride=options.stride, engine=engine
+        )
     ph, first_row = core_padding(rlo, rhi, rows.s)
     pw, first_col = core_padding(clo, chi, cols.s)
-    y = correlate(data, kernel, color=options.color, padding=(ph, pw), stride=options.stride)
+    y = correlate(
+        data, kernel, color=options.color, padding=(ph, pw), stride=options.stride, engine=engine
+    )
     return y[first_row : first_row + o1 - o0, first_col : first_col + p1 - p0]
 
 
@@ -123,16 +128,17 @@ class _Output:
     alpha_axes: tuple[Axis, Axis] | None
     shape: tuple[int, ...]
     post: PostProcess
+    engine: Any  # the core's engine the tiles are filtered by
 
     def result(self, source: TiffSource, box: tuple[int, int, int, int], options: Any) -> Any:
         parts = [
-            _filtered(source, k, axes, box, options)
+            _filtered(source, k, axes, box, options, self.engine)
             for k, axes in zip(self.kernels, self.axes, strict=True)
         ]
         return parts[0] if self.combine is None else combine(parts, self.combine)
 
 
-def _planned(source: TiffSource, out: Any, options: Any) -> _Output:
+def _planned(source: TiffSource, out: Any, options: Any, engine: Any) -> _Output:
     size = (source.height, source.width)
     kernels = [options.kernels[k] for k in out.kernels]
     axes = [_axes(k, size, options) for k in kernels]
@@ -159,7 +165,7 @@ def _planned(source: TiffSource, out: Any, options: Any) -> _Output:
         raise ValueError(f"{out.path}: tiles are written as TIFF, not {fmt.upper()}")
     post = PostProcess.chosen(options.map, output_depth(fmt, source.bit_depth, options.depth))
     alpha_axes = axes[0] if source.has_alpha else None
-    return _Output(kernels, axes, out.combine, alpha_axes, shape, post)
+    return _Output(kernels, axes, out.combine, alpha_axes, shape, post, engine)
 
 
 def _tiles(
@@ -179,12 +185,12 @@ def _tiles(
         yield y, alpha
 
 
-def _write(source: TiffSource, out: Any, options: Any, tile: int) -> dict[str, Any]:
+def _write(source: TiffSource, out: Any, options: Any, tile: int, engine: Any) -> dict[str, Any]:
     """Filter, post-process and write one output tile by tile; its record, as the whole
     picture's."""
     from convtool.imaging.tiff_sink import write_tiled_tiff
 
-    plan = _planned(source, out, options)
+    plan = _planned(source, out, options, engine)
     measured = plan.post.needs_range_first
     if measured:
         for box in boxes(plan.shape[0], plan.shape[1], tile):
@@ -215,5 +221,5 @@ def run(source: TiffSource, task: Any, options: Any, tile: int) -> list[dict[str
 
     needed = {k for out in task.outputs for k in out.kernels}
     shape = (source.height, source.width) + ((source.channels,) if source.channels > 1 else ())
-    with apply_task.engine_for(options, apply_task.work_of(shape, options, needed)):
-        return [_write(source, out, options, tile) for out in task.outputs]
+    engine = apply_task.engine_for(options, apply_task.work_of(shape, options, needed))
+    return [_write(source, out, options, tile, engine) for out in task.outputs]

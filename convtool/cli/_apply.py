@@ -209,7 +209,7 @@ def apply(
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from convtool.batch import apply_task
     from convtool.batch.outputs import check_depths, unique_slugs
-    from convtool.core import aot as _aot
+    from convtool.core import engine
 
     kernels = _prepared_kernels(specs, bias, normalize, scale, flip)
     _check_usage(kernels, inputs, color, combine, as_json, output, fmt)
@@ -242,7 +242,7 @@ def apply(
                 err=True,
             )
 
-    _aot.load(announce=announce)
+    engine.compiled(announce=announce)  # built here, once, not in every worker
     workers = n_jobs or os.cpu_count() or 1
     _finish(_run(tasks, options, tile, scheduler, workers, as_json, value_map is not None))
 

@@ -1,9 +1,10 @@
-"""Ahead-of-time compiled copies of :mod:`convtool._core`'s kernels, for a fast start-up.
+"""The ahead-of-time build of the convolution core, for a fast start-up.
 
 A command that filters one picture spends most of its time starting numba: the
 import (~130 ms) and the first call of a cached kernel (~300 ms, LLVM's set-up),
 where the convolution itself takes a few milliseconds. ``numba.pycc`` compiles
-the *same* Python functions of ``_core.py`` into an ordinary extension module
+the *same* Python function, :func:`convtool.core.conv.conv2d_forward`, into an ordinary
+extension module
 that imports in under a millisecond and needs no numba at run time. It has no
 ``prange``, so it runs on one thread: right for a picture or for a batch worker,
 and the JIT (multi-threaded) stays the engine for everything else.
@@ -12,23 +13,25 @@ The module is built on first use, once, in a child process (about 15 s, the
 same order as numba's own first compile), into a per-user cache folder:
 ``$CONVTOOL_CACHE_DIR``, else ``$XDG_CACHE_HOME/convtool``, else
 ``~/.cache/convtool`` (``%LOCALAPPDATA%\\convtool`` on Windows), under
-``aot/<key>/``. The key hashes ``_core.py``'s bytes, the exported signatures,
-and the Python, numpy and numba versions, so an edited core or an upgrade gets a
-fresh build and a stale one is never loaded. A failed build (no C compiler, no
-``numba.pycc``) is remembered for a day, and the JIT is used meanwhile.
+``aot/<key>/``. The key hashes the source the build compiles (:func:`sources`:
+``conv.py`` and the core files it imports, not the pooling or fit kernels), the
+exported signatures, and the Python, numpy and numba versions, so an edited
+convolution or an upgrade gets a fresh build and a stale one is never loaded. A
+failed build (no C compiler, no ``numba.pycc``) is remembered for a day, and the
+JIT is used meanwhile.
 
-Nothing here changes results: the kernels are the same source. Only
-:func:`convtool.ops._core` consults :func:`active`; it returns the compiled
-kernels when a caller has switched them on with :func:`enable` (the command
-line does, for ``apply``), and None otherwise. ``CONVTOOL_AOT=0`` or
-``NUMBA_DISABLE_JIT=1`` switches the route off.
+Nothing here changes results: the kernels are the same source. Nothing here
+chooses either: :func:`load` only builds and loads the module (once per process),
+and :func:`convtool.core.engine.compiled` wraps it in an engine that the caller
+passes down. ``CONVTOOL_AOT=0`` or ``NUMBA_DISABLE_JIT=1`` switches the route off.
 
 This module imports only the standard library (numpy for the key); the build
-runs this file as a script in a child process.
+runs this file as a script in a child process, on a copy of :func:`sources`.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import importlib.machinery
@@ -52,7 +55,11 @@ FAILED_RETRY_SECONDS = 24 * 3600
 BUILD_TIMEOUT = 900
 PRUNE_SECONDS = 7 * 24 * 3600
 
-_state: dict[str, Any] = {"enabled": False, "kernels": None, "tried": False, "error": None}
+PACKAGE = "convtool.core"
+SOURCE = "conv"  # the module of the core the build compiles (EXPORTS' home)
+
+# what load() found in this process: the compiled core, whether a build was tried, why not
+_state: dict[str, Any] = {"kernels": None, "tried": False, "error": None}
 
 
 def cache_root() -> Path:
@@ -87,20 +94,47 @@ def _numba_version_text() -> bytes:
         return spec.origin.encode()
 
 
-def core_path() -> Path:
-    return Path(__file__).with_name("loops.py")
+def _imported_core_modules(code: bytes) -> list[str]:
+    """The modules of the core that ``code`` imports (``from convtool.core.x import ...``)."""
+    prefix = PACKAGE + "."
+    return [
+        node.module[len(prefix) :]
+        for node in ast.walk(ast.parse(code))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(prefix)
+    ]
 
 
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def sources() -> dict[str, bytes]:
+    """The files the build compiles: ``conv.py`` and the core files it imports, by name.
+
+    The build runs them apart from the package, so they may import only numpy, numba
+    and each other; the key hashes exactly these bytes.
+    """
+    folder = Path(__file__).parent
+    found: dict[str, bytes] = {}
+    todo = [SOURCE]
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found[name] = (folder / f"{name}.py").read_bytes()
+            todo.extend(_imported_core_modules(found[name]))
+    return dict(sorted(found.items()))
 
 
-def key(core: bytes | None = None) -> str:
-    """Hash of everything the compiled module depends on (``core``: _core.py's bytes)."""
+def _digest(files: dict[str, bytes]) -> str:
+    h = hashlib.sha256()
+    for name, code in sorted(files.items()):
+        h.update(f"{name} {len(code)}\n".encode())
+        h.update(code)
+    return h.hexdigest()
+
+
+def key(files: dict[str, bytes] | None = None) -> str:
+    """Hash of everything the compiled module depends on (``files``: :func:`sources`)."""
     import numpy
 
     h = hashlib.sha256()
-    h.update(core_path().read_bytes() if core is None else core)
+    h.update(_digest(sources() if files is None else files).encode())
     h.update(repr((EXPORTS, TYPES, MODULE)).encode())
     h.update(_numba_version_text())
     h.update(numpy.__version__.encode())
@@ -109,8 +143,8 @@ def key(core: bytes | None = None) -> str:
     return h.hexdigest()[:20]
 
 
-def build_dir(core: bytes | None = None) -> Path:
-    return cache_root() / "aot" / key(core)
+def build_dir(files: dict[str, bytes] | None = None) -> Path:
+    return cache_root() / "aot" / key(files)
 
 
 def _module_file(folder: Path) -> Path | None:
@@ -122,10 +156,7 @@ def _module_file(folder: Path) -> Path | None:
 
 
 class Kernels:
-    """The compiled kernels, looked up like :mod:`convtool._core`.
-
-    What the compiled module lacks comes from the JIT module itself.
-    """
+    """The compiled module's kernels, called as :mod:`convtool.core.conv`'s are."""
 
     def __init__(self, module: ModuleType, path: Path) -> None:
         self.module, self.path = module, path
@@ -133,11 +164,6 @@ class Kernels:
 
     def conv2d_forward(self, x, w, bias, out, sh, pad_top, pad_left) -> None:
         self._forward[x.dtype.itemsize](x, w, bias, out, sh, pad_top, pad_left)
-
-    def __getattr__(self, name: str) -> Any:
-        from convtool.core import loops as _core
-
-        return getattr(_core, name)
 
 
 def _load_file(path: Path) -> Kernels:
@@ -175,10 +201,21 @@ def _recent_failure(folder: Path) -> str | None:
     return None
 
 
-def build(folder: Path, core: bytes, *, announce: Any = None) -> Path:
-    """Compile ``core`` (_core.py's bytes) into ``folder`` in a child process; return the path.
+def _write_tree(root: Path, files: dict[str, bytes]) -> None:
+    """Lay ``files`` out under ``root`` as the package they come from, with empty parents."""
+    package = root.joinpath(*PACKAGE.split("."))
+    package.mkdir(parents=True)
+    for part in range(1, len(PACKAGE.split(".")) + 1):
+        root.joinpath(*PACKAGE.split(".")[:part], "__init__.py").write_bytes(b"")
+    for name, code in files.items():
+        (package / f"{name}.py").write_bytes(code)
 
-    The child runs this file as a script (so it compiles exactly these bytes, not
+
+def build(folder: Path, files: dict[str, bytes], *, announce: Any = None) -> Path:
+    """Compile ``files`` (:func:`sources`) into ``folder`` in a child process; return the path.
+
+    The child runs this file as a script on a copy of exactly these bytes, laid out
+    as their package with empty ``__init__`` files (so it compiles them, not
     whichever convtool its ``sys.path`` would find). Raises RuntimeError with a
     one-line reason when the build fails; the reason is also kept in
     ``folder/FAILED`` and the child's output in ``folder/build.log``.
@@ -193,9 +230,10 @@ def build(folder: Path, core: bytes, *, announce: Any = None) -> Path:
     else:
         if announce is not None:
             announce()
-        source = folder / "_core_source.py"
-        source.write_bytes(core)
-        command = [sys.executable, __file__, "build", str(folder), str(source), _digest(core)]
+        tree = folder / "source"
+        shutil.rmtree(tree, ignore_errors=True)  # left by a build that was killed
+        _write_tree(tree, files)
+        command = [sys.executable, __file__, "build", str(folder), str(tree), _digest(files)]
         env = dict(os.environ, PYTHONWARNINGS="ignore")
         try:
             done = subprocess.run(
@@ -209,9 +247,7 @@ def build(folder: Path, core: bytes, *, announce: Any = None) -> Path:
         except (OSError, subprocess.SubprocessError) as e:  # cannot start, or timed out
             log, ok = str(e).encode(), False
         finally:
-            with contextlib.suppress(OSError):
-                source.unlink()
-            shutil.rmtree(folder / "__pycache__", ignore_errors=True)
+            shutil.rmtree(tree, ignore_errors=True)
     path = _module_file(folder)
     if ok and path is not None:
         with contextlib.suppress(OSError):
@@ -249,8 +285,8 @@ def load(*, build_missing: bool = True, announce: Any = None) -> Kernels | None:
         _state["error"] = reason
         return None
     try:
-        core = core_path().read_bytes()
-        folder = build_dir(core)
+        files = sources()
+        folder = build_dir(files)
         path = _module_file(folder)
         if path is None and build_missing:
             folder.mkdir(parents=True, exist_ok=True)
@@ -260,7 +296,7 @@ def load(*, build_missing: bool = True, announce: Any = None) -> Kernels | None:
                     failed = _recent_failure(folder)
                     if failed is not None:
                         raise RuntimeError(f"an earlier build failed: {failed}")
-                    path = build(folder, core, announce=announce)
+                    path = build(folder, files, announce=announce)
         if path is None:
             _state["error"] = "not built yet"
         else:
@@ -279,58 +315,24 @@ def error() -> str | None:
     return _state["error"]
 
 
-def enable(flag: bool = True) -> None:
-    """Let :func:`convtool.ops._core` use the compiled kernels, where loaded, in this process."""
-    _state["enabled"] = bool(flag)
-
-
-def enabled() -> bool:
-    """Whether :func:`enable` asked for the compiled kernels (loaded or not)."""
-    return bool(_state["enabled"])
-
-
-@contextlib.contextmanager
-def preferred(flag: bool = True) -> Iterator[None]:
-    """Use the compiled kernels (where loaded) or, with False, the JIT inside the block."""
-    saved = _state["enabled"]
-    _state["enabled"] = bool(flag)
-    try:
-        yield
-    finally:
-        _state["enabled"] = saved
-
-
-def disabled() -> contextlib.AbstractContextManager[None]:
-    """Use the JIT (multi-threaded) inside the block."""
-    return preferred(False)
-
-
-def active() -> Kernels | None:
-    """The compiled kernels if enabled and loaded, else None: what ops._core() asks."""
-    return _state["kernels"] if _state["enabled"] else None
-
-
-def engine() -> str:
-    """'aot' when :func:`active` gives the compiled kernels, else 'jit'."""
-    return "jit" if active() is None else "aot"
-
-
-def _build_here(folder: Path, source: Path, digest: str) -> None:
-    """The child's side: compile ``source``'s functions with numba.pycc into ``folder``."""
+def _build_here(folder: Path, tree: Path, digest: str) -> None:
+    """The child's side: compile the copy in ``tree`` with numba.pycc into ``folder``."""
     import shutil
     import tempfile
     import warnings
 
     warnings.simplefilter("ignore")
-    code = source.read_bytes()
-    if _digest(code) != digest:
+    package = tree.joinpath(*PACKAGE.split("."))
+    files = {path.stem: path.read_bytes() for path in package.glob("*.py")}
+    files.pop("__init__")
+    if _digest(files) != digest:
         raise SystemExit("the core changed during the build; it will be rebuilt next time")
     from numba.pycc import CC
 
-    spec = importlib.util.spec_from_file_location("_convtool_core_for_aot", source)
-    assert spec is not None and spec.loader is not None
-    core = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(core)
+    sys.path.insert(0, str(tree))
+    core = importlib.import_module(f"{PACKAGE}.{SOURCE}")
+    if Path(core.__file__ or "").parent != package:
+        raise SystemExit(f"the build imported {core.__file__}, not its copy in {package}")
     work = Path(tempfile.mkdtemp(prefix="build-", dir=folder))
     try:
         cc = CC(MODULE, source_module=core)
@@ -349,7 +351,7 @@ def _build_here(folder: Path, source: Path, digest: str) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-if __name__ == "__main__":  # python _aot.py build DIR SOURCE DIGEST
+if __name__ == "__main__":  # python aot.py build DIR TREE DIGEST
     if len(sys.argv) != 5 or sys.argv[1] != "build":
-        sys.exit("usage: python _aot.py build DIR SOURCE DIGEST")
+        sys.exit("usage: python aot.py build DIR TREE DIGEST")
     _build_here(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4])

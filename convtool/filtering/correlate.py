@@ -134,19 +134,25 @@ def _planes(data: np.ndarray) -> np.ndarray:
 
 
 def _conv(
-    x: np.ndarray, w: np.ndarray, b: Any, border: str, padding: PaddingSpec, stride: Any
+    x: np.ndarray,
+    w: np.ndarray,
+    b: Any,
+    border: str,
+    padding: PaddingSpec,
+    stride: Any,
+    engine: Any = None,
 ) -> np.ndarray:
     """conv2d of x (N, C, H, W) with w (O, C, kH, kW), the border as asked."""
     mode = BORDERS[border]
     if mode is None:
-        return ops.conv2d(x, w, b, stride=stride, padding=padding)
+        return ops.conv2d(x, w, b, stride=stride, padding=padding, engine=engine)
     sh, sw = as_pair(stride, "stride")
     if sh < 1 or sw < 1:
         raise ValueError(f"stride must be at least 1, got {stride!r}")
     top, bottom, left, right = resolve_padding(padding, x.shape[2:], w.shape[2:], (sh, sw))
     if top or bottom or left or right:
         x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=mode)
-    return ops.conv2d(x, w, b, stride=(sh, sw), padding=0)
+    return ops.conv2d(x, w, b, stride=(sh, sw), padding=0, engine=engine)
 
 
 def correlate(
@@ -157,6 +163,7 @@ def correlate(
     border: str = "zero",
     padding: PaddingSpec = "same",
     stride: int | tuple[int, int] = 1,
+    engine: Any = None,
 ) -> np.ndarray:
     """Filter one picture with one kernel; the raw float32 result, nothing clipped.
 
@@ -173,6 +180,8 @@ def correlate(
     border : 'zero', 'reflect', 'mirror', 'replicate' or 'wrap'
     padding : 'same', 'valid', int or (int, int)
     stride : int or (int, int)
+    engine : convtool.core.engine.Engine, optional
+        What runs the convolution, as in :func:`convtool.ops.conv2d` (None: the JIT).
 
     Returns
     -------
@@ -200,15 +209,15 @@ def correlate(
                 f"kernel {prepared.name} takes {w.shape[1]} input channel(s), shape "
                 f"{tuple(w.shape)}, but the picture has {channels}"
             )
-        y = _conv(x[None], w, bias, border, padding, stride)[0]
+        y = _conv(x[None], w, bias, border, padding, stride, engine)[0]
     elif channels == 1 or color == "gray":
         plane = x if channels == 1 else to_gray(np.asarray(data))[None]
-        y = _conv(plane[None], w[None, None], bias, border, padding, stride)[0]
+        y = _conv(plane[None], w[None, None], bias, border, padding, stride, engine)[0]
     elif color == "sum":
         w_sum = np.repeat(w[None, None], channels, axis=1)
-        y = _conv(x[None], w_sum, bias, border, padding, stride)[0]
+        y = _conv(x[None], w_sum, bias, border, padding, stride, engine)[0]
     else:  # each channel as its own picture, one kernel for all
-        y = _conv(x[:, None], w[None, None], bias, border, padding, stride)[:, 0]
+        y = _conv(x[:, None], w[None, None], bias, border, padding, stride, engine)[:, 0]
     if y.shape[0] == 1:
         return y[0]
     return y.transpose(1, 2, 0)  # a view: the planes stay planes in memory

@@ -6,7 +6,7 @@ c = sum p y / m and s = sum y^2 / m over the m fitted pixels,
 
     loss(w) = (w'Gw - 2c'w + s) / 2,    gradient = G w - c.
 
-So the pictures are read once, in one jitted pass (:func:`convtool._core.fit_gather`),
+So the pictures are read once, in one jitted pass (:func:`convtool.core.fit.fit_gather`),
 and every method then works on G and c alone: an iteration costs the same whatever the
 pictures' size, and gradient descent's iterates are the chapter's to rounding.
 
@@ -15,7 +15,7 @@ catastrophically near the minimum (at a tolerance of 1e-10, s and c'w agree to t
 digits). Instead the least-squares solution w* is found once, directly, its loss
 ``loss_min`` measured on the real residual with one convolution, and then
 ``loss(w) = loss_min + (w - w*)'G(w - w*) / 2``, a sum of non-negative terms. This
-module imports numpy, and numba through :mod:`convtool._core`.
+module imports numpy, and numba through :mod:`convtool.core`.
 """
 
 from __future__ import annotations
@@ -26,25 +26,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-# stop codes of _core.fit_iterate
+from convtool.core import engine
+
+# stop codes of core.fit.fit_iterate
 STOPPED = {1: "tol", 2: "minimum", 3: "max_iter", 4: "diverged"}
 # the gradient counts as zero (the minimum reached, to rounding) below this much of
 # |G| |w| + |c|: a few hundred times float64's epsilon, which computing G w - c costs
 ROUNDING = 1e-12
 # gradient descent's automatic step, as a fraction of the stability limit 2 / lambda_max
 AUTO_STEP = 0.95
-
-
-def _core():
-    from convtool.core import loops as _core
-
-    return _core
-
-
-def _chunks(rows: int) -> int:
-    import numba
-
-    return max(1, min(rows, 4 * numba.get_num_threads()))
 
 
 def gather(
@@ -75,10 +65,10 @@ def gather(
         if toeplitz and dropped
         else np.zeros((0, 3), np.int64)
     )
-    n_chunks = _chunks(n_img * max(h_out, x.shape[1]))
+    n_chunks = engine.reduction_chunks(n_img * max(h_out, x.shape[1]))
     gram = np.zeros((n_chunks, n_img, taps, taps))
     moments = np.zeros((n_chunks, n_img, 2 * taps + 3))
-    _core().fit_gather(x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments)
+    engine.jit().fit_gather(x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments)
     g = gram.sum(axis=0)
     upper = np.triu(g)
     return upper + np.triu(g, 1).transpose(0, 2, 1), moments.sum(axis=0)
@@ -191,7 +181,7 @@ def iterate(
     code_m = 0 if method == "gd" else 1
     history: list[np.ndarray] = []
     it, chunk, code = 0, 256, 0
-    core = _core()
+    core = engine.jit()
     while code == 0:
         stop = min(it + chunk, max_iter + 1)
         buf = np.empty(stop - it)

@@ -591,12 +591,16 @@ def test_single_picture_does_not_start_numba(tmp_path):
     assert (tmp_path / "x.png").exists()
 
 
-def test_the_command_leaves_the_engine_preference_alone(tmp_path):
-    from convtool.core import aot as _aot
+def test_the_command_leaves_other_code_on_the_jit(tmp_path, monkeypatch):
+    from convtool import ops
+    from convtool.core import conv
 
-    before = _aot.enabled()
     assert run(SAMPLES / "disc.png", "-k", "blur", "-o", tmp_path / "x.png").exit_code == 0
-    assert _aot.enabled() == before  # other code in this process still gets the JIT
+    calls = []
+    jitted = conv.conv2d_forward
+    monkeypatch.setattr(conv, "conv2d_forward", lambda *a: calls.append(1) or jitted(*a))
+    ops.conv2d(np.ones((4, 4)), np.ones((3, 3)))
+    assert calls  # other code in this process still gets the JIT
 
 
 def test_help_lists_the_naming_rules():

@@ -1,5 +1,5 @@
 """convtool.filters: borders against scipy.ndimage, colour modes, value maps, combining,
-alpha on the output grid, output depths; and the ahead-of-time compiled core."""
+alpha on the output grid, output depths; and the engine apply takes for a picture."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import scipy.ndimage as ndi
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convtool import filtering, ops
+from convtool import filtering
 from convtool.batch import apply_task
 from convtool.batch.outputs import output_depth
-from convtool.core import aot as _aot
+from convtool.core import aot, engine
 from convtool.filtering import to_gray
 from convtool.kernels import list_kernels
 from convtool.shapes import resolve_padding
@@ -268,108 +268,17 @@ def test_output_depth_refuses(fmt, asked):
         output_depth(fmt, 8, asked)
 
 
-# ----------------------------------------------------------------- the compiled core
+# ----------------------------------------------------------------- the engine apply takes
 
 
-@pytest.fixture
-def fresh_aot(monkeypatch):
-    monkeypatch.setattr(
-        _aot, "_state", {"enabled": False, "kernels": None, "tried": False, "error": None}
-    )
-    return _aot
-
-
-def test_compiled_core_gives_the_jit_results(fresh_aot):
-    """Builds the module into the user cache on a fresh machine (once, ~15 s)."""
-    kernels = fresh_aot.load()
-    assert kernels is not None, fresh_aot.error()
-    assert kernels.path.parent == fresh_aot.build_dir()
-    rng = np.random.default_rng(6)
-    for dtype in (np.float32, np.float64):
-        x = rng.random((2, 3, 19, 23)).astype(dtype)
-        w = rng.standard_normal((5, 3, 4, 3))
-        b = rng.standard_normal(5)
-        for stride, padding in [(1, "same"), ((2, 3), "same"), (2, 0), (1, (2, 1))]:
-            fresh_aot.enable(False)
-            jit = ops.conv2d(x, w, b, stride=stride, padding=padding)
-            assert fresh_aot.engine() == "jit"
-            fresh_aot.enable(True)
-            assert fresh_aot.engine() == "aot" and ops._core() is kernels
-            aot = ops.conv2d(x, w, b, stride=stride, padding=padding)
-            assert aot.dtype == dtype
-            np.testing.assert_allclose(aot, jit, rtol=1e-5, atol=1e-5)
-        with fresh_aot.disabled():
-            assert fresh_aot.engine() == "jit"
-        assert fresh_aot.engine() == "aot"
-    fresh_aot.enable(False)
-    # anything the compiled module lacks comes from the JIT module
-    assert kernels.max_pool2d_forward is ops._core().max_pool2d_forward
-
-
-def test_no_compiler_means_the_jit_and_no_retry(fresh_aot, monkeypatch, tmp_path):
-    monkeypatch.setenv("CONVTOOL_CACHE_DIR", str(tmp_path))
-    monkeypatch.setenv("CC", "no-such-compiler-xyz")
-    announced = []
-    assert fresh_aot.load(announce=lambda: announced.append(1)) is None
-    assert "no C compiler" in fresh_aot.error() and not announced
-    folder = fresh_aot.build_dir()
-    assert "no C compiler" in (folder / "FAILED").read_text()
-    fresh_aot.enable(True)
-    assert fresh_aot.active() is None and fresh_aot.engine() == "jit"
-    np.testing.assert_allclose(ops.conv2d(np.ones((4, 4)), np.ones((3, 3))), 9 * np.ones((2, 2)))
-    monkeypatch.delenv("CC")  # a compiler now, but the failure is remembered for a day
-    monkeypatch.setattr(fresh_aot, "_state", dict(fresh_aot._state, tried=False))
-    assert fresh_aot.load() is None and "earlier build failed" in fresh_aot.error()
-
-
-def test_unusable_cache_folder_means_the_jit(fresh_aot, monkeypatch, tmp_path):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    monkeypatch.setenv("CONVTOOL_CACHE_DIR", str(blocker))
-    assert fresh_aot.load() is None and fresh_aot.error()
-    fresh_aot.enable(True)
-    assert fresh_aot.engine() == "jit"
-
-
-@pytest.mark.parametrize(("name", "value"), [("CONVTOOL_AOT", "0"), ("NUMBA_DISABLE_JIT", "1")])
-def test_switched_off(fresh_aot, monkeypatch, name, value):
-    monkeypatch.setenv(name, value)
-    assert fresh_aot.load() is None and name in fresh_aot.error()
-
-
-def test_the_key_follows_the_core_source(monkeypatch, tmp_path):
-    core = _aot.core_path().read_bytes()
-    assert _aot.key(core) == _aot.key()
-    assert _aot.key(core + b"\n# edited\n") != _aot.key(core)
-    monkeypatch.setenv("CONVTOOL_CACHE_DIR", str(tmp_path))
-    assert _aot.build_dir().parent == tmp_path / "aot"
-
-
-def test_old_builds_are_pruned(tmp_path):
-    import os
-
-    keep, old, recent = tmp_path / "k", tmp_path / "old", tmp_path / "recent"
-    for folder in (keep, old, recent):
-        folder.mkdir()
-    os.utime(old, (1e9, 1e9))
-    _aot._prune(keep)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["k", "recent"]
-
-
-def test_apply_takes_the_jit_for_a_large_picture_alone(fresh_aot, monkeypatch):
-    assert fresh_aot.load() is not None, fresh_aot.error()
+def test_apply_takes_the_jit_for_a_large_picture_alone(monkeypatch):
+    assert engine.compiled() is not None, aot.error()
     monkeypatch.setattr(apply_task, "LARGE_WORK", 100)
     options = apply_task.Options(kernels=())
-    with apply_task.engine_for(options, 60):
-        assert fresh_aot.engine() == "aot"
-    with apply_task.engine_for(
-        options, 60
-    ):  # the work before does not count: same engine, same bits
-        assert fresh_aot.engine() == "aot"
-    with apply_task.engine_for(options, 120):
-        assert fresh_aot.engine() == "jit"
-    with apply_task.engine_for(options, 1):
-        assert fresh_aot.engine() == "aot"
-    with apply_task.engine_for(apply_task.Options(kernels=(), engine="aot"), 1e12):
-        assert fresh_aot.engine() == "aot"
-    assert not fresh_aot.enabled()  # the process's preference is left as it was
+    assert apply_task.engine_for(options, 60).name == "aot"
+    # the work before does not count: same engine, same bits
+    assert apply_task.engine_for(options, 60).name == "aot"
+    assert apply_task.engine_for(options, 120).name == "jit"
+    assert apply_task.engine_for(options, 1).name == "aot"
+    assert apply_task.engine_for(apply_task.Options(kernels=(), engine="aot"), 1e12).name == "aot"
+    assert apply_task.engine_for(apply_task.Options(kernels=(), engine="jit"), 1).name == "jit"

@@ -1,4 +1,4 @@
-"""The public array API against independent references: naive loops, scipy,
+"""conv2d and conv2d_backward against independent references: naive loops, scipy,
 finite differences and the chapter's worked cases."""
 
 from __future__ import annotations
@@ -31,21 +31,6 @@ def conv_cases(draw, max_side=9):
     k = rng.standard_normal((c_out, c_in, kh, kw))
     b = rng.standard_normal(c_out)
     return x, k, b, (sh, sw), (ph, pw)
-
-
-@st.composite
-def pool_cases(draw):
-    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
-    h = draw(st.integers(max(1, kh - 2 * ph), 10))
-    w = draw(st.integers(max(1, kw - 2 * pw), 10))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    ceil_mode = draw(st.booleans())
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    # a permutation: no ties, so the maximum (and its gradient) is unambiguous
-    x = rng.permutation(n * c * h * w).reshape(n, c, h, w) / 7.0
-    return x, (kh, kw), (sh, sw), (ph, pw), ceil_mode
 
 
 # ---------------------------------------------------------------- forward
@@ -211,113 +196,6 @@ def test_backward_gradients_accumulate_over_the_batch_without_averaging():
     np.testing.assert_allclose(gb, sum(p[2] for p in parts), atol=1e-12)
 
 
-def test_relu_and_its_backward():
-    rng = np.random.default_rng(6)
-    x = rng.standard_normal((2, 3, 4, 5))
-    x[np.abs(x) < 1e-3] = 0.5  # keep away from the kink for finite differences
-    np.testing.assert_array_equal(ct.relu(x), np.where(x > 0, x, 0))
-    g = rng.standard_normal(x.shape)
-    got = ct.relu_backward(x, g)
-    np.testing.assert_allclose(
-        got, naive.numeric_grad(lambda v: float(np.sum(g * ct.relu(v))), x), atol=1e-6
-    )
-    assert ct.relu_backward(np.array([0.0]), np.array([1.0]))[0] == 0.0  # subgradient at 0
-
-
-# ---------------------------------------------------------------- pooling
-
-
-@settings(deadline=None, max_examples=100)
-@given(pool_cases())
-def test_max_pool_matches_naive_and_routes_gradient_to_the_maximum(case):
-    x, k, s, p, ceil_mode = case
-    got = ct.max_pool2d(x, k, s, p, ceil_mode)
-    want, where = naive.max_pool2d(x, k, s, p, ceil_mode)
-    np.testing.assert_array_equal(got, want)
-    g = np.random.default_rng(0).standard_normal(got.shape)
-    expected = np.zeros_like(x)
-    for (n, c, i, j), (r, col) in where.items():
-        expected[n, c, r, col] += g[n, c, i, j]
-    np.testing.assert_allclose(ct.max_pool2d_backward(x, g, k, s, p, ceil_mode), expected)
-    fd = naive.numeric_grad(lambda v: float(np.sum(g * ct.max_pool2d(v, k, s, p, ceil_mode))), x)
-    np.testing.assert_allclose(ct.max_pool2d_backward(x, g, k, s, p, ceil_mode), fd, atol=1e-6)
-
-
-@settings(deadline=None, max_examples=100)
-@given(pool_cases())
-def test_avg_pool_matches_naive_and_finite_differences(case):
-    x, k, s, p, ceil_mode = case
-    got = ct.avg_pool2d(x, k, s, p, ceil_mode)
-    np.testing.assert_allclose(got, naive.avg_pool2d(x, k, s, p, ceil_mode), atol=1e-12)
-    g = np.random.default_rng(0).standard_normal(got.shape)
-    fd = naive.numeric_grad(lambda v: float(np.sum(g * ct.avg_pool2d(v, k, s, p, ceil_mode))), x)
-    np.testing.assert_allclose(ct.avg_pool2d_backward(x, g, k, s, p, ceil_mode), fd, atol=1e-6)
-
-
-def test_max_pool_ties_go_to_the_first_maximum():
-    x = np.ones((1, 1, 2, 2))
-    grad = ct.max_pool2d_backward(x, np.ones((1, 1, 1, 1)), 2)
-    np.testing.assert_array_equal(grad[0, 0], [[1, 0], [0, 0]])
-
-
-def test_chapter_pool_2x2_stride_2_halves_78_to_39():
-    assert ct.max_pool2d(np.zeros((78, 78)), 2, 2).shape == (39, 39)
-
-
-# ---------------------------------------------------------------- dtypes and shapes
-
-
-@pytest.mark.parametrize(
-    ("dtype", "expected"),
-    [
-        (np.float32, np.float32),
-        (np.float64, np.float64),
-        (np.float16, np.float32),
-        (np.uint8, np.float64),
-        (np.int32, np.float64),
-        (bool, np.float64),
-    ],
-)
-def test_dtype_policy(dtype, expected):
-    x = (np.arange(30) % 7).reshape(5, 6).astype(dtype)
-    k = np.ones((3, 3))
-    for y in (
-        ct.conv2d(x, k),
-        ct.relu(x),
-        ct.max_pool2d(x, 2),
-        ct.avg_pool2d(x, 2),
-        *ct.conv2d_backward(x, k, np.ones((3, 4))),
-    ):
-        assert y.dtype == expected
-
-
-def test_float32_agrees_with_float64():
-    rng = np.random.default_rng(7)
-    x, k = rng.random((2, 3, 40, 33)), rng.standard_normal((4, 3, 5, 3))
-    y32 = ct.conv2d(x.astype(np.float32), k.astype(np.float32), padding="same")
-    np.testing.assert_allclose(y32, ct.conv2d(x, k, padding="same"), rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize(
-    ("x_shape", "w_shape", "out_shape"),
-    [
-        ((6, 7), (3, 3), (4, 5)),
-        ((6, 7), (2, 1, 3, 3), (2, 4, 5)),
-        ((3, 6, 7), (5, 3, 3, 3), (5, 4, 5)),
-        ((2, 3, 6, 7), (5, 3, 3, 3), (2, 5, 4, 5)),
-    ],
-)
-def test_result_dimensionality_follows_the_image(x_shape, w_shape, out_shape):
-    assert ct.conv2d(np.ones(x_shape), np.ones(w_shape)).shape == out_shape
-
-
-def test_non_contiguous_inputs_are_fine():
-    rng = np.random.default_rng(8)
-    x = rng.random((20, 30))[::2, ::3]
-    k = rng.random((3, 3)).T
-    np.testing.assert_allclose(ct.conv2d(x, k), signal.correlate2d(x, k, mode="valid"), atol=1e-12)
-
-
 # ---------------------------------------------------------------- errors
 
 
@@ -341,15 +219,6 @@ def test_bad_arguments_raise_value_errors_naming_the_value(kwargs, message):
     with pytest.raises(ValueError, match=None) as info:
         ct.conv2d(x, w, **args)
     assert message in str(info.value)
-
-
-def test_pool_errors():
-    with pytest.raises(ValueError, match="half"):
-        ct.max_pool2d(np.ones((4, 4)), 2, padding=2)
-    with pytest.raises(ValueError, match="3x3"):
-        ct.avg_pool2d(np.ones((2, 2)), 3)
-    with pytest.raises(ValueError, match="grad_out"):
-        ct.max_pool2d_backward(np.ones((4, 4)), np.ones((3, 3)), 2)
 
 
 def test_backward_checks_grad_out_shape():

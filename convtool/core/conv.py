@@ -1,0 +1,187 @@
+"""The convolution's jitted entry points: the forward pass and the kernel gradient.
+
+These functions assume what the public wrappers in :mod:`convtool.ops` guarantee:
+C-contiguous arrays of one float dtype in torch's layout, images (N, C, H, W) and
+kernels (C_out, C_in, kH, kW), and outputs allocated to the right shape.
+
+Padding is never materialised. Each output row is built from the input rows and
+columns that the kernel actually covers; the rest of the window lies in the zero
+padding and is skipped. So a filter makes no padded copy and no im2col matrix,
+and the innermost loops run over contiguous memory where LLVM vectorises them.
+
+``prange`` runs only over independent output rows (or row chunks with their own
+partial sums), so no two threads ever write one cell.
+
+:func:`conv2d_forward` is also what the ahead-of-time build compiles
+(:mod:`convtool.core.aot`): that build runs this file, and the core files it
+imports, apart from the package, so they import nothing but numpy, numba and
+each other.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from convtool.core.conv_lines import _chunk_rows, _gather_flat, _line, _window1, _window4
+from convtool.core.conv_rows import _filter_row
+from convtool.core.fastmath import FASTMATH
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def conv2d_forward(x, w, bias, out, sh, pad_top, pad_left):
+    """out[n, o, i, j] = bias[o] + sum_{c,a,b} w[o, c, a, b] * x[n, c, i*sh + a - pt, j + b - pl].
+
+    Pixels outside ``x`` count as zero. The output's shape sets how far it reaches,
+    so any bottom/right padding is implied by it. Columns are taken with stride 1
+    (the wrapper turns a column stride into extra input channels).
+
+    Two layouts of the same sum, chosen by the number of output channels:
+
+    - four or more: each task takes a chunk of output rows, lays out the input they
+      see as zero-padded flat lines (:func:`_gather_flat`), once, and serves every
+      output channel from them, four at a time, nine taps per pass over the whole
+      chunk (:func:`_block9x4`);
+    - fewer (a filter): no copy at all; each output row is accumulated straight
+      from the input rows, nine taps (three kernel rows) per pass, the border
+      columns and the rows at the vertical padding apart.
+    """
+    n_img, c_in, _, _ = x.shape
+    c_out, _, kh, kw = w.shape
+    h_out, w_out = out.shape[2], out.shape[3]
+    if c_out >= 4:
+        per_task = _chunk_rows(c_in, kh, w_out + kw - 1, 16, h_out, n_img)
+        n_chunks = (h_out + per_task - 1) // per_task
+        pitch = w_out + kw - 1
+        n_lines, step = (1, pitch) if sh == 1 else (kh, 0)
+        for task in prange(n_img * n_chunks):
+            n = task // n_chunks
+            i0 = (task % n_chunks) * per_task
+            rows = min(h_out, i0 + per_task) - i0
+            size = rows * pitch
+            span = rows + kh - 1 if sh == 1 else rows
+            lines = np.zeros((c_in, n_lines, span * pitch + kw - 1), dtype=x.dtype)
+            _gather_flat(lines, x, n, i0 * sh - pad_top, span, sh, pitch, pad_left)
+            acc = np.empty((c_out, size), dtype=x.dtype)
+            for o in range(c_out):
+                acc[o] = bias[o]
+            o = 0
+            while o + 3 < c_out:
+                for c in range(c_in):
+                    d0, d1, d2, d3 = acc[o], acc[o + 1], acc[o + 2], acc[o + 3]
+                    _window4(d0, d1, d2, d3, lines[c], step, w[o : o + 4, c])
+                o += 4
+            for oo in range(o, c_out):
+                for c in range(c_in):
+                    _window1(acc[oo], lines[c], step, w[oo, c])
+            for o in range(c_out):
+                for r in range(rows):
+                    out[n, o, i0 + r, :] = acc[o, r * pitch : r * pitch + w_out]
+        return
+    for task in prange(n_img * c_out * h_out):
+        n = task // (c_out * h_out)
+        o = (task // h_out) % c_out
+        i = task % h_out
+        _filter_row(out[n, o, i], x, n, o, w, bias, sh, i, pad_top, pad_left)
+
+
+@njit(inline="always")
+def _dots3x4(g0, g1, g2, g3, s0, s1, s2, acc):
+    """Twelve dot products, four gradient rows by three shifted input rows.
+
+    Returned summed in the arrays' own precision; the caller adds them up in
+    float64 row by row.
+    """
+    a00 = a01 = a02 = a10 = a11 = a12 = acc
+    a20 = a21 = a22 = a30 = a31 = a32 = acc
+    for k in range(g0.shape[0]):
+        x0, x1, x2 = s0[k], s1[k], s2[k]
+        h0, h1, h2, h3 = g0[k], g1[k], g2[k], g3[k]
+        a00 += h0 * x0
+        a01 += h0 * x1
+        a02 += h0 * x2
+        a10 += h1 * x0
+        a11 += h1 * x1
+        a12 += h1 * x2
+        a20 += h2 * x0
+        a21 += h2 * x1
+        a22 += h2 * x2
+        a30 += h3 * x0
+        a31 += h3 * x1
+        a32 += h3 * x2
+    return a00, a01, a02, a10, a11, a12, a20, a21, a22, a30, a31, a32
+
+
+@njit(inline="always")
+def _dot(g, s0, acc):
+    for k in range(g.shape[0]):
+        acc += g[k] * s0[k]
+    return acc
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def conv2d_grad_weight(x, grad_out, partial, sh, pad_top, pad_left):
+    """Kernel gradient: the input correlated with the incoming gradient.
+
+    partial[t, o, c, a, b] receives the sum over the t-th chunk of output rows of
+    x[n, c, i*sh + a - pt, j + b - pl] * grad_out[n, o, i, j]; the caller adds the
+    chunks up. ``partial`` is float64 and zeroed; columns are taken with stride 1.
+    The input is laid out in flat lines as the forward pass lays it out
+    (:func:`_gather_flat`), the gradient rows likewise with zeros between them, so
+    each tap of each channel pair is one dot product over a long line; four output
+    channels by three taps share each pass.
+    """
+    n_img, c_in, _, _ = x.shape
+    _, c_out, h_out, w_out = grad_out.shape
+    n_chunks, _, _, kh, kw = partial.shape
+    n_rows = n_img * h_out
+    pitch = w_out + kw - 1
+    per_pass = _chunk_rows(c_in, kh, pitch, 1, h_out, n_img)
+    n_lines, step = (1, pitch) if sh == 1 else (kh, 0)
+    zero = np.zeros(1, dtype=x.dtype)[0]
+    for t in prange(n_chunks):
+        acc = partial[t]
+        q, end = t * n_rows // n_chunks, (t + 1) * n_rows // n_chunks
+        while q < end:
+            n, i0 = q // h_out, q % h_out
+            rows = min(per_pass, end - q, h_out - i0)
+            q += rows
+            size = rows * pitch
+            span = rows + kh - 1 if sh == 1 else rows
+            lines = np.zeros((c_in, n_lines, span * pitch + kw - 1), dtype=x.dtype)
+            _gather_flat(lines, x, n, i0 * sh - pad_top, span, sh, pitch, pad_left)
+            grads = np.zeros((c_out, size), dtype=x.dtype)
+            for o in range(c_out):
+                for r in range(rows):
+                    grads[o, r * pitch : r * pitch + w_out] = grad_out[n, o, i0 + r]
+            for c in range(c_in):
+                for a in range(kh):
+                    src = _line(lines[c], a, step)
+                    o = 0
+                    while o + 3 < c_out:
+                        g0, g1, g2, g3 = grads[o], grads[o + 1], grads[o + 2], grads[o + 3]
+                        b = 0
+                        while b + 2 < kw:
+                            sums = _dots3x4(
+                                g0,
+                                g1,
+                                g2,
+                                g3,
+                                src[b : b + size],
+                                src[b + 1 : b + 1 + size],
+                                src[b + 2 : b + 2 + size],
+                                zero,
+                            )
+                            for u in range(4):
+                                for v in range(3):
+                                    acc[o + u, c, a, b + v] += sums[3 * u + v]
+                            b += 3
+                        for bb in range(b, kw):
+                            for u in range(4):
+                                acc[o + u, c, a, bb] += _dot(
+                                    grads[o + u], src[bb : bb + size], zero
+                                )
+                        o += 4
+                    for oo in range(o, c_out):
+                        for b in range(kw):
+                            acc[oo, c, a, b] += _dot(grads[oo], src[b : b + size], zero)

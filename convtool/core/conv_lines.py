@@ -1,0 +1,252 @@
+"""The multi-channel path of the convolution: a chunk of output rows as flat lines.
+
+For four or more output maps, and for the kernel gradient, the input a chunk of
+output rows sees is laid out once as zero-padded flat lines (:func:`_gather_flat`);
+every output channel is then served from them, four at a time, nine taps per pass
+over the whole chunk (:func:`_block9x4`), so each loaded pixel feeds four FMAs.
+Underscored names are the core's internals, shared between its files.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from convtool.core.conv_rows import _tap, _taps3
+
+
+@njit(inline="always")
+def _taps3x4(d0, d1, d2, d3, s0, s1, s2, w, b):
+    """Three taps into four output channels: each source load feeds four FMAs."""
+    a0, a1, a2 = w[0, b], w[0, b + 1], w[0, b + 2]
+    b0, b1, b2 = w[1, b], w[1, b + 1], w[1, b + 2]
+    c0, c1, c2 = w[2, b], w[2, b + 1], w[2, b + 2]
+    e0, e1, e2 = w[3, b], w[3, b + 1], w[3, b + 2]
+    for k in range(d0.shape[0]):
+        x0, x1, x2 = s0[k], s1[k], s2[k]
+        d0[k] += a0 * x0 + a1 * x1 + a2 * x2
+        d1[k] += b0 * x0 + b1 * x1 + b2 * x2
+        d2[k] += c0 * x0 + c1 * x1 + c2 * x2
+        d3[k] += e0 * x0 + e1 * x1 + e2 * x2
+
+
+@njit(inline="always")
+def _tap4(d0, d1, d2, d3, s0, wcol):
+    """One tap into four output rows (wcol: the four weights)."""
+    w0, w1, w2, w3 = wcol[0], wcol[1], wcol[2], wcol[3]
+    for k in range(d0.shape[0]):
+        x0 = s0[k]
+        d0[k] += w0 * x0
+        d1[k] += w1 * x0
+        d2[k] += w2 * x0
+        d3[k] += w3 * x0
+
+
+@njit(inline="always")
+def _block9x4(d0, d1, d2, d3, r0, r1, r2, wb, a, b):
+    """A 3x3 block of taps (kernel rows a..a+2, columns b..b+2) into four output rows.
+
+    Each loaded pixel feeds four FMAs and each output is loaded and stored once
+    per nine taps. The 36 weights are read into locals first: inside the loop
+    LLVM could not prove the stores leave them unchanged, and would not vectorise.
+    """
+    n = d0.shape[0]
+    p0, p1, p2 = r0[b : b + n], r0[b + 1 : b + 1 + n], r0[b + 2 : b + 2 + n]
+    q0, q1, q2 = r1[b : b + n], r1[b + 1 : b + 1 + n], r1[b + 2 : b + 2 + n]
+    s0, s1, s2 = r2[b : b + n], r2[b + 1 : b + 1 + n], r2[b + 2 : b + 2 + n]
+    w000 = wb[0, a + 0, b + 0]
+    w001 = wb[0, a + 0, b + 1]
+    w002 = wb[0, a + 0, b + 2]
+    w010 = wb[0, a + 1, b + 0]
+    w011 = wb[0, a + 1, b + 1]
+    w012 = wb[0, a + 1, b + 2]
+    w020 = wb[0, a + 2, b + 0]
+    w021 = wb[0, a + 2, b + 1]
+    w022 = wb[0, a + 2, b + 2]
+    w100 = wb[1, a + 0, b + 0]
+    w101 = wb[1, a + 0, b + 1]
+    w102 = wb[1, a + 0, b + 2]
+    w110 = wb[1, a + 1, b + 0]
+    w111 = wb[1, a + 1, b + 1]
+    w112 = wb[1, a + 1, b + 2]
+    w120 = wb[1, a + 2, b + 0]
+    w121 = wb[1, a + 2, b + 1]
+    w122 = wb[1, a + 2, b + 2]
+    w200 = wb[2, a + 0, b + 0]
+    w201 = wb[2, a + 0, b + 1]
+    w202 = wb[2, a + 0, b + 2]
+    w210 = wb[2, a + 1, b + 0]
+    w211 = wb[2, a + 1, b + 1]
+    w212 = wb[2, a + 1, b + 2]
+    w220 = wb[2, a + 2, b + 0]
+    w221 = wb[2, a + 2, b + 1]
+    w222 = wb[2, a + 2, b + 2]
+    w300 = wb[3, a + 0, b + 0]
+    w301 = wb[3, a + 0, b + 1]
+    w302 = wb[3, a + 0, b + 2]
+    w310 = wb[3, a + 1, b + 0]
+    w311 = wb[3, a + 1, b + 1]
+    w312 = wb[3, a + 1, b + 2]
+    w320 = wb[3, a + 2, b + 0]
+    w321 = wb[3, a + 2, b + 1]
+    w322 = wb[3, a + 2, b + 2]
+    for k in range(n):
+        x00, x01, x02 = p0[k], p1[k], p2[k]
+        x10, x11, x12 = q0[k], q1[k], q2[k]
+        x20, x21, x22 = s0[k], s1[k], s2[k]
+        d0[k] += (
+            w000 * x00
+            + w001 * x01
+            + w002 * x02
+            + w010 * x10
+            + w011 * x11
+            + w012 * x12
+            + w020 * x20
+            + w021 * x21
+            + w022 * x22
+        )
+        d1[k] += (
+            w100 * x00
+            + w101 * x01
+            + w102 * x02
+            + w110 * x10
+            + w111 * x11
+            + w112 * x12
+            + w120 * x20
+            + w121 * x21
+            + w122 * x22
+        )
+        d2[k] += (
+            w200 * x00
+            + w201 * x01
+            + w202 * x02
+            + w210 * x10
+            + w211 * x11
+            + w212 * x12
+            + w220 * x20
+            + w221 * x21
+            + w222 * x22
+        )
+        d3[k] += (
+            w300 * x00
+            + w301 * x01
+            + w302 * x02
+            + w310 * x10
+            + w311 * x11
+            + w312 * x12
+            + w320 * x20
+            + w321 * x21
+            + w322 * x22
+        )
+
+
+@njit(inline="always")
+def _line(lines, a, step):
+    """Kernel row a's input line: its own (step 0), or the single line a rows on.
+
+    No branch: (a if step == 0 else 0, a * step) as arithmetic keeps the loops that
+    use it vectorised.
+    """
+    return lines[a * (step == 0), a * step :]
+
+
+@njit(inline="always")
+def _window4(d0, d1, d2, d3, lines, step, wb):
+    """Add one input channel's window to four output lines.
+
+    lines, step: the channel's input lines as :func:`_gather_flat` lays them out
+    (kernel row a reads ``_line(lines, a, step)``); wb: the four output channels'
+    kernels for this input channel (4 x kH x kW).
+    """
+    n, kh, kw = d0.shape[0], wb.shape[1], wb.shape[2]
+    a = 0
+    while a + 2 < kh:
+        b = 0
+        while b + 2 < kw:
+            r0, r1, r2 = _line(lines, a, step), _line(lines, a + 1, step), _line(lines, a + 2, step)
+            _block9x4(d0, d1, d2, d3, r0, r1, r2, wb, a, b)
+            b += 3
+        for bb in range(b, kw):
+            for r in range(a, a + 3):
+                _tap4(d0, d1, d2, d3, _line(lines, r, step)[bb : bb + n], wb[:, r, bb])
+        a += 3
+    for aa in range(a, kh):
+        row = _line(lines, aa, step)
+        b = 0
+        while b + 2 < kw:
+            _taps3x4(
+                d0,
+                d1,
+                d2,
+                d3,
+                row[b : b + n],
+                row[b + 1 : b + 1 + n],
+                row[b + 2 : b + 2 + n],
+                wb[:, aa],
+                b,
+            )
+            b += 3
+        for bb in range(b, kw):
+            _tap4(d0, d1, d2, d3, row[bb : bb + n], wb[:, aa, bb])
+
+
+@njit(inline="always")
+def _window1(d0, lines, step, wk):
+    """:func:`_window4` for a single output line (wk: kH x kW)."""
+    n, kh, kw = d0.shape[0], wk.shape[0], wk.shape[1]
+    for a in range(kh):
+        row = _line(lines, a, step)
+        b = 0
+        while b + 2 < kw:
+            _taps3(
+                d0,
+                row[b : b + n],
+                row[b + 1 : b + 1 + n],
+                row[b + 2 : b + 2 + n],
+                wk[a, b],
+                wk[a, b + 1],
+                wk[a, b + 2],
+            )
+            b += 3
+        for bb in range(b, kw):
+            _tap(d0, row[bb : bb + n], wk[a, bb])
+
+
+@njit(inline="always")
+def _gather_flat(lines, x, n, top, span, sh, pitch, pad_left):
+    """Lay out the input a chunk of output rows sees as flat, zero-padded lines.
+
+    Output row r of the chunk, column j, reads kernel tap (a, b) at
+    ``_line(lines[c], a, step)[r * pitch + j + b]``, so the whole chunk is one pass
+    over a long line; the kW - 1 columns between rows give outputs nobody keeps.
+    For row stride 1 (one line per channel, step = pitch) the line holds ``span``
+    input rows top, top + 1, ... at r * pitch; for a larger stride each kernel row
+    a has its own line (step 0) holding rows top + r * sh + a, r < span. Column q
+    of a row holds input column q - pad_left; the rest, and rows outside the
+    picture, stay zero.
+    """
+    c_in, n_lines, _ = lines.shape
+    height, width = x.shape[2], x.shape[3]
+    q0 = max(0, pad_left)
+    x0 = max(0, -pad_left)
+    m = min(width - x0, pitch - q0)
+    if m <= 0:
+        return
+    for c in range(c_in):
+        for a in range(n_lines):
+            line = lines[c, a]
+            for r in range(span):
+                src = top + r * sh + a
+                if 0 <= src < height:
+                    line[r * pitch + q0 : r * pitch + q0 + m] = x[n, c, src, x0 : x0 + m]
+
+
+@njit(inline="always")
+def _chunk_rows(c_in, kh, pitch, tasks_wanted, h_out, n_img):
+    """Output rows per task for the multi-channel layout.
+
+    Long lines amortise each pass's set-up (weights to registers, alias checks);
+    the buffer stays near 256 KB (L2) and there are enough tasks for every thread.
+    """
+    per_task = max(1, min(2048, 65536 // (c_in * kh)) // pitch)
+    spread = max(1, (n_img * h_out + tasks_wanted - 1) // tasks_wanted)
+    return max(1, min(per_task, spread, h_out))

@@ -1,0 +1,166 @@
+"""The engine that runs the core's kernels, chosen by a caller and passed down; numba's door.
+
+Two engines run the same kernels, compiled from the same Python source:
+
+- the JIT (:func:`jit`): numba compiles each kernel for this CPU on its first call
+  (cached on disk) and runs it on every core;
+- the compiled core (:func:`compiled`): :func:`convtool.core.conv.conv2d_forward`
+  compiled ahead of time (:mod:`convtool.core.aot`), which imports in under a
+  millisecond and needs no numba, on one thread; its other kernels are the JIT's.
+
+An engine is a plain object. Whoever chooses it (``convtool apply``'s task, by the
+size of the picture) passes it down as ``engine=`` through
+:func:`convtool.filtering.correlate` and :mod:`convtool.ops` to the kernels, where
+None means the JIT; nothing in the process is switched, so other code keeps its
+engine. The two round differently in the last bit (host code fuses multiply-adds).
+
+Choosing an engine imports nothing heavy: numba comes in with the first JIT kernel
+called. The thread settings the rest of convtool needs are here too
+(:func:`reduction_chunks`, :func:`use_threads`, :func:`threads_running`), so that
+no module outside :mod:`convtool.core` imports numba.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Engine",
+    "compiled",
+    "jit",
+    "or_jit",
+    "reduction_chunks",
+    "threads_running",
+    "use_threads",
+]
+
+
+class Engine:
+    """The core's kernels as one engine runs them (arguments as in the kernel modules).
+
+    Attributes
+    ----------
+    name : str
+        'jit' or 'aot' (the compiled core).
+    path : Path or None
+        The compiled module's file; None for the JIT.
+    """
+
+    def __init__(self, compiled: Any = None) -> None:
+        self._compiled = compiled  # an aot.Kernels, or None for the JIT
+        self.name = "jit" if compiled is None else "aot"
+        self.path: Path | None = None if compiled is None else compiled.path
+
+    def __repr__(self) -> str:
+        return f"Engine({self.name!r})" if self.path is None else f"Engine('aot', {self.path})"
+
+    # :mod:`convtool.core.conv`
+    def conv2d_forward(self, x, w, bias, out, sh, pad_top, pad_left) -> None:
+        if self._compiled is not None:
+            self._compiled.conv2d_forward(x, w, bias, out, sh, pad_top, pad_left)
+            return
+        from convtool.core import conv
+
+        conv.conv2d_forward(x, w, bias, out, sh, pad_top, pad_left)
+
+    def conv2d_grad_weight(self, x, grad_out, partial, sh, pad_top, pad_left) -> None:
+        from convtool.core import conv
+
+        conv.conv2d_grad_weight(x, grad_out, partial, sh, pad_top, pad_left)
+
+    # :mod:`convtool.core.pool`
+    def max_pool2d_forward(self, x, out, argmax, kh, kw, sh, sw, pad_top, pad_left) -> None:
+        from convtool.core import pool
+
+        pool.max_pool2d_forward(x, out, argmax, kh, kw, sh, sw, pad_top, pad_left)
+
+    def max_pool2d_backward(self, grad_out, argmax, grad_x) -> None:
+        from convtool.core import pool
+
+        pool.max_pool2d_backward(grad_out, argmax, grad_x)
+
+    def avg_pool2d_forward(self, x, out, kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right):
+        from convtool.core import pool
+
+        pool.avg_pool2d_forward(x, out, kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right)
+
+    def avg_pool2d_backward(
+        self, grad_out, grad_x, kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right
+    ) -> None:
+        from convtool.core import pool
+
+        pool.avg_pool2d_backward(
+            grad_out, grad_x, kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right
+        )
+
+    # :mod:`convtool.core.fit`
+    def fit_gather(self, x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments) -> None:
+        from convtool.core import fit
+
+        fit.fit_gather(x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments)
+
+    def fit_iterate(
+        self, method, gram, w, w_best, r_best, scalars, it, stop, max_iter, state, history
+    ) -> tuple[int, int]:
+        from convtool.core import fit
+
+        return fit.fit_iterate(
+            method, gram, w, w_best, r_best, scalars, it, stop, max_iter, state, history
+        )
+
+
+_JIT = Engine()
+
+
+def jit() -> Engine:
+    """The JIT engine: numba's, multi-threaded (the default everywhere)."""
+    return _JIT
+
+
+def or_jit(engine: Engine | None) -> Engine:
+    """``engine``, or the JIT for None (what every ``engine=None`` parameter means)."""
+    return _JIT if engine is None else engine
+
+
+def compiled(*, build_missing: bool = True, announce: Any = None) -> Engine | None:
+    """The compiled core's engine, building it first if missing and allowed; None if
+    unavailable (:func:`convtool.core.aot.error` tells why).
+
+    ``announce()`` is called before a build starts. The outcome is remembered for the
+    process, so later calls cost nothing.
+    """
+    from convtool.core import aot
+
+    kernels = aot.load(build_missing=build_missing, announce=announce)
+    return None if kernels is None else Engine(kernels)
+
+
+def reduction_chunks(rows: int) -> int:
+    """Into how many partial sums a parallel reduction over ``rows`` rows is split.
+
+    Four per thread, so that uneven rows still keep every thread busy. The count sets
+    the order of the additions, so the kernel gradient and the fit's statistics take it
+    from here alike.
+    """
+    import numba
+
+    return max(1, min(rows, 4 * numba.get_num_threads()))
+
+
+def use_threads(threads: int) -> None:
+    """Run the JIT's kernels on at most ``threads`` threads, if numba is imported already.
+
+    Before numba is imported, ``NUMBA_NUM_THREADS`` in the environment decides.
+    """
+    if "numba" in sys.modules:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+def threads_running() -> bool:
+    """Whether numba's thread pool has started in this process (forking is then unsafe)."""
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    return bool(getattr(parallel, "_is_initialized", False))

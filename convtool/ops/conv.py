@@ -1,0 +1,201 @@
+"""conv2d beside conv2d_backward: multi-channel 2-D cross-correlation and its gradients."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from convtool.core.engine import or_jit, reduction_chunks
+from convtool.ops._checks import ArrayLike, as_bias, as_image, as_kernel, as_stride, restore
+from convtool.shapes import PaddingSpec, output_size_padded, resolve_padding
+
+if TYPE_CHECKING:
+    from convtool.core.engine import Engine
+
+
+def _conv_geometry(x4, w4, stride, padding):
+    sh, sw = as_stride(stride)
+    kh, kw = w4.shape[2:]
+    h, w = x4.shape[2:]
+    pt, pb, pl, pr = resolve_padding(padding, (h, w), (kh, kw), (sh, sw))
+    try:
+        h_out = output_size_padded(h, kh, sh, pt, pb)
+        w_out = output_size_padded(w, kw, sw, pl, pr)
+    except ValueError:
+        raise ValueError(
+            f"kernel is {kh}x{kw} but the padded image is only {h + pt + pb}x{w + pl + pr}"
+        ) from None
+    return (sh, sw), (pt, pl), (h_out, w_out)
+
+
+def _column_phases(x4: np.ndarray, w4: np.ndarray, sw: int, pad_left: int, w_out: int):
+    """Rewrite a column stride ``sw`` as extra input channels, so the core needs none.
+
+    sum_b w[b] * x[j*sw + b - pl] = sum_p sum_q w[q*sw + p] * xp_p[j + q], where
+    xp is x with pl zeros in front and xp_p[m] = xp[m*sw + p] its p-th phase. Each
+    phase becomes a channel (c*sw + p) with the kernel's matching columns. Exact:
+    only the order of the additions changes.
+    """
+    n, c_in, height, width = x4.shape
+    c_out, _, kh, kw = w4.shape
+    taps = -(-kw // sw)
+    cols = w_out + taps - 1
+    padded = np.zeros((n, c_in, height, cols * sw), dtype=x4.dtype)
+    keep = min(width, cols * sw - pad_left)
+    padded[..., pad_left : pad_left + keep] = x4[..., :keep]
+    x_phases = padded.reshape(n, c_in, height, cols, sw).transpose(0, 1, 4, 2, 3)
+    x_phases = np.ascontiguousarray(x_phases).reshape(n, c_in * sw, height, cols)
+    w_wide = np.zeros((c_out, c_in, kh, taps * sw), dtype=w4.dtype)
+    w_wide[..., :kw] = w4
+    w_phases = w_wide.reshape(c_out, c_in, kh, taps, sw).transpose(0, 1, 4, 2, 3)
+    return x_phases, np.ascontiguousarray(w_phases).reshape(c_out, c_in * sw, kh, taps)
+
+
+def conv2d(
+    x: ArrayLike,
+    w: ArrayLike,
+    b: ArrayLike | None = None,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: PaddingSpec = 0,
+    flip: bool = False,
+    engine: Engine | None = None,
+) -> np.ndarray:
+    """Multi-input, multi-output 2-D cross-correlation with zero padding.
+
+    ``out[n, o, i, j] = b[o] + sum_{c, a, b} w[o, c, a, b] * x[n, c, i*s + a - p, j*s + b - p]``
+
+    Parameters
+    ----------
+    x : array, (H, W), (C, H, W) or (N, C, H, W)
+        The image(s).
+    w : array, (kH, kW) or (C_out, C_in, kH, kW)
+        The kernel(s); C_in must equal the image's channel count.
+    b : array (C_out,) or scalar, optional
+        One bias per output channel.
+    stride : int or (int, int)
+        Step between windows.
+    padding : int, (int, int), 'valid' or 'same'
+        Zeros around the image. 'same' gives ``ceil(size / stride)`` outputs; an
+        odd total is split with the extra row/column after (as torch, TensorFlow).
+    flip : bool
+        Rotate the kernel 180 degrees first (mathematical convolution).
+    engine : convtool.core.engine.Engine, optional
+        What runs the kernel: None (the default) is numba's JIT; the compiled core
+        (:func:`convtool.core.engine.compiled`) starts faster, on one thread.
+
+    Returns
+    -------
+    ndarray
+        (N, C_out, H', W') for a 4-D image, (C_out, H', W') for a 3-D one, and
+        (H', W') for a 2-D image with a single output channel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(16, dtype=np.float32).reshape(4, 4)
+    >>> conv2d(x, np.ones((3, 3))).tolist()
+    [[45.0, 54.0], [81.0, 90.0]]
+    >>> conv2d(x, np.ones((3, 3)), padding="same").shape
+    (4, 4)
+    """
+    x4, ndim = as_image(x)
+    w4 = as_kernel(w, x4.dtype, x4.shape[1])
+    if flip:
+        w4 = np.ascontiguousarray(w4[:, :, ::-1, ::-1])
+    bias = as_bias(b, x4.dtype, w4.shape[0])
+    (sh, sw), (pt, pl), (h_out, w_out) = _conv_geometry(x4, w4, stride, padding)
+    out = np.empty((x4.shape[0], w4.shape[0], h_out, w_out), dtype=x4.dtype)
+    if sw > 1:
+        x4, w4 = _column_phases(x4, w4, sw, pl, w_out)
+        pl = 0
+    or_jit(engine).conv2d_forward(x4, w4, bias, out, sh, pt, pl)
+    return restore(out, ndim)
+
+
+def conv2d_backward(
+    x: ArrayLike,
+    w: ArrayLike,
+    grad_out: ArrayLike,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: PaddingSpec = 0,
+    flip: bool = False,
+    engine: Engine | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of ``sum(grad_out * conv2d(x, w, b, ...))`` with respect to x, w and b.
+
+    Computed as the chapter's 17.3 derives them, with no averaging over the batch:
+
+    - input: for stride > 1 the incoming gradient is first spread onto a stride-1
+      grid with zeros between its rows and columns; it is then zero-padded by
+      K - 1 - P and correlated with the 180-degree rotated kernels, input and
+      output channels swapped (summing over output channels);
+    - kernel: the input correlated with the incoming gradient;
+    - bias: the sum of the incoming gradient.
+
+    The arguments are :func:`conv2d`'s (``engine`` runs the input gradient; the
+    kernel gradient always runs on the JIT, multi-threaded).
+
+    Returns
+    -------
+    (grad_x, grad_w, grad_b)
+        Shaped like ``x``, like ``w`` and (C_out,).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(4, 4)
+    >>> gx, gw, gb = conv2d_backward(x, np.ones((3, 3)), np.ones((2, 2)))
+    >>> gw.tolist()
+    [[10.0, 14.0, 18.0], [26.0, 30.0, 34.0], [42.0, 46.0, 50.0]]
+    >>> gb.tolist()
+    [4.0]
+    """
+    x4, ndim = as_image(x)
+    w_in = np.asarray(w)
+    w4 = as_kernel(w_in, x4.dtype, x4.shape[1])
+    if flip:
+        w4 = np.ascontiguousarray(w4[:, :, ::-1, ::-1])
+    (sh, sw), (pt, pl), (h_out, w_out) = _conv_geometry(x4, w4, stride, padding)
+    n, c_in = x4.shape[:2]
+    c_out, _, kh, kw = w4.shape
+    expected = (n, c_out, h_out, w_out)
+    g = np.asarray(grad_out)
+    try:
+        g4 = np.ascontiguousarray(g.reshape(expected), dtype=x4.dtype)
+    except ValueError:
+        raise ValueError(
+            f"grad_out has shape {g.shape} but the convolution's output is {expected}"
+        ) from None
+    core = or_jit(engine)
+
+    # input gradient: rotated kernels over the zero-spread, zero-padded gradient
+    spread = g4
+    if sh > 1 or sw > 1:
+        spread = np.zeros((n, c_out, (h_out - 1) * sh + 1, (w_out - 1) * sw + 1), dtype=x4.dtype)
+        spread[:, :, ::sh, ::sw] = g4
+    w_rot = np.ascontiguousarray(w4[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    grad_x = np.empty_like(x4)
+    core.conv2d_forward(
+        spread, w_rot, np.zeros(c_in, x4.dtype), grad_x, 1, kh - 1 - pt, kw - 1 - pl
+    )
+
+    # kernel gradient: the input correlated with the incoming gradient
+    xs, taps = x4, kw
+    if sw > 1:
+        xs, _ = _column_phases(x4, w4, sw, pl, w_out)
+        taps, pl = -(-kw // sw), 0
+    chunks = reduction_chunks(n * h_out)
+    partial = np.zeros((chunks, c_out, xs.shape[1], kh, taps), dtype=np.float64)
+    core.conv2d_grad_weight(xs, g4, partial, sh, pt, pl)
+    grad_w = partial.sum(axis=0)
+    if sw > 1:  # phase p, tap q -> kernel column q*sw + p
+        grad_w = grad_w.reshape(c_out, c_in, sw, kh, taps).transpose(0, 1, 3, 4, 2)
+        grad_w = grad_w.reshape(c_out, c_in, kh, taps * sw)[..., :kw]
+    grad_w = grad_w.astype(x4.dtype)
+    if flip:
+        grad_w = grad_w[:, :, ::-1, ::-1]
+    grad_b = g4.sum(axis=(0, 2, 3), dtype=np.float64).astype(x4.dtype)
+    return restore(grad_x, ndim).reshape(np.shape(x)), grad_w.reshape(w_in.shape), grad_b
