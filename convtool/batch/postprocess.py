@@ -10,8 +10,8 @@ accumulated block by block, so both give the same record to the bit::
     y = post.mapped(y)        # every block: what the writer gets
     record = post.record(shape, input=..., output=..., kernel=...)
 
-The arithmetic is :func:`convtool.filtering.map_values`'s and
-:func:`convtool.filtering.clipped_share`'s, on float32 values: 'normalize'
+The arithmetic is :mod:`convtool.filtering.values`', as for a whole result's
+:func:`~convtool.filtering.map_values`, on float32 values: 'normalize'
 stretches the finite range of the whole result, taken before the first block
 is mapped. 8/16-bit outputs left to 'clip' are not clipped here: the writer
 clips (and turns NaN into 0) as it quantises; their share is counted all the same.
@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from convtool.filtering import CLIP_TOLERANCE, MAPS
+from convtool import vocab
+from convtool.filtering.values import finite_stats, pixels_inside, shift_values
 
 __all__ = ["FLOAT_DEPTH", "PostProcess", "Range", "chosen_map"]
 
@@ -45,13 +46,9 @@ class Range:
         self.nonfinite = 0
 
     def add(self, y: np.ndarray) -> None:
-        finite = np.isfinite(y)
-        self.nonfinite += int(y.size - np.count_nonzero(finite))
-        if finite.all():
-            lo, hi = float(y.min()), float(y.max())
-        elif finite.any():
-            lo, hi = float(y[finite].min()), float(y[finite].max())
-        else:
+        lo, hi, nonfinite = finite_stats(y)
+        self.nonfinite += nonfinite
+        if nonfinite == y.size:  # nothing finite in this block
             return
         self.seen = True
         self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
@@ -60,32 +57,6 @@ class Range:
     def bounds(self) -> tuple[float, float]:
         """(min, max) of the finite values seen; NaN for both when there was none."""
         return (self.lo, self.hi) if self.seen else (float("nan"), float("nan"))
-
-
-def _inside(y: np.ndarray) -> int:
-    """Pixels with every channel within [0, 1], less a rounding tolerance (NaN is outside)."""
-    inside = y >= -CLIP_TOLERANCE
-    inside &= y <= 1 + CLIP_TOLERANCE  # both False for NaN
-    if inside.ndim == 3:  # a pixel is inside when all its channels are
-        every = inside[:, :, 0].copy()
-        for c in range(1, inside.shape[2]):
-            every &= inside[:, :, c]
-        inside = every
-    return int(np.count_nonzero(inside))
-
-
-def _shifted(y: np.ndarray, how: str, bounds: tuple[float, float]) -> np.ndarray:
-    """The values before clipping: |y|, y + 0.5, ``bounds`` stretched to 0..1, or y ('clip')."""
-    if how == "abs":
-        return np.abs(y)
-    if how == "offset":
-        return y + np.float32(0.5)
-    if how == "normalize":
-        lo, hi = bounds
-        if not hi > lo:
-            return np.zeros_like(y)
-        return (y - np.float32(lo)) * np.float32(1.0 / (hi - lo))
-    return y
 
 
 @dataclass
@@ -103,8 +74,8 @@ class PostProcess:
     pixels: int = 0  # pixels mapped
 
     def __post_init__(self) -> None:
-        if self.how is not None and self.how not in MAPS:
-            raise ValueError(f"map must be one of {', '.join(MAPS)}; got {self.how!r}")
+        if self.how is not None:
+            vocab.check("map", self.how, vocab.MAPS)
 
     @classmethod
     def chosen(cls, asked: str | None, depth: int) -> PostProcess:
@@ -131,10 +102,10 @@ class PostProcess:
         if self.how is None:
             return y
         if self.how == "clip" and self.depth != FLOAT_DEPTH:  # the writer clips as it quantises
-            self.inside += _inside(y)
+            self.inside += pixels_inside(y)
             return y
-        shifted = _shifted(np.asarray(y, dtype=np.float32), self.how, self.range.bounds)
-        inside = _inside(shifted)
+        shifted = shift_values(np.asarray(y, dtype=np.float32), self.how, self.range.bounds)
+        inside = pixels_inside(shifted)
         self.inside += inside
         fresh = shifted is not y and shifted.base is None  # ours to change in place
         y = np.clip(shifted, 0.0, 1.0, out=shifted if fresh else None)

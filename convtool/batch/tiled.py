@@ -29,7 +29,7 @@ import numpy as np
 
 from convtool.batch.outputs import output_depth, output_format
 from convtool.batch.postprocess import PostProcess
-from convtool.filtering import BORDERS, Prepared, combine, correlate
+from convtool.filtering import Prepared, combine, correlate
 from convtool.filtering.tiles import Axis, axes, boxes, core_padding
 from convtool.imaging.tiff import TiffSource, Unsupported, is_tiff
 
@@ -106,7 +106,7 @@ def _filtered(
     ridx, rlo, rhi = rows.span(o0, o1)
     cidx, clo, chi = cols.span(p0, p1)
     data, _ = source.region(ridx, cidx)
-    if BORDERS[options.border] is not None:  # the border's pixels are in the region
+    if options.border != "zero":  # the border's pixels are in the region
         return correlate(
             data, kernel, color=options.color, padding=0, stride=options.stride, engine=engine
         )

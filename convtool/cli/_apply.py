@@ -9,9 +9,8 @@ from typing import Any
 
 import click
 
+from convtool import vocab
 from convtool.cli._params import (
-    BORDERS,
-    MAPS,
     FiniteFloatParam,
     PaddingParam,
     PairParam,
@@ -22,10 +21,6 @@ from convtool.cli._reporting import ApplyReporter
 from convtool.cli._scale import check as _check_scale
 from convtool.cli._scale import run_batch as _run_batch
 from convtool.cli._scale import scheduler_option, tile_option
-
-COLORS = ("channels", "gray", "sum")
-COMBINES = ("magnitude", "max", "sum")
-
 
 # ------------------------------------------------------------------ the command
 
@@ -51,18 +46,17 @@ COMBINES = ("magnitude", "max", "sum")
 )
 @click.option(
     "--color",
-    type=click.Choice(COLORS),
+    type=click.Choice(vocab.COLORS),
     help="Colour handling for 2-D kernels: "
     "each channel (channels, default), ITU-R 601 luma first (gray), or one map "
     "summed over the channels (sum).",
 )
 @click.option(
     "--border",
-    type=click.Choice(BORDERS),
+    type=click.Choice(vocab.BORDERS),
     default="zero",
     show_default=True,
-    help="Outside the picture: zeros, reflect (dcba|abcd), mirror (dcb|abcd), "
-    "replicate (aaaa|abcd) or wrap.",
+    help=vocab.BORDER_HELP,
 )
 @click.option(
     "--padding",
@@ -101,18 +95,18 @@ COMBINES = ("magnitude", "max", "sum")
 @click.option(
     "--map",
     "value_map",
-    type=click.Choice(MAPS),
+    type=click.Choice(vocab.MAPS),
     help="Values outside [0, 1]: clip (default for 8/16-bit outputs), abs, normalize "
     "(min..max to 0..1) or offset (+0.5). Float outputs are raw unless given.",
 )
 @click.option(
     "--combine",
-    type=click.Choice(COMBINES),
+    type=click.Choice(vocab.COMBINES),
     help="Several kernels into one picture: sqrt of the sum of squares, max, or sum.",
 )
 @click.option(
     "--depth",
-    type=click.Choice(["8", "16", "32"]),
+    type=click.Choice(vocab.DEPTHS),
     help="Bits per sample of PNG/TIFF outputs (32: float TIFF). Default: the input's.",
 )
 @click.option(

@@ -7,8 +7,6 @@ from typing import Any
 
 import click
 
-from convtool.vocab import BORDERS, MAPS  # noqa: F401  (the choices apply and pipeline offer)
-
 CLIP_NOTE_SHARE = 0.05  # tell the user when clipping changed at least this share of pixels
 
 

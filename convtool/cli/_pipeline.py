@@ -7,9 +7,8 @@ import sys
 
 import click
 
+from convtool import vocab
 from convtool.cli._params import (
-    BORDERS,
-    MAPS,
     FiniteFloatParam,
     PaddingParam,
     PairParam,
@@ -19,10 +18,6 @@ from convtool.cli._pictures import check_stdout, planning, read_stdin
 from convtool.cli._reporting import PipelineReporter
 from convtool.cli._scale import check_scheduler, scheduler_option
 from convtool.cli._scale import run_batch as _run_batch
-
-COLORS = ("sum", "gray")
-CMAPS = ("viridis", "diverging", "gray")
-
 
 # ------------------------------------------------------------------ the command
 
@@ -77,7 +72,7 @@ STAGE_HELP = (
 )
 @click.option(
     "--color",
-    type=click.Choice(COLORS),
+    type=click.Choice(vocab.PIPELINE_COLORS),
     default="sum",
     show_default=True,
     help="Colour pictures: keep the channels, 2-D kernels summing over them (the chapter's "
@@ -101,7 +96,7 @@ STAGE_HELP = (
 )
 @click.option(
     "--border",
-    type=click.Choice(BORDERS),
+    type=click.Choice(vocab.BORDERS),
     default="zero",
     show_default=True,
     help="Outside the picture, where a conv stage does not give border= (as apply's).",
@@ -119,19 +114,17 @@ STAGE_HELP = (
 @click.option(
     "--map",
     "value_map",
-    type=click.Choice(MAPS),
+    type=click.Choice(vocab.MAPS),
     help="-o pictures: values outside [0, 1] as apply maps them: clip (default), abs, "
     "normalize or offset. .npy stays raw unless given.",
 )
-@click.option(
-    "--depth", type=click.Choice(["8", "16", "32"]), help="Bits per sample of -o PNG/TIFF."
-)
+@click.option("--depth", type=click.Choice(vocab.DEPTHS), help="Bits per sample of -o PNG/TIFF.")
 @click.option(
     "--format", "fmt", metavar="EXT", help="Format of -o for folders and '-': png, tif, npy, ..."
 )
 @click.option(
     "--cmap",
-    type=click.Choice(CMAPS),
+    type=click.Choice(vocab.CMAPS),
     default="viridis",
     show_default=True,
     help="Colour map of drawn maps: viridis (as the chapter), diverging (0 white, negative "

@@ -1,35 +1,39 @@
-"""Pictures as arrays: colour handling, correlation with borders, value maps."""
+"""Pictures as arrays: colour handling, correlation with borders, value maps, tile geometry.
+
+The names these functions take (borders, colour modes, maps, combining) are
+:mod:`convtool.vocab`'s.
+"""
 
 from convtool.filtering.colour import to_gray
 from convtool.filtering.correlate import (
-    BORDERS,
-    CLIP_TOLERANCE,
-    COLORS,
-    COMBINES,
-    MAPS,
     Prepared,
-    clipped_share,
     combine,
     correlate,
-    map_values,
     prepare_kernel,
     resample_alpha,
+)
+from convtool.filtering.values import (
+    CLIP_TOLERANCE,
+    clipped_share,
+    finite_stats,
+    map_values,
+    pixels_inside,
+    shift_values,
     stats,
 )
 
 __all__ = [
-    "BORDERS",
     "CLIP_TOLERANCE",
-    "COLORS",
-    "COMBINES",
-    "MAPS",
     "Prepared",
     "clipped_share",
     "combine",
     "correlate",
+    "finite_stats",
     "map_values",
+    "pixels_inside",
     "prepare_kernel",
     "resample_alpha",
+    "shift_values",
     "stats",
     "to_gray",
 ]

@@ -1,21 +1,14 @@
 """Filtering pictures: border modes, colour handling, value mapping, several kernels.
 
 The array-level logic of ``convtool apply``, usable without a terminal. Pictures
-are (H, W) grey or (H, W, C) colour float arrays, as :func:`convtool.io.read_image`
+are (H, W) grey or (H, W, C) colour float arrays, as :func:`convtool.imaging.read_image`
 gives them; results are float32 in the same layout. Kernels are applied as
 cross-correlations (``flip=True`` in :func:`prepare_kernel` for the mathematical
 convolution), through :func:`convtool.ops.conv2d`.
 
-Borders (what lies outside the picture), for a row ``a b c d``:
-
-============  ===============  ====================================================
-``zero``      ``0 0 | a b c d``   the chapter's and torch's zero padding (the default)
-``reflect``   ``b a | a b c d``   edge pixel repeated: scipy's reflect, numpy's symmetric
-``mirror``    ``c b | a b c d``   edge not repeated: scipy's mirror, OpenCV's default,
-                                  torch's and numpy's reflect
-``replicate`` ``a a | a b c d``   scipy's nearest, OpenCV's BORDER_REPLICATE
-``wrap``      ``c d | a b c d``   periodic, scipy's wrap
-============  ===============  ====================================================
+Borders (what lies outside the picture: zero, reflect, mirror, replicate, wrap)
+are :mod:`convtool.vocab`'s, which shows each on a row; zeros are padded by the
+core without a copy, the others with numpy.pad.
 
 'same' padding gives ``ceil(size / stride)`` outputs; when a kernel side is even
 the padding total is odd and its extra row or column goes after (bottom, right),
@@ -35,38 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from convtool import ops
+from convtool import ops, vocab
 from convtool.filtering.colour import to_gray
 from convtool.shapes import PaddingSpec, as_pair, resolve_padding
 
-__all__ = [
-    "BORDERS",
-    "COLORS",
-    "COMBINES",
-    "MAPS",
-    "Prepared",
-    "clipped_share",
-    "combine",
-    "correlate",
-    "map_values",
-    "prepare_kernel",
-    "resample_alpha",
-    "stats",
-]
-
-# border name -> numpy.pad mode (zero padding is left to the core: no copy)
-BORDERS: dict[str, str | None] = {
-    "zero": None,
-    "reflect": "symmetric",
-    "mirror": "reflect",
-    "replicate": "edge",
-    "wrap": "wrap",
-}
-COLORS = ("channels", "gray", "sum")
-MAPS = ("clip", "abs", "normalize", "offset")
-COMBINES = ("magnitude", "max", "sum")
-# values within this of [0, 1] are float rounding, not clipping
-CLIP_TOLERANCE = 1e-6
+__all__ = ["Prepared", "combine", "correlate", "prepare_kernel", "resample_alpha"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,15 +109,14 @@ def _conv(
     engine: Any = None,
 ) -> np.ndarray:
     """conv2d of x (N, C, H, W) with w (O, C, kH, kW), the border as asked."""
-    mode = BORDERS[border]
-    if mode is None:
+    if border == "zero":  # the core pads with zeros itself: no padded copy
         return ops.conv2d(x, w, b, stride=stride, padding=padding, engine=engine)
     sh, sw = as_pair(stride, "stride")
     if sh < 1 or sw < 1:
         raise ValueError(f"stride must be at least 1, got {stride!r}")
     top, bottom, left, right = resolve_padding(padding, x.shape[2:], w.shape[2:], (sh, sw))
     if top or bottom or left or right:
-        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=mode)
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=vocab.pad_mode(border))
     return ops.conv2d(x, w, b, stride=(sh, sw), padding=0, engine=engine)
 
 
@@ -196,10 +161,8 @@ def correlate(
     [27.0, 36.0, 45.0]
     """
     prepared = kernel if isinstance(kernel, Prepared) else prepare_kernel(kernel)
-    if border not in BORDERS:
-        raise ValueError(f"border must be one of {', '.join(BORDERS)}; got {border!r}")
-    if color not in COLORS:
-        raise ValueError(f"color must be one of {', '.join(COLORS)}; got {color!r}")
+    vocab.check("border", border, vocab.BORDERS)
+    vocab.check("color", color, vocab.COLORS)
     w, bias = prepared.weights, prepared.bias
     x = _planes(data)
     channels = x.shape[0]
@@ -257,8 +220,7 @@ def combine(results: list[np.ndarray], how: str) -> np.ndarray:
     'magnitude' is sqrt(sum of squares) (the gradient magnitude of sobel_x and
     sobel_y), 'max' the largest value, 'sum' the sum, elementwise.
     """
-    if how not in COMBINES:
-        raise ValueError(f"combine must be one of {', '.join(COMBINES)}; got {how!r}")
+    vocab.check("combine", how, vocab.COMBINES)
     shapes = {r.shape for r in results}
     if len(shapes) != 1:
         raise ValueError(
@@ -275,69 +237,3 @@ def combine(results: list[np.ndarray], how: str) -> np.ndarray:
     if how == "max":
         return np.maximum.reduce(stack)
     return np.add.reduce(stack)
-
-
-def _range(y: np.ndarray) -> tuple[float, float]:
-    finite = np.isfinite(y)
-    if finite.all():
-        return float(y.min()), float(y.max())
-    if not finite.any():
-        return float("nan"), float("nan")
-    return float(y[finite].min()), float(y[finite].max())
-
-
-def stats(y: np.ndarray) -> tuple[float, float]:
-    """Smallest and largest finite value (NaN when there is none)."""
-    return _range(np.asarray(y))
-
-
-def clipped_share(y: np.ndarray) -> float:
-    """Share of pixels with a value outside [0, 1] in any channel (NaN counts as outside)."""
-    y = np.asarray(y)
-    inside = y >= -CLIP_TOLERANCE
-    inside &= y <= 1 + CLIP_TOLERANCE  # both False for NaN
-    if inside.ndim == 3:  # a pixel is inside when all its channels are
-        every = inside[:, :, 0].copy()
-        for c in range(1, inside.shape[2]):
-            every &= inside[:, :, c]
-        inside = every
-    return 1.0 - np.count_nonzero(inside) / max(inside.size, 1)
-
-
-def map_values(y: np.ndarray, how: str) -> tuple[np.ndarray, float]:
-    """Bring a raw result into [0, 1]; return it and the share of pixels that clipping changed.
-
-    'clip' cuts at 0 and 1 (as ImageMagick and OpenCV); 'abs' takes the absolute
-    value first; 'offset' adds 0.5 first (the emboss look, GIMP's offset); and
-    'normalize' stretches the finite min..max to 0..1 (as the chapter's figures;
-    a constant result becomes 0). A pixel counts as clipped when any of its
-    channels lay outside [0, 1] (NaN included; NaN becomes 0).
-
-    >>> m, share = map_values(np.array([[-1.0, 0.5], [2.0, 1.0]]), "clip")
-    >>> m.tolist(), share
-    ([[0.0, 0.5], [1.0, 1.0]], 0.5)
-    """
-    shifted = _shifted(y, how)
-    share = clipped_share(shifted)
-    fresh = shifted is not y and shifted.base is None  # ours to change in place
-    y = np.clip(shifted, 0.0, 1.0, out=shifted if fresh else None)
-    if share:
-        np.nan_to_num(y, copy=False, nan=0.0)
-    return y, share
-
-
-def _shifted(y: np.ndarray, how: str) -> np.ndarray:
-    """The result before clipping: |y|, y + 0.5, min..max stretched, or y itself ('clip')."""
-    if how not in MAPS:
-        raise ValueError(f"map must be one of {', '.join(MAPS)}; got {how!r}")
-    y = np.asarray(y, dtype=np.float32)
-    if how == "abs":
-        return np.abs(y)
-    if how == "offset":
-        return y + np.float32(0.5)
-    if how == "normalize":
-        lo, hi = _range(y)
-        if not hi > lo:
-            return np.zeros_like(y)
-        return (y - np.float32(lo)) * np.float32(1.0 / (hi - lo))
-    return y

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convtool.filtering.correlate import BORDERS, Prepared
+from convtool import vocab
+from convtool.filtering.correlate import Prepared
 from convtool.shapes import PaddingSpec, resolve_padding
 
 __all__ = [
@@ -90,13 +91,13 @@ class Axis:
         """Picture indices under the windows of outputs start:stop, and the zero padding
         (before, after) the core is to add around them (zero border only)."""
         first, last = start * self.s, (stop - 1) * self.s + self.k  # padded coordinates
-        if BORDERS[self.border] is None:
+        if self.border == "zero":
             lo, hi = first - self.before, last - self.before
             index = np.arange(max(lo, 0), min(hi, self.n))
             return index, max(0, -lo), max(0, hi - self.n)
         # the other borders: the whole picture is np.pad-ded; take its index map
         base = np.arange(self.n)
-        padded = np.pad(base, (self.before, self.after), mode=BORDERS[self.border])
+        padded = np.pad(base, (self.before, self.after), mode=vocab.pad_mode(self.border))
         return padded[first:last], 0, 0
 
     def anchors(self, start: int, stop: int) -> np.ndarray:

@@ -16,14 +16,14 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convtool import filtering, imaging
+from convtool import filtering, imaging, vocab
 from convtool.batch import apply_task, tiled
 from convtool.cli import cli
 from convtool.filtering import tiles
 from convtool.imaging.tiff import TiffSource, Unsupported
 from convtool.kernels import parse_kernel_spec
 
-BORDERS = list(filtering.BORDERS)
+BORDERS = list(vocab.BORDERS)
 SCIPY_MODES = {
     "zero": "constant",
     "reflect": "reflect",

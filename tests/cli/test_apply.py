@@ -610,14 +610,31 @@ def test_help_lists_the_naming_rules():
         assert text in result.output
 
 
-def test_the_command_offers_what_filters_knows():
-    from convtool import filtering
-    from convtool.cli import _apply
+def test_the_commands_offer_the_vocabulary():
+    import click
 
-    assert tuple(filtering.BORDERS) == _apply.BORDERS
-    assert _apply.COLORS == filtering.COLORS
-    assert _apply.MAPS == filtering.MAPS
-    assert _apply.COMBINES == filtering.COMBINES
+    from convtool import vocab
+
+    offered = {
+        (name, p.name): tuple(p.type.choices)
+        for name, command in cli.commands.items()
+        for p in command.params
+        if isinstance(p.type, click.Choice)
+    }
+    assert offered == {
+        ("apply", "color"): vocab.COLORS,
+        ("apply", "border"): vocab.BORDERS,
+        ("apply", "value_map"): vocab.MAPS,
+        ("apply", "combine"): vocab.COMBINES,
+        ("apply", "depth"): vocab.DEPTHS,
+        ("pipeline", "color"): vocab.PIPELINE_COLORS,
+        ("pipeline", "border"): vocab.BORDERS,
+        ("pipeline", "value_map"): vocab.MAPS,
+        ("pipeline", "depth"): vocab.DEPTHS,
+        ("pipeline", "cmap"): vocab.CMAPS,
+        ("fit", "method"): vocab.METHODS,
+        ("fit", "border"): vocab.FIT_BORDERS,
+    }
 
 
 def test_help_does_not_load_numpy():

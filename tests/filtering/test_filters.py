@@ -9,7 +9,7 @@ import scipy.ndimage as ndi
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convtool import filtering
+from convtool import filtering, vocab
 from convtool.batch import apply_task
 from convtool.batch.outputs import output_depth
 from convtool.core import aot, engine
@@ -141,7 +141,7 @@ def test_colour_modes():
         filtering.correlate(x, k, color="gray"), scipy_correlate(to_gray(x), k, "zero"), atol=1e-5
     )
     gray = x[..., 0]  # a grey picture is the same in every mode
-    for color in filtering.COLORS:
+    for color in vocab.COLORS:
         np.testing.assert_allclose(
             filtering.correlate(gray, k, color=color), scipy_correlate(gray, k, "zero"), atol=1e-5
         )
