@@ -19,6 +19,16 @@ def one_line(error: BaseException, limit: int | None = None) -> str:
     return text
 
 
+def typed_line(error: BaseException) -> str:
+    """One line that names the error's type too, for errors nobody expected.
+
+    >>> typed_line(KeyError("x"))
+    "KeyError: 'x'"
+    """
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def same_file(a: str, b: str) -> bool:
     """Whether two paths name one file: the same file on disk, or (where either does
     not exist yet) the same absolute path."""

@@ -31,6 +31,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from convtool._shared import one_line
 from convtool.batch.outputs import Files, Layout
 
 __all__ = [
@@ -73,16 +74,12 @@ def connect(address: str, *, timeout: float = TIMEOUT, retries: int = RETRIES) -
     try:
         client = Client(address, timeout=timeout, set_as_default=False)
     except Exception as e:  # refused, timed out, not a scheduler: one line either way
-        raise ClusterError(f"cannot reach the Dask scheduler at {address}: {_line(e)}") from None
+        raise ClusterError(f"cannot reach the Dask scheduler at {address}: {one_line(e)}") from None
     try:
         yield client.get_executor(retries=retries, pure=False)
     finally:
         with contextlib.suppress(Exception):
             client.close()
-
-
-def _line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _probe(address: str, timeout: float) -> None:
@@ -98,11 +95,11 @@ def _probe(address: str, timeout: float) -> None:
             return
         host, port = parse_host_port(location)
     except (ValueError, TypeError) as e:
-        raise ClusterError(f"{address!r} is not a scheduler address ({_line(e)})") from None
+        raise ClusterError(f"{address!r} is not a scheduler address ({one_line(e)})") from None
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as e:
-        reason = e.strerror or _line(e)
+        reason = e.strerror or one_line(e)
         raise ClusterError(f"cannot reach the Dask scheduler at {address}: {reason}") from None
 
 

@@ -26,6 +26,8 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
+from convtool._shared import same_file
+
 __all__ = [
     "FORMAT_HINT",
     "Files",
@@ -41,7 +43,6 @@ __all__ = [
     "output_depth",
     "output_format",
     "refuse_existing",
-    "same_file",
     "stem",
     "unique_slugs",
     "written_since",
@@ -96,23 +97,15 @@ def stem(source: str) -> str:
 
 
 def _extension(source: str, image: Any, fmt: str | None) -> str:
-    from convtool.imaging import WRITE_EXTENSIONS
+    from convtool.imaging import WRITE_EXTENSIONS, extension_for, written_as
 
     if fmt is not None:
         return "." + fmt.lower().lstrip(".")
     if image is not None:  # standard input: what the bytes were
         kind = image.format.lower()
-        return {"jpeg": ".jpg", "tiff": ".tif", "gif": ".png"}.get(kind, "." + kind)
+        return extension_for(written_as(kind))
     ext = os.path.splitext(source)[1]
     return ext if ext.lower() in WRITE_EXTENSIONS else ".png"
-
-
-def same_file(a: str, b: str) -> bool:
-    """Whether two paths name one file (the same path, when either does not exist)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def is_folder(target: str, count: int) -> bool:
@@ -123,11 +116,11 @@ def is_folder(target: str, count: int) -> bool:
 
 def refuse_existing(paths: Iterable[str]) -> None:
     """Refuse to replace a file (ImageWriteError): the check before anything is written."""
-    from convtool.imaging import ImageWriteError
+    from convtool.imaging import exists_error
 
     for path in paths:
         if path != "-" and os.path.lexists(path):
-            raise ImageWriteError(f"{path} exists; pass --overwrite to replace it")
+            raise exists_error(path)
 
 
 class OutputClaims:
@@ -177,15 +170,12 @@ def output_format(path: str, fmt: str | None, read_as: str | None = None) -> str
     (GIF as PNG); None while that is not known. Raises ValueError for an
     unknown format or extension.
     """
-    from convtool.imaging import format_for
+    from convtool.imaging import format_for, format_named, written_as
 
     if fmt is not None:
-        return format_for(f"output.{fmt.lstrip('.')}", writing=True)
+        return format_named(fmt)
     if path == "-":
-        if read_as is None:
-            return None
-        kind = read_as.lower()
-        return {"gif": "png"}.get(kind, kind)
+        return None if read_as is None else written_as(read_as)
     return format_for(path, writing=True)
 
 
@@ -255,7 +245,7 @@ def _check_target(output: str | None, count: int, folder_mode: bool, fmt: str | 
         if os.path.exists(folder):
             raise PlanError(f"the folder of {output!r}, {folder!r}, is not a folder", "-o")
         raise PlanError(f"the folder of {output!r} does not exist; create it first", "-o")
-    from convtool.imaging import format_for
+    from convtool.imaging import format_for, format_named
 
     try:
         named = format_for(output, writing=True)
@@ -263,7 +253,7 @@ def _check_target(output: str | None, count: int, folder_mode: bool, fmt: str | 
         if fmt is None:
             raise PlanError(f"{e} (or give --format)", "-o") from None
         return
-    if fmt is not None and format_for(f"x.{fmt.lstrip('.')}", writing=True) != named:
+    if fmt is not None and format_named(fmt) != named:
         raise PlanError(f"--format {fmt} disagrees with -o {output}; give one of them")
 
 

@@ -40,6 +40,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from convtool._shared import one_line, typed_line
+
 if TYPE_CHECKING:
     import concurrent.futures as cf
 
@@ -91,15 +93,12 @@ class Report:
 
 def format_error(error: BaseException) -> str:
     """One line for an exception: its message, with the type for unexpected kinds."""
-    text = " ".join(str(error).split())
-    if not text:
-        return type(error).__name__
     kind = type(error)
     if issubclass(kind, OSError | ValueError | LookupError) or kind.__module__.startswith(
         "convtool"
     ):
-        return text
-    return f"{kind.__name__}: {text}"
+        return one_line(error)
+    return typed_line(error)
 
 
 def run_item(fn: Callable[[Any], Any], index: int, item: Any) -> Outcome:

@@ -14,6 +14,7 @@ import sys
 
 import click
 
+from convtool._shared import typed_line
 from convtool._version import __version__
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -95,10 +96,6 @@ def main(args: list[str] | None = None) -> None:
     except Exception as e:  # an unexpected failure: one line, not a traceback
         if _state["debug"]:
             raise
-        text = " ".join(str(e).split())
-        text = f"{type(e).__name__}: {text}" if text else type(e).__name__
-        click.echo(
-            f"convtool: error: {text} (run with --debug or CONVTOOL_DEBUG=1 for the traceback)",
-            err=True,
-        )
+        hint = "run with --debug or CONVTOOL_DEBUG=1 for the traceback"
+        click.echo(f"convtool: error: {typed_line(e)} ({hint})", err=True)
         sys.exit(1)

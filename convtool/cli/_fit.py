@@ -9,6 +9,7 @@ import sys
 import click
 
 from convtool import vocab
+from convtool._shared import same_file
 from convtool.cli._params import PairParam, max_pixels_limit, max_pixels_option
 
 
@@ -148,13 +149,6 @@ def _choose_method(method, lr, per_channel, grey) -> str:
     return method
 
 
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
-
-
 def _check_outputs(input_path, target_path, output, log_path, overwrite, per_channel) -> None:
     """Refuse, before the fit: a missing folder, writing over a picture read (even with
     --overwrite), one file given twice, an existing file, or a kind of kernel file not made."""
@@ -164,20 +158,20 @@ def _check_outputs(input_path, target_path, output, log_path, overwrite, per_cha
             problem = "is not a folder" if os.path.exists(folder) else "does not exist"
             raise click.BadParameter(f"the folder of {path}, {folder}, {problem}", param_hint=what)
         for source in (input_path, target_path):
-            if path and _same_file(path, source):
+            if path and same_file(path, source):
                 raise click.BadParameter(
                     f"{path} is an input; inputs are never written, choose another file",
                     param_hint=what,
                 )
-    if output and log_path and _same_file(output, log_path):
+    if output and log_path and same_file(output, log_path):
         raise click.BadParameter(
             f"{output} is given to --output and --log; choose two files", param_hint="--log"
         )
     for path, what in ((output, "--output"), (log_path, "--log")):
         if path and os.path.lexists(path) and not overwrite:
-            raise click.BadParameter(
-                f"{path} exists; pass --overwrite to replace it", param_hint=what
-            )
+            from convtool.imaging import exists_error
+
+            raise click.BadParameter(str(exists_error(path)), param_hint=what)
     if output:
         from convtool.kernels.files import WRITE_SUFFIXES
 

@@ -305,7 +305,9 @@ def load(*, build_missing: bool = True, announce: Any = None) -> Kernels | None:
                 os.utime(folder)  # in use: not to be pruned
             _state["error"] = None
     except Exception as e:  # any failure here only means: use the JIT
-        _state["error"] = " ".join(str(e).split()) or type(e).__name__
+        from convtool._shared import one_line  # here: the build runs this file as a script
+
+        _state["error"] = one_line(e)
     _state["tried"] = _state["tried"] or build_missing
     return _state["kernels"]
 
