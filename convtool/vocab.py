@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from convtool._shared import Param
+
 # Borders: what lies outside the picture, for a row ``a b c d``
 #   zero       0 0 | a b c d   the chapter's and torch's zero padding
 #   reflect    b a | a b c d   edge repeated: scipy's reflect, numpy's symmetric
@@ -73,3 +75,31 @@ def pad_mode(border: str) -> str:
     'reflect'
     """
     return _PAD_MODES[check("border", border, BORDERS)]
+
+
+# The command line's flags for the library's parameters: a library message names a
+# parameter (convtool._shared.Param); the command line shows it as its flag.
+FLAGS = {
+    "overwrite": "--overwrite",
+    "padding": "--padding",
+    "grey": "--grey",
+    "tol": "--tol",
+    "max_iter": "--max-iter",
+    "scale": "--scale",
+    "normalize": "--normalize",
+    "bias": "--bias",
+    "kernels": "-k",
+}
+
+
+def as_flag(param: Param) -> str:
+    """How the command line names ``param``: its flag, then the value unless True.
+
+    >>> as_flag(Param("padding", "same")), as_flag(Param("overwrite")), as_flag(Param("tol", 1e-7))
+    ('--padding same', '--overwrite', '--tol 1e-07')
+    """
+    flag = FLAGS[param.name]
+    if param.value is True:
+        return flag
+    value = f"{param.value:g}" if isinstance(param.value, float) else param.value
+    return f"{flag} {value}"

@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from convtool import vocab
 from convtool._shared import one_line, typed_line
 
 if TYPE_CHECKING:
@@ -97,8 +98,8 @@ def format_error(error: BaseException) -> str:
     if issubclass(kind, OSError | ValueError | LookupError) or kind.__module__.startswith(
         "convtool"
     ):
-        return one_line(error)
-    return typed_line(error)
+        return one_line(error, spell=vocab.as_flag)
+    return typed_line(error, vocab.as_flag)
 
 
 def run_item(fn: Callable[[Any], Any], index: int, item: Any) -> Outcome:

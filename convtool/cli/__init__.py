@@ -14,6 +14,7 @@ import sys
 
 import click
 
+from convtool import vocab
 from convtool._shared import typed_line
 from convtool._version import __version__
 
@@ -97,5 +98,5 @@ def main(args: list[str] | None = None) -> None:
         if _state["debug"]:
             raise
         hint = "run with --debug or CONVTOOL_DEBUG=1 for the traceback"
-        click.echo(f"convtool: error: {typed_line(e)} ({hint})", err=True)
+        click.echo(f"convtool: error: {typed_line(e, vocab.as_flag)} ({hint})", err=True)
         sys.exit(1)

@@ -15,6 +15,7 @@ from convtool.cli._params import (
     PaddingParam,
     PairParam,
     max_pixels_option,
+    said,
 )
 from convtool.cli._pictures import check_stdout, planning, read_stdin
 from convtool.cli._reporting import ApplyReporter
@@ -342,7 +343,7 @@ def _prepared_kernels(specs, bias, normalize, scale, flip) -> list[Any]:
         try:
             parsed = parse_kernel_spec(spec)
         except KernelSpecError as e:
-            raise click.BadParameter(str(e), param_hint="'-k'") from None
+            raise click.BadParameter(said(e), param_hint="'-k'") from None
         kernels.append(
             filtering.prepare_kernel(
                 parsed.weights,

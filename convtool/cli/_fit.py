@@ -10,7 +10,7 @@ import click
 
 from convtool import vocab
 from convtool._shared import same_file
-from convtool.cli._params import PairParam, max_pixels_limit, max_pixels_option
+from convtool.cli._params import PairParam, max_pixels_limit, max_pixels_option, said
 
 
 class _StepParam(click.ParamType):
@@ -126,7 +126,7 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
 
         click.echo(json.dumps(report.fit_record(result, matches, comparison)))
     else:
-        click.echo(report.report_text(result, matches, comparison))
+        click.echo(report.report_text(result, matches, comparison, spell=vocab.as_flag))
     for note in pair.notes + list(result.notes):
         click.echo(f"note: {note}", err=True)
     if not result.converged:
@@ -171,7 +171,7 @@ def _check_outputs(input_path, target_path, output, log_path, overwrite, per_cha
         if path and os.path.lexists(path) and not overwrite:
             from convtool.imaging import exists_error
 
-            raise click.BadParameter(str(exists_error(path)), param_hint=what)
+            raise click.BadParameter(said(exists_error(path)), param_hint=what)
     if output:
         from convtool.kernels.files import WRITE_SUFFIXES
 
@@ -190,7 +190,7 @@ def _reference(spec: str):
     try:
         return parse_kernel_spec(spec)
     except KernelSpecError as e:
-        raise click.BadParameter(str(e), param_hint="--compare") from None
+        raise click.BadParameter(said(e), param_hint="--compare") from None
 
 
 def _read_pair(imaging, input_path, target_path, grey, keep_clipped, max_pixels):
@@ -202,7 +202,7 @@ def _read_pair(imaging, input_path, target_path, grey, keep_clipped, max_pixels)
         source = imaging.read_image(input_path, max_pixels=limit)
         target = imaging.read_image(target_path, max_pixels=limit)
     except imaging.ImageReadError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(said(e)) from None
     with _fit_errors():
         return prepare_pair(
             source.data, target.data, target_bit_depth=target.bit_depth, grey=grey,
@@ -218,9 +218,9 @@ def _fit_errors():
     try:
         yield
     except ShapeError as e:
-        raise click.UsageError(str(e)) from None
+        raise click.UsageError(said(e)) from None
     except FitError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(said(e)) from None
 
 
 def _stderr_is_terminal() -> bool:
@@ -268,7 +268,7 @@ def _write_kernel(imaging, path, result, overwrite) -> None:
             write_bytes=imaging.atomic_write_bytes,
         )  # fmt: skip
     except imaging.ImageWriteError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(said(e)) from None
     if result.bias is not None and os.path.splitext(path)[1].lower() == ".npy":
         click.echo(f"note: {path} holds the kernel only; .json keeps the bias too", err=True)
 
@@ -277,4 +277,4 @@ def _write_text(imaging, path, text, overwrite) -> None:
     try:
         imaging.atomic_write_bytes(path, text.encode(), overwrite=overwrite)
     except imaging.ImageWriteError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(said(e)) from None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from convtool.cli._params import said
+
 
 @click.command()
 @click.argument("specs", nargs=-1, metavar="[SPEC]...")
@@ -59,7 +61,7 @@ def _parse(spec: str):
     try:
         return parse_kernel_spec(spec)
     except KernelSpecError as e:
-        raise click.BadParameter(str(e), param_hint="SPEC") from None
+        raise click.BadParameter(said(e), param_hint="SPEC") from None
 
 
 def _describe(k) -> tuple[tuple[str, ...], str]:

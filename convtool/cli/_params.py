@@ -7,6 +7,15 @@ from typing import Any
 
 import click
 
+from convtool import vocab
+from convtool._shared import message
+
+
+def said(error: BaseException) -> str:
+    """A library error as the command line says it: the parameters it names as flags."""
+    return message(error, vocab.as_flag)
+
+
 CLIP_NOTE_SHARE = 0.05  # tell the user when clipping changed at least this share of pixels
 
 
@@ -27,7 +36,7 @@ class PairParam(click.ParamType):
         try:
             return parse_pair(str(value), what, self.minimum)
         except ValueError as e:
-            self.fail(str(e), param, ctx)
+            self.fail(said(e), param, ctx)
 
 
 class PaddingParam(click.ParamType):
@@ -41,7 +50,7 @@ class PaddingParam(click.ParamType):
         try:
             return parse_padding(value)
         except ValueError as e:
-            self.fail(str(e), param, ctx)
+            self.fail(said(e), param, ctx)
 
 
 class FiniteFloatParam(click.ParamType):

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from convtool.cli._params import max_pixels_limit
+from convtool.cli._params import max_pixels_limit, said
 
 
 @contextlib.contextmanager
@@ -23,8 +23,8 @@ def planning() -> Iterator[None]:
         yield
     except PlanError as e:
         if e.option is None:
-            raise click.UsageError(str(e)) from None
-        raise click.BadParameter(str(e), param_hint=f"'{e.option}'") from None
+            raise click.UsageError(said(e)) from None
+        raise click.BadParameter(said(e), param_hint=f"'{e.option}'") from None
 
 
 def check_stdout(output: str | None, as_json: bool) -> None:
@@ -47,4 +47,4 @@ def read_stdin(max_pixels: int | None) -> Any:
     try:
         return imaging.read_image("-", max_pixels=max_pixels_limit(max_pixels))
     except imaging.ImageReadError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(said(e)) from None

@@ -13,6 +13,7 @@ from convtool.cli._params import (
     PaddingParam,
     PairParam,
     max_pixels_option,
+    said,
 )
 from convtool.cli._pictures import check_stdout, planning, read_stdin
 from convtool.cli._reporting import PipelineReporter
@@ -312,7 +313,7 @@ def _stages(specs, stage_specs, stride, padding, border, flip, bias, normalize, 
         try:
             kernels.append(parse_kernel_spec(spec))
         except KernelSpecError as e:
-            raise click.BadParameter(str(e), param_hint="'-k'") from None
+            raise click.BadParameter(said(e), param_hint="'-k'") from None
     if not kernels and not stage_specs:
         raise click.UsageError(
             "nothing to run: give a kernel (-k sobel_x runs conv -> relu -> maxpool:2) or --stage"
@@ -321,7 +322,8 @@ def _stages(specs, stage_specs, stride, padding, border, flip, bias, normalize, 
     try:
         stages = pl.parse_stages(stage_specs, kernels=kernels, defaults=defaults)
     except pl.StageError as e:
-        raise click.BadParameter(str(e), param_hint=f"'{e.option or '--stage'}'") from None
+        flag = "--stage" if e.option is None else vocab.FLAGS[e.option]
+        raise click.BadParameter(said(e), param_hint=f"'{flag}'") from None
     if kernels and not any(s.shared for s in stages):
         raise click.BadParameter(
             "every conv stage names its own kernels, so these would go unused; "

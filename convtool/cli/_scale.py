@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from convtool.cli._params import said
+
 if TYPE_CHECKING:
     from convtool.batch.outputs import Layout
 
@@ -64,7 +66,7 @@ def check(
         try:
             check_tile(tile, kernels, padding)
         except TileError as e:
-            raise bad(str(e)) from None
+            raise bad(said(e)) from None
         if "-" in inputs:
             raise bad("tiles are read from TIFF files, not from standard input")
         for task in tasks:
@@ -170,4 +172,4 @@ def _connected(scheduler: str) -> Iterator[Any]:
         with cluster.connect(scheduler) as pool:
             yield pool
     except cluster.ClusterError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(said(e)) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from convtool.cli._params import PaddingParam, PairParam
+from convtool.cli._params import PaddingParam, PairParam, said
 
 
 def _dims_text(values, square: bool) -> str:
@@ -37,13 +37,13 @@ def _shape_chain(dims: tuple, specs: tuple, as_json: bool) -> None:
         try:
             layers.append(shapes.parse_layer(spec))
         except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="LAYER") from None
+            raise click.BadParameter(said(e), param_hint="LAYER") from None
     if len(dims) == 2:
         dims = (1, *dims)
     try:
         result = shapes.summary(dims, layers)
     except ValueError as e:
-        raise click.UsageError(str(e)) from None
+        raise click.UsageError(said(e)) from None
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -84,7 +84,7 @@ def _shape_solve(dims, kernel, stride, dilation, target, square, as_json) -> Non
         try:
             sols.append(shapes.solve_padding(dims[i], kernel[i], stride[i], dilation[i], goal[i]))
         except ValueError as e:
-            raise click.UsageError(str(e) if square else f"{axis}: {e}") from None
+            raise click.UsageError(said(e) if square else f"{axis}: {e}") from None
     symmetric = all(sol.symmetric is not None for sol in sols)
     if as_json:
         h, w = sols
@@ -193,7 +193,7 @@ def shape(
     try:
         dims = shapes.parse_dims(input_shape)
     except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="INPUT") from None
+        raise click.BadParameter(said(e), param_hint="INPUT") from None
     one_layer = {
         "-k": kernel, "-s": stride, "-p": padding, "-d": dilation,
         "--pool": pool, "--ceil": ceil, "--keep": keep, "--target": target,
@@ -252,7 +252,7 @@ def _shape_layer(dims, kernel, stride, padding, dilation, pool, ceil, square, as
     try:
         top, bottom, left, right = shapes.resolve_padding(padding, dims, kernel, stride, dilation)
     except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="'-p' / '--padding'") from None
+        raise click.BadParameter(said(e), param_hint="'-p' / '--padding'") from None
     out, rest = [], []
     before, after = (top, left), (bottom, right)
     for i, axis in enumerate(("height", "width")):
@@ -264,7 +264,7 @@ def _shape_layer(dims, kernel, stride, padding, dilation, pool, ceil, square, as
                 out.append(shapes.output_size_padded(n, k, s, before[i], after[i], d))
             rest.append(shapes.leftover(n, k, s, before[i], after[i], d, ceil))
         except ValueError as e:
-            raise click.UsageError(str(e) if square else f"{axis}: {e}") from None
+            raise click.UsageError(said(e) if square else f"{axis}: {e}") from None
     if as_json:
         click.echo(json.dumps({"height": out[0], "width": out[1]}))
     else:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from convtool import ops, vocab
+from convtool._shared import Param, naming
 from convtool.filtering.colour import to_gray
 from convtool.shapes import PaddingSpec, as_pair, resolve_padding
 
@@ -223,11 +224,10 @@ def combine(results: list[np.ndarray], how: str) -> np.ndarray:
     vocab.check("combine", how, vocab.COMBINES)
     shapes = {r.shape for r in results}
     if len(shapes) != 1:
-        raise ValueError(
-            "kernels give results of different shapes "
-            f"({', '.join('x'.join(map(str, s)) for s in sorted(shapes))}); "
-            "combining needs one shape: use --padding same"
-        )
+        sizes = ", ".join("x".join(map(str, s)) for s in sorted(shapes))
+        template = "kernels give results of different shapes ({sizes}); combining needs one "
+        template += "shape: use {padding}"
+        raise naming(ValueError(), template, sizes=sizes, padding=Param("padding", "same"))
     stack = [np.asarray(r, dtype=np.float32) for r in results]
     if how == "magnitude":
         total = np.zeros_like(stack[0])

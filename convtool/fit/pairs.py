@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from convtool._shared import Param, naming
 from convtool.filtering import to_gray
 from convtool.fit.prep import FitError, ShapeError
 
@@ -69,9 +70,10 @@ def prepare_pair(
     notes = []
     if y.ndim == 3 and x.ndim == 2 and not grey:
         if not np.array_equal(y, y[:, :, :1].repeat(y.shape[2], axis=2)):
-            raise ShapeError(
-                f"{target_name} is in colour but {input_name} is grey; give --grey to fit on "
-                "grey versions of both"
+            template = "{target} is in colour but {input} is grey; give {grey} to fit on grey "
+            template += "versions of both"
+            raise naming(
+                ShapeError(), template, target=target_name, input=input_name, grey=Param("grey")
             )
         y = y[:, :, 0]
     if x.ndim == 3 and (grey or y.ndim == 2):

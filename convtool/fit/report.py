@@ -6,10 +6,12 @@ the named kernel it matches (:func:`match_channels`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from convtool._shared import Param
 from convtool.fit.match import KernelMatch, describe_match, match_kernel
 from convtool.fit.result import FitResult
 
@@ -75,8 +77,18 @@ def loss_curve_csv(result: FitResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report_text(r: FitResult, matches: list[KernelMatch | None], comparison: dict | None) -> str:
-    """The report of a fit for people: each kernel, its bias and match, then how it went."""
+def report_text(
+    r: FitResult,
+    matches: list[KernelMatch | None],
+    comparison: dict | None,
+    *,
+    spell: Callable[[Param], str] = Param.as_keyword,
+) -> str:
+    """The report of a fit for people: each kernel, its bias and match, then how it went.
+
+    ``spell`` writes the parameters the report names (``tol``, ``max_iter``): Python
+    keywords by default; the command line passes its flags.
+    """
     kh, kw = r.size
     how = {"lstsq": "direct least squares", "cg": "conjugate gradient"}.get(r.method, "")
     if r.method == "gd":
@@ -92,7 +104,7 @@ def report_text(r: FitResult, matches: list[KernelMatch | None], comparison: dic
         lines.append(_matrix(k))
         lines.append(f"bias        {'none' if b is None else f'{b:.6g}'}")
         lines.append(_match_line(m, b))
-    lines.append(f"iterations  {r.iterations} ({_stop_text(r)})")
+    lines.append(f"iterations  {r.iterations} ({_stop_text(r, spell)})")
     best = f" (the least any {kh}x{kw} kernel reaches: {r.loss_min:.3g})" if r.loss_min > 0 else ""
     lines.append(f"loss        {r.loss:.4g}{best}")
     psnr = "exact" if r.psnr == float("inf") else f"{r.psnr:.2f} dB"
@@ -123,12 +135,13 @@ def _compare_line(comparison: dict) -> str:
     return f"compare     {comparison['name']}: {verdict} ({detail})"
 
 
-def _stop_text(r: FitResult) -> str:
+def _stop_text(r: FitResult, spell: Callable[[Param], str]) -> str:
+    tol = spell(Param("tol", float(r.tol)))
     if r.stopped == "tol":
-        return f"converged: loss below --tol {r.tol:g}"
+        return f"converged: loss below {tol}"
     if r.stopped == "minimum":
         return "converged: at the least-squares minimum"
-    return f"NOT converged: stopped at --max-iter {r.max_iter}, loss above --tol {r.tol:g}"
+    return f"NOT converged: stopped at {spell(Param('max_iter', r.max_iter))}, loss above {tol}"
 
 
 def _number(v: float, decimals: int) -> str:

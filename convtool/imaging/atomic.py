@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from typing import IO
 
+from convtool._shared import Param, naming
 from convtool.imaging.errors import ImageWriteError, one_line
 
 __all__ = [
@@ -51,8 +52,10 @@ def temporary_target(entry: str) -> str | None:
 
 
 def exists_error(target: str) -> ImageWriteError:
-    """The refusal to replace an existing ``target`` without ``overwrite``."""
-    return ImageWriteError(f"{target} exists; pass --overwrite to replace it")
+    """The refusal to replace an existing ``target`` without ``overwrite`` (a message
+    naming the parameter: see :func:`convtool._shared.naming`)."""
+    template = "{target} exists; pass {overwrite} to replace it"
+    return naming(ImageWriteError(), template, target=target, overwrite=Param("overwrite"))
 
 
 @contextlib.contextmanager

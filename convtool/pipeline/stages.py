@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from convtool import vocab
+from convtool._shared import Param, naming
 from convtool.filtering import Prepared, prepare_kernel
 from convtool.kernels import KernelSpec, KernelSpecError, parse_kernel_spec
 from convtool.shapes import PaddingSpec, parse_padding, parse_pair
@@ -60,8 +61,9 @@ _WORD = re.compile(r"\s*[A-Za-z_][A-Za-z_0-9]*\s*\Z")
 class StageError(ValueError):
     """A stage that cannot be parsed or run; the message is one line naming the stage.
 
-    ``option`` names the command-line option to blame when the problem comes from
-    one (``--scale``, ``--bias``, ``--normalize``, ``-k``) rather than the stage's text.
+    ``option`` names the parameter to blame when the problem comes from one of the
+    chain's defaults (``scale``, ``bias``, ``normalize``, ``kernels``) rather than the
+    stage's text; the command line shows it as its flag (see :mod:`convtool.vocab`).
     """
 
     def __init__(self, message: str, option: str | None = None) -> None:
@@ -288,50 +290,63 @@ def _conv_stage(raw, head, fields, kernels, defaults: ConvDefaults) -> Stage:
     )
 
 
-def _check_float32(raw: str, kernel: Prepared, fields, defaults: ConvDefaults, shared) -> None:
+def _check_float32(
+    raw: str, kernel: Prepared, stage_fields, defaults: ConvDefaults, shared
+) -> None:
     """Maps are float32: refuse weights or a bias it cannot hold, naming what made them.
 
-    The StageError's option is the command-line option to blame, or None when the
-    stage's own text is (its message then names the stage).
+    The StageError's option is the parameter to blame, or None when the stage's own
+    text is (its message then names the stage).
     """
     limit = float(np.finfo(np.float32).max)
-    kernel_option = "-k" if shared else None
+    kernel_option = "kernels" if shared else None
     weights = np.abs(kernel.weights)
     peak = float(weights.max()) if np.isfinite(weights).all() else float("inf")
+    fields: dict[str, Any] = {"name": kernel.name, "limit": f"{limit:.3g}", "raw": repr(raw)}
     if peak > limit:
-        causes = []  # (what, its option)
-        scale = fields.get("scale", defaults.scale)
-        if scale != 1:
-            given = "scale" in fields
-            causes.append(
-                (f"scale={scale:g}", None) if given else (f"--scale {scale:g}", "--scale")
-            )
-        if fields.get("normalize", defaults.normalize):
-            given = "normalize" in fields
-            causes.append(("normalize", None) if given else ("--normalize", "--normalize"))
+        causes = _weight_causes(stage_fields, defaults)  # (what, its parameter)
+        fields["peak"] = f"{peak:.3g}"
         if causes:
-            what = " and ".join(c for c, _ in causes)
+            names = [f"{{cause{i}}}" for i in range(len(causes))]
+            fields.update({f"cause{i}": what for i, (what, _) in enumerate(causes)})
             verb = "makes" if len(causes) == 1 else "make"
-            text = f"{what} {verb} kernel {kernel.name} reach {peak:.3g}"
+            text = f"{' and '.join(names)} {verb} kernel {{name}} reach {{peak}}"
             blamed = {option for _, option in causes}
             option = blamed.pop() if len(blamed) == 1 else None
         else:
-            text, option = f"kernel {kernel.name} reaches {peak:.3g}", kernel_option
+            text, option = "kernel {name} reaches {peak}", kernel_option
         text += ","
     else:
         biases = np.ravel(np.asarray(kernel.bias if kernel.bias is not None else 0.0, np.float64))
         worst = float(biases[np.argmax(np.abs(biases))])
         if abs(worst) <= limit:
             return
-        value = f"{worst:g}"
-        if "bias" in fields:
-            text, option = f"bias={value} is", None
+        fields["value"] = f"{worst:g}"
+        if "bias" in stage_fields:
+            text, option = "bias={value} is", None
         elif defaults.bias is not None:
-            text, option = f"--bias {value} is", "--bias"
+            text, option, fields["value"] = "{value} is", "bias", Param("bias", worst)
         else:  # a kernel file's
-            text, option = f"the bias {value} of kernel {kernel.name} is", kernel_option
-    text = f"{text} beyond float32's {limit:.3g}"
-    raise StageError(text if option is not None else f"stage {raw!r}: {text}", option)
+            text, option = "the bias {value} of kernel {name} is", kernel_option
+    text = f"{text} beyond float32's {{limit}}"
+    template = text if option is not None else f"stage {{raw}}: {text}"
+    raise naming(StageError("", option), template, **fields)
+
+
+def _weight_causes(stage_fields: dict[str, Any], defaults: ConvDefaults) -> list[tuple[Any, Any]]:
+    """What scaled a kernel's weights: the stage's own options (text) or the command's
+    (parameters), each with the parameter to blame (None: the stage's text)."""
+    causes: list[tuple[Any, Any]] = []
+    scale = stage_fields.get("scale", defaults.scale)
+    if scale != 1:
+        if "scale" in stage_fields:
+            causes.append((f"scale={scale:g}", None))
+        else:
+            causes.append((Param("scale", float(scale)), "scale"))
+    if stage_fields.get("normalize", defaults.normalize):
+        given = "normalize" in stage_fields
+        causes.append(("normalize", None) if given else (Param("normalize"), "normalize"))
+    return causes
 
 
 def _pool_stage(raw: str, kind: str, head: str, fields: dict[str, Any]) -> Stage:

@@ -448,7 +448,7 @@ def test_a_pair_goes_grey_as_asked_or_as_the_target_is():
 
 def test_a_pair_that_cannot_be_fitted_is_refused():
     rgb = np.random.default_rng(2).random((6, 6, 3))
-    with pytest.raises(ShapeError, match=r"b\.png is in colour but a\.png is grey; give --grey"):
+    with pytest.raises(ShapeError, match=r"b\.png is in colour but a\.png is grey; give grey=True"):
         prepare_pair(rgb[:, :, 0], rgb, target_bit_depth=8, names=("a.png", "b.png"))
     with pytest.raises(ShapeError, match=r"\(6x6\) is larger than .* are the two swapped\?"):
         prepare_pair(rgb[:4, :4], rgb, target_bit_depth=8)

@@ -8,6 +8,8 @@ import stat
 import numpy as np
 import pytest
 
+from convtool import vocab
+from convtool._shared import message
 from convtool.imaging import (
     ImageWriteError,
     atomic_write,
@@ -21,7 +23,7 @@ from convtool.imaging.atomic import exists_error, temporary_name, temporary_targ
 def test_overwrite_refused_then_allowed(tmp_path):
     target = tmp_path / "o.png"
     target.write_bytes(b"old")
-    with pytest.raises(ImageWriteError, match=r"o\.png exists; pass --overwrite to replace it"):
+    with pytest.raises(ImageWriteError, match=r"o\.png exists; pass overwrite=True to replace it"):
         write_image(target, np.zeros((2, 2)))
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["o.png"]
     write_image(target, np.ones((2, 2)), overwrite=True)
@@ -134,4 +136,7 @@ def test_exists_error_is_the_refusal_atomic_write_gives(tmp_path):
     with pytest.raises(ImageWriteError) as e:
         atomic_write_bytes(tmp_path / "o.png", b"new")
     assert str(e.value) == str(exists_error(str(tmp_path / "o.png")))
-    assert str(exists_error("o.png")) == "o.png exists; pass --overwrite to replace it"
+    # the library names the parameter; the command line says it as its flag
+    assert str(exists_error("o.png")) == "o.png exists; pass overwrite=True to replace it"
+    said = message(exists_error("o.png"), vocab.as_flag)
+    assert said == "o.png exists; pass --overwrite to replace it"

@@ -402,21 +402,42 @@ def test_bad_specs_say_what_is_wrong(spec, needle):
     assert needle in message and "\n" not in message
 
 
-def test_float32_limits_blame_the_option_that_set_the_value():
+def test_float32_limits_blame_the_parameter_that_set_the_value():
+    from convtool import vocab
+    from convtool._shared import message
+
     limit = float(np.finfo(np.float32).max)
-    for defaults, kernels, option, words in [
-        (pl.ConvDefaults(scale=1e300), ["blur"], "--scale", "--scale 1e+300 makes kernel blur"),
-        (pl.ConvDefaults(bias=-1e39), ["blur"], "--bias", "--bias -1e+39 is beyond"),
-        (pl.ConvDefaults(), ["1e39"], "-k", "kernel custom reaches 1e+39"),
+    for defaults, kernels, option, words, flagged in [
+        (
+            pl.ConvDefaults(scale=1e300),
+            ["blur"],
+            "scale",
+            "scale=1e+300 makes kernel blur",
+            "--scale 1e+300 makes kernel blur",
+        ),
+        (
+            pl.ConvDefaults(bias=-1e39),
+            ["blur"],
+            "bias",
+            "bias=-1e+39 is beyond",
+            "--bias -1e+39 is beyond",
+        ),
+        (pl.ConvDefaults(), ["1e39"], "kernels", "kernel custom reaches 1e+39", None),
     ]:
         with pytest.raises(pl.StageError) as info:
             pl.parse_stages(["conv -> relu"], kernels=kernels, defaults=defaults)
+        # the library names the parameter; the command line says it as its flag
         assert info.value.option == option and str(info.value).startswith(words)
+        said = message(info.value, vocab.as_flag)
+        assert said.startswith(flagged or words), said
     # a stage's own value and an option together: the stage is named; float32's largest passes
     with pytest.raises(pl.StageError) as info:
         pl.parse_stage("conv:1,-0.999999,scale=1e33", defaults=pl.ConvDefaults(normalize=True))
     assert info.value.option is None
     assert str(info.value).startswith(
+        "stage 'conv:1,-0.999999,scale=1e33': scale=1e+33 and normalize=True"
+    )
+    assert message(info.value, vocab.as_flag).startswith(
         "stage 'conv:1,-0.999999,scale=1e33': scale=1e+33 and --normalize"
     )
     stage = pl.parse_stage(f"conv:1,scale={limit!r},bias={-limit!r}")
