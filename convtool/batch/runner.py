@@ -235,41 +235,75 @@ def run_batch(
     """
     started = time.perf_counter()
     report = Report(len(items))
-    pending: dict[int, Outcome] = {}
-    next_index = 0
-
-    def finish(outcome: Outcome) -> None:
-        nonlocal next_index
-        pending[outcome.index] = outcome
-        if on_progress is not None:
-            on_progress(len(report.outcomes) + len(pending), report.total, outcome)
-        while next_index in pending:
-            ready = pending.pop(next_index)
-            report.outcomes.append(ready)
-            next_index += 1
-            if on_outcome is not None:
-                on_outcome(ready)
-
+    order = _InOrder(report, on_outcome, on_progress)
     jobs = max(1, min(jobs, len(items)))
     if executor is None and jobs == 1:
         try:
             for index, item in enumerate(items):
-                finish(run_item(fn, index, item))
+                order.finish(run_item(fn, index, item))
         except KeyboardInterrupt:
             report.interrupted = True
-        report.elapsed = time.perf_counter() - started
-        return report
+    else:
+        pool = executor or _pool(jobs, start_method, initializer, initargs)
+        _run_pool(pool, items, fn, order, own_pool=executor is None)
+    report.elapsed = time.perf_counter() - started
+    return report
 
+
+class _InOrder:
+    """Hands outcomes on in the items' order while they end in any order."""
+
+    def __init__(
+        self,
+        report: Report,
+        on_outcome: Callable[[Outcome], None] | None,
+        on_progress: Callable[[int, int, Outcome], None] | None,
+    ) -> None:
+        self.report, self.on_outcome, self.on_progress = report, on_outcome, on_progress
+        self.pending: dict[int, Outcome] = {}
+        self.next_index = 0
+
+    def finish(self, outcome: Outcome) -> None:
+        """One item ended: report progress, then hand on every outcome now in order."""
+        self.pending[outcome.index] = outcome
+        if self.on_progress is not None:
+            self.on_progress(
+                len(self.report.outcomes) + len(self.pending), self.report.total, outcome
+            )
+        while self.next_index in self.pending:
+            self.hand_on(self.pending.pop(self.next_index))
+            self.next_index += 1
+
+    def seen(self, index: int) -> bool:
+        return index in self.pending or index < self.next_index
+
+    def hand_on(self, outcome: Outcome) -> None:
+        self.report.outcomes.append(outcome)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    def flush(self) -> None:
+        """After Ctrl-C: what finished, in order (gaps are items not done)."""
+        for index in sorted(self.pending):
+            self.hand_on(self.pending.pop(index))
+
+
+def _pool(jobs: int, start_method: str | None, initializer: Any, initargs: tuple) -> Any:
     import concurrent.futures as cf
     import multiprocessing
 
-    pool = executor
-    if pool is None:
-        context = multiprocessing.get_context(start_method or default_start_method())
-        pool = cf.ProcessPoolExecutor(
-            jobs, mp_context=context, initializer=_worker_init, initargs=(initializer, initargs)
-        )
-    call = _worker_run if executor is None else run_item
+    context = multiprocessing.get_context(start_method or default_start_method())
+    return cf.ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_worker_init, initargs=(initializer, initargs)
+    )
+
+
+def _run_pool(pool: Any, items: Sequence[Any], fn: Callable, order: _InOrder, own_pool: bool):
+    """Run the items on ``pool`` (shut down here when ``own_pool``), handing outcomes on."""
+    import concurrent.futures as cf
+
+    report = order.report
+    call = _worker_run if own_pool else run_item
     futures: dict[cf.Future, int] = {}
     try:
         for index, item in enumerate(items):
@@ -279,25 +313,19 @@ def run_batch(
                 outcome = future.result()
             except Exception as e:  # the pool broke (a worker died) or an item did not pickle
                 outcome = Outcome(futures[future], error=f"worker failed: {format_error(e)}")
-            finish(outcome)
+            order.finish(outcome)
     except KeyboardInterrupt:
         report.interrupted = True
         for future in futures:
             future.cancel()
-        if executor is None:
+        if own_pool:
             _stop(pool)
-        # report what finished before the interrupt, in order (gaps are items not done)
         for future, index in futures.items():
-            if index in pending or index < next_index or future.cancelled() or not future.done():
+            if order.seen(index) or future.cancelled() or not future.done():
                 continue
             if future.exception() is None and future.result().error != INTERRUPTED:
-                pending[index] = future.result()
-        for index in sorted(pending):
-            report.outcomes.append(pending.pop(index))
-            if on_outcome is not None:
-                on_outcome(report.outcomes[-1])
+                order.pending[index] = future.result()
+        order.flush()
     finally:
-        if executor is None and not report.interrupted:
+        if own_pool and not report.interrupted:
             pool.shutdown(wait=True)
-    report.elapsed = time.perf_counter() - started
-    return report

@@ -26,7 +26,51 @@ from convtool.cli._scale import scheduler_option, tile_option
 # ------------------------------------------------------------------ the command
 
 
-@click.command(context_settings={"max_content_width": 100})
+APPLY_HELP = """Filter pictures with named or custom kernels.
+
+INPUT is a picture (PNG, JPEG, TIFF, BMP, WebP, GIF; 8 or 16 bits; grey,
+RGB, RGBA, palette), a .npy float array (H, W) or (H, W, C), or - for
+standard input. Kernels correlate (no flip), as in the chapter and in
+OpenCV; alpha is carried through untouched.
+
+\b
+Output names:
+  one input, one result, -o FILE   FILE (its extension sets the format)
+  -o DIR/, an existing DIR, or     DIR/<stem>.<kernel>.<ext>
+    several inputs or kernels
+  no -o                            <input's folder>/<stem>.<kernel>.<ext>
+  --combine                        <stem>.<k1>+<k2>.<how>.<ext>
+<kernel> is the kernel's name made safe (gaussian:7,1.5 -> gaussian_7_1.5,
+sobel_x@90 -> sobel_x_r90, a file's stem, custom for inline); <ext> is
+--format's, else the input's (.png for GIF and standard input's PNG). DIR
+must exist. Existing files are kept unless --overwrite; an input is never
+written.
+
+\b
+Values: PNG and TIFF keep the input's depth (16-bit stays 16-bit), JPEG,
+BMP and WebP are 8-bit; values are clipped to [0, 1] unless --map says
+otherwise. .npy and --depth 32 TIFF keep the raw float32 result.
+For even kernel sizes, 'same' padding puts the extra row or column after
+(bottom, right), as torch; SciPy and OpenCV put it before.
+
+A picture that fails is reported on stderr and the others are still
+written (exit code 1 at the end); Ctrl-C leaves only whole files.
+
+\b
+Examples:
+  convtool apply photo.png -k sobel_x -o edges.png
+  convtool apply photo.png -k sobel_x -k sobel_y --combine magnitude -o mag.png
+  convtool apply a.png b.png photos/*.jpg -k blur -o outdir/ --jobs 4
+  convtool apply disc.png -k embossing --color gray --map offset -o emboss.png
+  convtool apply scan.tif -k "0,-1,0; -1,5,-1; 0,-1,0" --border replicate -o sharp.tif
+  convtool apply in.png -k gaussian:7 -o raw.npy        # raw float32, for convtool fit
+  cat in.png | convtool apply - -k sharpen -o - > out.png
+  convtool apply map.tif -k gaussian:7 -o out.tif --tile 1024  # larger than memory
+  convtool apply photos/*.jpg -k blur -o out/ --scheduler tcp://host:8786  # Dask
+"""
+
+
+@click.command(help=APPLY_HELP, context_settings={"max_content_width": 100})
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option(
     "-k",
@@ -156,48 +200,6 @@ def apply(
     tile,
     scheduler,
 ):
-    """Filter pictures with named or custom kernels.
-
-    INPUT is a picture (PNG, JPEG, TIFF, BMP, WebP, GIF; 8 or 16 bits; grey,
-    RGB, RGBA, palette), a .npy float array (H, W) or (H, W, C), or - for
-    standard input. Kernels correlate (no flip), as in the chapter and in
-    OpenCV; alpha is carried through untouched.
-
-    \b
-    Output names:
-      one input, one result, -o FILE   FILE (its extension sets the format)
-      -o DIR/, an existing DIR, or     DIR/<stem>.<kernel>.<ext>
-        several inputs or kernels
-      no -o                            <input's folder>/<stem>.<kernel>.<ext>
-      --combine                        <stem>.<k1>+<k2>.<how>.<ext>
-    <kernel> is the kernel's name made safe (gaussian:7,1.5 -> gaussian_7_1.5,
-    sobel_x@90 -> sobel_x_r90, a file's stem, custom for inline); <ext> is
-    --format's, else the input's (.png for GIF and standard input's PNG). DIR
-    must exist. Existing files are kept unless --overwrite; an input is never
-    written.
-
-    \b
-    Values: PNG and TIFF keep the input's depth (16-bit stays 16-bit), JPEG,
-    BMP and WebP are 8-bit; values are clipped to [0, 1] unless --map says
-    otherwise. .npy and --depth 32 TIFF keep the raw float32 result.
-    For even kernel sizes, 'same' padding puts the extra row or column after
-    (bottom, right), as torch; SciPy and OpenCV put it before.
-
-    A picture that fails is reported on stderr and the others are still
-    written (exit code 1 at the end); Ctrl-C leaves only whole files.
-
-    \b
-    Examples:
-      convtool apply photo.png -k sobel_x -o edges.png
-      convtool apply photo.png -k sobel_x -k sobel_y --combine magnitude -o mag.png
-      convtool apply a.png b.png photos/*.jpg -k blur -o outdir/ --jobs 4
-      convtool apply disc.png -k embossing --color gray --map offset -o emboss.png
-      convtool apply scan.tif -k "0,-1,0; -1,5,-1; 0,-1,0" --border replicate -o sharp.tif
-      convtool apply in.png -k gaussian:7 -o raw.npy        # raw float32, for convtool fit
-      cat in.png | convtool apply - -k sharpen -o - > out.png
-      convtool apply map.tif -k gaussian:7 -o out.tif --tile 1024  # larger than memory
-      convtool apply photos/*.jpg -k blur -o out/ --scheduler tcp://host:8786  # Dask
-    """
     if "numpy" not in sys.modules:
         # no linear algebra here: spare OpenBLAS's thread pool (~40 ms of start-up and
         # exit, and CPU the filter needs on a small machine)

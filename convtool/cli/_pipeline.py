@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -28,7 +29,63 @@ STAGE_HELP = (
 )
 
 
+PIPELINE_HELP = """Run conv -> relu -> pool on pictures, stage by stage, and draw every stage.
+
+INPUT is a picture (PNG, JPEG, TIFF, BMP, WebP, GIF), a .npy array, or -
+for standard input; alpha is left out. A stage's map is (C, H, W): a colour
+picture enters as 3 channels, and a 2-D kernel is applied to every channel
+and summed into one map (the chapter's 3-in, 1-out filter). A table shows
+each stage's spec, output shape, min, max and time.
+
+\b
+Stages (--stage, repeated for a chain, or several in one joined by ->):
+  conv[:KERNEL[+KERNEL...]][,s=S][,p=P][,border=B][,flip][,bias=B][,normalize][,scale=F]
+  relu
+  maxpool[:K][,s=S][,p=P][,ceil]
+  avgpool[:K][,s=S][,p=P][,ceil]
+KERNEL is any -k spec (convtool kernels); kernels joined by + give one map
+each, flowing on as channels; a (C_out, C_in, kH, kW) @FILE.npy takes C_in
+channels and gives C_out. A conv naming no kernel (conv, conv:p=same) takes
+the -k kernels. S and K are N or HxW. A conv's P is N, HxW, same or valid,
+a pool's N or HxW (at most half its window); a pool's window defaults to 2,
+its stride to its window; pools follow torch's max_pool2d and avg_pool2d
+(padding counts as zeros in an average). What a conv stage does not set
+comes from --padding (default valid), --stride, --border, --flip, --bias,
+--normalize and --scale. Without --stage: -k's kernels, then relu, then
+maxpool:2 with stride 2 (the chapter's figure 17-7).
+
+\b
+Outputs (each optional):
+  -o FILE            the last map: .npy raw, (H, W) or (C, H, W) float32;
+                     a picture (1 or 3 channels) mapped as apply maps it
+  --panel FIG.png    the source and every stage side by side (fig. 17-7);
+                     a stage with several maps gets a row per map
+  --grid FIG.png     every map of one stage in a grid (fig. 17-6)
+  --save-stages DIR  NN-KIND.npy and NN-KIND.png per stage, e.g.
+                     01-conv.npy, 01-conv.png; several maps: one
+                     NN-KIND.<kernel>.png each (DIR is created)
+Maps are drawn normalised for viewing (min..max, or 0-centred with
+--cmap diverging). With several inputs, -o, --panel and --grid name
+folders (DIR/<stem>.pipeline.<ext>, <stem>.panel.png, <stem>.grid.png)
+and stage files start with <stem>. Existing files are kept unless
+--overwrite; a picture that fails writes nothing.
+
+\b
+Examples:
+  convtool pipeline disc.png -k sobel_x -o pooled.png --panel fig.png
+  convtool pipeline disc.png --stage "conv:sobel_x -> relu -> maxpool:2" --save-stages st/
+  convtool pipeline disc.png --stage conv:sobel_x+sobel_y --stage relu \\
+      --stage avgpool:3,s=1 --panel fig.png
+  convtool pipeline scene.png --stage conv:blur,s=2 --stage conv:@w.npy,p=same -o out.npy
+  convtool pipeline disc.png --color gray --grid fig.png --stage \\
+      conv:sharpness+vertical_edge+surround+sobel_y+nothing+horizontal_edge+blur+sobel_x+embossing,p=1
+  convtool pipeline photos/*.png -k sobel_x --panel figs/ --jobs 2
+  convtool pipeline photos/*.png -k sobel_x --panel figs/ --scheduler tcp://host:8786
+"""
+
+
 @click.command(
+    help=PIPELINE_HELP,
     context_settings={"max_content_width": 100},
     short_help="Run conv -> relu -> pool, stage by stage.",
 )
@@ -192,71 +249,12 @@ def pipeline(
     max_pixels,
     scheduler,
 ):
-    """Run conv -> relu -> pool on pictures, stage by stage, and draw every stage.
-
-    INPUT is a picture (PNG, JPEG, TIFF, BMP, WebP, GIF), a .npy array, or -
-    for standard input; alpha is left out. A stage's map is (C, H, W): a colour
-    picture enters as 3 channels, and a 2-D kernel is applied to every channel
-    and summed into one map (the chapter's 3-in, 1-out filter). A table shows
-    each stage's spec, output shape, min, max and time.
-
-    \b
-    Stages (--stage, repeated for a chain, or several in one joined by ->):
-      conv[:KERNEL[+KERNEL...]][,s=S][,p=P][,border=B][,flip][,bias=B][,normalize][,scale=F]
-      relu
-      maxpool[:K][,s=S][,p=P][,ceil]
-      avgpool[:K][,s=S][,p=P][,ceil]
-    KERNEL is any -k spec (convtool kernels); kernels joined by + give one map
-    each, flowing on as channels; a (C_out, C_in, kH, kW) @FILE.npy takes C_in
-    channels and gives C_out. A conv naming no kernel (conv, conv:p=same) takes
-    the -k kernels. S and K are N or HxW. A conv's P is N, HxW, same or valid,
-    a pool's N or HxW (at most half its window); a pool's window defaults to 2,
-    its stride to its window; pools follow torch's max_pool2d and avg_pool2d
-    (padding counts as zeros in an average). What a conv stage does not set
-    comes from --padding (default valid), --stride, --border, --flip, --bias,
-    --normalize and --scale. Without --stage: -k's kernels, then relu, then
-    maxpool:2 with stride 2 (the chapter's figure 17-7).
-
-    \b
-    Outputs (each optional):
-      -o FILE            the last map: .npy raw, (H, W) or (C, H, W) float32;
-                         a picture (1 or 3 channels) mapped as apply maps it
-      --panel FIG.png    the source and every stage side by side (fig. 17-7);
-                         a stage with several maps gets a row per map
-      --grid FIG.png     every map of one stage in a grid (fig. 17-6)
-      --save-stages DIR  NN-KIND.npy and NN-KIND.png per stage, e.g.
-                         01-conv.npy, 01-conv.png; several maps: one
-                         NN-KIND.<kernel>.png each (DIR is created)
-    Maps are drawn normalised for viewing (min..max, or 0-centred with
-    --cmap diverging). With several inputs, -o, --panel and --grid name
-    folders (DIR/<stem>.pipeline.<ext>, <stem>.panel.png, <stem>.grid.png)
-    and stage files start with <stem>. Existing files are kept unless
-    --overwrite; a picture that fails writes nothing.
-
-    \b
-    Examples:
-      convtool pipeline disc.png -k sobel_x -o pooled.png --panel fig.png
-      convtool pipeline disc.png --stage "conv:sobel_x -> relu -> maxpool:2" --save-stages st/
-      convtool pipeline disc.png --stage conv:sobel_x+sobel_y --stage relu \\
-          --stage avgpool:3,s=1 --panel fig.png
-      convtool pipeline scene.png --stage conv:blur,s=2 --stage conv:@w.npy,p=same -o out.npy
-      convtool pipeline disc.png --color gray --grid fig.png --stage \\
-          conv:sharpness+vertical_edge+surround+sobel_y+nothing+horizontal_edge+blur+sobel_x+embossing,p=1
-      convtool pipeline photos/*.png -k sobel_x --panel figs/ --jobs 2
-      convtool pipeline photos/*.png -k sobel_x --panel figs/ --scheduler tcp://host:8786
-    """
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no linear algebra here
     from convtool.batch import pipeline_task as pj
 
     stages = _stages(specs, stage_specs, stride, padding, border, flip, bias, normalize, scale)
-    if grid_stage is not None:
-        if grid is None:
-            raise click.UsageError("--grid-stage chooses the stage --grid draws; give --grid")
-        if grid_stage > len(stages):
-            raise click.BadParameter(
-                f"{grid_stage}: the chain has {len(stages)} stage(s)", param_hint="'--grid-stage'"
-            )
+    _check_grid_stage(grid, grid_stage, len(stages))
     _check_usage(inputs, output, as_json, fmt, depth, value_map)
     _check_channels(stages, output, fmt)
     check_scheduler(scheduler, inputs, [output])
@@ -289,7 +287,22 @@ def pipeline(
     )
     reporter.clip_note(value_map is not None)
     reporter.nonfinite_warning()
-    total = len(tasks)
+    _finish(report, len(tasks))
+
+
+def _check_grid_stage(grid: str | None, grid_stage: int | None, stages: int) -> None:
+    if grid_stage is None:
+        return
+    if grid is None:
+        raise click.UsageError("--grid-stage chooses the stage --grid draws; give --grid")
+    if grid_stage > stages:
+        raise click.BadParameter(
+            f"{grid_stage}: the chain has {stages} stage(s)", param_hint="'--grid-stage'"
+        )
+
+
+def _finish(report: Any, total: int) -> None:
+    """The end of the run: interrupted (130), pictures failed (1), or done."""
     if report.interrupted:
         click.echo(
             f"convtool: interrupted after {report.done} of {total} picture(s); "
