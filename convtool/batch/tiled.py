@@ -105,6 +105,8 @@ def _filtered(
     rows, cols = axes
     ridx, rlo, rhi = rows.span(o0, o1)
     cidx, clo, chi = cols.span(p0, p1)
+    if not (ridx.size and cidx.size):  # every window lies on the zero padding
+        return _bias_only(source, kernel, (o1 - o0, p1 - p0), options, engine)
     data, _ = source.region(ridx, cidx)
     if options.border != "zero":  # the border's pixels are in the region
         return correlate(
@@ -116,6 +118,17 @@ def _filtered(
         data, kernel, color=options.color, padding=(ph, pw), stride=options.stride, engine=engine
     )
     return y[first_row : first_row + o1 - o0, first_col : first_col + p1 - p0]
+
+
+def _bias_only(
+    source: TiffSource, kernel: Prepared, size: tuple[int, int], options: Any, engine: Any
+) -> np.ndarray:
+    """A tile whose windows see zeros alone: the kernel's bias, as the core leaves it there
+    (the core skips zero padding); one pixel's result tells the channels."""
+    pixel, _ = source.region(np.arange(1), np.arange(1))
+    probe = correlate(pixel, kernel, color=options.color, padding="same", engine=engine)
+    bias = np.float32(0.0) if kernel.bias is None else np.asarray(kernel.bias, np.float32)
+    return np.ascontiguousarray(np.broadcast_to(bias, size + probe.shape[2:]), np.float32)
 
 
 @dataclass

@@ -181,6 +181,18 @@ def test_tiled_equals_whole(
     assert_same(*both(tmp_path, source, options, tile=tile))
 
 
+@pytest.mark.parametrize("bias", [None, 0.25])
+@pytest.mark.parametrize("shape", [(11, 1), (11, 1, 3), (1, 9, 3)])
+def test_a_tile_of_nothing_but_zero_padding_is_the_bias(tmp_path, shape, bias):
+    # padding 3 with stride 2 puts every output column (or row) of a 1-pixel-wide picture
+    # on the padding: the tile reads no pixel, and holds the bias alone, as the whole does
+    source = make_tiff(tmp_path / "in.tif", shape, bits=32, seed=3)
+    k = filtering.prepare_kernel(np.array([[-0.5]]), bias=bias)
+    stride = (1, 2) if shape[1] == 1 else (2, 1)
+    options = apply_task.Options(kernels=(k,), padding=3, stride=stride, depth=32)
+    assert_same(*both(tmp_path, source, options, tile=16))
+
+
 @pytest.mark.parametrize("stride", [(2, 2), (3, 2), (2, 3)])
 @pytest.mark.parametrize("size", [(6, 6), (8, 5), (4, 7)])
 def test_strides_with_uneven_padding(tmp_path, stride, size):
