@@ -231,7 +231,10 @@ def _run_tiled(source: Any, task: Task, options: Options, tile: int) -> list[dic
         imaging.check_pixel_count(source.width, source.height, options.max_pixels, source.path)
     if not tiled.fits(source, task, options):  # a kernel larger than the padded picture
         return _run_whole(task, options)  # its error
-    return tiled.run(source, task, options, tile)
+    needed = {k for out in task.outputs for k in out.kernels}
+    shape = (source.height, source.width) + ((source.channels,) if source.channels > 1 else ())
+    engine = engine_for(options, work_of(shape, options, needed))
+    return tiled.run(source, task, options, tile, engine)
 
 
 def _run_whole(task: Task, options: Options) -> list[dict[str, Any]]:

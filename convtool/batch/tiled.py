@@ -227,12 +227,9 @@ def fits(source: TiffSource, task: Any, options: Any) -> bool:
     return all(a.outputs >= 1 for k in needed for a in _axes(options.kernels[k], size, options))
 
 
-def run(source: TiffSource, task: Any, options: Any, tile: int) -> list[dict[str, Any]]:
+def run(
+    source: TiffSource, task: Any, options: Any, tile: int, engine: Any
+) -> list[dict[str, Any]]:
     """Filter ``source`` tile by tile into every output of ``task`` (apply_task's Task and
-    Options); one record per output, as the whole picture's."""
-    from convtool.batch import apply_task
-
-    needed = {k for out in task.outputs for k in out.kernels}
-    shape = (source.height, source.width) + ((source.channels,) if source.channels > 1 else ())
-    engine = apply_task.engine_for(options, apply_task.work_of(shape, options, needed))
+    Options) by ``engine``; one record per output, as the whole picture's."""
     return [_write(source, out, options, tile, engine) for out in task.outputs]
