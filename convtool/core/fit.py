@@ -75,12 +75,10 @@ def _fit_dots_row(g, t1, u, src, base, kw, b0, sw, w_out):
 
 
 @njit(inline="always")
-def _fit_row_moments(mo, x, n, i, y, mask, ym, sh, sw, kh, kw):
-    """Add output row (n, i)'s moments to mo; leaves ym = mask * y along the row."""
+def _fit_row_moments(mo, x, n, i, yrow, mrow, ym, sh, sw, kh, kw):
+    """Add output row (n, i)'s moments (target yrow, weights mrow) to mo; ym = mrow * yrow."""
     w_out = ym.shape[0]
     taps = kh * kw
-    mrow = mask[n, i]
-    yrow = y[n, i]
     sy = 0.0
     syy = 0.0
     sm = 0.0
@@ -232,11 +230,13 @@ def fit_gather(x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments):
         for q in range(t * rows // n_chunks, (t + 1) * rows // n_chunks):
             n = q // h_out
             i = q % h_out
-            _fit_row_moments(moments[t, n], x, n, i, y, mask, ym, sh, sw, kh, kw)
+            mrow = mask[n, i]
+            _fit_row_moments(moments[t, n], x, n, i, y[n, i], mrow, ym, sh, sw, kh, kw)
             if not toeplitz:
-                _fit_row_gram(gram[t, n], x, n, i, mask[n, i], u, sh, sw, kh, kw)
+                _fit_row_gram(gram[t, n], x, n, i, mrow, u, sh, sw, kh, kw)
     if not toeplitz:
         return
+    # the Toeplitz path: every input row's lagged products with the rows below it
     in_rows = n_img * height
     for t in prange(n_chunks):
         inner = np.zeros((n_img, kh * (2 * kw - 1), kw))
@@ -248,6 +248,7 @@ def fit_gather(x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments):
             _fit_row_lags(gram[t, n], inner[n], part, edge, x, n, r, h_out, w_out, kh, kw)
         for n in range(n_img):
             _fit_inner_to_gram(gram[t, n], inner[n], kh, kw)
+    # the lagged products counted every pixel: take the dropped ones out again
     n_drop = drop.shape[0]
     for t in prange(n_chunks):
         p = np.empty(kh * kw)
@@ -255,11 +256,12 @@ def fit_gather(x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments):
             _fit_take_out(gram[t, drop[k, 0]], p, x, drop[k, 0], drop[k, 1], drop[k, 2], kh, kw)
 
 
-# The iterations' arithmetic, one loop each. Helpers take only the arrays they touch
-# unconditionally: numba counts references to arrays passed in, and on paths it cannot
-# pair up (an array used under a branch, or across two loops) an atomic count is left
-# in every iteration, which costs more than a whole small step. So fit_iterate keeps
-# the control flow of both methods, and these keep their order of operations exactly.
+# The iterations' arithmetic, one loop each, in the original order of operations. Each
+# helper takes only arrays it uses unconditionally: numba counts references to the arrays
+# a helper is given, and where it cannot pair an increment with its decrement (an array
+# used under a branch or across two loops) two atomic operations stay in every call,
+# which costs more than a whole step of a small fit (measured: 2x for a 3x3 kernel).
+# So fit_iterate keeps the control flow of both methods, branches and all.
 
 
 @njit(inline="always")
