@@ -42,101 +42,51 @@ def _tap4(d0, d1, d2, d3, s0, wcol):
 
 
 @njit(inline="always")
+def _weights9(wb, o, a, b):
+    """Output channel o's weights for the block (rows a..a+2, columns b..b+2), row-major.
+
+    Read into a tuple of locals before the loop: inside it LLVM could not prove the
+    stores to the outputs leave the weights unchanged, and would not vectorise.
+    """
+    return (
+        wb[o, a, b], wb[o, a, b + 1], wb[o, a, b + 2],
+        wb[o, a + 1, b], wb[o, a + 1, b + 1], wb[o, a + 1, b + 2],
+        wb[o, a + 2, b], wb[o, a + 2, b + 1], wb[o, a + 2, b + 2],
+    )  # fmt: skip
+
+
+@njit(inline="always")
+def _taps9(w, x):
+    """One output's nine taps (w, x: row-major 3x3 tuples), summed left to right.
+
+    One chain in the kernel's order, row by row: the order the results are defined by.
+    """
+    return (
+        w[0] * x[0] + w[1] * x[1] + w[2] * x[2]
+        + w[3] * x[3] + w[4] * x[4] + w[5] * x[5]
+        + w[6] * x[6] + w[7] * x[7] + w[8] * x[8]
+    )  # fmt: skip
+
+
+@njit(inline="always")
 def _block9x4(d0, d1, d2, d3, r0, r1, r2, wb, a, b):
     """A 3x3 block of taps (kernel rows a..a+2, columns b..b+2) into four output rows.
 
     Each loaded pixel feeds four FMAs and each output is loaded and stored once
-    per nine taps. The 36 weights are read into locals first: inside the loop
-    LLVM could not prove the stores leave them unchanged, and would not vectorise.
+    per nine taps.
     """
     n = d0.shape[0]
     p0, p1, p2 = r0[b : b + n], r0[b + 1 : b + 1 + n], r0[b + 2 : b + 2 + n]
     q0, q1, q2 = r1[b : b + n], r1[b + 1 : b + 1 + n], r1[b + 2 : b + 2 + n]
     s0, s1, s2 = r2[b : b + n], r2[b + 1 : b + 1 + n], r2[b + 2 : b + 2 + n]
-    w000 = wb[0, a + 0, b + 0]
-    w001 = wb[0, a + 0, b + 1]
-    w002 = wb[0, a + 0, b + 2]
-    w010 = wb[0, a + 1, b + 0]
-    w011 = wb[0, a + 1, b + 1]
-    w012 = wb[0, a + 1, b + 2]
-    w020 = wb[0, a + 2, b + 0]
-    w021 = wb[0, a + 2, b + 1]
-    w022 = wb[0, a + 2, b + 2]
-    w100 = wb[1, a + 0, b + 0]
-    w101 = wb[1, a + 0, b + 1]
-    w102 = wb[1, a + 0, b + 2]
-    w110 = wb[1, a + 1, b + 0]
-    w111 = wb[1, a + 1, b + 1]
-    w112 = wb[1, a + 1, b + 2]
-    w120 = wb[1, a + 2, b + 0]
-    w121 = wb[1, a + 2, b + 1]
-    w122 = wb[1, a + 2, b + 2]
-    w200 = wb[2, a + 0, b + 0]
-    w201 = wb[2, a + 0, b + 1]
-    w202 = wb[2, a + 0, b + 2]
-    w210 = wb[2, a + 1, b + 0]
-    w211 = wb[2, a + 1, b + 1]
-    w212 = wb[2, a + 1, b + 2]
-    w220 = wb[2, a + 2, b + 0]
-    w221 = wb[2, a + 2, b + 1]
-    w222 = wb[2, a + 2, b + 2]
-    w300 = wb[3, a + 0, b + 0]
-    w301 = wb[3, a + 0, b + 1]
-    w302 = wb[3, a + 0, b + 2]
-    w310 = wb[3, a + 1, b + 0]
-    w311 = wb[3, a + 1, b + 1]
-    w312 = wb[3, a + 1, b + 2]
-    w320 = wb[3, a + 2, b + 0]
-    w321 = wb[3, a + 2, b + 1]
-    w322 = wb[3, a + 2, b + 2]
+    w0, w1 = _weights9(wb, 0, a, b), _weights9(wb, 1, a, b)
+    w2, w3 = _weights9(wb, 2, a, b), _weights9(wb, 3, a, b)
     for k in range(n):
-        x00, x01, x02 = p0[k], p1[k], p2[k]
-        x10, x11, x12 = q0[k], q1[k], q2[k]
-        x20, x21, x22 = s0[k], s1[k], s2[k]
-        d0[k] += (
-            w000 * x00
-            + w001 * x01
-            + w002 * x02
-            + w010 * x10
-            + w011 * x11
-            + w012 * x12
-            + w020 * x20
-            + w021 * x21
-            + w022 * x22
-        )
-        d1[k] += (
-            w100 * x00
-            + w101 * x01
-            + w102 * x02
-            + w110 * x10
-            + w111 * x11
-            + w112 * x12
-            + w120 * x20
-            + w121 * x21
-            + w122 * x22
-        )
-        d2[k] += (
-            w200 * x00
-            + w201 * x01
-            + w202 * x02
-            + w210 * x10
-            + w211 * x11
-            + w212 * x12
-            + w220 * x20
-            + w221 * x21
-            + w222 * x22
-        )
-        d3[k] += (
-            w300 * x00
-            + w301 * x01
-            + w302 * x02
-            + w310 * x10
-            + w311 * x11
-            + w312 * x12
-            + w320 * x20
-            + w321 * x21
-            + w322 * x22
-        )
+        x = (p0[k], p1[k], p2[k], q0[k], q1[k], q2[k], s0[k], s1[k], s2[k])
+        d0[k] += _taps9(w0, x)
+        d1[k] += _taps9(w1, x)
+        d2[k] += _taps9(w2, x)
+        d3[k] += _taps9(w3, x)
 
 
 @njit(inline="always")

@@ -74,6 +74,136 @@ def _fit_dots_row(g, t1, u, src, base, kw, b0, sw, w_out):
             g[t1, base + b] += _fit_dot(u, _fit_row(src, b, sw, w_out))
 
 
+@njit(inline="always")
+def _fit_row_moments(mo, x, n, i, yrow, mrow, ym, sh, sw, kh, kw):
+    """Add output row (n, i)'s moments (target yrow, weights mrow) to mo; ym = mrow * yrow."""
+    w_out = ym.shape[0]
+    taps = kh * kw
+    sy = 0.0
+    syy = 0.0
+    sm = 0.0
+    for j in range(w_out):
+        v = mrow[j] * yrow[j]
+        ym[j] = v
+        sy += v
+        syy += v * yrow[j]
+        sm += mrow[j]
+    mo[2 * taps] += sy
+    mo[2 * taps + 1] += syy
+    mo[2 * taps + 2] += sm
+    for a in range(kh):
+        src = x[n, i * sh + a]
+        # x.y and x.m for each column tap: two dot products per loaded row
+        for b in range(kw):
+            if sw == 1:
+                acc_y, acc_m = _fit_dots2(src[b : b + w_out], ym, mrow)
+            else:
+                acc_y, acc_m = _fit_dots2(_fit_row(src, b, sw, w_out), ym, mrow)
+            mo[a * kw + b] += acc_y
+            mo[taps + a * kw + b] += acc_m
+
+
+@njit(inline="always")
+def _fit_row_gram(g, x, n, i, mrow, u, sh, sw, kh, kw):
+    """Add output row (n, i)'s patch products, weighted by mrow, to g's upper triangle."""
+    w_out = u.shape[0]
+    for t1 in range(kh * kw):
+        a1 = t1 // kw
+        b1 = t1 % kw
+        s1 = _fit_row(x[n, i * sh + a1], b1, sw, w_out)
+        for j in range(w_out):
+            u[j] = mrow[j] * s1[j]
+        for a2 in range(a1, kh):
+            _fit_dots_row(g, t1, u, x[n, i * sh + a2], a2 * kw, kw,
+                          b1 if a2 == a1 else 0, sw, w_out)  # fmt: skip
+
+
+@njit(inline="always")
+def _fit_lag_sums(part, edge, src1, src2, db, b_lo, b_hi, kw, w_out):
+    """part[b1] = src1[b1 : b1 + w_out] . src2[b1 + db : ...] for b1 in [b_lo, b_hi].
+
+    The windows share their middle, columns [kw - 1, w_out): that dot product is taken
+    once, and each window adds its own ends, running sums from the left and the right.
+    """
+    core0 = kw - 1  # columns [kw - 1, w_out) lie in every column window
+    if w_out > core0:
+        core = _fit_dot(src1[core0:w_out], src2[core0 + db : w_out + db])
+        # windows [b1, b1 + w_out): core plus [b1, core0) plus [w_out, w_out + b1)
+        left = 0.0
+        for b1 in range(core0 - 1, b_hi, -1):
+            left += src1[b1] * src2[b1 + db]
+        for b1 in range(b_hi, b_lo - 1, -1):
+            if b1 < core0:
+                left += src1[b1] * src2[b1 + db]
+            edge[b1] = left
+        right = 0.0
+        for b1 in range(b_lo):
+            c = w_out + b1
+            right += src1[c] * src2[c + db]
+        for b1 in range(b_lo, b_hi + 1):
+            part[b1] = core + edge[b1] + right
+            c = w_out + b1
+            if b1 < b_hi:
+                right += src1[c] * src2[c + db]
+    else:
+        for b1 in range(b_lo, b_hi + 1):
+            part[b1] = _fit_dot(src1[b1 : b1 + w_out], src2[b1 + db : b1 + db + w_out])
+
+
+@njit(inline="always")
+def _fit_row_lags(g, inner_n, part, edge, x, n, r, h_out, w_out, kh, kw):
+    """Input row (n, r)'s lagged products with the rows below it, for every lag.
+
+    Rows in [kh - 1, h_out) lie in every row window: their sums go to ``inner_n``
+    (lag by column offset) and reach every row pair of their lag at the end; edge
+    rows add theirs to the row pairs they belong to directly.
+    """
+    height = x.shape[1]
+    src1 = x[n, r]
+    a_lo = max(0, r - h_out + 1)
+    is_inner = kh - 1 <= r < h_out
+    for da in range(min(kh, height - r)):
+        a_hi = min(kh - 1 - da, r)
+        if a_lo > a_hi:
+            continue
+        src2 = x[n, r + da]
+        for db in range(-(kw - 1) if da > 0 else 0, kw):
+            b_lo = max(0, -db)
+            b_hi = kw - 1 - max(0, db)
+            _fit_lag_sums(part, edge, src1, src2, db, b_lo, b_hi, kw, w_out)
+            if is_inner:
+                acc = inner_n[da * (2 * kw - 1) + db + kw - 1]
+                for b1 in range(b_lo, b_hi + 1):
+                    acc[b1] += part[b1]
+            else:
+                for a1 in range(a_lo, a_hi + 1):
+                    for b1 in range(b_lo, b_hi + 1):
+                        g[a1 * kw + b1, (a1 + da) * kw + b1 + db] += part[b1]
+
+
+@njit(inline="always")
+def _fit_inner_to_gram(g, inner_n, kh, kw):
+    """Add the inner rows' sums of each lag to every row pair of that lag."""
+    for da in range(kh):
+        for db in range(-(kw - 1) if da > 0 else 0, kw):
+            acc = inner_n[da * (2 * kw - 1) + db + kw - 1]
+            for a1 in range(kh - da):
+                for b1 in range(max(0, -db), kw - max(0, db)):
+                    g[a1 * kw + b1, (a1 + da) * kw + b1 + db] += acc[b1]
+
+
+@njit(inline="always")
+def _fit_take_out(g, p, x, n, i, j, kh, kw):
+    """Subtract the patch of output pixel (n, i, j) (stride 1) from g's upper triangle."""
+    taps = kh * kw
+    for a in range(kh):
+        for b in range(kw):
+            p[a * kw + b] = x[n, i + a, j + b]
+    for t1 in range(taps):
+        for t2 in range(t1, taps):
+            g[t1, t2] -= p[t1] * p[t2]
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def fit_gather(x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments):
     """Accumulate the fit's statistics into per-chunk partial sums (the caller adds them up).
@@ -92,129 +222,115 @@ def fit_gather(x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments):
     n_img, height, _ = x.shape
     h_out, w_out = y.shape[1], y.shape[2]
     n_chunks = gram.shape[0]
-    taps = kh * kw
     rows = n_img * h_out
+    # each chunk sums its own share of rows into its own gram[t], moments[t]: no races
     for t in prange(n_chunks):
         u = np.empty(w_out)
         ym = np.empty(w_out)
         for q in range(t * rows // n_chunks, (t + 1) * rows // n_chunks):
             n = q // h_out
             i = q % h_out
-            g = gram[t, n]
-            mo = moments[t, n]
             mrow = mask[n, i]
-            yrow = y[n, i]
-            sy = 0.0
-            syy = 0.0
-            sm = 0.0
-            for j in range(w_out):
-                v = mrow[j] * yrow[j]
-                ym[j] = v
-                sy += v
-                syy += v * yrow[j]
-                sm += mrow[j]
-            mo[2 * taps] += sy
-            mo[2 * taps + 1] += syy
-            mo[2 * taps + 2] += sm
-            for a in range(kh):
-                src = x[n, i * sh + a]
-                # x.y and x.m for each column tap: two dot products per loaded row
-                for b in range(kw):
-                    if sw == 1:
-                        acc_y, acc_m = _fit_dots2(src[b : b + w_out], ym, mrow)
-                    else:
-                        acc_y, acc_m = _fit_dots2(_fit_row(src, b, sw, w_out), ym, mrow)
-                    mo[a * kw + b] += acc_y
-                    mo[taps + a * kw + b] += acc_m
-            if toeplitz:
-                continue
-            for t1 in range(taps):
-                a1 = t1 // kw
-                b1 = t1 % kw
-                s1 = _fit_row(x[n, i * sh + a1], b1, sw, w_out)
-                for j in range(w_out):
-                    u[j] = mrow[j] * s1[j]
-                for a2 in range(a1, kh):
-                    _fit_dots_row(g, t1, u, x[n, i * sh + a2], a2 * kw, kw,
-                                  b1 if a2 == a1 else 0, sw, w_out)  # fmt: skip
+            _fit_row_moments(moments[t, n], x, n, i, y[n, i], mrow, ym, sh, sw, kh, kw)
+            if not toeplitz:
+                _fit_row_gram(gram[t, n], x, n, i, mrow, u, sh, sw, kh, kw)
     if not toeplitz:
         return
+    # the Toeplitz path: every input row's lagged products with the rows below it
     in_rows = n_img * height
-    core0 = kw - 1  # columns [kw - 1, w_out) lie in every column window
-    n_lags = kh * (2 * kw - 1)
     for t in prange(n_chunks):
-        # rows in [kh - 1, h_out) lie in every row window: their sums go to ``inner``
-        # and reach every row pair of their lag at the end; edge rows go directly
-        inner = np.zeros((n_img, n_lags, kw))
+        inner = np.zeros((n_img, kh * (2 * kw - 1), kw))
         edge = np.empty(kw)
         part = np.empty(kw)
         for q in range(t * in_rows // n_chunks, (t + 1) * in_rows // n_chunks):
             n = q // height
             r = q % height
-            g = gram[t, n]
-            src1 = x[n, r]
-            a_lo = max(0, r - h_out + 1)
-            is_inner = kh - 1 <= r < h_out
-            for da in range(min(kh, height - r)):
-                a_hi = min(kh - 1 - da, r)
-                if a_lo > a_hi:
-                    continue
-                src2 = x[n, r + da]
-                for db in range(-(kw - 1) if da > 0 else 0, kw):
-                    b_lo = max(0, -db)
-                    b_hi = kw - 1 - max(0, db)
-                    if w_out > core0:
-                        core = _fit_dot(src1[core0:w_out], src2[core0 + db : w_out + db])
-                        # windows [b1, b1 + w_out): core plus [b1, core0) plus [w_out, w_out + b1)
-                        left = 0.0
-                        for b1 in range(core0 - 1, b_hi, -1):
-                            left += src1[b1] * src2[b1 + db]
-                        for b1 in range(b_hi, b_lo - 1, -1):
-                            if b1 < core0:
-                                left += src1[b1] * src2[b1 + db]
-                            edge[b1] = left
-                        right = 0.0
-                        for b1 in range(b_lo):
-                            c = w_out + b1
-                            right += src1[c] * src2[c + db]
-                        for b1 in range(b_lo, b_hi + 1):
-                            part[b1] = core + edge[b1] + right
-                            c = w_out + b1
-                            if b1 < b_hi:
-                                right += src1[c] * src2[c + db]
-                    else:
-                        for b1 in range(b_lo, b_hi + 1):
-                            part[b1] = _fit_dot(
-                                src1[b1 : b1 + w_out], src2[b1 + db : b1 + db + w_out]
-                            )
-                    if is_inner:
-                        acc = inner[n, da * (2 * kw - 1) + db + kw - 1]
-                        for b1 in range(b_lo, b_hi + 1):
-                            acc[b1] += part[b1]
-                    else:
-                        for a1 in range(a_lo, a_hi + 1):
-                            for b1 in range(b_lo, b_hi + 1):
-                                g[a1 * kw + b1, (a1 + da) * kw + b1 + db] += part[b1]
+            _fit_row_lags(gram[t, n], inner[n], part, edge, x, n, r, h_out, w_out, kh, kw)
         for n in range(n_img):
-            g = gram[t, n]
-            for da in range(kh):
-                for db in range(-(kw - 1) if da > 0 else 0, kw):
-                    acc = inner[n, da * (2 * kw - 1) + db + kw - 1]
-                    for a1 in range(kh - da):
-                        for b1 in range(max(0, -db), kw - max(0, db)):
-                            g[a1 * kw + b1, (a1 + da) * kw + b1 + db] += acc[b1]
+            _fit_inner_to_gram(gram[t, n], inner[n], kh, kw)
+    # the lagged products counted every pixel: take the dropped ones out again
     n_drop = drop.shape[0]
     for t in prange(n_chunks):
-        p = np.empty(taps)
+        p = np.empty(kh * kw)
         for k in range(t * n_drop // n_chunks, (t + 1) * n_drop // n_chunks):
-            n, i, j = drop[k, 0], drop[k, 1], drop[k, 2]
-            g = gram[t, n]
-            for a in range(kh):
-                for b in range(kw):
-                    p[a * kw + b] = x[n, i + a, j + b]
-            for t1 in range(taps):
-                for t2 in range(t1, taps):
-                    g[t1, t2] -= p[t1] * p[t2]
+            _fit_take_out(gram[t, drop[k, 0]], p, x, drop[k, 0], drop[k, 1], drop[k, 2], kh, kw)
+
+
+# The iterations' arithmetic, one loop each, in the original order of operations. Each
+# helper takes only arrays it uses unconditionally: numba counts references to the arrays
+# a helper is given, and where it cannot pair an increment with its decrement (an array
+# used under a branch or across two loops) two atomic operations stay in every call,
+# which costs more than a whole step of a small fit (measured: 2x for a 3x3 kernel).
+# So fit_iterate keeps the control flow of both methods, branches and all.
+
+
+@njit(inline="always")
+def _fit_error(w, w_best, e):
+    """e = w - w*."""
+    for k in range(w.shape[0]):
+        e[k] = w[k] - w_best[k]
+
+
+@njit(inline="always")
+def _fit_gradient(gram, e, w, grad):
+    """grad = G e; return e' G e, |grad|^2 and |w|^2 (one pass, as the stop test needs)."""
+    n = e.shape[0]
+    quad = 0.0
+    gn = 0.0
+    wn = 0.0
+    for k in range(n):
+        acc = 0.0
+        for j in range(n):
+            acc += gram[k, j] * e[j]
+        grad[k] = acc
+        quad += e[k] * acc
+        gn += acc * acc
+        wn += w[k] * w[k]
+    return quad, gn, wn
+
+
+@njit(inline="always")
+def _fit_pr_beta(grad, g_prev):
+    """Polak-Ribiere's beta (clipped at 0: a restart when the gradient turns back)."""
+    num = 0.0
+    den = 0.0
+    for k in range(grad.shape[0]):
+        num += grad[k] * (grad[k] - g_prev[k])
+        den += g_prev[k] * g_prev[k]
+    return max(0.0, num / den) if den > 0.0 else 0.0
+
+
+@njit(inline="always")
+def _fit_direction(grad, d, beta):
+    """d = beta d - grad; return the slope grad . d."""
+    slope = 0.0
+    for k in range(grad.shape[0]):
+        d[k] = beta * d[k] - grad[k]
+        slope += grad[k] * d[k]
+    return slope
+
+
+@njit(inline="always")
+def _fit_steepest(grad, d):
+    """d = -grad, the restart's direction; return the slope -|grad|^2."""
+    slope = 0.0
+    for k in range(grad.shape[0]):
+        d[k] = -grad[k]
+        slope -= grad[k] * grad[k]
+    return slope
+
+
+@njit(inline="always")
+def _fit_curvature(gram, d):
+    """d' G d: the loss's curvature along d, for the exact line search."""
+    n = d.shape[0]
+    curv = 0.0
+    for k in range(n):
+        acc = 0.0
+        for j in range(n):
+            acc += gram[k, j] * d[j]
+        curv += d[k] * acc
+    return curv
 
 
 @njit(cache=True)
@@ -243,19 +359,8 @@ def fit_iterate(method, gram, w, w_best, r_best, scalars, it, stop, max_iter, st
     grad = np.empty(n)
     it0 = it
     while it < stop:
-        for k in range(n):
-            e[k] = w[k] - w_best[k]
-        quad = 0.0
-        gn = 0.0
-        wn = 0.0
-        for k in range(n):
-            acc = 0.0
-            for j in range(n):
-                acc += gram[k, j] * e[j]
-            grad[k] = acc
-            quad += e[k] * acc
-            gn += acc * acc
-            wn += w[k] * w[k]
+        _fit_error(w, w_best, e)
+        quad, gn, wn = _fit_gradient(gram, e, w, grad)
         loss = loss_min + 0.5 * quad
         history[it - it0] = loss
         if not np.isfinite(loss):
@@ -268,36 +373,18 @@ def fit_iterate(method, gram, w, w_best, r_best, scalars, it, stop, max_iter, st
             return it, 3
         for k in range(n):
             grad[k] += r_best[k]
-        if method == 0:
+        if method == 0:  # gradient descent
             for k in range(n):
                 w[k] -= lr * grad[k]
             it += 1
             continue
-        beta = 0.0
-        if state[2 * n] > 0:
-            num = 0.0
-            den = 0.0
-            for k in range(n):
-                num += grad[k] * (grad[k] - g_prev[k])
-                den += g_prev[k] * g_prev[k]
-            if den > 0.0:
-                beta = max(0.0, num / den)
-        slope = 0.0
-        for k in range(n):
-            d[k] = beta * d[k] - grad[k]
-            slope += grad[k] * d[k]
+        # conjugate gradient
+        beta = _fit_pr_beta(grad, g_prev) if state[2 * n] > 0 else 0.0
+        slope = _fit_direction(grad, d, beta)
         if slope >= 0.0:  # rounding has spoilt the direction: restart
-            slope = 0.0
-            for k in range(n):
-                d[k] = -grad[k]
-                slope -= grad[k] * grad[k]
+            slope = _fit_steepest(grad, d)
             state[2 * n] = 0
-        curv = 0.0
-        for k in range(n):
-            acc = 0.0
-            for j in range(n):
-                acc += gram[k, j] * d[j]
-            curv += d[k] * acc
+        curv = _fit_curvature(gram, d)
         if curv <= 0.0:  # no curvature left along d: nothing more to gain
             return it, 2
         alpha = -slope / curv
