@@ -5,4 +5,9 @@ The jitted kernels by topic (:mod:`~convtool.core.conv` with its row and line pa
 that runs them (numba's JIT, or the convolution compiled ahead of time by
 :mod:`~convtool.core.aot`) and numba's thread settings. Importing this package
 imports nothing: each module is loaded where it is needed.
+
+numba's on-disk cache (``cache=True``) notices edits only to the file that defines a
+kernel: after changing a helper in ``conv_rows.py``, ``conv_lines.py`` or
+``fastmath.py``, delete ``convtool/core/__pycache__`` (the compiled build's key hashes
+every file it compiles, so it needs no such care).
 """
