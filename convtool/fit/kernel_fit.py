@@ -39,6 +39,7 @@ def fit_kernel(
     clip: tuple[float, float] | None = None,
     quantum: float | None = None,
     callback: Callable[[int, float], object] | None = None,
+    engine: Any = None,
 ) -> FitResult:
     """Find the kernel w (and bias b) with ``y ~ conv2d(x, w) + b`` in least squares.
 
@@ -81,6 +82,8 @@ def fit_kernel(
         ignores differences in loss finer than such rounding can tell apart.
     callback : callable, optional
         ``callback(iteration, loss)``, called as the iterations go.
+    engine : convtool.core.engine.Engine, optional
+        What runs the core's kernels, as in :func:`convtool.ops.conv2d`.
 
     Returns
     -------
@@ -99,7 +102,7 @@ def fit_kernel(
     'gd'
     """
     _check_options(method, border, tol, max_iter, lr)
-    problem = _set_up(x, y, size, stride, border, bias, per_channel, clip, quantum)
+    problem = _set_up(x, y, size, stride, border, bias, per_channel, clip, quantum, engine)
     exact = _solve_exactly(problem, bias, per_channel)
     step = _gd_step(method, lr, exact.solution)
     if method == "lstsq":
@@ -159,6 +162,7 @@ class _Problem(NamedTuple):
     pixels: int
     unknowns: int
     notes: list[str]
+    engine: Any  # runs the core's kernels (None: the JIT)
 
     @property
     def channels(self) -> int:
@@ -168,7 +172,7 @@ class _Problem(NamedTuple):
         return max(float(np.abs(self.xp).max()), float(np.abs(self.yp).max()))
 
 
-def _set_up(x, y, size, stride, border, bias, per_channel, clip, quantum) -> _Problem:
+def _set_up(x, y, size, stride, border, bias, per_channel, clip, quantum, engine) -> _Problem:
     """Check the pair, find the geometry (detecting the size if need be), crop and mask."""
     xp, yp = prep.planes(x, "input"), prep.planes(y, "target")
     if xp.shape[0] != yp.shape[0]:
@@ -176,7 +180,7 @@ def _set_up(x, y, size, stride, border, bias, per_channel, clip, quantum) -> _Pr
     geo = prep.geometry(xp.shape, yp.shape, size, stride)
     notes = []
     if geo.size is None:
-        geo, note = prep.detect_size(xp, yp, geo, bias, per_channel, clip, quantum)
+        geo, note = prep.detect_size(xp, yp, geo, bias, per_channel, clip, quantum, engine)
         notes.append(note)
     same = any(geo.pads)
     if not same and border != "interior":
@@ -189,7 +193,7 @@ def _set_up(x, y, size, stride, border, bias, per_channel, clip, quantum) -> _Pr
     if pixels == 0:
         raise FitError("no target pixel is left to fit: all are clipped (at 0 or 1)")
     padding = border if same else "valid"
-    return _Problem(xp, yp, xc, yc, mask, geo, padding, pixels, unknowns, notes)
+    return _Problem(xp, yp, xc, yc, mask, geo, padding, pixels, unknowns, notes, engine)
 
 
 class _Exact(NamedTuple):
@@ -201,7 +205,7 @@ class _Exact(NamedTuple):
 def _solve_exactly(problem: _Problem, bias: bool, per_channel: bool) -> _Exact:
     """Gather the normal equations in one pass over the pictures and solve them directly."""
     p = problem
-    gram, moments = solve.gather(p.xc, p.yc, p.mask, p.geo.size, p.geo.stride)
+    gram, moments = solve.gather(p.xc, p.yc, p.mask, p.geo.size, p.geo.stride, engine=p.engine)
     if not (np.isfinite(gram).all() and np.isfinite(moments).all()):
         raise FitError(
             f"the pictures' values (up to {p.largest_value():.3g}) overflow float64 in the "
@@ -216,7 +220,7 @@ def _solve_exactly(problem: _Problem, bias: bool, per_channel: bool) -> _Exact:
             f"the pictures determine only {exact.rank} of the {p.unknowns} unknowns (a flat or "
             "too simple input): other kernels fit as well as this one"
         )
-    loss_min = _residual_loss(p.xc, p.yc, p.mask, exact.w, p.geo, bias, per_channel, p.pixels)
+    loss_min = _residual_loss(p, exact.w, bias, per_channel)
     return _Exact(normal, exact, loss_min)
 
 
@@ -247,7 +251,7 @@ def _iterate(problem, exact, method, step, seed, bias, per_channel, tol, max_ite
     w0 = _start(seed, problem.channels if per_channel else 1, problem.geo.size, bias)
     run = solve.iterate(
         method, exact.normal, exact.solution, exact.loss_min, w0, lr=step.lr or 0.0, tol=tol,
-        max_iter=max_iter, callback=callback,
+        max_iter=max_iter, callback=callback, engine=problem.engine,
     )  # fmt: skip
     if run.stopped == "diverged":
         raise DivergenceError(
@@ -280,18 +284,21 @@ def _unpack(w: np.ndarray, channels: int, size: tuple[int, int], bias: bool):
     return kernel[0], None if b is None else float(b[0])
 
 
-def _residual_loss(x, y, mask, w, geo, bias, per_channel, pixels) -> float:
+def _residual_loss(p: _Problem, w: np.ndarray, bias: bool, per_channel: bool) -> float:
     """The loss of the least-squares kernel, from the real residual (one convolution)."""
     from convtool.ops import conv2d
 
+    x, y, mask, geo, pixels = p.xc, p.yc, p.mask, p.geo, p.pixels
     n_img = x.shape[0]
     kernel, b = _unpack(w, n_img if per_channel else 0, geo.size, bias)
     if per_channel:
-        z = np.stack([conv2d(x[n], kernel[n], stride=geo.stride) for n in range(n_img)])
+        z = np.stack(
+            [conv2d(x[n], kernel[n], stride=geo.stride, engine=p.engine) for n in range(n_img)]
+        )
         if bias:
             z += b[:, None, None]
     else:
-        z = conv2d(x[:, None], kernel[None, None], stride=geo.stride)[:, 0]
+        z = conv2d(x[:, None], kernel[None, None], stride=geo.stride, engine=p.engine)[:, 0]
         if bias:
             z += b
     z -= y

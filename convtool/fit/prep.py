@@ -163,7 +163,7 @@ def target_mask(y: np.ndarray, clip: tuple[float, float] | None) -> np.ndarray:
     return ((y > lo) & (y < hi)).astype(np.float64)
 
 
-def detect_size(x, y, geo, bias, per_channel, clip, quantum):
+def detect_size(x, y, geo, bias, per_channel, clip, quantum, engine=None):
     """The smallest odd square size that fits about as well as the largest tried.
 
     All sizes are fitted on the same pixels (the largest size's interior), by least
@@ -178,7 +178,7 @@ def detect_size(x, y, geo, bias, per_channel, clip, quantum):
     big = Geometry((limit, limit), geo.stride, (limit // 2,) * 4, geo.size_from)
     xc, yc = crop(x, y, big, "interior")
     mask = target_mask(yc, clip)
-    gram, moments = solve.gather(xc, yc, mask, (limit, limit), (1, 1))
+    gram, moments = solve.gather(xc, yc, mask, (limit, limit), (1, 1), engine=engine)
     losses = {}
     for k in (k for k in AUTO_SIZES if k <= limit):
         lo = (limit - k) // 2

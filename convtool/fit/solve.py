@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from convtool.core import engine
+from convtool.core import engine as engines
 
 # stop codes of core.fit.fit_iterate
 STOPPED = {1: "tol", 2: "minimum", 3: "max_iter", 4: "diverged"}
@@ -44,6 +44,8 @@ def gather(
     size: tuple[int, int],
     stride: tuple[int, int],
     toeplitz: bool | None = None,
+    *,
+    engine: engines.Engine | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-plane statistics: Gram matrices (N, K, K) and moments (N, 2K + 3).
 
@@ -65,10 +67,10 @@ def gather(
         if toeplitz and dropped
         else np.zeros((0, 3), np.int64)
     )
-    n_chunks = engine.reduction_chunks(n_img * max(h_out, x.shape[1]))
+    n_chunks = engines.reduction_chunks(n_img * max(h_out, x.shape[1]))
     gram = np.zeros((n_chunks, n_img, taps, taps))
     moments = np.zeros((n_chunks, n_img, 2 * taps + 3))
-    engine.jit().fit_gather(x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments)
+    engines.or_jit(engine).fit_gather(x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments)
     g = gram.sum(axis=0)
     upper = np.triu(g)
     return upper + np.triu(g, 1).transpose(0, 2, 1), moments.sum(axis=0)
@@ -166,6 +168,7 @@ def iterate(
     tol: float,
     max_iter: int,
     callback: Callable[[int, float], object] | None = None,
+    engine: engines.Engine | None = None,
 ) -> Run:
     """Run gradient descent ('gd') or conjugate gradient ('cg') from w0.
 
@@ -181,7 +184,7 @@ def iterate(
     code_m = 0 if method == "gd" else 1
     history: list[np.ndarray] = []
     it, chunk, code = 0, 256, 0
-    core = engine.jit()
+    core = engines.or_jit(engine)
     while code == 0:
         stop = min(it + chunk, max_iter + 1)
         buf = np.empty(stop - it)

@@ -84,19 +84,19 @@ def source_planes(data: Any, color: str = "sum") -> tuple[np.ndarray, tuple[str,
     return np.ascontiguousarray(a), names
 
 
-def _warm_up(stages: Sequence[Stage]) -> None:
+def _warm_up(stages: Sequence[Stage], engine: Any) -> None:
     """Load the compiled kernels the stages use, so that stage times measure the work."""
     kinds = {s.kind for s in stages}
     x = np.zeros((1, 1, 2, 2), np.float32)
     if "conv" in kinds:
-        ops.conv2d(x, np.zeros((1, 1, 1, 1), np.float32))
+        ops.conv2d(x, np.zeros((1, 1, 1, 1), np.float32), engine=engine)
     if "maxpool" in kinds:
-        ops.max_pool2d(x, 1)
+        ops.max_pool2d(x, 1, engine=engine)
     if "avgpool" in kinds:
-        ops.avg_pool2d(x, 1)
+        ops.avg_pool2d(x, 1, engine=engine)
 
 
-def _conv(x: np.ndarray, stage: Stage) -> np.ndarray:
+def _conv(x: np.ndarray, stage: Stage, engine: Any) -> np.ndarray:
     """Every kernel of a conv stage on x (C, H, W); kernels of one size run as one call."""
     channels = x.shape[0]
     picture = x[0] if channels == 1 else x.transpose(1, 2, 0)
@@ -121,7 +121,12 @@ def _conv(x: np.ndarray, stage: Stage) -> np.ndarray:
         ]
         merged = Prepared(np.concatenate(weights), bias=tuple(np.concatenate(biases).tolist()))
         y = correlate(
-            picture, merged, border=stage.border, padding=stage.padding, stride=stage.stride
+            picture,
+            merged,
+            border=stage.border,
+            padding=stage.padding,
+            stride=stage.stride,
+            engine=engine,
         )
         y = y[None] if y.ndim == 2 else y.transpose(2, 0, 1)
         start = 0
@@ -138,22 +143,27 @@ def _conv(x: np.ndarray, stage: Stage) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(ordered), dtype=np.float32)
 
 
-def _run(x: np.ndarray, stage: Stage) -> np.ndarray:
+def _run(x: np.ndarray, stage: Stage, engine: Any) -> np.ndarray:
     if stage.kind == "conv":
-        return _conv(x, stage)
+        return _conv(x, stage, engine)
     if stage.kind == "relu":
         return ops.relu(x)
     pool = ops.max_pool2d if stage.kind == "maxpool" else ops.avg_pool2d
-    return pool(x, stage.size, stage.stride, stage.padding, stage.ceil_mode)
+    return pool(x, stage.size, stage.stride, stage.padding, stage.ceil_mode, engine=engine)
 
 
 def run_stages(
-    x: Any, stages: Sequence[Stage], labels: Sequence[str] | None = None
+    x: Any,
+    stages: Sequence[Stage],
+    labels: Sequence[str] | None = None,
+    *,
+    engine: Any = None,
 ) -> list[StageResult]:
     """Run ``stages`` on ``x`` ((H, W) or (C, H, W)), one :class:`StageResult` per stage.
 
     A stage that cannot run on its input (a kernel larger than the map, a 4-D
-    kernel for other channels) raises StageError naming the stage.
+    kernel for other channels) raises StageError naming the stage. ``engine`` runs
+    the kernels, as in :func:`convtool.ops.conv2d`.
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim == 2:
@@ -161,12 +171,12 @@ def run_stages(
     if x.ndim != 3 or 0 in x.shape:
         raise ValueError(f"a map must be (H, W) or (C, H, W); got shape {x.shape}")
     names = tuple(labels) if labels is not None else tuple(f"c{i}" for i in range(x.shape[0]))
-    _warm_up(stages)
+    _warm_up(stages, engine)
     results = []
     for i, stage in enumerate(stages, 1):
         started = time.perf_counter()
         try:
-            x = _run(x, stage)
+            x = _run(x, stage, engine)
         except ValueError as e:
             raise StageError(f"stage {i} ({stage.describe()}): {e}") from None
         names = stage.labels(names)
@@ -183,6 +193,7 @@ def run_pipeline(
     padding: PaddingSpec = "valid",
     border: str = "zero",
     flip: bool = False,
+    engine: Any = None,
 ) -> list[StageResult]:
     """Run a chain of conv, relu and pool stages on an array, stage by stage.
 
@@ -197,6 +208,8 @@ def run_pipeline(
         Kernel specs for conv stages that name none.
     stride, padding, border, flip
         Defaults for conv stages that do not set them.
+    engine : convtool.core.engine.Engine, optional
+        What runs the kernels, as in :func:`convtool.ops.conv2d`.
 
     Returns
     -------
@@ -226,4 +239,4 @@ def run_pipeline(
         parsed = parse_stages(texts, kernels=kernels, defaults=defaults)
     a = np.asarray(x)
     labels = _SOURCE_LABELS.get(a.shape[0]) if a.ndim == 3 else ("grey",)
-    return run_stages(a, parsed, labels)
+    return run_stages(a, parsed, labels, engine=engine)
