@@ -275,6 +275,11 @@ def _say(message: str) -> None:
     print(f"convtool: {message}", file=sys.stderr)
 
 
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def setup_arguments(root: Path | str) -> dict[str, Any]:
     """``setup()``'s ``ext_modules`` and ``cmdclass`` for the compiled core, from the
     project at ``root`` (``setup.py``'s one call).
@@ -304,8 +309,8 @@ def setup_arguments(root: Path | str) -> dict[str, Any]:
             warnings.simplefilter("ignore")  # pycc's deprecation
             cc = _compiler(INSTALLED, tree, files_digest(files), cpu)
             extension = cc.distutils_extension(optional=True)
-    except Exception as e:  # no numba.pycc: an install without the compiled core
-        _say(f"not building the compiled core: {type(e).__name__}: {e}")
+    except Exception as e:  # no numba.pycc, or no C compiler: an install without it
+        _say(f"not building the compiled core: {_one_line(e)}")
         return {}
     return {"ext_modules": [extension], "cmdclass": {"build_ext": _build_ext(cpu)}}
 
@@ -335,8 +340,7 @@ def _build_ext(cpu: str) -> type:
             except Exception as e:
                 if not ext.optional:
                     raise
-                text = " ".join(str(e).split())[:300] or type(e).__name__
-                raise CompileError(f"the compiled core was not built: {text}") from e
+                raise CompileError(f"the compiled core was not built: {_one_line(e)}") from e
             _say(f"built the compiled core for CPU {cpu!r} in {time.monotonic() - start:.0f} s")
 
     return BuildExt

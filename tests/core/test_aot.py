@@ -116,8 +116,9 @@ def test_the_fit_gives_the_jits_results(compiled):
         np.testing.assert_allclose(got[3], expected[3], rtol=1e-10, atol=1e-14)
 
 
-def test_the_compiled_engine_imports_no_numba(compiled, tmp_path):
+def test_the_compiled_engine_imports_no_numba(compiled, monkeypatch):
     """Every kernel on the compiled engine, in a new process: numba is never needed."""
+    monkeypatch.delenv("CONVTOOL_AOT", raising=False)
     code = (
         "import sys\nimport numpy as np\nfrom convtool import ops\n"
         "from convtool.core import aot, engine\n"
