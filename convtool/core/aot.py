@@ -18,7 +18,7 @@ Where :func:`load` finds it, in this order:
    with theirs, so an editable install whose kernels were edited since does not run
    stale machine code;
 2. else, as before installs built it, the run-time build: on first use, once, in a
-   child process (about 40 s), into a per-user cache folder: ``$CONVTOOL_CACHE_DIR``,
+   child process (about 30 s), into a per-user cache folder: ``$CONVTOOL_CACHE_DIR``,
    else ``$XDG_CACHE_HOME/convtool``, else ``~/.cache/convtool``
    (``%LOCALAPPDATA%\\convtool`` on Windows), under ``aot/<key>/``. The key hashes the
    sources, the exports and the Python, numpy and numba versions, so an edit or an
