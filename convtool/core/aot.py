@@ -1,37 +1,42 @@
-"""The ahead-of-time build of the convolution core, for a fast start-up.
+"""The compiled core: found, or built once at run time, and loaded, for a fast start-up.
 
 A command that filters one picture spends most of its time starting numba: the
-import (~130 ms) and the first call of a cached kernel (~300 ms, LLVM's set-up),
-where the convolution itself takes a few milliseconds. ``numba.pycc`` compiles
-the *same* Python function, :func:`convtool.core.conv.conv2d_forward`, into an ordinary
-extension module
-that imports in under a millisecond and needs no numba at run time. It has no
-``prange``, so it runs on one thread: right for a picture or for a batch worker,
-and the JIT (multi-threaded) stays the engine for everything else.
+import (~350 ms) and the first call of a cached kernel (~300 ms, LLVM's set-up),
+where the work itself takes a few milliseconds. The compiled core is the same
+Python source as the JIT's kernels, compiled ahead of time into an extension module
+that imports in under a millisecond and needs no numba (:mod:`convtool.core.aot_pycc`
+builds it, with ``numba.pycc``). It runs on one thread: right for a picture or for a
+batch worker; the multi-threaded JIT stays the engine for the largest jobs.
 
-The module is built on first use, once, in a child process (about 15 s, the
-same order as numba's own first compile), into a per-user cache folder:
-``$CONVTOOL_CACHE_DIR``, else ``$XDG_CACHE_HOME/convtool``, else
-``~/.cache/convtool`` (``%LOCALAPPDATA%\\convtool`` on Windows), under
-``aot/<key>/``. The key hashes the source the build compiles (:func:`sources`:
-``conv.py`` and the core files it imports, not the pooling or fit kernels), the
-exported signatures, and the Python, numpy and numba versions, so an edited
-convolution or an upgrade gets a fresh build and a stale one is never loaded. A
-failed build (no C compiler, no ``numba.pycc``) is remembered for a day, and the
-JIT is used meanwhile.
+Where :func:`load` finds it, in this order:
 
-Nothing here changes results: the kernels are the same source. Nothing here
-chooses either: :func:`load` only builds and loads the module (once per process),
-and :func:`convtool.core.engine.compiled` wraps it in an engine that the caller
-passes down. ``CONVTOOL_AOT=0`` or ``NUMBA_DISABLE_JIT=1`` switches the route off.
+1. the extension built at install (``pip install .`` or ``-e .``):
+   ``convtool.core._compiled``, looked for beside this file, then in the other
+   ``convtool/core`` folders on ``sys.path`` (a checkout run beside its own install,
+   as CI runs the tests). It is used only if it was built from the very sources now
+   on disk: it exports their digest (:func:`~convtool.core.aot_pycc.digest`), compared
+   with theirs, so an editable install whose kernels were edited since does not run
+   stale machine code;
+2. else, as before installs built it, the run-time build: on first use, once, in a
+   child process (about 30 s), into a per-user cache folder: ``$CONVTOOL_CACHE_DIR``,
+   else ``$XDG_CACHE_HOME/convtool``, else ``~/.cache/convtool``
+   (``%LOCALAPPDATA%\\convtool`` on Windows), under ``aot/<key>/``. The key hashes the
+   sources, the exports and the Python, numpy and numba versions, so an edit or an
+   upgrade gets a fresh build and a stale one is never loaded. A failed build (no C
+   compiler, no ``numba.pycc``) is remembered for a day; an unusable cache folder
+   only means the JIT;
+3. else :func:`load` gives None (:func:`error` tells why) and the JIT runs everything.
 
-This module imports only the standard library (numpy for the key); the build
-runs this file as a script in a child process, on a copy of :func:`sources`.
+Nothing here changes results: the kernels are the same source. Nothing here chooses
+either: :func:`load` finds the module once per process, and
+:func:`convtool.core.engine.compiled` wraps it in an engine that the caller passes
+down. ``CONVTOOL_AOT=0`` or ``NUMBA_DISABLE_JIT=1`` switches the route off (at
+install too: no extension is built). This module imports the standard library only
+(numpy to check arguments).
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import hashlib
 import importlib.machinery
@@ -44,22 +49,20 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-MODULE = "_convtool_core_aot"
-# exported name -> numba signature, one copy per float type ({t}: f4, f8)
-EXPORTS = {
-    "conv2d_forward": "void({t}[:, :, :, ::1], {t}[:, :, :, ::1], {t}[::1], {t}[:, :, :, ::1], "
-    "i8, i8, i8)",
-}
-TYPES = ("f4", "f8")
+from convtool._shared import one_line
+from convtool.core import aot_pycc
+from convtool.core.aot_pycc import KERNELS, digest, sources, switched_off
+
+__all__ = ["Kernels", "build_dir", "cache_root", "digest", "error", "installed_error", "key"]
+__all__ += ["load", "sources", "switched_off"]
+
 FAILED_RETRY_SECONDS = 24 * 3600
 BUILD_TIMEOUT = 900
 PRUNE_SECONDS = 7 * 24 * 3600
 
-PACKAGE = "convtool.core"
-SOURCE = "conv"  # the module of the core the build compiles (EXPORTS' home)
-
-# what load() found in this process: the compiled core, whether a build was tried, why not
-_state: dict[str, Any] = {"kernels": None, "tried": False, "error": None}
+# what load() found in this process: the compiled core, whether a build was tried, why
+# not; why the installed extension is not used (None: not looked for yet)
+_state: dict[str, Any] = {"kernels": None, "tried": False, "error": None, "installed": None}
 
 
 def cache_root() -> Path:
@@ -75,15 +78,6 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convtool"
 
 
-def switched_off() -> str | None:
-    """Why the compiled route is off by configuration, or None."""
-    if os.environ.get("CONVTOOL_AOT", "").strip().lower() in ("0", "no", "off", "false"):
-        return "CONVTOOL_AOT=0"
-    if os.environ.get("NUMBA_DISABLE_JIT", "").strip() not in ("", "0"):
-        return "NUMBA_DISABLE_JIT is set"
-    return None
-
-
 def _numba_version_text() -> bytes:
     spec = importlib.util.find_spec("numba")  # finds, does not import
     if spec is None or not spec.origin:
@@ -94,48 +88,13 @@ def _numba_version_text() -> bytes:
         return spec.origin.encode()
 
 
-def _imported_core_modules(code: bytes) -> list[str]:
-    """The modules of the core that ``code`` imports (``from convtool.core.x import ...``)."""
-    prefix = PACKAGE + "."
-    return [
-        node.module[len(prefix) :]
-        for node in ast.walk(ast.parse(code))
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(prefix)
-    ]
-
-
-def sources() -> dict[str, bytes]:
-    """The files the build compiles: ``conv.py`` and the core files it imports, by name.
-
-    The build runs them apart from the package, so they may import only numpy, numba
-    and each other; the key hashes exactly these bytes.
-    """
-    folder = Path(__file__).parent
-    found: dict[str, bytes] = {}
-    todo = [SOURCE]
-    while todo:
-        name = todo.pop()
-        if name not in found:
-            found[name] = (folder / f"{name}.py").read_bytes()
-            todo.extend(_imported_core_modules(found[name]))
-    return dict(sorted(found.items()))
-
-
-def _digest(files: dict[str, bytes]) -> str:
-    h = hashlib.sha256()
-    for name, code in sorted(files.items()):
-        h.update(f"{name} {len(code)}\n".encode())
-        h.update(code)
-    return h.hexdigest()
-
-
 def key(files: dict[str, bytes] | None = None) -> str:
-    """Hash of everything the compiled module depends on (``files``: :func:`sources`)."""
+    """Hash of everything the run-time build depends on (``files``: :func:`sources`)."""
     import numpy
 
     h = hashlib.sha256()
-    h.update(_digest(sources() if files is None else files).encode())
-    h.update(repr((EXPORTS, TYPES, MODULE)).encode())
+    h.update(aot_pycc.files_digest(sources() if files is None else files).encode())
+    h.update(repr((sorted(KERNELS.items()), aot_pycc.MODULE)).encode())
     h.update(_numba_version_text())
     h.update(numpy.__version__.encode())
     h.update(f"{sys.implementation.cache_tag} {sys.platform} {os.name}".encode())
@@ -147,32 +106,90 @@ def build_dir(files: dict[str, bytes] | None = None) -> Path:
     return cache_root() / "aot" / key(files)
 
 
-def _module_file(folder: Path) -> Path | None:
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = folder / (MODULE + suffix)
-        if path.is_file():
-            return path
-    return None
+# ----------------------------------------------------------------------------- loading
 
 
 class Kernels:
-    """The compiled module's kernels, called as :mod:`convtool.core.conv`'s are."""
+    """A compiled module's kernels, by name and float type.
+
+    :meth:`find` gives the compiled function for a call's arguments, or None where it
+    does not fit them (another dtype, dimensions, a strided array): the compiled code
+    reads arrays as its signature says and checks nothing itself.
+    """
 
     def __init__(self, module: ModuleType, path: Path) -> None:
+        import numpy as np
+
         self.module, self.path = module, path
-        self._forward = {4: module.conv2d_forward_f4, 8: module.conv2d_forward_f8}
+        self._ndarray = np.ndarray
+        self._variants: dict[str, dict[Any, tuple[Any, tuple]]] = {}
+        self._first: dict[str, int] = {}  # the argument whose dtype picks the variant
+        for kernel, (_, args, _, types) in KERNELS.items():
+            self._first[kernel] = next(i for i, a in enumerate(args.split()) if a.startswith("T["))
+            for t in types:
+                checks = tuple(
+                    (i, np.dtype(kind), ndim, contiguous)
+                    for i, (kind, ndim, contiguous) in enumerate(aot_pycc.arguments(kernel, t))
+                    if ndim
+                )
+                function = getattr(module, f"{kernel}_{t}")
+                self._variants.setdefault(kernel, {})[np.dtype(t)] = (function, checks)
 
-    def conv2d_forward(self, x, w, bias, out, sh, pad_top, pad_left) -> None:
-        self._forward[x.dtype.itemsize](x, w, bias, out, sh, pad_top, pad_left)
+    def find(self, kernel: str, args: tuple) -> Any:
+        """The compiled ``kernel`` for ``args``, or None."""
+        variants = self._variants.get(kernel)
+        if variants is None:
+            return None
+        found = variants.get(getattr(args[self._first[kernel]], "dtype", None))
+        if found is None:
+            return None
+        function, checks = found
+        for i, dtype, ndim, contiguous in checks:
+            a = args[i]
+            if not isinstance(a, self._ndarray) or a.dtype != dtype or a.ndim != ndim:
+                return None
+            flags = a.flags
+            if not flags.aligned or (contiguous and not flags.c_contiguous):
+                return None
+        return function
 
 
-def _load_file(path: Path) -> Kernels:
-    loader = importlib.machinery.ExtensionFileLoader(MODULE, str(path))
-    spec = importlib.util.spec_from_file_location(MODULE, path, loader=loader)
+def _built(folder: Path) -> Path | None:
+    """The run-time build in ``folder``, if there is one."""
+    return aot_pycc.module_file(folder, aot_pycc.MODULE)
+
+
+def _load_file(path: Path, name: str, files: dict[str, bytes]) -> Kernels:
+    """Load the extension module at ``path``; ValueError if built from other sources."""
+    loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+    spec = importlib.util.spec_from_file_location(name, path, loader=loader)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
+    if module.sources_digest() != digest(files):
+        raise ValueError(f"{path} was built from other sources than these")
     return Kernels(module, path)
+
+
+def _installed(files: dict[str, bytes]) -> Kernels | None:
+    """The extension built at install, if built from ``files``; else None (why: _state)."""
+    package = aot_pycc.PACKAGE.split(".")
+    folders = [Path(__file__).parent] + [Path(p or ".").joinpath(*package) for p in sys.path]
+    reason, seen = "not installed", set()
+    for folder in folders:
+        path = aot_pycc.module_file(folder, aot_pycc.INSTALLED)
+        if path is None or path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
+        try:
+            kernels = _load_file(path, f"{aot_pycc.PACKAGE}.{aot_pycc.INSTALLED}", files)
+        except Exception as e:  # stale, or built for another numpy: look further
+            reason = f"{type(e).__name__}: {e}"
+            continue
+        _state["installed"] = ""
+        return kernels
+    _state["installed"] = reason
+    return None
 
 
 @contextlib.contextmanager
@@ -201,22 +218,71 @@ def _recent_failure(folder: Path) -> str | None:
     return None
 
 
-def _write_tree(root: Path, files: dict[str, bytes]) -> None:
-    """Lay ``files`` out under ``root`` as the package they come from, with empty parents."""
-    package = root.joinpath(*PACKAGE.split("."))
-    package.mkdir(parents=True)
-    for part in range(1, len(PACKAGE.split(".")) + 1):
-        root.joinpath(*PACKAGE.split(".")[:part], "__init__.py").write_bytes(b"")
-    for name, code in files.items():
-        (package / f"{name}.py").write_bytes(code)
+def _cached(files: dict[str, bytes], build_missing: bool, announce: Any) -> Kernels | None:
+    """The run-time build from the cache folder, building it first if missing and allowed."""
+    folder = build_dir(files)
+    path = _built(folder)
+    if path is None and build_missing:
+        folder.mkdir(parents=True, exist_ok=True)
+        with _locked(folder):
+            path = _built(folder)  # another process may have built it meanwhile
+            if path is None:
+                failed = _recent_failure(folder)
+                if failed is not None:
+                    raise RuntimeError(f"an earlier build failed: {failed}")
+                path = build(folder, files, announce=announce)
+    if path is None:
+        return None
+    kernels = _load_file(path, aot_pycc.MODULE, files)
+    with contextlib.suppress(OSError):
+        os.utime(folder)  # in use: not to be pruned
+    return kernels
+
+
+def load(*, build_missing: bool = True, announce: Any = None) -> Kernels | None:
+    """The compiled kernels: installed, else from the cache, building them first if needed
+    and allowed; None if unavailable.
+
+    The outcome is remembered for the process; :func:`error` tells why it is None.
+    """
+    if _state["kernels"] is not None or (_state["tried"] and not build_missing):
+        return _state["kernels"]
+    reason = switched_off()
+    if reason is not None:
+        _state["error"] = reason
+        return None
+    try:
+        files = sources()
+        kernels = _installed(files) if _state["installed"] is None else None
+        if kernels is None:
+            kernels = _cached(files, build_missing, announce)
+        _state["kernels"] = kernels
+        _state["error"] = None if kernels is not None else "not built yet"
+    except Exception as e:  # any failure here only means: use the JIT
+        _state["error"] = one_line(e)
+    _state["tried"] = _state["tried"] or build_missing
+    return _state["kernels"]
+
+
+def error() -> str | None:
+    """Why :func:`load` gave None (one line), or None."""
+    return _state["error"]
+
+
+def installed_error() -> str | None:
+    """Why the extension built at install is not used ('' if it is; None: not looked for)."""
+    return _state["installed"]
+
+
+# ----------------------------------------------------------------------------- building
 
 
 def build(folder: Path, files: dict[str, bytes], *, announce: Any = None) -> Path:
     """Compile ``files`` (:func:`sources`) into ``folder`` in a child process; return the path.
 
-    The child runs this file as a script on a copy of exactly these bytes, laid out
-    as their package with empty ``__init__`` files (so it compiles them, not
-    whichever convtool its ``sys.path`` would find). Raises RuntimeError with a
+    The child runs :mod:`convtool.core.aot_pycc` as a script on a copy of exactly
+    these bytes, laid out as their package with empty ``__init__`` files (so it
+    compiles them, not whichever convtool its ``sys.path`` would find). Raises RuntimeError with a
     one-line reason when the build fails; the reason is also kept in
     ``folder/FAILED`` and the child's output in ``folder/build.log``.
     """
@@ -232,8 +298,9 @@ def build(folder: Path, files: dict[str, bytes], *, announce: Any = None) -> Pat
             announce()
         tree = folder / "source"
         shutil.rmtree(tree, ignore_errors=True)  # left by a build that was killed
-        _write_tree(tree, files)
-        command = [sys.executable, __file__, "build", str(folder), str(tree), _digest(files)]
+        aot_pycc.write_tree(tree, files)
+        script, digest_hex = aot_pycc.__file__, aot_pycc.files_digest(files)
+        command = [sys.executable, script, "build", str(folder), str(tree), digest_hex]
         env = dict(os.environ, PYTHONWARNINGS="ignore")
         try:
             done = subprocess.run(
@@ -248,7 +315,7 @@ def build(folder: Path, files: dict[str, bytes], *, announce: Any = None) -> Pat
             log, ok = str(e).encode(), False
         finally:
             shutil.rmtree(tree, ignore_errors=True)
-    path = _module_file(folder)
+    path = _built(folder)
     if ok and path is not None:
         with contextlib.suppress(OSError):
             (folder / "FAILED").unlink()
@@ -271,89 +338,3 @@ def _prune(keep: Path, age: float = PRUNE_SECONDS) -> None:
         for folder in keep.parent.iterdir():
             if folder != keep and folder.is_dir() and now - folder.stat().st_mtime > age:
                 shutil.rmtree(folder, ignore_errors=True)
-
-
-def load(*, build_missing: bool = True, announce: Any = None) -> Kernels | None:
-    """The compiled kernels, building them first if needed and allowed; None if unavailable.
-
-    The outcome is remembered for the process; :func:`error` tells why it is None.
-    """
-    if _state["kernels"] is not None or (_state["tried"] and not build_missing):
-        return _state["kernels"]
-    reason = switched_off()
-    if reason is not None:
-        _state["error"] = reason
-        return None
-    try:
-        files = sources()
-        folder = build_dir(files)
-        path = _module_file(folder)
-        if path is None and build_missing:
-            folder.mkdir(parents=True, exist_ok=True)
-            with _locked(folder):
-                path = _module_file(folder)  # another process may have built it meanwhile
-                if path is None:
-                    failed = _recent_failure(folder)
-                    if failed is not None:
-                        raise RuntimeError(f"an earlier build failed: {failed}")
-                    path = build(folder, files, announce=announce)
-        if path is None:
-            _state["error"] = "not built yet"
-        else:
-            _state["kernels"] = _load_file(path)
-            with contextlib.suppress(OSError):
-                os.utime(folder)  # in use: not to be pruned
-            _state["error"] = None
-    except Exception as e:  # any failure here only means: use the JIT
-        from convtool._shared import one_line  # here: the build runs this file as a script
-
-        _state["error"] = one_line(e)
-    _state["tried"] = _state["tried"] or build_missing
-    return _state["kernels"]
-
-
-def error() -> str | None:
-    """Why :func:`load` gave None (one line), or None."""
-    return _state["error"]
-
-
-def _build_here(folder: Path, tree: Path, digest: str) -> None:
-    """The child's side: compile the copy in ``tree`` with numba.pycc into ``folder``."""
-    import shutil
-    import tempfile
-    import warnings
-
-    warnings.simplefilter("ignore")
-    package = tree.joinpath(*PACKAGE.split("."))
-    files = {path.stem: path.read_bytes() for path in package.glob("*.py")}
-    files.pop("__init__")
-    if _digest(files) != digest:
-        raise SystemExit("the core changed during the build; it will be rebuilt next time")
-    from numba.pycc import CC
-
-    sys.path.insert(0, str(tree))
-    core = importlib.import_module(f"{PACKAGE}.{SOURCE}")
-    if Path(core.__file__ or "").parent != package:
-        raise SystemExit(f"the build imported {core.__file__}, not its copy in {package}")
-    work = Path(tempfile.mkdtemp(prefix="build-", dir=folder))
-    try:
-        cc = CC(MODULE, source_module=core)
-        cc.output_dir = str(work)
-        cc.verbose = False
-        for name, signature in EXPORTS.items():
-            function = getattr(core, name).py_func  # the same source the JIT compiles
-            for t in TYPES:
-                cc.export(f"{name}_{t}", signature.format(t=t))(function)
-        cc.compile()
-        built = _module_file(work)
-        if built is None:
-            raise SystemExit("numba.pycc wrote no module")
-        os.replace(built, folder / built.name)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-if __name__ == "__main__":  # python aot.py build DIR TREE DIGEST
-    if len(sys.argv) != 5 or sys.argv[1] != "build":
-        sys.exit("usage: python aot.py build DIR TREE DIGEST")
-    _build_here(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4])

@@ -4,9 +4,10 @@ Two engines run the same kernels, compiled from the same Python source:
 
 - the JIT (:func:`jit`): numba compiles each kernel for this CPU on its first call
   (cached on disk) and runs it on every core;
-- the compiled core (:func:`compiled`): :func:`convtool.core.conv.conv2d_forward`
-  compiled ahead of time (:mod:`convtool.core.aot`), which imports in under a
-  millisecond and needs no numba, on one thread; its other kernels are the JIT's.
+- the compiled core (:func:`compiled`): every kernel compiled ahead of time
+  (:mod:`convtool.core.aot`, at install or once at run time), which imports in under
+  a millisecond and needs no numba, on one thread; for arguments it was not compiled
+  for (another dtype, a strided array) it hands the call to the JIT.
 
 An engine is a plain object. Whoever chooses it (``convtool apply``'s task, by the
 size of the picture) passes it down as ``engine=`` through
@@ -14,14 +15,17 @@ size of the picture) passes it down as ``engine=`` through
 None means the JIT; nothing in the process is switched, so other code keeps its
 engine. The two round differently in the last bit (host code fuses multiply-adds).
 
-Choosing an engine imports nothing heavy: numba comes in with the first JIT kernel
-called. The thread settings the rest of convtool needs are here too
-(:func:`reduction_chunks`, :func:`use_threads`, :func:`threads_running`), so that
-no module outside :mod:`convtool.core` imports numba.
+Choosing an engine imports nothing heavy, and the compiled engine imports no numba
+at all: numba comes in with the first JIT kernel called. The thread settings the
+rest of convtool needs are here too (:func:`reduction_chunks`, :func:`use_threads`,
+:func:`threads_running`), so that no module outside :mod:`convtool.core` imports numba.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,7 @@ from typing import Any
 __all__ = [
     "Engine",
     "compiled",
+    "default_threads",
     "jit",
     "or_jit",
     "reduction_chunks",
@@ -39,6 +44,10 @@ __all__ = [
 
 class Engine:
     """The core's kernels as one engine runs them (arguments as in the kernel modules).
+
+    The compiled core's engine runs each kernel from the compiled module when that was
+    compiled for the arguments' dtypes and layouts, and from the JIT otherwise, so any
+    call works on either engine.
 
     Attributes
     ----------
@@ -56,59 +65,48 @@ class Engine:
     def __repr__(self) -> str:
         return f"Engine({self.name!r})" if self.path is None else f"Engine('aot', {self.path})"
 
+    def _run(self, module: str, kernel: str, *args: Any) -> Any:
+        if self._compiled is not None:
+            function = self._compiled.find(kernel, args)
+            if function is not None:
+                return function(*args)
+        # the JIT's kernel: numba comes in with the first of them
+        return getattr(importlib.import_module(f"convtool.core.{module}"), kernel)(*args)
+
     # :mod:`convtool.core.conv`
     def conv2d_forward(self, x, w, bias, out, sh, pad_top, pad_left) -> None:
-        if self._compiled is not None:
-            self._compiled.conv2d_forward(x, w, bias, out, sh, pad_top, pad_left)
-            return
-        from convtool.core import conv
-
-        conv.conv2d_forward(x, w, bias, out, sh, pad_top, pad_left)
+        self._run("conv", "conv2d_forward", x, w, bias, out, sh, pad_top, pad_left)
 
     def conv2d_grad_weight(self, x, grad_out, partial, sh, pad_top, pad_left) -> None:
-        from convtool.core import conv
-
-        conv.conv2d_grad_weight(x, grad_out, partial, sh, pad_top, pad_left)
+        self._run("conv", "conv2d_grad_weight", x, grad_out, partial, sh, pad_top, pad_left)
 
     # :mod:`convtool.core.pool`
     def max_pool2d_forward(self, x, out, argmax, kh, kw, sh, sw, pad_top, pad_left) -> None:
-        from convtool.core import pool
-
-        pool.max_pool2d_forward(x, out, argmax, kh, kw, sh, sw, pad_top, pad_left)
+        self._run("pool", "max_pool2d_forward", x, out, argmax, kh, kw, sh, sw, pad_top, pad_left)
 
     def max_pool2d_backward(self, grad_out, argmax, grad_x) -> None:
-        from convtool.core import pool
-
-        pool.max_pool2d_backward(grad_out, argmax, grad_x)
+        self._run("pool", "max_pool2d_backward", grad_out, argmax, grad_x)
 
     def avg_pool2d_forward(self, x, out, kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right):
-        from convtool.core import pool
-
-        pool.avg_pool2d_forward(x, out, kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right)
+        pads = (pad_top, pad_left, pad_bottom, pad_right)
+        self._run("pool", "avg_pool2d_forward", x, out, kh, kw, sh, sw, *pads)
 
     def avg_pool2d_backward(
         self, grad_out, grad_x, kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right
     ) -> None:
-        from convtool.core import pool
-
-        pool.avg_pool2d_backward(
-            grad_out, grad_x, kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right
-        )
+        pads = (pad_top, pad_left, pad_bottom, pad_right)
+        self._run("pool", "avg_pool2d_backward", grad_out, grad_x, kh, kw, sh, sw, *pads)
 
     # :mod:`convtool.core.fit`
     def fit_gather(self, x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments) -> None:
-        from convtool.core import fit
-
-        fit.fit_gather(x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments)
+        args = (x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments)
+        self._run("fit", "fit_gather", *args)
 
     def fit_iterate(
         self, method, gram, w, w_best, r_best, scalars, it, stop, max_iter, state, history
     ) -> tuple[int, int]:
-        from convtool.core import fit
-
-        return fit.fit_iterate(
-            method, gram, w, w_best, r_best, scalars, it, stop, max_iter, state, history
-        )
+        args = (method, gram, w, w_best, r_best, scalars, it, stop, max_iter, state, history)
+        return self._run("fit", "fit_iterate", *args)
 
 
 _JIT = Engine()
@@ -125,8 +123,9 @@ def or_jit(engine: Engine | None) -> Engine:
 
 
 def compiled(*, build_missing: bool = True, announce: Any = None) -> Engine | None:
-    """The compiled core's engine, building it first if missing and allowed; None if
-    unavailable (:func:`convtool.core.aot.error` tells why).
+    """The compiled core's engine: the extension built at install, else the run-time
+    build, building it first if missing and allowed; None if unavailable
+    (:func:`convtool.core.aot.error` tells why).
 
     ``announce()`` is called before a build starts. The outcome is remembered for the
     process, so later calls cost nothing.
@@ -142,11 +141,27 @@ def reduction_chunks(rows: int) -> int:
 
     Four per thread, so that uneven rows still keep every thread busy. The count sets
     the order of the additions, so the kernel gradient and the fit's statistics take it
-    from here alike.
+    from here alike, whichever engine runs them. Once numba is imported its thread
+    count is asked (a batch worker may have lowered it); before, it is worked out as
+    numba would, so that the compiled engine imports no numba for it.
     """
-    import numba
+    if "numba" in sys.modules:
+        import numba
 
-    return max(1, min(rows, 4 * numba.get_num_threads()))
+        threads = numba.get_num_threads()
+    else:
+        threads = default_threads()
+    return max(1, min(rows, 4 * threads))
+
+
+def default_threads() -> int:
+    """numba's thread count before anything changes it (``numba.config.NUMBA_NUM_THREADS``):
+    ``$NUMBA_NUM_THREADS`` if it is an integer, else the CPUs this process may run on."""
+    with contextlib.suppress(KeyError, ValueError):
+        return int(os.environ["NUMBA_NUM_THREADS"])
+    with contextlib.suppress(AttributeError):  # no sched_getaffinity on macOS and Windows
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def use_threads(threads: int) -> None:

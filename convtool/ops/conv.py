@@ -135,8 +135,7 @@ def conv2d_backward(
     - kernel: the input correlated with the incoming gradient;
     - bias: the sum of the incoming gradient.
 
-    The arguments are :func:`conv2d`'s (``engine`` runs the input gradient; the
-    kernel gradient always runs on the JIT, multi-threaded).
+    The arguments are :func:`conv2d`'s (``engine`` runs both gradients' kernels).
 
     Returns
     -------

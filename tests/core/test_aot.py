@@ -1,85 +1,271 @@
-"""The ahead-of-time compiled convolution: its build, its key, and its results (the JIT's)."""
+"""The compiled core: where it is found, when it is not used, and its results (the JIT's)."""
 
 from __future__ import annotations
 
 import ast
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from convtool import ops
-from convtool.core import aot, engine
+from convtool.core import aot, aot_pycc, conv, engine, fit, pool
+from tests.core.fit_calls import fit_run, fit_statistics
+
+FRESH = {"kernels": None, "tried": False, "error": None, "installed": None}
 
 
 @pytest.fixture
 def fresh_aot(monkeypatch):
-    monkeypatch.setattr(aot, "_state", {"kernels": None, "tried": False, "error": None})
+    """aot as a new process finds it, the compiled route not switched off."""
+    monkeypatch.delenv("CONVTOOL_AOT", raising=False)
+    monkeypatch.setattr(aot, "_state", dict(FRESH))
     return aot
 
 
-def test_compiled_core_gives_the_jit_results(fresh_aot):
-    """Builds the module into the user cache on a fresh machine (once, ~15 s)."""
-    compiled = engine.compiled()
-    assert compiled is not None, fresh_aot.error()
-    assert compiled.name == "aot" and engine.jit().name == "jit"
-    assert compiled.path.parent == fresh_aot.build_dir()
+@pytest.fixture
+def no_installed(fresh_aot):
+    """As if no extension were installed: only the run-time build is looked for."""
+    aot._state["installed"] = "hidden by the test"
+    return fresh_aot
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    """The compiled core's engine: installed, or built into the user cache on a fresh
+    machine (once, ~30 s)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("CONVTOOL_AOT", raising=False)
+        mp.setattr(aot, "_state", dict(FRESH))
+        found = engine.compiled()
+        assert found is not None, aot.error()
+    return found
+
+
+def test_every_kernel_is_compiled(compiled):
+    jitted = {
+        name
+        for module in (conv, pool, fit)
+        for name, value in vars(module).items()
+        if not name.startswith("_") and hasattr(value, "py_func")
+    }
+    assert set(aot_pycc.KERNELS) == jitted
+    for kernel, (module, *_, types) in aot_pycc.KERNELS.items():
+        assert kernel in vars({"conv": conv, "pool": pool, "fit": fit}[module])
+        for t in types:
+            assert callable(getattr(compiled._compiled.module, f"{kernel}_{t}"))
+
+
+def _same(got, expected, dtype):
+    assert got.dtype == expected.dtype == dtype
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_convolution_gives_the_jits_results(compiled, dtype):
     rng = np.random.default_rng(6)
-    for dtype in (np.float32, np.float64):
-        x = rng.random((2, 3, 19, 23)).astype(dtype)
-        w = rng.standard_normal((5, 3, 4, 3))
-        b = rng.standard_normal(5)
+    x = rng.random((2, 3, 19, 23)).astype(dtype)
+    for c_out in (1, 5):  # a filter's row path, and the channels' line path
+        w = rng.standard_normal((c_out, 3, 4, 3))
+        b = rng.standard_normal(c_out)
         for stride, padding in [(1, "same"), ((2, 3), "same"), (2, 0), (1, (2, 1))]:
-            jit = ops.conv2d(x, w, b, stride=stride, padding=padding)
-            assert np.array_equal(jit, ops.conv2d(x, w, b, stride=stride, padding=padding))
-            got = ops.conv2d(x, w, b, stride=stride, padding=padding, engine=compiled)
-            assert got.dtype == dtype
-            np.testing.assert_allclose(got, jit, rtol=1e-5, atol=1e-5)
-    # anything the compiled module lacks comes from the JIT
-    x = rng.random((2, 3, 8, 9))
-    assert np.array_equal(ops.max_pool2d(x, 2, engine=compiled), ops.max_pool2d(x, 2))
-    g = rng.random((2, 3, 4, 4))
-    assert np.array_equal(
-        ops.avg_pool2d_backward(x, g, 2, engine=compiled), ops.avg_pool2d_backward(x, g, 2)
+            args = {"stride": stride, "padding": padding}
+            jit = ops.conv2d(x, w, b, **args)
+            _same(ops.conv2d(x, w, b, **args, engine=compiled), jit, dtype)
+            g = rng.standard_normal(jit.shape).astype(dtype)
+            for got, expected in zip(
+                ops.conv2d_backward(x, w, g, **args, engine=compiled),
+                ops.conv2d_backward(x, w, g, **args),
+                strict=True,
+            ):
+                _same(got, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_pools_give_the_jits_results(compiled, dtype):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 11, 9)).astype(dtype)
+    x[0, 0, 2, 2] = np.nan  # NaN wins a max, as in torch
+    for args in [(2, None, 0, False), (3, 2, 1, True), ((3, 2), 1, 0, False)]:
+        assert np.array_equal(
+            ops.max_pool2d(x, *args, engine=compiled), ops.max_pool2d(x, *args), equal_nan=True
+        )
+        _same(ops.avg_pool2d(x, *args, engine=compiled), ops.avg_pool2d(x, *args), dtype)
+        g = rng.standard_normal(ops.max_pool2d(x, *args).shape).astype(dtype)
+        for backward in (ops.max_pool2d_backward, ops.avg_pool2d_backward):
+            _same(backward(x, g, *args, engine=compiled), backward(x, g, *args), x.dtype)
+
+
+def test_the_fit_gives_the_jits_results(compiled):
+    for toeplitz, drop_some in [(True, False), (True, True), (False, True)]:
+        for got, expected in zip(
+            fit_statistics(compiled, toeplitz, drop_some),
+            fit_statistics(engine.jit(), toeplitz, drop_some),
+            strict=True,
+        ):
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    for method in (0, 1):  # gradient descent, conjugate gradient
+        got, expected = fit_run(compiled, method), fit_run(engine.jit(), method)
+        assert got[:2] == expected[:2]
+        np.testing.assert_allclose(got[2], expected[2], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got[3], expected[3], rtol=1e-10, atol=1e-14)
+
+
+def test_the_compiled_engine_imports_no_numba(compiled, monkeypatch):
+    """Every kernel on the compiled engine, in a new process: numba is never needed."""
+    monkeypatch.delenv("CONVTOOL_AOT", raising=False)
+    code = (
+        "import sys\nimport numpy as np\nfrom convtool import ops\n"
+        "from convtool.core import aot, engine\n"
+        "from tests.core.fit_calls import fit_run, fit_statistics\n"
+        "e = engine.compiled(build_missing=False)\nassert e is not None, aot.error()\n"
+        "for t in (np.float32, np.float64):\n"
+        "    x = np.ones((1, 2, 9, 8), t)\n"
+        "    ops.conv2d_backward(x, np.ones((4, 2, 3, 3)), np.ones((1, 4, 4, 3)), stride=2,"
+        " engine=e)\n"
+        "    ops.conv2d(x, np.ones((1, 2, 3, 3)), padding='same', engine=e)\n"
+        "    ops.max_pool2d_backward(x, ops.max_pool2d(x, 2, engine=e), 2, engine=e)\n"
+        "    ops.avg_pool2d_backward(x, ops.avg_pool2d(x, 2, engine=e), 2, engine=e)\n"
+        "fit_statistics(e, True, True), fit_statistics(e, False, False), fit_run(e, 1)\n"
+        "print('numba' in sys.modules)\n"
     )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"]
 
 
-def test_no_compiler_means_the_jit_and_no_retry(fresh_aot, monkeypatch, tmp_path):
+def test_arguments_it_was_not_compiled_for_go_to_the_jit(compiled):
+    kernels = compiled._compiled
+    x = np.ones((1, 2, 6, 6), np.float32)
+    w, out = np.ones((1, 2, 3, 3), np.float32), np.empty((1, 1, 4, 4), np.float32)
+    bias = np.zeros(1, np.float32)
+    args = (x, w, bias, out, 1, 0, 0)
+    assert kernels.find("conv2d_forward", args) is not None
+    others = {
+        "float16": (x.astype(np.float16), w, bias, out, 1, 0, 0),
+        "mixed": (x, w.astype(np.float64), bias, out, 1, 0, 0),
+        "3-D": (x[0], w, bias, out, 1, 0, 0),
+        "strided": (np.ones((1, 2, 6, 12), np.float32)[..., ::2], w, bias, out, 1, 0, 0),
+        "byte-swapped": (x.astype(">f4"), w, bias, out, 1, 0, 0),
+        "a list": (x.tolist(), w, bias, out, 1, 0, 0),
+    }
+    for why, bad in others.items():
+        assert kernels.find("conv2d_forward", bad) is None, why
+    assert kernels.find("no_such_kernel", args) is None
+    # the fit is compiled for float64 only; float32 runs on the JIT
+    gram = np.zeros((1, 1, 9, 9), np.float32)
+    y = np.ones((1, 4, 4), np.float32)
+    fit_args = (y, y, y, np.zeros((0, 3), np.int64), 1, 1, 3, 3, False, gram, y[:, :1, :1])
+    assert kernels.find("fit_gather", fit_args) is None
+    # and the engine still answers, from the JIT
+    strided = others["strided"][0]
+    jit_out = np.empty_like(out)
+    compiled.conv2d_forward(strided, w, bias, out, 1, 0, 0)
+    engine.jit().conv2d_forward(strided, w, bias, jit_out, 1, 0, 0)
+    assert np.array_equal(out, jit_out)
+
+
+# ----------------------------------------------------------------- where it is found
+
+
+def test_an_installed_extension_is_used_only_if_built_from_these_sources(
+    compiled, fresh_aot, monkeypatch, tmp_path
+):
+    """Installed beside another copy of the package on sys.path (as CI runs the suite)."""
+    name = compiled.path.name.split(".")[0]  # the installed one, or the run-time build
+    folder = tmp_path / "site" / "convtool" / "core"
+    folder.mkdir(parents=True)
+    shutil.copy(compiled.path, folder / compiled.path.name)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(aot_pycc, "INSTALLED", name)
+    monkeypatch.setenv("CONVTOOL_CACHE_DIR", str(tmp_path / "cache"))
+    found = engine.compiled(build_missing=False)
+    assert found is not None and fresh_aot.installed_error() == "", fresh_aot.error()
+    assert found.path.parent in (folder, Path(aot.__file__).parent)
+    assert not (tmp_path / "cache").exists()  # the installed one needs no cache
+
+    # the kernels' sources edited since: stale machine code is never loaded
+    edited = {**aot.sources(), "pool": aot.sources()["pool"] + b"\n# edited\n"}
+    monkeypatch.setattr(aot, "sources", lambda: edited)
+    monkeypatch.setattr(aot, "_state", dict(FRESH))
+    assert engine.compiled(build_missing=False) is None
+    assert "other sources" in fresh_aot.installed_error()
+    assert fresh_aot.error() == "not built yet"
+
+
+def test_no_compiler_means_the_jit_and_no_retry(no_installed, monkeypatch, tmp_path):
     monkeypatch.setenv("CONVTOOL_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CC", "no-such-compiler-xyz")
     announced = []
     assert engine.compiled(announce=lambda: announced.append(1)) is None
-    assert "no C compiler" in fresh_aot.error() and not announced
-    folder = fresh_aot.build_dir()
+    assert "no C compiler" in no_installed.error() and not announced
+    folder = no_installed.build_dir()
     assert "no C compiler" in (folder / "FAILED").read_text()
     assert engine.compiled(build_missing=False) is None
     np.testing.assert_allclose(ops.conv2d(np.ones((4, 4)), np.ones((3, 3))), 9 * np.ones((2, 2)))
     monkeypatch.delenv("CC")  # a compiler now, but the failure is remembered for a day
-    monkeypatch.setattr(fresh_aot, "_state", dict(fresh_aot._state, tried=False))
-    assert engine.compiled() is None and "earlier build failed" in fresh_aot.error()
+    monkeypatch.setattr(no_installed, "_state", dict(no_installed._state, tried=False))
+    assert engine.compiled() is None and "earlier build failed" in no_installed.error()
 
 
-def test_unusable_cache_folder_means_the_jit(fresh_aot, monkeypatch, tmp_path):
+def _unusable_cache_folders(tmp_path: Path) -> dict[str, Path]:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    monkeypatch.setenv("CONVTOOL_CACHE_DIR", str(blocker))
-    assert engine.compiled() is None and fresh_aot.error()
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    folders = {"a file": blocker / "cache", "read-only": read_only / "cache"}
+    if sys.platform.startswith("linux"):
+        folders["cannot be made"] = Path("/proc/no-such-convtool-cache")  # even for root
+    return folders
+
+
+def test_an_unusable_cache_folder_means_the_jit(no_installed, monkeypatch, tmp_path):
+    """The library's answer, and a command's."""
+    from click.testing import CliRunner
+
+    from convtool.cli import cli
+
+    monkeypatch.setenv("CC", "no-such-compiler-xyz")  # root may write anywhere: never build
+    disc = str(Path(__file__).resolve().parents[2] / "samples" / "disc.png")
+    for why, folder in _unusable_cache_folders(tmp_path).items():
+        monkeypatch.setenv("CONVTOOL_CACHE_DIR", str(folder))
+        monkeypatch.setattr(no_installed, "_state", dict(no_installed._state, tried=False))
+        assert engine.compiled() is None and no_installed.error(), why
+        monkeypatch.setattr(no_installed, "_state", dict(no_installed._state, tried=False))
+        out = tmp_path / f"{why}.png"
+        done = CliRunner().invoke(cli, ["apply", disc, "-k", "blur", "-o", str(out)])
+        assert done.exit_code == 0, (why, done.output)
+        assert out.exists(), why
+    (tmp_path / "read-only").chmod(0o700)
 
 
 @pytest.mark.parametrize(("name", "value"), [("CONVTOOL_AOT", "0"), ("NUMBA_DISABLE_JIT", "1")])
 def test_switched_off(fresh_aot, monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     assert fresh_aot.load() is None and name in fresh_aot.error()
+    assert fresh_aot.installed_error() is None  # not even looked for
 
 
-def test_the_key_follows_the_source_it_compiles(monkeypatch, tmp_path):
+# ----------------------------------------------------------------- the sources
+
+
+def test_the_digests_follow_the_sources_they_compile(monkeypatch, tmp_path):
     files = aot.sources()
-    # conv.py and what it imports; the pooling and fit kernels are not compiled
-    assert set(files) == {"conv", "conv_rows", "conv_lines", "fastmath"}
-    assert aot.key(files) == aot.key()
+    # the kernels' modules and what they import
+    assert set(files) == {"conv", "conv_rows", "conv_lines", "fastmath", "pool", "fit"}
+    assert aot.key(files) == aot.key() and aot.digest(files) == aot.digest()
+    assert 0 < aot.digest() < 2**63  # exported as an int64
     for name in files:
         edited = dict(files, **{name: files[name] + b"\n# edited\n"})
         assert aot.key(edited) != aot.key(files)
+        assert aot.digest(edited) != aot.digest(files)
     monkeypatch.setenv("CONVTOOL_CACHE_DIR", str(tmp_path))
     assert aot.build_dir().parent == tmp_path / "aot"
 
@@ -88,18 +274,34 @@ def test_the_compiled_files_import_only_numpy_numba_and_each_other():
     """The build runs them apart from the package: anything else would be whichever
     copy the child's sys.path finds, or nothing."""
     files = aot.sources()
-    allowed = {"__future__", "numpy", "numba"} | {f"{aot.PACKAGE}.{name}" for name in files}
+    allowed = {"__future__", "numpy", "numba"} | {f"{aot_pycc.PACKAGE}.{name}" for name in files}
     for name, code in files.items():
+        core = []
         for node in ast.walk(ast.parse(code)):
             if isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 assert node.level == 0, f"{name}.py: a relative import"
+                assert node.col_offset == 0, f"{name}.py: an import inside a block"
                 modules = [node.module]
             else:
                 continue
             for module in modules:
                 assert module in allowed, f"{name}.py imports {module}"
+                if module.startswith(aot_pycc.PACKAGE + "."):
+                    core.append(module.rsplit(".", 1)[1])
+        assert aot_pycc._imported_core_modules(code) == core  # what sources() follows
+
+
+def test_the_signatures_cover_every_argument():
+    assert aot_pycc.signature("conv2d_forward", "f4") == (
+        "void(f4[:, :, :, ::1], f4[:, :, :, ::1], f4[::1], f4[:, :, :, ::1], i8, i8, i8)"
+    )
+    assert aot_pycc.signature("fit_iterate", "f8").startswith("UniTuple(i8, 2)(i8, f8[:, ::1]")
+    assert "i8[:, :], i8, i8" in aot_pycc.signature("fit_gather", "f8")  # any layout
+    for kernel, (module, args, *_) in aot_pycc.KERNELS.items():
+        jitted = getattr({"conv": conv, "pool": pool, "fit": fit}[module], kernel).py_func
+        assert jitted.__code__.co_argcount == len(args.split()), kernel
 
 
 def test_old_builds_are_pruned(tmp_path):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from convtool import ops
 from convtool.core import conv, engine, fit, pool
@@ -56,6 +57,25 @@ def test_reduction_chunks():
     assert engine.reduction_chunks(1) == 1
     assert engine.reduction_chunks(0) == 1
     assert engine.reduction_chunks(10**6) == 4 * threads
+
+
+@pytest.mark.parametrize("threads", [None, "3", "not a number"])
+def test_reduction_chunks_before_numba_is_imported_as_after(monkeypatch, threads):
+    """The compiled engine splits reductions as the JIT would, without importing numba."""
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    if threads is not None:
+        monkeypatch.setenv("NUMBA_NUM_THREADS", threads)
+    out = _fresh(
+        "import sys, warnings\nfrom convtool.core import engine\n"
+        "print(engine.default_threads(), engine.reduction_chunks(10**6), 'numba' in sys.modules)\n"
+        "warnings.simplefilter('ignore')\nimport numba\n"
+        "print(numba.config.NUMBA_NUM_THREADS, engine.reduction_chunks(10**6))\n"
+    )
+    before, chunks, imported, numbas, after = out
+    assert imported == "False"
+    assert before == numbas and chunks == after == str(4 * int(numbas))
+    if threads == "3":
+        assert before == "3"
 
 
 def _fresh(code: str) -> list[str]:
