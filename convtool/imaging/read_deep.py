@@ -56,8 +56,8 @@ def read_tiff(buf: bytes, source: str, max_pixels: int | None) -> Image:
         arr = np.moveaxis(arr, 0, -1)
     channels = 1 if arr.ndim == 2 else arr.shape[2]
     has_alpha = extra > 0 and channels in (2, 4)
-    layouts = {1: {1}, 2: {3, 4}}  # photometric MinIsBlack, RGB -> channel counts with alpha
-    if photometric not in layouts or channels - has_alpha not in layouts[photometric]:
+    colours = {1: 1, 2: 3}  # photometric MinIsBlack, RGB -> colour samples (alpha aside)
+    if photometric not in colours or channels - has_alpha != colours[photometric]:
         raise ImageReadError(
             f"cannot read {name}: unsupported TIFF (photometric {photometric}, {channels} samples)"
         )

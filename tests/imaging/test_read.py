@@ -266,3 +266,13 @@ def test_max_pixels_follows_pillow_and_overrides_it(tmp_path, monkeypatch):
         read_image(tmp_path / "p.png", max_pixels=0)
     with pytest.raises(TypeError, match="max_pixels"):
         read_image(tmp_path / "p.png", max_pixels=1e6)
+
+
+def test_an_rgb_tiff_with_an_undeclared_fourth_sample_is_refused():
+    # found by fuzzing: photometric RGB, four 16-bit samples and no ExtraSamples tag;
+    # a picture is grey or RGB, and an extra sample must say it is alpha
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "data/fuzz/rgb_four_samples_no_extrasamples.tif"
+    with pytest.raises(ImageReadError, match=r"unsupported TIFF \(photometric 2, 4 samples\)"):
+        read_image(path)
