@@ -43,7 +43,6 @@ from convtool.filtering.tiles import auto_tile, check_tile
 from convtool.shapes import PaddingSpec
 
 __all__ = [
-    "LARGE_WORK",
     "Options",
     "Output",
     "Task",
@@ -52,15 +51,6 @@ __all__ = [
     "run_task",
     "work_of",
 ]
-
-
-# Engine choice. The compiled core (one thread, generic x86-64 code) runs about
-# 15 GMAC/s here, the JIT (host CPU code, every core) about 45, after ~0.45 s of
-# numba start-up: past ~1e10 multiply-adds the JIT wins. The two round differently
-# in the last bit (host code fuses multiply-adds), so the choice rests on the
-# picture at hand alone, never on the pictures before it: a batch then gives the
-# same bytes whatever --jobs splits it into.
-LARGE_WORK = 1e10
 
 
 @dataclass(frozen=True)
@@ -77,7 +67,8 @@ class Options:
     format: str | None = None  # None: from each output's extension
     overwrite: bool = False
     max_pixels: int | None = -1  # -1: io's default (Pillow's limit)
-    engine: str = "auto"  # 'auto', 'aot' or 'jit'
+    engine: str = "auto"  # 'auto', 'aot' or 'jit' (see convtool.core.engine.choose)
+    notice: Any = None  # told when the JIT must compile (see convtool.core.engine.jit)
 
 
 @dataclass(frozen=True)
@@ -142,13 +133,11 @@ def work_of(image_shape: tuple[int, ...], options: Options, needed: set[int]) ->
 
 
 def engine_for(options: Options, work: float) -> Any:
-    """The engine that suits ``work`` (see LARGE_WORK), to pass to correlate: the
-    compiled core where it is built, else the JIT."""
+    """The engine for ``work`` multiply-adds, as :func:`convtool.core.engine.choose`
+    picks it for these options."""
     from convtool.core import engine
 
-    if options.engine == "jit" or (options.engine == "auto" and work > LARGE_WORK):
-        return engine.jit()
-    return engine.compiled(build_missing=False) or engine.jit()
+    return engine.choose(work, options.engine, notice=options.notice)
 
 
 def _label(source: Any) -> str:

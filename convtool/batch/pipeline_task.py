@@ -56,6 +56,7 @@ class Options:
     columns: int | None = None
     title: str | None = None  # None: the input's name and the chain
     grid_stage: int | None = None  # None: the last stage
+    notice: Any = None  # told when the JIT must compile (see convtool.core.engine.jit)
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,15 @@ def _same_path(key: str, source: str) -> bool:
     return os.path.abspath(source) == key
 
 
+def _engine(x: np.ndarray, options: Options) -> Any:
+    """The engine for this picture's chain, by its work: the multiply-adds of its conv
+    stages were they all on the full picture (an upper bound; see core.engine.choose)."""
+    from convtool.core import engine
+
+    taps = sum(k.weights.size for s in options.stages if s.kind == "conv" for k in s.kernels)
+    return engine.choose(float(x.size) * max(taps, 1), notice=options.notice)
+
+
 def _label(source: Any) -> str:
     return source if isinstance(source, str) else getattr(source, "source", "<picture>")
 
@@ -206,7 +216,7 @@ def run_task(task: Task, options: Options) -> dict[str, Any]:
         limit = imaging.DEFAULT if options.max_pixels == -1 else options.max_pixels
         image = imaging.read_image(task.source, max_pixels=limit)
     x, names = source_planes(image.data, options.color)
-    results = run_stages(x, options.stages, names)
+    results = run_stages(x, options.stages, names, engine=_engine(x, options))
     name = os.path.basename(_label(image.source)) if image.source != "-" else "stdin"
     files: list[tuple[str, Callable[[], None], dict[str, Any]]] = []
     if task.output is not None:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from convtool import vocab
+from convtool.cli._notices import CompileNotice, announced
 from convtool.cli._params import (
     FiniteFloatParam,
     PaddingParam,
@@ -221,6 +222,7 @@ def apply(
         format=fmt,
         overwrite=overwrite,
         max_pixels=-1 if max_pixels is None else (max_pixels or None),
+        notice=CompileNotice(),
     )
     stdin_image = read_stdin(max_pixels) if "-" in inputs else None
     with planning():
@@ -229,17 +231,9 @@ def apply(
         check_depths(tasks, options)
     _check_scale(tile, scheduler, kernels, padding, tasks, inputs, options)
 
-    announce = None
-    if sys.stderr.isatty():
-
-        def announce():
-            click.echo(
-                "convtool: compiling the convolution core for a fast start-up "
-                "(once, about 15 s)...",
-                err=True,
-            )
-
-    engine.compiled(announce=announce)  # built here, once, not in every worker
+    text = "building the compiled core for this machine (once, about 30 s)"
+    with announced(options.notice, text) as announce:
+        engine.compiled(announce=announce)  # built here, once, not in every worker
     workers = n_jobs or os.cpu_count() or 1
     _finish(_run(tasks, options, tile, scheduler, workers, as_json, value_map is not None))
 

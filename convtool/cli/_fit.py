@@ -111,7 +111,7 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
             pair.x, pair.y, size=size, stride=stride, method=method,
             lr="auto" if lr is None else lr, tol=tol, max_iter=max_iter, seed=seed, bias=bias,
             per_channel=per_channel, border=border, clip=pair.clip, quantum=pair.quantum,
-            callback=callback,
+            callback=callback, engine=_engine(pair.x, size),
         )  # fmt: skip
     matches = report.match_channels(result)
     comparison = None
@@ -221,6 +221,16 @@ def _fit_errors():
         raise click.UsageError(said(e)) from None
     except FitError as e:
         raise click.ClickException(said(e)) from None
+
+
+def _engine(x, size):
+    """The compiled core for a fit of this picture's size (the JIT's threads for huge ones),
+    saying so when the JIT must compile first."""
+    from convtool.cli._notices import CompileNotice
+    from convtool.core import engine
+
+    taps = 81 if size is None else size[0] * size[1]  # a size not given is found up to 9x9
+    return engine.choose(float(x.size) * taps * taps, notice=CompileNotice())
 
 
 def _stderr_is_terminal() -> bool:

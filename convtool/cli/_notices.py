@@ -7,8 +7,9 @@ taken a moment, not a cache load); this module only says it, the command line's 
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import click
 
@@ -31,6 +32,18 @@ class CompileNotice:
         status = Console(stderr=True).status("compiling", spinner="dots")
         status.start()
         return status.stop
+
+
+@contextlib.contextmanager
+def announced(notice: CompileNotice, text: str) -> Iterator[Callable[[], None]]:
+    """An ``announce`` callback for a step that may build first (the compiled core's
+    run-time build): called, it says ``text``; the spinner ends with the block."""
+    stops: list[Callable[[], None]] = []
+    try:
+        yield lambda: stops.append(notice(text))
+    finally:
+        for stop in stops:
+            stop()
 
 
 def _nothing() -> None:

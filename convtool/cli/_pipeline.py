@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from convtool import vocab
+from convtool.cli._notices import CompileNotice
 from convtool.cli._params import (
     FiniteFloatParam,
     PaddingParam,
@@ -274,6 +275,7 @@ def pipeline(
         columns=columns,
         title=title,
         grid_stage=grid_stage,
+        notice=CompileNotice(),
     )
     reporter = PipelineReporter(as_json, to_stderr=any(t.output == "-" for t in tasks))
     report = _run_batch(

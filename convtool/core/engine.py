@@ -27,11 +27,15 @@ import contextlib
 import importlib
 import os
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "LARGE_WORK",
     "Engine",
+    "choose",
     "compiled",
     "default_threads",
     "jit",
@@ -57,10 +61,12 @@ class Engine:
         The compiled module's file; None for the JIT.
     """
 
-    def __init__(self, compiled: Any = None) -> None:
+    def __init__(self, compiled: Any = None, notice: Notice | None = None) -> None:
         self._compiled = compiled  # an aot.Kernels, or None for the JIT
         self.name = "jit" if compiled is None else "aot"
         self.path: Path | None = None if compiled is None else compiled.path
+        self.notice = notice  # told when a JIT kernel compiles (see :func:`jit`)
+        self._ready: set[tuple] = set()  # JIT kernels and argument types known compiled
 
     def __repr__(self) -> str:
         return f"Engine({self.name!r})" if self.path is None else f"Engine('aot', {self.path})"
@@ -71,7 +77,23 @@ class Engine:
             if function is not None:
                 return function(*args)
         # the JIT's kernel: numba comes in with the first of them
-        return getattr(importlib.import_module(f"convtool.core.{module}"), kernel)(*args)
+        function = getattr(importlib.import_module(f"convtool.core.{module}"), kernel)
+        if self.notice is not None:
+            self._compile(function, kernel, args)
+        return function(*args)
+
+    def _compile(self, function: Any, kernel: str, args: tuple) -> None:
+        """Compile (or load from numba's cache) before the call, saying so when it takes a
+        while: a cache load takes a fraction of a second, a compile seconds."""
+        import numba
+
+        types = tuple(numba.typeof(a) for a in args)
+        if (kernel, types) in self._ready:
+            return
+        with _watched(self.notice, f"compiling {kernel} for this machine with numba (once; "
+                      f"about {COMPILE_SECONDS} s)"):  # fmt: skip
+            function.compile(types)
+        self._ready.add((kernel, types))
 
     # :mod:`convtool.core.conv`
     def conv2d_forward(self, x, w, bias, out, sh, pad_top, pad_left) -> None:
@@ -111,10 +133,59 @@ class Engine:
 
 _JIT = Engine()
 
+# A notice is told ``notice(text)`` when a wait for a compile begins and returns the
+# function that ends it (a spinner's stop); the command line passes one.
+Notice = Callable[[str], Callable[[], None]]
+NOTICE_AFTER = 0.5  # seconds: loading numba's cache takes less, compiling a kernel more
+COMPILE_SECONDS = 10  # about what one kernel's cold compile takes here, for the notice
 
-def jit() -> Engine:
-    """The JIT engine: numba's, multi-threaded (the default everywhere)."""
-    return _JIT
+# Engine choice. The compiled core (one thread) runs about 15 GMAC/s here, the JIT
+# (every core) about 45, after ~0.45 s of numba start-up: past ~1e10 multiply-adds
+# the JIT wins. The two round differently in the last bit (host code fuses
+# multiply-adds), so the choice rests on the job at hand alone, never on the jobs
+# before it: a batch then gives the same bytes whatever --jobs splits it into.
+LARGE_WORK = 1e10
+
+
+def jit(notice: Notice | None = None) -> Engine:
+    """The JIT engine: numba's, multi-threaded; with ``notice``, one that says when a
+    kernel must compile before it runs."""
+    return _JIT if notice is None else Engine(notice=notice)
+
+
+def choose(work: float, prefer: str = "auto", *, notice: Notice | None = None) -> Engine:
+    """The engine for a job of ``work`` multiply-adds: ``prefer`` 'jit' or 'aot', or
+    'auto': the compiled core where it is built, the JIT's threads past LARGE_WORK.
+
+    The compiled core is used only as built (at install, or by an earlier run); the
+    JIT, when chosen or as the fallback, says through ``notice`` when it compiles.
+    """
+    if prefer == "jit" or (prefer == "auto" and work > LARGE_WORK):
+        return jit(notice)
+    return compiled(build_missing=False) or jit(notice)
+
+
+@contextlib.contextmanager
+def _watched(notice: Notice, text: str):
+    """Tell ``notice`` ``text`` if the block is still running after NOTICE_AFTER seconds."""
+    lock, state = threading.Lock(), {"done": False, "stop": None}
+
+    def begin() -> None:
+        with lock:
+            if not state["done"]:
+                state["stop"] = notice(text)
+
+    timer = threading.Timer(NOTICE_AFTER, begin)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        with lock:
+            state["done"] = True
+            if state["stop"] is not None:
+                state["stop"]()
 
 
 def or_jit(engine: Engine | None) -> Engine:

@@ -288,8 +288,8 @@ def test_a_batch_gives_the_same_bytes_whatever_jobs_is(batch, tmp_path):
         else:
             inputs.append(path)
     driver = (
-        "import sys\nimport convtool.batch.apply_task as jobs\n"
-        "jobs.LARGE_WORK = 3 * 480 * 480 * 3 * 25 / 2  # between the two sizes' work\n"
+        "import sys\nfrom convtool.core import engine\n"
+        "engine.LARGE_WORK = 3 * 480 * 480 * 3 * 25 / 2  # between the two sizes' work\n"
         "from convtool.cli import main\nmain()\n"
     )
     outputs = {}

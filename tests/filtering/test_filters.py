@@ -273,7 +273,7 @@ def test_output_depth_refuses(fmt, asked):
 
 def test_apply_takes_the_jit_for_a_large_picture_alone(monkeypatch):
     assert engine.compiled() is not None, aot.error()
-    monkeypatch.setattr(apply_task, "LARGE_WORK", 100)
+    monkeypatch.setattr(engine, "LARGE_WORK", 100)
     options = apply_task.Options(kernels=())
     assert apply_task.engine_for(options, 60).name == "aot"
     # the work before does not count: same engine, same bits
