@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from convtool.core.conv_lines import _chunk_rows, _gather_flat, _line, _window1, _window4
+from convtool.core.conv_lines import _chunk_rows, _gather_flat, _line, _lines_chunk
 from convtool.core.conv_rows import _filter_row
 from convtool.core.fastmath import FASTMATH
 
@@ -49,40 +49,23 @@ def conv2d_forward(x, w, bias, out, sh, pad_top, pad_left):
     n_img, c_in, _, _ = x.shape
     c_out, _, kh, kw = w.shape
     h_out, w_out = out.shape[2], out.shape[3]
-    if c_out >= 4:
-        per_task = _chunk_rows(c_in, kh, w_out + kw - 1, 16, h_out, n_img)
-        n_chunks = (h_out + per_task - 1) // per_task
-        pitch = w_out + kw - 1
-        n_lines, step = (1, pitch) if sh == 1 else (kh, 0)
-        for task in prange(n_img * n_chunks):
+    by_lines = c_out >= 4
+    per_task = _chunk_rows(c_in, kh, w_out + kw - 1, 16, h_out, n_img) if by_lines else 1
+    n_chunks = (h_out + per_task - 1) // per_task
+    # one parallel loop for both layouts: numba compiles each loop into its own
+    # chain of wrappers, so one loop instead of two saves compile time
+    n_tasks = n_img * n_chunks if by_lines else n_img * c_out * h_out
+    for task in prange(n_tasks):
+        if by_lines:
             n = task // n_chunks
             i0 = (task % n_chunks) * per_task
             rows = min(h_out, i0 + per_task) - i0
-            size = rows * pitch
-            span = rows + kh - 1 if sh == 1 else rows
-            lines = np.zeros((c_in, n_lines, span * pitch + kw - 1), dtype=x.dtype)
-            _gather_flat(lines, x, n, i0 * sh - pad_top, span, sh, pitch, pad_left)
-            acc = np.empty((c_out, size), dtype=x.dtype)
-            for o in range(c_out):
-                acc[o] = bias[o]
-            o = 0
-            while o + 3 < c_out:
-                for c in range(c_in):
-                    d0, d1, d2, d3 = acc[o], acc[o + 1], acc[o + 2], acc[o + 3]
-                    _window4(d0, d1, d2, d3, lines[c], step, w[o : o + 4, c])
-                o += 4
-            for oo in range(o, c_out):
-                for c in range(c_in):
-                    _window1(acc[oo], lines[c], step, w[oo, c])
-            for o in range(c_out):
-                for r in range(rows):
-                    out[n, o, i0 + r, :] = acc[o, r * pitch : r * pitch + w_out]
-        return
-    for task in prange(n_img * c_out * h_out):
-        n = task // (c_out * h_out)
-        o = (task // h_out) % c_out
-        i = task % h_out
-        _filter_row(out[n, o, i], x, n, o, w, bias, sh, i, pad_top, pad_left)
+            _lines_chunk(out, x, w, bias, n, i0, rows, sh, pad_top, pad_left)
+        else:
+            n = task // (c_out * h_out)
+            o = (task // h_out) % c_out
+            i = task % h_out
+            _filter_row(out[n, o, i], x, n, o, w, bias, sh, i, pad_top, pad_left)
 
 
 @njit(inline="always")
