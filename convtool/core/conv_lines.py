@@ -16,7 +16,7 @@ from convtool.core.conv_rows import _tap, _taps3
 from convtool.core.fastmath import FASTMATH, INNER
 
 
-@njit(fastmath=FASTMATH, **INNER)
+@njit(inline="always")
 def _taps3x4(d0, d1, d2, d3, s0, s1, s2, w, b):
     """Three taps into four output channels: each source load feeds four FMAs."""
     a0, a1, a2 = w[0, b], w[0, b + 1], w[0, b + 2]
@@ -31,7 +31,7 @@ def _taps3x4(d0, d1, d2, d3, s0, s1, s2, w, b):
         d3[k] += e0 * x0 + e1 * x1 + e2 * x2
 
 
-@njit(fastmath=FASTMATH, **INNER)
+@njit(inline="always")
 def _tap4(d0, d1, d2, d3, s0, wcol):
     """One tap into four output rows (wcol: the four weights)."""
     w0, w1, w2, w3 = wcol[0], wcol[1], wcol[2], wcol[3]
@@ -43,7 +43,7 @@ def _tap4(d0, d1, d2, d3, s0, wcol):
         d3[k] += w3 * x0
 
 
-@njit(fastmath=FASTMATH, **INNER)
+@njit(inline="always")
 def _weights9(wk, a, b):
     """One output channel's weights for the block (rows a..a+2, columns b..b+2), row-major.
 
@@ -57,7 +57,7 @@ def _weights9(wk, a, b):
     )  # fmt: skip
 
 
-@njit(fastmath=FASTMATH, **INNER)
+@njit(inline="always")
 def _taps9(w, x):
     """One output's nine taps (w, x: row-major 3x3 tuples), summed left to right.
 
@@ -70,7 +70,7 @@ def _taps9(w, x):
     )  # fmt: skip
 
 
-@njit(fastmath=FASTMATH, **INNER)
+@njit(inline="always")
 def _block9x4(d0, d1, d2, d3, r0, r1, r2, wb, a, b):
     """A 3x3 block of taps (kernel rows a..a+2, columns b..b+2) into four output rows.
 
@@ -92,7 +92,7 @@ def _block9x4(d0, d1, d2, d3, r0, r1, r2, wb, a, b):
         d3[k] += _taps9(w3, x)
 
 
-@njit(fastmath=FASTMATH, **INNER)
+@njit(inline="always")
 def _line(lines, a, step):
     """Kernel row a's input line: its own (step 0), or the single line a rows on.
 
@@ -102,7 +102,7 @@ def _line(lines, a, step):
     return lines[a * (step == 0), a * step :]
 
 
-@njit(fastmath=FASTMATH, **INNER)
+@njit(inline="always")
 def _window4(d0, d1, d2, d3, lines, step, wb):
     """Add one input channel's window to four output lines.
 
@@ -136,7 +136,7 @@ def _window4(d0, d1, d2, d3, lines, step, wb):
             _tap4(d0, d1, d2, d3, row[bb : bb + n], wb[:, aa, bb])
 
 
-@njit(fastmath=FASTMATH, **INNER)
+@njit(inline="always")
 def _window1(d0, lines, step, wk):
     """:func:`_window4` for a single output line (wk: kH x kW)."""
     n, kh, kw = d0.shape[0], wk.shape[0], wk.shape[1]
@@ -154,6 +154,14 @@ def _window1(d0, lines, step, wk):
             )
         for bb in range(kw - kw % 3, kw):
             _tap(d0, row[bb : bb + n], wk[a, bb])
+
+
+@njit(**INNER)
+def _copy(dst, src):
+    """dst[:] = src[:], two lines of one length, as a plain loop: numba's slice
+    assignment would bring its shape check and error message (a second of compiling)."""
+    for k in range(dst.shape[0]):
+        dst[k] = src[k]
 
 
 @njit(fastmath=FASTMATH, **INNER)
@@ -182,10 +190,7 @@ def _gather_flat(lines, x, n, top, span, sh, pitch, pad_left):
             for r in range(span):
                 src = top + r * sh + a
                 if 0 <= src < height:
-                    # a loop, not a slice assignment: that would bring numba's shape
-                    # check and its error message, a second of compiling
-                    for k in range(m):
-                        line[r * pitch + q0 + k] = x[n, c, src, x0 + k]
+                    _copy(line[r * pitch + q0 : r * pitch + q0 + m], x[n, c, src, x0 : x0 + m])
 
 
 @njit(inline="always")
@@ -231,5 +236,4 @@ def _lines_chunk(out, x, w, bias, n, i0, rows, sh, pad_top, pad_left):
             _window1(acc[oo], lines[c], step, w[oo, c])
     for o in range(c_out):
         for r in range(rows):
-            for j in range(w_out):  # a loop: see _gather_flat
-                out[n, o, i0 + r, j] = acc[o, r * pitch + j]
+            _copy(out[n, o, i0 + r], acc[o, r * pitch : r * pitch + w_out])

@@ -36,13 +36,13 @@ def _src(src, j0, j1, offset):
     return src[j0 + offset : j1 + offset]
 
 
-@njit(fastmath=FASTMATH, **INNER)
+@njit(inline="always")
 def _tap(dst, s0, w0):
     for k in range(dst.shape[0]):
         dst[k] += w0 * s0[k]
 
 
-@njit(fastmath=FASTMATH, **INNER)
+@njit(inline="always")
 def _taps3(dst, s0, s1, s2, w0, w1, w2):
     for k in range(dst.shape[0]):
         dst[k] += w0 * s0[k] + w1 * s1[k] + w2 * s2[k]
@@ -56,7 +56,7 @@ def _interior(width, w_out, kw, pad_left):
     return (lo, hi) if lo < hi else (0, 0)
 
 
-@njit(fastmath=FASTMATH, **INNER)
+@njit(inline="always")
 def _correlate_border(row, src, wrow, pad_left, lo, hi):
     """The columns outside [lo, hi), one tap at a time, skipping the zero padding."""
     width, w_out = src.shape[0], row.shape[0]
@@ -68,14 +68,27 @@ def _correlate_border(row, src, wrow, pad_left, lo, hi):
 
 
 @njit(fastmath=FASTMATH, **INNER)
-def _correlate_row(row, src, wrow, pad_left):
-    """row[j] += sum_b wrow[b] * src[j + b - pad_left], pixels outside src being zero.
+def _filter_border(row, x, n, wo, top, pad_left, lo, hi):
+    """Every input row's taps into the output row's columns outside [lo, hi).
 
-    In the interior three taps are fused into one pass over the row.
+    Channel by channel, kernel row by kernel row, as the interior takes them (so each
+    column adds its taps in the same order); in one call per output row, apart from
+    the interior's passes, so that its code is compiled once.
+    """
+    c_in, height, kh = x.shape[1], x.shape[2], wo.shape[1]
+    for c in range(c_in):
+        for a in range(kh):
+            if 0 <= top + a < height:
+                _correlate_border(row, x[n, c, top + a], wo[c, a], pad_left, lo, hi)
+
+
+@njit(fastmath=FASTMATH, **INNER)
+def _correlate_row(row, src, wrow, pad_left, lo, hi):
+    """row[j] += sum_b wrow[b] * src[j + b - pad_left] over the interior [lo, hi).
+
+    Three taps are fused into one pass over the row.
     """
     kw = wrow.shape[0]
-    lo, hi = _interior(src.shape[0], row.shape[0], kw, pad_left)
-    _correlate_border(row, src, wrow, pad_left, lo, hi)
     dst = row[lo:hi]
     for b in range(0, kw - 2, 3):
         off = b - pad_left
@@ -85,7 +98,7 @@ def _correlate_row(row, src, wrow, pad_left):
         _tap(dst, _src(src, lo, hi, bb - pad_left), wrow[bb])
 
 
-@njit(fastmath=FASTMATH, **INNER)
+@njit(inline="always")
 def _taps9(dst, u, v, z, wk, a, b, fresh, b0):
     """Nine taps (kernel rows a..a+2, columns b..b+2) into one output row.
 
@@ -139,9 +152,6 @@ def _correlate_rows3(row, u, v, z, wk, a, pad_left, lo, hi, fresh, b0):
     then has three columns or more).
     """
     kw = wk.shape[1]
-    _correlate_border(row, u, wk[a], pad_left, lo, hi)
-    _correlate_border(row, v, wk[a + 1], pad_left, lo, hi)
-    _correlate_border(row, z, wk[a + 2], pad_left, lo, hi)
     if lo >= hi:
         return
     dst = row[lo:hi]
@@ -182,6 +192,7 @@ def _filter_row(row, x, n, o, w, bias, sh, i, pad_top, pad_left):
     row[hi:] = bias[o]
     if not fresh:
         row[lo:hi] = bias[o]
+    _filter_border(row, x, n, w[o], top, pad_left, lo, hi)
     for c in range(c_in):
         for a in range(0, kh - 2, 3):
             if top + a >= 0 and top + a + 2 < height:
@@ -192,7 +203,7 @@ def _filter_row(row, x, n, o, w, bias, sh, i, pad_top, pad_left):
             else:  # the window reaches into the vertical zero padding
                 for aa in range(a, a + 3):
                     if 0 <= top + aa < height:
-                        _correlate_row(row, x[n, c, top + aa], w[o, c, aa], pad_left)
+                        _correlate_row(row, x[n, c, top + aa], w[o, c, aa], pad_left, lo, hi)
         for aa in range(kh - kh % 3, kh):
             if 0 <= top + aa < height:
-                _correlate_row(row, x[n, c, top + aa], w[o, c, aa], pad_left)
+                _correlate_row(row, x[n, c, top + aa], w[o, c, aa], pad_left, lo, hi)
