@@ -23,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from convtool.core.conv_lines import _chunk_rows, _gather_flat, _line, _window1, _window4
+from convtool.core.conv_lines import _chunk_rows, _copy, _gather_flat, _line, _lines_chunk
 from convtool.core.conv_rows import _filter_row
-from convtool.core.fastmath import FASTMATH
+from convtool.core.fastmath import FASTMATH, INNER
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -49,40 +49,23 @@ def conv2d_forward(x, w, bias, out, sh, pad_top, pad_left):
     n_img, c_in, _, _ = x.shape
     c_out, _, kh, kw = w.shape
     h_out, w_out = out.shape[2], out.shape[3]
-    if c_out >= 4:
-        per_task = _chunk_rows(c_in, kh, w_out + kw - 1, 16, h_out, n_img)
-        n_chunks = (h_out + per_task - 1) // per_task
-        pitch = w_out + kw - 1
-        n_lines, step = (1, pitch) if sh == 1 else (kh, 0)
-        for task in prange(n_img * n_chunks):
+    by_lines = c_out >= 4
+    per_task = _chunk_rows(c_in, kh, w_out + kw - 1, 16, h_out, n_img) if by_lines else 1
+    n_chunks = (h_out + per_task - 1) // per_task
+    # one parallel loop for both layouts: numba compiles each loop into its own
+    # chain of wrappers, so one loop instead of two saves compile time
+    n_tasks = n_img * n_chunks if by_lines else n_img * c_out * h_out
+    for task in prange(n_tasks):
+        if by_lines:
             n = task // n_chunks
             i0 = (task % n_chunks) * per_task
             rows = min(h_out, i0 + per_task) - i0
-            size = rows * pitch
-            span = rows + kh - 1 if sh == 1 else rows
-            lines = np.zeros((c_in, n_lines, span * pitch + kw - 1), dtype=x.dtype)
-            _gather_flat(lines, x, n, i0 * sh - pad_top, span, sh, pitch, pad_left)
-            acc = np.empty((c_out, size), dtype=x.dtype)
-            for o in range(c_out):
-                acc[o] = bias[o]
-            o = 0
-            while o + 3 < c_out:
-                for c in range(c_in):
-                    d0, d1, d2, d3 = acc[o], acc[o + 1], acc[o + 2], acc[o + 3]
-                    _window4(d0, d1, d2, d3, lines[c], step, w[o : o + 4, c])
-                o += 4
-            for oo in range(o, c_out):
-                for c in range(c_in):
-                    _window1(acc[oo], lines[c], step, w[oo, c])
-            for o in range(c_out):
-                for r in range(rows):
-                    out[n, o, i0 + r, :] = acc[o, r * pitch : r * pitch + w_out]
-        return
-    for task in prange(n_img * c_out * h_out):
-        n = task // (c_out * h_out)
-        o = (task // h_out) % c_out
-        i = task % h_out
-        _filter_row(out[n, o, i], x, n, o, w, bias, sh, i, pad_top, pad_left)
+            _lines_chunk(out, x, w, bias, n, i0, rows, sh, pad_top, pad_left)
+        else:
+            n = task // (c_out * h_out)
+            o = (task // h_out) % c_out
+            i = task % h_out
+            _filter_row(out[n, o, i], x, n, o, w, bias, sh, i, pad_top, pad_left)
 
 
 @njit(inline="always")
@@ -131,57 +114,70 @@ def conv2d_grad_weight(x, grad_out, partial, sh, pad_top, pad_left):
     each tap of each channel pair is one dot product over a long line; four output
     channels by three taps share each pass.
     """
+    n_chunks = partial.shape[0]
+    n_rows = grad_out.shape[0] * grad_out.shape[2]
+    for t in prange(n_chunks):
+        q0, q1 = t * n_rows // n_chunks, (t + 1) * n_rows // n_chunks
+        _grad_rows(partial[t], x, grad_out, q0, q1, sh, pad_top, pad_left)
+
+
+@njit(fastmath=FASTMATH, **INNER)
+def _grad_rows(acc, x, grad_out, q, end, sh, pad_top, pad_left):
+    """Output rows q .. end - 1 (counted across the pictures) into acc: one task of
+    :func:`conv2d_grad_weight`, compiled on its own (see :func:`conv2d_forward`)."""
     n_img, c_in, _, _ = x.shape
     _, c_out, h_out, w_out = grad_out.shape
-    n_chunks, _, _, kh, kw = partial.shape
-    n_rows = n_img * h_out
+    kh, kw = acc.shape[2], acc.shape[3]
     pitch = w_out + kw - 1
     per_pass = _chunk_rows(c_in, kh, pitch, 1, h_out, n_img)
     n_lines, step = (1, pitch) if sh == 1 else (kh, 0)
     zero = np.zeros(1, dtype=x.dtype)[0]
-    for t in prange(n_chunks):
-        acc = partial[t]
-        q, end = t * n_rows // n_chunks, (t + 1) * n_rows // n_chunks
-        while q < end:
-            n, i0 = q // h_out, q % h_out
-            rows = min(per_pass, end - q, h_out - i0)
-            q += rows
-            size = rows * pitch
-            span = rows + kh - 1 if sh == 1 else rows
-            lines = np.zeros((c_in, n_lines, span * pitch + kw - 1), dtype=x.dtype)
-            _gather_flat(lines, x, n, i0 * sh - pad_top, span, sh, pitch, pad_left)
-            grads = np.zeros((c_out, size), dtype=x.dtype)
-            for o in range(c_out):
-                for r in range(rows):
-                    grads[o, r * pitch : r * pitch + w_out] = grad_out[n, o, i0 + r]
-            for c in range(c_in):
-                for a in range(kh):
-                    src = _line(lines[c], a, step)
-                    o = 0
-                    while o + 3 < c_out:
-                        g0, g1, g2, g3 = grads[o], grads[o + 1], grads[o + 2], grads[o + 3]
-                        b = 0
-                        while b + 2 < kw:
-                            sums = _dots3x4(
-                                g0,
-                                g1,
-                                g2,
-                                g3,
-                                src[b : b + size],
-                                src[b + 1 : b + 1 + size],
-                                src[b + 2 : b + 2 + size],
-                                zero,
-                            )
-                            for u in range(4):
-                                for v in range(3):
-                                    acc[o + u, c, a, b + v] += sums[3 * u + v]
-                            b += 3
-                        for bb in range(b, kw):
-                            for u in range(4):
-                                acc[o + u, c, a, bb] += _dot(
-                                    grads[o + u], src[bb : bb + size], zero
-                                )
-                        o += 4
-                    for oo in range(o, c_out):
-                        for b in range(kw):
-                            acc[oo, c, a, b] += _dot(grads[oo], src[b : b + size], zero)
+    while q < end:
+        n, i0 = q // h_out, q % h_out
+        rows = min(per_pass, end - q, h_out - i0)
+        q += rows
+        size = rows * pitch
+        span = rows + kh - 1 if sh == 1 else rows
+        lines = np.zeros((c_in, n_lines, span * pitch + kw - 1), dtype=x.dtype)
+        _gather_flat(lines, x, n, i0 * sh - pad_top, span, sh, pitch, pad_left)
+        grads = np.zeros((c_out, size), dtype=x.dtype)
+        for o in range(c_out):
+            for r in range(rows):
+                _copy(grads[o, r * pitch : r * pitch + w_out], grad_out[n, o, i0 + r])
+        _grad_taps(acc, lines, grads, step, zero)
+
+
+@njit(fastmath=FASTMATH, **INNER)
+def _grad_taps(acc, lines, grads, step, zero):
+    """acc[o, c, a, b] += grads[o] . (channel c's line of kernel row a, from column b).
+
+    Every tap of every channel pair, four output channels by three taps per pass; the
+    dot products start from ``zero`` (the arrays' own type).
+    """
+    c_in, size = lines.shape[0], grads.shape[1]
+    c_out, _, kh, kw = acc.shape
+    for c in range(c_in):
+        for a in range(kh):
+            src = _line(lines[c], a, step)
+            for o in range(0, c_out - 3, 4):
+                g0, g1, g2, g3 = grads[o], grads[o + 1], grads[o + 2], grads[o + 3]
+                for b in range(0, kw - 2, 3):
+                    sums = _dots3x4(
+                        g0,
+                        g1,
+                        g2,
+                        g3,
+                        src[b : b + size],
+                        src[b + 1 : b + 1 + size],
+                        src[b + 2 : b + 2 + size],
+                        zero,
+                    )
+                    for u in range(4):
+                        for v in range(3):
+                            acc[o + u, c, a, b + v] += sums[3 * u + v]
+                for bb in range(kw - kw % 3, kw):
+                    for u in range(4):
+                        acc[o + u, c, a, bb] += _dot(grads[o + u], src[bb : bb + size], zero)
+            for oo in range(c_out - c_out % 4, c_out):
+                for b in range(kw):
+                    acc[oo, c, a, b] += _dot(grads[oo], src[b : b + size], zero)

@@ -9,9 +9,11 @@ Underscored names are the core's internals, shared between its files.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from convtool.core.conv_rows import _tap, _taps3
+from convtool.core.fastmath import FASTMATH, INNER
 
 
 @njit(inline="always")
@@ -42,16 +44,16 @@ def _tap4(d0, d1, d2, d3, s0, wcol):
 
 
 @njit(inline="always")
-def _weights9(wb, o, a, b):
-    """Output channel o's weights for the block (rows a..a+2, columns b..b+2), row-major.
+def _weights9(wk, a, b):
+    """One output channel's weights for the block (rows a..a+2, columns b..b+2), row-major.
 
     Read into a tuple of locals before the loop: inside it LLVM could not prove the
     stores to the outputs leave the weights unchanged, and would not vectorise.
     """
     return (
-        wb[o, a, b], wb[o, a, b + 1], wb[o, a, b + 2],
-        wb[o, a + 1, b], wb[o, a + 1, b + 1], wb[o, a + 1, b + 2],
-        wb[o, a + 2, b], wb[o, a + 2, b + 1], wb[o, a + 2, b + 2],
+        wk[a, b], wk[a, b + 1], wk[a, b + 2],
+        wk[a + 1, b], wk[a + 1, b + 1], wk[a + 1, b + 2],
+        wk[a + 2, b], wk[a + 2, b + 1], wk[a + 2, b + 2],
     )  # fmt: skip
 
 
@@ -79,8 +81,9 @@ def _block9x4(d0, d1, d2, d3, r0, r1, r2, wb, a, b):
     p0, p1, p2 = r0[b : b + n], r0[b + 1 : b + 1 + n], r0[b + 2 : b + 2 + n]
     q0, q1, q2 = r1[b : b + n], r1[b + 1 : b + 1 + n], r1[b + 2 : b + 2 + n]
     s0, s1, s2 = r2[b : b + n], r2[b + 1 : b + 1 + n], r2[b + 2 : b + 2 + n]
-    w0, w1 = _weights9(wb, 0, a, b), _weights9(wb, 1, a, b)
-    w2, w3 = _weights9(wb, 2, a, b), _weights9(wb, 3, a, b)
+    # wb[0], not (wb, 0): a constant argument would be compiled for as a literal, once each
+    w0, w1 = _weights9(wb[0], a, b), _weights9(wb[1], a, b)
+    w2, w3 = _weights9(wb[2], a, b), _weights9(wb[3], a, b)
     for k in range(n):
         x = (p0[k], p1[k], p2[k], q0[k], q1[k], q2[k], s0[k], s1[k], s2[k])
         d0[k] += _taps9(w0, x)
@@ -108,21 +111,16 @@ def _window4(d0, d1, d2, d3, lines, step, wb):
     kernels for this input channel (4 x kH x kW).
     """
     n, kh, kw = d0.shape[0], wb.shape[1], wb.shape[2]
-    a = 0
-    while a + 2 < kh:
-        b = 0
-        while b + 2 < kw:
+    for a in range(0, kh - 2, 3):
+        for b in range(0, kw - 2, 3):
             r0, r1, r2 = _line(lines, a, step), _line(lines, a + 1, step), _line(lines, a + 2, step)
             _block9x4(d0, d1, d2, d3, r0, r1, r2, wb, a, b)
-            b += 3
-        for bb in range(b, kw):
+        for bb in range(kw - kw % 3, kw):
             for r in range(a, a + 3):
                 _tap4(d0, d1, d2, d3, _line(lines, r, step)[bb : bb + n], wb[:, r, bb])
-        a += 3
-    for aa in range(a, kh):
+    for aa in range(kh - kh % 3, kh):
         row = _line(lines, aa, step)
-        b = 0
-        while b + 2 < kw:
+        for b in range(0, kw - 2, 3):
             _taps3x4(
                 d0,
                 d1,
@@ -134,8 +132,7 @@ def _window4(d0, d1, d2, d3, lines, step, wb):
                 wb[:, aa],
                 b,
             )
-            b += 3
-        for bb in range(b, kw):
+        for bb in range(kw - kw % 3, kw):
             _tap4(d0, d1, d2, d3, row[bb : bb + n], wb[:, aa, bb])
 
 
@@ -145,8 +142,7 @@ def _window1(d0, lines, step, wk):
     n, kh, kw = d0.shape[0], wk.shape[0], wk.shape[1]
     for a in range(kh):
         row = _line(lines, a, step)
-        b = 0
-        while b + 2 < kw:
+        for b in range(0, kw - 2, 3):
             _taps3(
                 d0,
                 row[b : b + n],
@@ -156,12 +152,19 @@ def _window1(d0, lines, step, wk):
                 wk[a, b + 1],
                 wk[a, b + 2],
             )
-            b += 3
-        for bb in range(b, kw):
+        for bb in range(kw - kw % 3, kw):
             _tap(d0, row[bb : bb + n], wk[a, bb])
 
 
-@njit(inline="always")
+@njit(**INNER)
+def _copy(dst, src):
+    """dst[:] = src[:], two lines of one length, as a plain loop: numba's slice
+    assignment would bring its shape check and error message (a second of compiling)."""
+    for k in range(dst.shape[0]):
+        dst[k] = src[k]
+
+
+@njit(fastmath=FASTMATH, **INNER)
 def _gather_flat(lines, x, n, top, span, sh, pitch, pad_left):
     """Lay out the input a chunk of output rows sees as flat, zero-padded lines.
 
@@ -187,7 +190,7 @@ def _gather_flat(lines, x, n, top, span, sh, pitch, pad_left):
             for r in range(span):
                 src = top + r * sh + a
                 if 0 <= src < height:
-                    line[r * pitch + q0 : r * pitch + q0 + m] = x[n, c, src, x0 : x0 + m]
+                    _copy(line[r * pitch + q0 : r * pitch + q0 + m], x[n, c, src, x0 : x0 + m])
 
 
 @njit(inline="always")
@@ -200,3 +203,37 @@ def _chunk_rows(c_in, kh, pitch, tasks_wanted, h_out, n_img):
     per_task = max(1, min(2048, 65536 // (c_in * kh)) // pitch)
     spread = max(1, (n_img * h_out + tasks_wanted - 1) // tasks_wanted)
     return max(1, min(per_task, spread, h_out))
+
+
+@njit(fastmath=FASTMATH, **INNER)
+def _lines_chunk(out, x, w, bias, n, i0, rows, sh, pad_top, pad_left):
+    """Output rows i0 .. i0 + rows - 1 of picture n, every map: one task of the layout above.
+
+    A separate function, not inlined: compiled once on its own it keeps numba's
+    compile of :func:`convtool.core.conv.conv2d_forward` short; it is called once per
+    chunk of rows, so the call costs nothing measurable.
+    """
+    c_in = x.shape[1]
+    c_out, _, kh, kw = w.shape
+    w_out = out.shape[3]
+    pitch = w_out + kw - 1
+    n_lines, step = (1, pitch) if sh == 1 else (kh, 0)
+    size = rows * pitch
+    span = rows + kh - 1 if sh == 1 else rows
+    lines = np.zeros((c_in, n_lines, span * pitch + kw - 1), dtype=x.dtype)
+    _gather_flat(lines, x, n, i0 * sh - pad_top, span, sh, pitch, pad_left)
+    acc = np.empty((c_out, size), dtype=x.dtype)
+    for o in range(c_out):
+        acc[o] = bias[o]
+    o = 0
+    while o + 3 < c_out:
+        for c in range(c_in):
+            d0, d1, d2, d3 = acc[o], acc[o + 1], acc[o + 2], acc[o + 3]
+            _window4(d0, d1, d2, d3, lines[c], step, w[o : o + 4, c])
+        o += 4
+    for oo in range(o, c_out):
+        for c in range(c_in):
+            _window1(acc[oo], lines[c], step, w[oo, c])
+    for o in range(c_out):
+        for r in range(rows):
+            _copy(out[n, o, i0 + r], acc[o, r * pitch : r * pitch + w_out])

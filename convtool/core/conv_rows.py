@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from numba import njit
 
-from convtool.core.fastmath import FASTMATH
+from convtool.core.fastmath import FASTMATH, INNER
 
 
-@njit(inline="always")
+@njit(**INNER)
 def _col_range(width_in, width_out, offset):
     """Output columns j with 0 <= j + offset < width_in, as [j0, j1)."""
     j0 = max(0, -offset)
@@ -26,7 +26,7 @@ def _col_range(width_in, width_out, offset):
     return j0, max(j0, j1)
 
 
-@njit(inline="always")
+@njit(**INNER)
 def _src(src, j0, j1, offset):
     """The input pixels that output columns j0..j1-1 see through a tap at ``offset``.
 
@@ -48,7 +48,7 @@ def _taps3(dst, s0, s1, s2, w0, w1, w2):
         dst[k] += w0 * s0[k] + w1 * s1[k] + w2 * s2[k]
 
 
-@njit(inline="always")
+@njit(**INNER)
 def _interior(width, w_out, kw, pad_left):
     """Output columns [lo, hi) whose whole kernel row lies inside the picture."""
     lo, _ = _col_range(width, w_out, -pad_left)
@@ -67,23 +67,34 @@ def _correlate_border(row, src, wrow, pad_left, lo, hi):
                 _tap(row[a0:a1], _src(src, a0, a1, b - pad_left), wrow[b])
 
 
-@njit(fastmath=FASTMATH)
-def _correlate_row(row, src, wrow, pad_left):
-    """row[j] += sum_b wrow[b] * src[j + b - pad_left], pixels outside src being zero.
+@njit(fastmath=FASTMATH, **INNER)
+def _filter_border(row, x, n, wo, top, pad_left, lo, hi):
+    """Every input row's taps into the output row's columns outside [lo, hi).
 
-    In the interior three taps are fused into one pass over the row.
+    Channel by channel, kernel row by kernel row, as the interior takes them (so each
+    column adds its taps in the same order); in one call per output row, apart from
+    the interior's passes, so that its code is compiled once.
+    """
+    c_in, height, kh = x.shape[1], x.shape[2], wo.shape[1]
+    for c in range(c_in):
+        for a in range(kh):
+            if 0 <= top + a < height:
+                _correlate_border(row, x[n, c, top + a], wo[c, a], pad_left, lo, hi)
+
+
+@njit(fastmath=FASTMATH, **INNER)
+def _correlate_row(row, src, wrow, pad_left, lo, hi):
+    """row[j] += sum_b wrow[b] * src[j + b - pad_left] over the interior [lo, hi).
+
+    Three taps are fused into one pass over the row.
     """
     kw = wrow.shape[0]
-    lo, hi = _interior(src.shape[0], row.shape[0], kw, pad_left)
-    _correlate_border(row, src, wrow, pad_left, lo, hi)
     dst = row[lo:hi]
-    b = 0
-    while b + 2 < kw:
+    for b in range(0, kw - 2, 3):
         off = b - pad_left
         s0, s1, s2 = _src(src, lo, hi, off), _src(src, lo, hi, off + 1), _src(src, lo, hi, off + 2)
         _taps3(dst, s0, s1, s2, wrow[b], wrow[b + 1], wrow[b + 2])
-        b += 3
-    for bb in range(b, kw):
+    for bb in range(kw - kw % 3, kw):
         _tap(dst, _src(src, lo, hi, bb - pad_left), wrow[bb])
 
 
@@ -131,32 +142,25 @@ def _taps9(dst, u, v, z, wk, a, b, fresh, b0):
             )
 
 
-@njit(fastmath=FASTMATH)
+@njit(fastmath=FASTMATH, **INNER)
 def _correlate_rows3(row, u, v, z, wk, a, pad_left, lo, hi, fresh, b0):
     """:func:`_correlate_row` for three consecutive kernel rows a..a+2 at once.
 
     The interior [lo, hi) takes nine taps per pass, so the output row is loaded and
     stored once per nine multiply-adds instead of once per three; ``fresh``: the
-    interior holds nothing yet (its first pass stores b0 plus the taps).
+    interior holds nothing yet (its first pass stores b0 plus the taps; the kernel
+    then has three columns or more).
     """
     kw = wk.shape[1]
-    _correlate_border(row, u, wk[a], pad_left, lo, hi)
-    _correlate_border(row, v, wk[a + 1], pad_left, lo, hi)
-    _correlate_border(row, z, wk[a + 2], pad_left, lo, hi)
     if lo >= hi:
         return
     dst = row[lo:hi]
     n = hi - lo
-    if fresh and kw < 3:
-        dst[:] = b0
-        fresh = False
-    b = 0
-    while b + 2 < kw:
+    for b in range(0, kw - 2, 3):
         s = lo + b - pad_left
         _taps9(dst, u[s : s + n + 2], v[s : s + n + 2], z[s : s + n + 2], wk, a, b, fresh, b0)
         fresh = False
-        b += 3
-    for bb in range(b, kw):
+    for bb in range(kw - kw % 3, kw):
         off = bb - pad_left
         _taps3(
             dst,
@@ -169,7 +173,7 @@ def _correlate_rows3(row, u, v, z, wk, a, pad_left, lo, hi, fresh, b0):
         )
 
 
-@njit(fastmath=FASTMATH)
+@njit(fastmath=FASTMATH, **INNER)
 def _filter_row(row, x, n, o, w, bias, sh, i, pad_top, pad_left):
     """Output row i of map o for fewer than four maps: see :func:`conv2d_forward`.
 
@@ -181,32 +185,25 @@ def _filter_row(row, x, n, o, w, bias, sh, i, pad_top, pad_left):
     w_out = row.shape[0]
     top = i * sh - pad_top
     lo, hi = _interior(width, w_out, kw, pad_left)
-    # the border columns start at the bias; the interior is written by its
-    # first nine-tap pass (or set here when no such pass comes first)
+    # the interior is written by the first nine-tap pass when one comes first (a
+    # store without a load); otherwise it starts at the bias, as the border columns do
+    fresh = c_in > 0 and kh >= 3 and kw >= 3 and top >= 0 and top + 2 < height
     row[:lo] = bias[o]
     row[hi:] = bias[o]
-    fresh = True
+    if not fresh:
+        row[lo:hi] = bias[o]
+    _filter_border(row, x, n, w[o], top, pad_left, lo, hi)
     for c in range(c_in):
-        a = 0
-        while a + 2 < kh:
+        for a in range(0, kh - 2, 3):
             if top + a >= 0 and top + a + 2 < height:
                 r = top + a
                 u, v, z = x[n, c, r], x[n, c, r + 1], x[n, c, r + 2]
                 _correlate_rows3(row, u, v, z, w[o, c], a, pad_left, lo, hi, fresh, bias[o])
                 fresh = False
             else:  # the window reaches into the vertical zero padding
-                if fresh:
-                    row[lo:hi] = bias[o]
-                    fresh = False
                 for aa in range(a, a + 3):
                     if 0 <= top + aa < height:
-                        _correlate_row(row, x[n, c, top + aa], w[o, c, aa], pad_left)
-            a += 3
-        if fresh and a < kh:
-            row[lo:hi] = bias[o]
-            fresh = False
-        for aa in range(a, kh):
+                        _correlate_row(row, x[n, c, top + aa], w[o, c, aa], pad_left, lo, hi)
+        for aa in range(kh - kh % 3, kh):
             if 0 <= top + aa < height:
-                _correlate_row(row, x[n, c, top + aa], w[o, c, aa], pad_left)
-    if fresh:  # no input row reached this output row
-        row[lo:hi] = bias[o]
+                _correlate_row(row, x[n, c, top + aa], w[o, c, aa], pad_left, lo, hi)

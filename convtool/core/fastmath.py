@@ -8,3 +8,7 @@ once, here.
 """
 
 FASTMATH = {"reassoc", "contract"}
+
+INNER = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True}
+"""numba options for the helpers, called only from other kernels: no wrappers to call
+them from Python or C, which numba would otherwise compile (and LLVM optimise) for each."""

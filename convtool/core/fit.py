@@ -13,7 +13,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from convtool.core.fastmath import FASTMATH
+from convtool.core.fastmath import FASTMATH, INNER
+
+# The helpers that run once per row (_fit_row_gram, _fit_row_lags) and once per chunk
+# (_fit_inner_to_gram, _fit_chunk) are compiled once each and called: numba's compile
+# time grows with every inlined copy. Those called per tap or per pixel stay inlined (a
+# call would cost as much as their work), and so do the row moments, beside the ym
+# they fill: compiled apart, LLVM vectorises their sums with other partial sums, and the
+# statistics would change in the last bit.
 
 
 @njit(inline="always")
@@ -103,7 +110,7 @@ def _fit_row_moments(mo, x, n, i, yrow, mrow, ym, sh, sw, kh, kw):
             mo[taps + a * kw + b] += acc_m
 
 
-@njit(inline="always")
+@njit(fastmath=FASTMATH, **INNER)
 def _fit_row_gram(g, x, n, i, mrow, u, sh, sw, kh, kw):
     """Add output row (n, i)'s patch products, weighted by mrow, to g's upper triangle."""
     w_out = u.shape[0]
@@ -181,7 +188,7 @@ def _fit_row_lags(g, inner_n, part, edge, x, n, r, h_out, w_out, kh, kw):
                         g[a1 * kw + b1, (a1 + da) * kw + b1 + db] += part[b1]
 
 
-@njit(inline="always")
+@njit(fastmath=FASTMATH, **INNER)
 def _fit_inner_to_gram(g, inner_n, kh, kw):
     """Add the inner rows' sums of each lag to every row pair of that lag."""
     for da in range(kh):
@@ -219,41 +226,59 @@ def fit_gather(x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments):
     (rows of n, i, j: weight 0) are then taken out again one by one. Otherwise the patches'
     products are summed directly, weighted by ``mask``, for any stride.
     """
-    n_img, height, _ = x.shape
     h_out, w_out = y.shape[1], y.shape[2]
     n_chunks = gram.shape[0]
-    rows = n_img * h_out
     # each chunk sums its own share of rows into its own gram[t], moments[t]: no races
     for t in prange(n_chunks):
-        u = np.empty(w_out)
-        ym = np.empty(w_out)
-        for q in range(t * rows // n_chunks, (t + 1) * rows // n_chunks):
-            n = q // h_out
-            i = q % h_out
-            mrow = mask[n, i]
-            _fit_row_moments(moments[t, n], x, n, i, y[n, i], mrow, ym, sh, sw, kh, kw)
-            if not toeplitz:
-                _fit_row_gram(gram[t, n], x, n, i, mrow, u, sh, sw, kh, kw)
-    if not toeplitz:
-        return
-    # the Toeplitz path: every input row's lagged products with the rows below it
+        # np.int64(t): numba types a parallel loop's index as unsigned in the compiled
+        # loop body and as signed before it, which would compile _fit_rows twice
+        g, m = gram[t], moments[t]
+        _fit_rows(np.int64(t), n_chunks, x, y, mask, sh, sw, kh, kw, toeplitz, g, m)
+        if toeplitz:
+            _fit_lags(t, n_chunks, x, drop, h_out, w_out, kh, kw, g)
+
+
+@njit(fastmath=FASTMATH, **INNER)
+def _fit_rows(t, n_chunks, x, y, mask, sh, sw, kh, kw, toeplitz, gram, moments):
+    """Chunk t of the output rows: their moments, and their patches' products unless
+    ``toeplitz``. Compiled on its own: numba compiles the parallel loop's body into a
+    chain of wrappers, each optimised anew, so the loop body is kept short."""
+    n_img = x.shape[0]
+    h_out, w_out = y.shape[1], y.shape[2]
+    rows = n_img * h_out
+    u = np.empty(w_out)
+    ym = np.empty(w_out)
+    for q in range(t * rows // n_chunks, (t + 1) * rows // n_chunks):
+        n = q // h_out
+        i = q % h_out
+        mrow = mask[n, i]
+        _fit_row_moments(moments[n], x, n, i, y[n, i], mrow, ym, sh, sw, kh, kw)
+        if not toeplitz:
+            _fit_row_gram(gram[n], x, n, i, mrow, u, sh, sw, kh, kw)
+
+
+@njit(inline="always")
+def _fit_lags(t, n_chunks, x, drop, h_out, w_out, kh, kw, gram):
+    """Chunk t of the Toeplitz path: every input row's lagged products with the rows
+    below it, then the dropped pixels taken out again (they were counted).
+
+    Inlined into the parallel loop: compiled apart it runs 15% slower (numba gives
+    the loop's own body arrays it knows apart)."""
+    n_img, height, _ = x.shape
     in_rows = n_img * height
-    for t in prange(n_chunks):
-        inner = np.zeros((n_img, kh * (2 * kw - 1), kw))
-        edge = np.empty(kw)
-        part = np.empty(kw)
-        for q in range(t * in_rows // n_chunks, (t + 1) * in_rows // n_chunks):
-            n = q // height
-            r = q % height
-            _fit_row_lags(gram[t, n], inner[n], part, edge, x, n, r, h_out, w_out, kh, kw)
-        for n in range(n_img):
-            _fit_inner_to_gram(gram[t, n], inner[n], kh, kw)
-    # the lagged products counted every pixel: take the dropped ones out again
+    inner = np.zeros((n_img, kh * (2 * kw - 1), kw))
+    edge = np.empty(kw)
+    part = np.empty(kw)
+    for q in range(t * in_rows // n_chunks, (t + 1) * in_rows // n_chunks):
+        n = q // height
+        r = q % height
+        _fit_row_lags(gram[n], inner[n], part, edge, x, n, r, h_out, w_out, kh, kw)
+    for n in range(n_img):
+        _fit_inner_to_gram(gram[n], inner[n], kh, kw)
     n_drop = drop.shape[0]
-    for t in prange(n_chunks):
-        p = np.empty(kh * kw)
-        for k in range(t * n_drop // n_chunks, (t + 1) * n_drop // n_chunks):
-            _fit_take_out(gram[t, drop[k, 0]], p, x, drop[k, 0], drop[k, 1], drop[k, 2], kh, kw)
+    p = np.empty(kh * kw)
+    for k in range(t * n_drop // n_chunks, (t + 1) * n_drop // n_chunks):
+        _fit_take_out(gram[drop[k, 0]], p, x, drop[k, 0], drop[k, 1], drop[k, 2], kh, kw)
 
 
 # The iterations' arithmetic, one loop each, in the original order of operations. Each
