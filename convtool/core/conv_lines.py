@@ -43,7 +43,7 @@ def _tap4(d0, d1, d2, d3, s0, wcol):
         d3[k] += w3 * x0
 
 
-@njit(fastmath=FASTMATH, **INNER)
+@njit(inline="always")
 def _weights9(wk, a, b):
     """One output channel's weights for the block (rows a..a+2, columns b..b+2), row-major.
 
@@ -57,7 +57,7 @@ def _weights9(wk, a, b):
     )  # fmt: skip
 
 
-@njit(fastmath=FASTMATH, **INNER)
+@njit(inline="always")
 def _taps9(w, x):
     """One output's nine taps (w, x: row-major 3x3 tuples), summed left to right.
 
@@ -92,7 +92,7 @@ def _block9x4(d0, d1, d2, d3, r0, r1, r2, wb, a, b):
         d3[k] += _taps9(w3, x)
 
 
-@njit(fastmath=FASTMATH, **INNER)
+@njit(inline="always")
 def _line(lines, a, step):
     """Kernel row a's input line: its own (step 0), or the single line a rows on.
 
