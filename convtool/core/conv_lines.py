@@ -44,16 +44,16 @@ def _tap4(d0, d1, d2, d3, s0, wcol):
 
 
 @njit(inline="always")
-def _weights9(wk, a, b):
-    """One output channel's weights for the block (rows a..a+2, columns b..b+2), row-major.
+def _weights9(wb, o, a, b):
+    """Output channel o's weights for the block (rows a..a+2, columns b..b+2), row-major.
 
     Read into a tuple of locals before the loop: inside it LLVM could not prove the
     stores to the outputs leave the weights unchanged, and would not vectorise.
     """
     return (
-        wk[a, b], wk[a, b + 1], wk[a, b + 2],
-        wk[a + 1, b], wk[a + 1, b + 1], wk[a + 1, b + 2],
-        wk[a + 2, b], wk[a + 2, b + 1], wk[a + 2, b + 2],
+        wb[o, a, b], wb[o, a, b + 1], wb[o, a, b + 2],
+        wb[o, a + 1, b], wb[o, a + 1, b + 1], wb[o, a + 1, b + 2],
+        wb[o, a + 2, b], wb[o, a + 2, b + 1], wb[o, a + 2, b + 2],
     )  # fmt: skip
 
 
@@ -81,9 +81,8 @@ def _block9x4(d0, d1, d2, d3, r0, r1, r2, wb, a, b):
     p0, p1, p2 = r0[b : b + n], r0[b + 1 : b + 1 + n], r0[b + 2 : b + 2 + n]
     q0, q1, q2 = r1[b : b + n], r1[b + 1 : b + 1 + n], r1[b + 2 : b + 2 + n]
     s0, s1, s2 = r2[b : b + n], r2[b + 1 : b + 1 + n], r2[b + 2 : b + 2 + n]
-    # wb[0], not (wb, 0): a constant argument would be compiled for as a literal, once each
-    w0, w1 = _weights9(wb[0], a, b), _weights9(wb[1], a, b)
-    w2, w3 = _weights9(wb[2], a, b), _weights9(wb[3], a, b)
+    w0, w1 = _weights9(wb, 0, a, b), _weights9(wb, 1, a, b)
+    w2, w3 = _weights9(wb, 2, a, b), _weights9(wb, 3, a, b)
     for k in range(n):
         x = (p0[k], p1[k], p2[k], q0[k], q1[k], q2[k], s0[k], s1[k], s2[k])
         d0[k] += _taps9(w0, x)

@@ -67,13 +67,13 @@ def _correlate_border(row, src, wrow, pad_left, lo, hi):
                 _tap(row[a0:a1], _src(src, a0, a1, b - pad_left), wrow[b])
 
 
-@njit(fastmath=FASTMATH, **INNER)
+@njit(inline="always")
 def _filter_border(row, x, n, wo, top, pad_left, lo, hi):
     """Every input row's taps into the output row's columns outside [lo, hi).
 
     Channel by channel, kernel row by kernel row, as the interior takes them (so each
-    column adds its taps in the same order); in one call per output row, apart from
-    the interior's passes, so that its code is compiled once.
+    column adds its taps in the same order); once per output row, apart from the
+    interior's passes, so that its loops are compiled once, not in every pass.
     """
     c_in, height, kh = x.shape[1], x.shape[2], wo.shape[1]
     for c in range(c_in):
