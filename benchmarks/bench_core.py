@@ -17,7 +17,7 @@ filter
     (convtool at least 10x faster). Results are checked (allclose 1e-4) first.
 multichannel
     N=8, C_in=C_out=16, 128x128, 3x3, padding 1, against torch on the CPU with
-    torch.set_num_threads(numba's thread count). Forward (torch under no_grad):
+    torch.set_num_threads(convtool's thread count). Forward (torch under no_grad):
     ratio <= 1.5. Backward, all three gradients: convtool.conv2d_backward against
     torch's ``y.backward(g)`` with the graph built outside the timer (both sides
     time only the gradient computation): ratio <= 2.0. Forward+backward of both is
@@ -34,8 +34,8 @@ cache
 
 Ratios are convtool / anchor, formed per round from interleaved measurements, and
 shown as "median (min..max)" over the rounds; PASS/FAIL is decided on the median.
-Thread counts are left at their defaults (OpenCV's and numba's); only torch is set,
-to numba's count (``--threads N`` sets all three). The header prints the load average
+Thread counts are left at their defaults (OpenCV's and convtool's); only torch is set,
+to convtool's count (``--threads N`` sets all three). The header prints the load average
 and the kernel's CPU pressure: on a shared machine, judge a run by them and run twice.
 The cache section's default-location runs use (and may refresh) convtool's own
 numba cache files, as any import of convtool would. Not part of the test suite.
@@ -174,14 +174,12 @@ def _environment() -> str:
     import numba
 
     import convtool
+    from convtool.core import tasks
 
-    # a tiny call loads (or compiles) the kernel, so the threading layer is known
-    convtool.conv2d(np.ones((8, 8), np.float32), np.ones((3, 3), np.float32), padding="same")
     lines = [
         f"python {platform.python_version()}  numpy {np.__version__}  numba {numba.__version__}"
         f"  convtool {convtool.__version__}",
-        f"cpus {os.cpu_count()}  numba threads {numba.get_num_threads()}"
-        f"  threading layer {numba.threading_layer()}",
+        f"cpus {os.cpu_count()}  convtool's kernel threads {tasks.threads()}",
     ]
     lines.append(f"convtool source: {_source_state(Path(convtool.__file__).parent)}")
     lines.append(f"machine: {_contention()}")
@@ -197,16 +195,16 @@ def _environment() -> str:
 
 def bench_filter(opt: Options) -> list[Check]:
     import cv2
-    import numba
     import scipy
     import scipy.ndimage as ndi
 
     import convtool
+    from convtool.core import tasks
 
     print(
         f"opencv {cv2.__version__} (cv2.getNumThreads() = {cv2.getNumThreads()})  "
         f"scipy {scipy.__version__} (single-threaded)  "
-        f"numba.get_num_threads() = {numba.get_num_threads()}"
+        f"convtool threads = {tasks.threads()}"
     )
 
     def ours(img, k):
@@ -265,15 +263,15 @@ def bench_filter(opt: Options) -> list[Check]:
 
 
 def bench_multichannel(opt: Options) -> list[Check]:
-    import numba
     import torch
     import torch.nn.functional as F
 
     import convtool
+    from convtool.core import tasks
 
-    threads = numba.get_num_threads()
+    threads = tasks.threads()
     torch.set_num_threads(threads)
-    print(f"torch {torch.__version__}: torch.set_num_threads({threads}) (numba's count)")
+    print(f"torch {torch.__version__}: torch.set_num_threads({threads}) (convtool's count)")
 
     n, c, hw, ks = 8, 16, 128, 3
     rng = np.random.default_rng(1)
@@ -531,7 +529,7 @@ def _child_cache() -> dict:
     t0 = time.perf_counter()
     convtool.conv2d(x, k, padding="same")
     second = time.perf_counter() - t0
-    stats = conv.conv2d_forward.stats
+    stats = conv.conv2d_rows.stats
     return {
         "import": t_import,
         "init": t_init,
@@ -641,11 +639,12 @@ def bench_cache(opt: Options) -> list[Check]:
 def _set_threads(n: int) -> None:
     """One thread count for every library (a robustness check; not the default)."""
     import cv2
-    import numba
 
-    numba.set_num_threads(n)
+    from convtool.core import engine
+
+    engine.use_threads(n)
     cv2.setNumThreads(n)
-    # torch follows numba's count in bench_multichannel
+    # torch follows convtool's count in bench_multichannel
 
 
 def _summary(checks: list[Check]) -> str:
@@ -671,8 +670,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--threads",
         type=int,
-        help="set numba's, OpenCV's and torch's thread counts to N (default: leave numba's and"
-        " OpenCV's defaults, torch = numba's)",
+        help="set convtool's, OpenCV's and torch's thread counts to N (default: leave"
+        " convtool's and OpenCV's defaults, torch = convtool's)",
     )
     p.add_argument("--strict", action="store_true", help="exit with status 1 if a target fails")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)

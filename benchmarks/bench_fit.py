@@ -31,7 +31,7 @@ iteration
 
 Ratios are anchor / convtool, formed per round from interleaved measurements, shown as
 "median (min..max)" over the rounds; PASS/FAIL is decided on the median. torch runs with
-numba's thread count. This script is not part of the test suite.
+convtool's thread count. This script is not part of the test suite.
 """
 
 from __future__ import annotations
@@ -173,8 +173,7 @@ def _ratio_check(target: str, num, den, limit: float) -> Check:
 
 
 def bench_chapter(opt) -> list[Check]:
-    import numba
-
+    from convtool.core import tasks
     from convtool.filtering import to_gray
     from convtool.fit import fit_kernel
     from convtool.imaging import read_image
@@ -186,7 +185,7 @@ def bench_chapter(opt) -> list[Check]:
     seed, lr, tol, max_iter = 1, 0.5, 1e-7, 10000
     w0 = np.random.default_rng(seed).normal(0.0, 0.1, size=(3, 3))  # fit_kernel's start
     whole_loop, chapter_structure = _numba_anchors()
-    torch_loop = _torch_loop(numba.get_num_threads())
+    torch_loop = _torch_loop(tasks.threads())
 
     def ours():
         return fit_kernel(x, y, method="gd", lr=lr, tol=tol, max_iter=max_iter, seed=seed)

@@ -15,9 +15,9 @@ failing item does not stop the others.
 - ``on_outcome`` runs in this process, in the items' order (an outcome waits
   until every earlier one is in), so what it prints does not depend on
   ``jobs``; ``on_progress`` runs as items finish, in any order.
-- ``jobs > 1`` starts a process pool: 'fork' on Linux while no numba thread pool
-  runs in this process (fastest: the workers inherit the imported modules),
-  otherwise 'forkserver' or 'spawn'. Each worker runs numba on one thread
+- ``jobs > 1`` starts a process pool: 'fork' on Linux while no kernel threads run
+  in this process (fastest: the workers inherit the imported modules), otherwise
+  'forkserver' or 'spawn'. Each worker runs the kernels on one thread
   (NUMBA_NUM_THREADS=1), so ``jobs`` processes use ``jobs`` cores.
 - Ctrl-C (KeyboardInterrupt in this process) cancels the items not yet started
   and asks the workers to stop (SIGTERM): an item interrupted mid-way runs its
@@ -111,16 +111,16 @@ def run_item(fn: Callable[[Any], Any], index: int, item: Any) -> Outcome:
 
 
 def limit_threads(threads: int = 1) -> None:
-    """Run numba (and OpenMP/BLAS libraries) on ``threads`` threads in this process."""
+    """Run the kernels (and OpenMP/BLAS libraries) on ``threads`` threads in this process."""
     for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(threads)
     from convtool.core import engine
 
-    engine.use_threads(threads)  # numba already imported (fork): its count is set by now
+    engine.use_threads(threads)  # the kernels' count, read from the environment only once
 
 
 def default_start_method() -> str:
-    """'fork' on Linux while no numba thread pool runs here; else 'forkserver' or 'spawn'."""
+    """'fork' on Linux while no kernel threads run here; else 'forkserver' or 'spawn'."""
     import multiprocessing
 
     from convtool.core import engine

@@ -45,15 +45,23 @@ FLOATS = ("f4", "f8")
 # kernel -> (its module, its arguments, what it returns, the float types it is compiled
 # for). T[n]: an n-D C-contiguous array of the float type; f8[n], i8[n]: of a fixed type;
 # [na]: of any layout (the fit's list of dropped pixels comes transposed from argwhere);
-# i8: an integer; b1: a boolean. The fit runs in float64 only (convtool.fit.solve).
+# i8: an integer; b1: a boolean. The fit runs in float64 only (convtool.fit.solve). The
+# last two i8 of the kernels with tasks are the share (part, parts) that a call runs
+# (convtool.core.tasks): the compiled core runs the whole, (0, 1).
 KERNELS = {
-    "conv2d_forward": ("conv", "T[4] T[4] T[1] T[4] i8 i8 i8", "void", FLOATS),
-    "conv2d_grad_weight": ("conv", "T[4] T[4] f8[5] i8 i8 i8", "void", FLOATS),
-    "max_pool2d_forward": ("pool", "T[4] T[4] i8[4] i8 i8 i8 i8 i8 i8", "void", FLOATS),
-    "max_pool2d_backward": ("pool", "T[4] i8[4] T[4]", "void", FLOATS),
-    "avg_pool2d_forward": ("pool", "T[4] T[4] i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
-    "avg_pool2d_backward": ("pool", "T[4] T[4] i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
-    "fit_gather": ("fit", "T[3] T[3] T[3] i8[2a] i8 i8 i8 i8 b1 T[4] T[3]", "void", ("f8",)),
+    "conv2d_rows": ("conv", "T[4] T[4] T[1] T[4] i8 i8 i8 i8 i8", "void", FLOATS),
+    "conv2d_lines": ("conv", "T[4] T[4] T[1] T[4] i8 i8 i8 i8 i8", "void", FLOATS),
+    "conv2d_grad_weight": ("conv", "T[4] T[4] f8[5] i8 i8 i8 i8 i8", "void", FLOATS),
+    "max_pool2d_forward": ("pool", "T[4] T[4] i8[4] i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
+    "max_pool2d_backward": ("pool", "T[4] i8[4] T[4] i8 i8", "void", FLOATS),
+    "avg_pool2d_forward": ("pool", "T[4] T[4] i8 i8 i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
+    "avg_pool2d_backward": ("pool", "T[4] T[4] i8 i8 i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
+    "fit_gather": (
+        "fit",
+        "T[3] T[3] T[3] i8[2a] i8 i8 i8 i8 b1 T[4] T[3] i8 i8",
+        "void",
+        ("f8",),
+    ),
     "fit_iterate": (
         "fit",
         "i8 T[2] T[1] T[1] T[1] T[1] i8 i8 i8 T[1] T[1]",

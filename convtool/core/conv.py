@@ -9,10 +9,12 @@ columns that the kernel actually covers; the rest of the window lies in the zero
 padding and is skipped. So a filter makes no padded copy and no im2col matrix,
 and the innermost loops run over contiguous memory where LLVM vectorises them.
 
-``prange`` runs only over independent output rows (or row chunks with their own
-partial sums), so no two threads ever write one cell.
+Each kernel runs, serially and without the GIL, the share ``part`` of ``parts`` of
+its independent tasks (output rows, row chunks, or chunks with their own partial
+sums), so no two threads ever write one cell; the engine runs the shares on its
+threads (:mod:`convtool.core.tasks`).
 
-:func:`conv2d_forward` is also what the ahead-of-time build compiles
+These kernels are also what the ahead-of-time build compiles
 (:mod:`convtool.core.aot`): that build runs this file, and the core files it
 imports, apart from the package, so they import nothing but numpy, numba and
 each other.
@@ -21,51 +23,58 @@ each other.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from convtool.core.conv_lines import _chunk_rows, _copy, _gather_flat, _line, _lines_chunk
 from convtool.core.conv_rows import _filter_row
-from convtool.core.fastmath import FASTMATH, INNER
+from convtool.core.fastmath import ENTRY, FASTMATH, INNER, _share
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def conv2d_forward(x, w, bias, out, sh, pad_top, pad_left):
-    """out[n, o, i, j] = bias[o] + sum_{c,a,b} w[o, c, a, b] * x[n, c, i*sh + a - pt, j + b - pl].
+@njit(fastmath=FASTMATH, **ENTRY)
+def conv2d_rows(x, w, bias, out, sh, pad_top, pad_left, part, parts):
+    """out[n, o, i, j] = bias[o] + sum_{c,a,b} w[o, c, a, b] * x[n, c, i*sh + a - pt, j + b - pl],
+    for share ``part`` of ``parts`` of the output rows, the layout for few output channels.
 
     Pixels outside ``x`` count as zero. The output's shape sets how far it reaches,
     so any bottom/right padding is implied by it. Columns are taken with stride 1
     (the wrapper turns a column stride into extra input channels).
 
-    Two layouts of the same sum, chosen by the number of output channels:
+    A task is one output row, accumulated straight from the input rows with no copy
+    at all, nine taps (three kernel rows) per pass, the border columns and the rows at
+    the vertical padding apart (:func:`_filter_row`). The engine runs this layout for
+    fewer than four output channels (a filter), :func:`conv2d_lines` for more; each is
+    its own kernel so that a first call compiles only the layout it needs.
+    """
+    c_out = w.shape[0]
+    h_out = out.shape[2]
+    n_tasks = x.shape[0] * c_out * h_out
+    start, stop = _share(n_tasks, part, parts)
+    for task in range(start, stop):
+        n = task // (c_out * h_out)
+        o = (task // h_out) % c_out
+        i = task % h_out
+        _filter_row(out[n, o, i], x, n, o, w, bias, sh, i, pad_top, pad_left)
 
-    - four or more: each task takes a chunk of output rows, lays out the input they
-      see as zero-padded flat lines (:func:`_gather_flat`), once, and serves every
-      output channel from them, four at a time, nine taps per pass over the whole
-      chunk (:func:`_block9x4`);
-    - fewer (a filter): no copy at all; each output row is accumulated straight
-      from the input rows, nine taps (three kernel rows) per pass, the border
-      columns and the rows at the vertical padding apart.
+
+@njit(fastmath=FASTMATH, **ENTRY)
+def conv2d_lines(x, w, bias, out, sh, pad_top, pad_left, part, parts):
+    """The same sum as :func:`conv2d_rows`, laid out for four or more output channels.
+
+    A task takes a chunk of output rows, lays out the input they see as zero-padded
+    flat lines (:func:`_gather_flat`), once, and serves every output channel from
+    them, four at a time, nine taps per pass over the whole chunk (:func:`_block9x4`).
     """
     n_img, c_in, _, _ = x.shape
-    c_out, _, kh, kw = w.shape
+    kh, kw = w.shape[2], w.shape[3]
     h_out, w_out = out.shape[2], out.shape[3]
-    by_lines = c_out >= 4
-    per_task = _chunk_rows(c_in, kh, w_out + kw - 1, 16, h_out, n_img) if by_lines else 1
+    per_task = _chunk_rows(c_in, kh, w_out + kw - 1, 16, h_out, n_img)
     n_chunks = (h_out + per_task - 1) // per_task
-    # one parallel loop for both layouts: numba compiles each loop into its own
-    # chain of wrappers, so one loop instead of two saves compile time
-    n_tasks = n_img * n_chunks if by_lines else n_img * c_out * h_out
-    for task in prange(n_tasks):
-        if by_lines:
-            n = task // n_chunks
-            i0 = (task % n_chunks) * per_task
-            rows = min(h_out, i0 + per_task) - i0
-            _lines_chunk(out, x, w, bias, n, i0, rows, sh, pad_top, pad_left)
-        else:
-            n = task // (c_out * h_out)
-            o = (task // h_out) % c_out
-            i = task % h_out
-            _filter_row(out[n, o, i], x, n, o, w, bias, sh, i, pad_top, pad_left)
+    start, stop = _share(n_img * n_chunks, part, parts)
+    for task in range(start, stop):
+        n = task // n_chunks
+        i0 = (task % n_chunks) * per_task
+        rows = min(h_out, i0 + per_task) - i0
+        _lines_chunk(out, x, w, bias, n, i0, rows, sh, pad_top, pad_left)
 
 
 @njit(inline="always")
@@ -102,8 +111,8 @@ def _dot(g, s0, acc):
     return acc
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def conv2d_grad_weight(x, grad_out, partial, sh, pad_top, pad_left):
+@njit(fastmath=FASTMATH, **ENTRY)
+def conv2d_grad_weight(x, grad_out, partial, sh, pad_top, pad_left, part, parts):
     """Kernel gradient: the input correlated with the incoming gradient.
 
     partial[t, o, c, a, b] receives the sum over the t-th chunk of output rows of
@@ -112,11 +121,13 @@ def conv2d_grad_weight(x, grad_out, partial, sh, pad_top, pad_left):
     The input is laid out in flat lines as the forward pass lays it out
     (:func:`_gather_flat`), the gradient rows likewise with zeros between them, so
     each tap of each channel pair is one dot product over a long line; four output
-    channels by three taps share each pass.
+    channels by three taps share each pass. This call sums the chunks of share
+    ``part`` of ``parts``.
     """
     n_chunks = partial.shape[0]
     n_rows = grad_out.shape[0] * grad_out.shape[2]
-    for t in prange(n_chunks):
+    start, stop = _share(n_chunks, part, parts)
+    for t in range(start, stop):
         q0, q1 = t * n_rows // n_chunks, (t + 1) * n_rows // n_chunks
         _grad_rows(partial[t], x, grad_out, q0, q1, sh, pad_top, pad_left)
 
@@ -124,7 +135,7 @@ def conv2d_grad_weight(x, grad_out, partial, sh, pad_top, pad_left):
 @njit(fastmath=FASTMATH, **INNER)
 def _grad_rows(acc, x, grad_out, q, end, sh, pad_top, pad_left):
     """Output rows q .. end - 1 (counted across the pictures) into acc: one task of
-    :func:`conv2d_grad_weight`, compiled on its own (see :func:`conv2d_forward`)."""
+    :func:`conv2d_grad_weight`, compiled on its own, once, not inlined into it."""
     n_img, c_in, _, _ = x.shape
     _, c_out, h_out, w_out = grad_out.shape
     kh, kw = acc.shape[2], acc.shape[3]

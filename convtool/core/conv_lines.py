@@ -209,7 +209,7 @@ def _lines_chunk(out, x, w, bias, n, i0, rows, sh, pad_top, pad_left):
     """Output rows i0 .. i0 + rows - 1 of picture n, every map: one task of the layout above.
 
     A separate function, not inlined: compiled once on its own it keeps numba's
-    compile of :func:`convtool.core.conv.conv2d_forward` short; it is called once per
+    compile of :func:`convtool.core.conv.conv2d_lines` short; it is called once per
     chunk of rows, so the call costs nothing measurable.
     """
     c_in = x.shape[1]

@@ -175,10 +175,10 @@ def _correlate_rows3(row, u, v, z, wk, a, pad_left, lo, hi, fresh, b0):
 
 @njit(fastmath=FASTMATH, **INNER)
 def _filter_row(row, x, n, o, w, bias, sh, i, pad_top, pad_left):
-    """Output row i of map o for fewer than four maps: see :func:`conv2d_forward`.
+    """Output row i of map o for fewer than four maps: see :func:`conv2d_rows`.
 
     A separate function, not inlined: compiled on its own, it keeps numba's compile
-    time of :func:`conv2d_forward` in check at no measurable cost.
+    time of :func:`conv2d_rows` in check at no measurable cost.
     """
     c_in, height, width = x.shape[1], x.shape[2], x.shape[3]
     kh, kw = w.shape[2], w.shape[3]

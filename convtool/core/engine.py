@@ -3,7 +3,7 @@
 Two engines run the same kernels, compiled from the same Python source:
 
 - the JIT (:func:`jit`): numba compiles each kernel for this CPU on its first call
-  (cached on disk) and runs it on every core;
+  (cached on disk) and runs it on every core (:mod:`convtool.core.tasks`);
 - the compiled core (:func:`compiled`): every kernel compiled ahead of time
   (:mod:`convtool.core.aot`, at install or once at run time), which imports in under
   a millisecond and needs no numba, on one thread; for arguments it was not compiled
@@ -18,19 +18,19 @@ engine. The two round differently in the last bit (host code fuses multiply-adds
 Choosing an engine imports nothing heavy, and the compiled engine imports no numba
 at all: numba comes in with the first JIT kernel called. The thread settings the
 rest of convtool needs are here too (:func:`reduction_chunks`, :func:`use_threads`,
-:func:`threads_running`), so that no module outside :mod:`convtool.core` imports numba.
+:func:`threads_running`, from :mod:`convtool.core.tasks`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-import os
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from convtool.core import tasks
 
 __all__ = [
     "LARGE_WORK",
@@ -72,15 +72,31 @@ class Engine:
         return f"Engine({self.name!r})" if self.path is None else f"Engine('aot', {self.path})"
 
     def _run(self, module: str, kernel: str, *args: Any) -> Any:
+        """``kernel(*args)``, compiled or from the JIT."""
+        function, _ = self._find(module, kernel, args)
+        return function(*args)
+
+    def _share(self, module: str, kernel: str, *args: Any) -> None:
+        """A kernel with tasks: the compiled core runs them all, on this thread; the JIT
+        cuts them into one share per thread (:mod:`convtool.core.tasks`)."""
+        whole = (*args, 0, 1)
+        function, compiled = self._find(module, kernel, whole)
+        if compiled:
+            function(*whole)
+        else:
+            tasks.run(function, *args)
+
+    def _find(self, module: str, kernel: str, args: tuple) -> tuple[Any, bool]:
+        """The function that runs ``kernel`` for ``args``, and whether it is compiled."""
         if self._compiled is not None:
             function = self._compiled.find(kernel, args)
             if function is not None:
-                return function(*args)
+                return function, True
         # the JIT's kernel: numba comes in with the first of them
         function = getattr(importlib.import_module(f"convtool.core.{module}"), kernel)
         if self.notice is not None:
             self._compile(function, kernel, args)
-        return function(*args)
+        return function, False
 
     def _compile(self, function: Any, kernel: str, args: tuple) -> None:
         """Compile (or load from numba's cache) before the call, saying so when it takes a
@@ -97,32 +113,35 @@ class Engine:
 
     # :mod:`convtool.core.conv`
     def conv2d_forward(self, x, w, bias, out, sh, pad_top, pad_left) -> None:
-        self._run("conv", "conv2d_forward", x, w, bias, out, sh, pad_top, pad_left)
+        """The forward pass in the layout that suits the output channels' count."""
+        kernel = "conv2d_lines" if w.shape[0] >= LINES_FROM else "conv2d_rows"
+        self._share("conv", kernel, x, w, bias, out, sh, pad_top, pad_left)
 
     def conv2d_grad_weight(self, x, grad_out, partial, sh, pad_top, pad_left) -> None:
-        self._run("conv", "conv2d_grad_weight", x, grad_out, partial, sh, pad_top, pad_left)
+        self._share("conv", "conv2d_grad_weight", x, grad_out, partial, sh, pad_top, pad_left)
 
     # :mod:`convtool.core.pool`
     def max_pool2d_forward(self, x, out, argmax, kh, kw, sh, sw, pad_top, pad_left) -> None:
-        self._run("pool", "max_pool2d_forward", x, out, argmax, kh, kw, sh, sw, pad_top, pad_left)
+        args = (x, out, argmax, kh, kw, sh, sw, pad_top, pad_left)
+        self._share("pool", "max_pool2d_forward", *args)
 
     def max_pool2d_backward(self, grad_out, argmax, grad_x) -> None:
-        self._run("pool", "max_pool2d_backward", grad_out, argmax, grad_x)
+        self._share("pool", "max_pool2d_backward", grad_out, argmax, grad_x)
 
     def avg_pool2d_forward(self, x, out, kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right):
         pads = (pad_top, pad_left, pad_bottom, pad_right)
-        self._run("pool", "avg_pool2d_forward", x, out, kh, kw, sh, sw, *pads)
+        self._share("pool", "avg_pool2d_forward", x, out, kh, kw, sh, sw, *pads)
 
     def avg_pool2d_backward(
         self, grad_out, grad_x, kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right
     ) -> None:
         pads = (pad_top, pad_left, pad_bottom, pad_right)
-        self._run("pool", "avg_pool2d_backward", grad_out, grad_x, kh, kw, sh, sw, *pads)
+        self._share("pool", "avg_pool2d_backward", grad_out, grad_x, kh, kw, sh, sw, *pads)
 
     # :mod:`convtool.core.fit`
     def fit_gather(self, x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments) -> None:
         args = (x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments)
-        self._run("fit", "fit_gather", *args)
+        self._share("fit", "fit_gather", *args)
 
     def fit_iterate(
         self, method, gram, w, w_best, r_best, scalars, it, stop, max_iter, state, history
@@ -130,6 +149,11 @@ class Engine:
         args = (method, gram, w, w_best, r_best, scalars, it, stop, max_iter, state, history)
         return self._run("fit", "fit_iterate", *args)
 
+
+# the forward pass's layout (convtool.core.conv): per output row for fewer output
+# channels than this (a filter), in chunks of flat lines shared by four channels at a
+# time for more
+LINES_FROM = 4
 
 _JIT = Engine()
 
@@ -208,45 +232,15 @@ def compiled(*, build_missing: bool = True, announce: Any = None) -> Engine | No
 
 
 def reduction_chunks(rows: int) -> int:
-    """Into how many partial sums a parallel reduction over ``rows`` rows is split.
+    """Into how many partial sums a reduction over ``rows`` rows is split.
 
     Four per thread, so that uneven rows still keep every thread busy. The count sets
     the order of the additions, so the kernel gradient and the fit's statistics take it
-    from here alike, whichever engine runs them. Once numba is imported its thread
-    count is asked (a batch worker may have lowered it); before, it is worked out as
-    numba would, so that the compiled engine imports no numba for it.
+    from here alike, whichever engine runs them.
     """
-    if "numba" in sys.modules:
-        import numba
-
-        threads = numba.get_num_threads()
-    else:
-        threads = default_threads()
-    return max(1, min(rows, 4 * threads))
+    return max(1, min(rows, 4 * tasks.threads()))
 
 
-def default_threads() -> int:
-    """numba's thread count before anything changes it (``numba.config.NUMBA_NUM_THREADS``):
-    ``$NUMBA_NUM_THREADS`` if it is an integer, else the CPUs this process may run on."""
-    with contextlib.suppress(KeyError, ValueError):
-        return int(os.environ["NUMBA_NUM_THREADS"])
-    with contextlib.suppress(AttributeError):  # no sched_getaffinity on macOS and Windows
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-def use_threads(threads: int) -> None:
-    """Run the JIT's kernels on at most ``threads`` threads, if numba is imported already.
-
-    Before numba is imported, ``NUMBA_NUM_THREADS`` in the environment decides.
-    """
-    if "numba" in sys.modules:
-        import numba
-
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-
-
-def threads_running() -> bool:
-    """Whether numba's thread pool has started in this process (forking is then unsafe)."""
-    parallel = sys.modules.get("numba.np.ufunc.parallel")
-    return bool(getattr(parallel, "_is_initialized", False))
+default_threads = tasks.default_threads
+use_threads = tasks.use_threads
+threads_running = tasks.running

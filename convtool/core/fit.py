@@ -11,9 +11,9 @@ tap index a*kw + b.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from convtool.core.fastmath import FASTMATH, INNER
+from convtool.core.fastmath import ENTRY, FASTMATH, INNER, _share
 
 # Compiled once each and called (numba's compile time grows with every copy it inlines):
 # the helpers that run once per row of the direct path or once per chunk, and the
@@ -211,8 +211,8 @@ def _fit_take_out(g, p, x, n, i, j, kh, kw):
             g[t1, t2] -= p[t1] * p[t2]
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def fit_gather(x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments):
+@njit(fastmath=FASTMATH, **ENTRY)
+def fit_gather(x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments, part, parts):
     """Accumulate the fit's statistics into per-chunk partial sums (the caller adds them up).
 
     x (N, Hx, Wx), y and mask (N, Ho, Wo), all float64; gram (T, N, K, K) and moments
@@ -229,11 +229,10 @@ def fit_gather(x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments):
     h_out, w_out = y.shape[1], y.shape[2]
     n_chunks = gram.shape[0]
     # each chunk sums its own share of rows into its own gram[t], moments[t]: no races
-    for t in prange(n_chunks):
-        # np.int64(t): numba types a parallel loop's index as unsigned in the compiled
-        # loop body and as signed before it, which would compile _fit_rows twice
+    start, stop = _share(n_chunks, part, parts)
+    for t in range(start, stop):
         g, m = gram[t], moments[t]
-        _fit_rows(np.int64(t), n_chunks, x, y, mask, sh, sw, kh, kw, toeplitz, g, m)
+        _fit_rows(t, n_chunks, x, y, mask, sh, sw, kh, kw, toeplitz, g, m)
         if toeplitz:
             _fit_lags(t, n_chunks, x, drop, h_out, w_out, kh, kw, g)
 
@@ -241,8 +240,8 @@ def fit_gather(x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments):
 @njit(fastmath=FASTMATH, **INNER)
 def _fit_rows(t, n_chunks, x, y, mask, sh, sw, kh, kw, toeplitz, gram, moments):
     """Chunk t of the output rows: their moments, and their patches' products unless
-    ``toeplitz``. Compiled on its own: numba compiles the parallel loop's body into a
-    chain of wrappers, each optimised anew, so the loop body is kept short."""
+    ``toeplitz``. Compiled on its own, once, and called: the fit's entry kernel is
+    kept short, for a short compile."""
     n_img = x.shape[0]
     h_out, w_out = y.shape[1], y.shape[2]
     rows = n_img * h_out
@@ -262,8 +261,8 @@ def _fit_lags(t, n_chunks, x, drop, h_out, w_out, kh, kw, gram):
     """Chunk t of the Toeplitz path: every input row's lagged products with the rows
     below it, then the dropped pixels taken out again (they were counted).
 
-    Inlined into the parallel loop's body, which numba compiles knowing its arrays
-    apart (LLVM's noalias): compiled as a function of its own it ran 10-15% slower."""
+    Inlined into :func:`fit_gather`, which numba compiles knowing its arrays apart
+    (LLVM's noalias): compiled as a function of its own it ran 10-15% slower."""
     n_img, height, _ = x.shape
     in_rows = n_img * height
     inner = np.zeros((n_img, kh * (2 * kw - 1), kw))

@@ -1,20 +1,20 @@
 """The pooling kernels: max and average, each beside its backward.
 
 The same assumptions as :mod:`convtool.core.conv` (contiguous (N, C, H, W) arrays
-of one float dtype, outputs allocated); ``prange`` runs over independent output
-rows or planes, so no two threads write one cell.
+of one float dtype, outputs allocated); each call runs the share ``part`` of
+``parts`` of its independent output rows or planes, so no two threads write one cell.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from convtool.core.fastmath import FASTMATH
+from convtool.core.fastmath import ENTRY, FASTMATH, _share
 
 
-@njit(parallel=True, cache=True)
-def max_pool2d_forward(x, out, argmax, kh, kw, sh, sw, pad_top, pad_left):
+@njit(**ENTRY)
+def max_pool2d_forward(x, out, argmax, kh, kw, sh, sw, pad_top, pad_left, part, parts):
     """Window maxima and where they are (flat index into the H*W plane).
 
     The first maximum in row-major window order wins; NaN counts as a maximum, as
@@ -22,7 +22,8 @@ def max_pool2d_forward(x, out, argmax, kh, kw, sh, sw, pad_top, pad_left):
     """
     n_img, n_ch, height, width = x.shape
     h_out, w_out = out.shape[2], out.shape[3]
-    for task in prange(n_img * n_ch * h_out):
+    start, stop = _share(n_img * n_ch * h_out, part, parts)
+    for task in range(start, stop):
         n = task // (n_ch * h_out)
         c = (task // h_out) % n_ch
         i = task % h_out
@@ -43,12 +44,13 @@ def max_pool2d_forward(x, out, argmax, kh, kw, sh, sw, pad_top, pad_left):
             argmax[n, c, i, j] = where
 
 
-@njit(parallel=True, cache=True)
-def max_pool2d_backward(grad_out, argmax, grad_x):
+@njit(**ENTRY)
+def max_pool2d_backward(grad_out, argmax, grad_x, part, parts):
     """Route each gradient to the position of its window's maximum (accumulating)."""
     n_img, n_ch, _, width = grad_x.shape
     h_out, w_out = grad_out.shape[2], grad_out.shape[3]
-    for plane in prange(n_img * n_ch):
+    start, stop = _share(n_img * n_ch, part, parts)
+    for plane in range(start, stop):
         n = plane // n_ch
         c = plane % n_ch
         for i in range(h_out):
@@ -66,12 +68,15 @@ def _pool_window(i, stride, pad_before, k, size, padded_end):
     return max(start, 0), min(end, size), length
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def avg_pool2d_forward(x, out, kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right):
+@njit(fastmath=FASTMATH, **ENTRY)
+def avg_pool2d_forward(
+    x, out, kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right, part, parts
+):
     """Window means, padding counted as zeros (torch's count_include_pad=True)."""
     n_img, n_ch, height, width = x.shape
     h_out, w_out = out.shape[2], out.shape[3]
-    for task in prange(n_img * n_ch * h_out):
+    start, stop = _share(n_img * n_ch * h_out, part, parts)
+    for task in range(start, stop):
         n = task // (n_ch * h_out)
         c = (task // h_out) % n_ch
         i = task % h_out
@@ -85,19 +90,22 @@ def avg_pool2d_forward(x, out, kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pa
             out[n, c, i, j] = acc / (rows * cols)
 
 
-@njit(parallel=True, cache=True)
-def avg_pool2d_backward(grad_out, grad_x, kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right):
+@njit(**ENTRY)
+def avg_pool2d_backward(
+    grad_out, grad_x, kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right, part, parts
+):
     """Spread each gradient evenly over its window (accumulating into grad_x)."""
     n_img, n_ch, height, width = grad_x.shape
     h_out, w_out = grad_out.shape[2], grad_out.shape[3]
-    for plane in prange(n_img * n_ch):
+    start, stop = _share(n_img * n_ch, part, parts)
+    for plane in range(start, stop):
         n = plane // n_ch
         c = plane % n_ch
         for i in range(h_out):
             r0, r1, rows = _pool_window(i, sh, pad_top, kh, height, height + pad_bottom)
             for j in range(w_out):
                 c0, c1, cols = _pool_window(j, sw, pad_left, kw, width, width + pad_right)
-                share = grad_out[n, c, i, j] / (rows * cols)
+                spread = grad_out[n, c, i, j] / (rows * cols)
                 for r in range(r0, r1):
                     for col in range(c0, c1):
-                        grad_x[n, c, r, col] += share
+                        grad_x[n, c, r, col] += spread

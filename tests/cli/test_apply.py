@@ -597,8 +597,8 @@ def test_the_command_leaves_other_code_on_the_jit(tmp_path, monkeypatch):
 
     assert run(SAMPLES / "disc.png", "-k", "blur", "-o", tmp_path / "x.png").exit_code == 0
     calls = []
-    jitted = conv.conv2d_forward
-    monkeypatch.setattr(conv, "conv2d_forward", lambda *a: calls.append(1) or jitted(*a))
+    jitted = conv.conv2d_rows
+    monkeypatch.setattr(conv, "conv2d_rows", lambda *a: calls.append(1) or jitted(*a))
     ops.conv2d(np.ones((4, 4)), np.ones((3, 3)))
     assert calls  # other code in this process still gets the JIT
 

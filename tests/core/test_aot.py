@@ -145,23 +145,23 @@ def test_arguments_it_was_not_compiled_for_go_to_the_jit(compiled):
     x = np.ones((1, 2, 6, 6), np.float32)
     w, out = np.ones((1, 2, 3, 3), np.float32), np.empty((1, 1, 4, 4), np.float32)
     bias = np.zeros(1, np.float32)
-    args = (x, w, bias, out, 1, 0, 0)
-    assert kernels.find("conv2d_forward", args) is not None
+    args = (x, w, bias, out, 1, 0, 0, 0, 1)
+    assert kernels.find("conv2d_rows", args) is not None
     others = {
-        "float16": (x.astype(np.float16), w, bias, out, 1, 0, 0),
-        "mixed": (x, w.astype(np.float64), bias, out, 1, 0, 0),
-        "3-D": (x[0], w, bias, out, 1, 0, 0),
-        "strided": (np.ones((1, 2, 6, 12), np.float32)[..., ::2], w, bias, out, 1, 0, 0),
-        "byte-swapped": (x.astype(">f4"), w, bias, out, 1, 0, 0),
-        "a list": (x.tolist(), w, bias, out, 1, 0, 0),
+        "float16": (x.astype(np.float16), w, bias, out, 1, 0, 0, 0, 1),
+        "mixed": (x, w.astype(np.float64), bias, out, 1, 0, 0, 0, 1),
+        "3-D": (x[0], w, bias, out, 1, 0, 0, 0, 1),
+        "strided": (np.ones((1, 2, 6, 12), np.float32)[..., ::2], w, bias, out, 1, 0, 0, 0, 1),
+        "byte-swapped": (x.astype(">f4"), w, bias, out, 1, 0, 0, 0, 1),
+        "a list": (x.tolist(), w, bias, out, 1, 0, 0, 0, 1),
     }
     for why, bad in others.items():
-        assert kernels.find("conv2d_forward", bad) is None, why
+        assert kernels.find("conv2d_rows", bad) is None, why
     assert kernels.find("no_such_kernel", args) is None
     # the fit is compiled for float64 only; float32 runs on the JIT
     gram = np.zeros((1, 1, 9, 9), np.float32)
     y = np.ones((1, 4, 4), np.float32)
-    fit_args = (y, y, y, np.zeros((0, 3), np.int64), 1, 1, 3, 3, False, gram, y[:, :1, :1])
+    fit_args = (y, y, y, np.zeros((0, 3), np.int64), 1, 1, 3, 3, False, gram, y[:, :1, :1], 0, 1)
     assert kernels.find("fit_gather", fit_args) is None
     # and the engine still answers, from the JIT
     strided = others["strided"][0]
@@ -294,11 +294,11 @@ def test_the_compiled_files_import_only_numpy_numba_and_each_other():
 
 
 def test_the_signatures_cover_every_argument():
-    assert aot_pycc.signature("conv2d_forward", "f4") == (
-        "void(f4[:, :, :, ::1], f4[:, :, :, ::1], f4[::1], f4[:, :, :, ::1], i8, i8, i8)"
+    assert aot_pycc.signature("conv2d_rows", "f4") == (
+        "void(f4[:, :, :, ::1], f4[:, :, :, ::1], f4[::1], f4[:, :, :, ::1], i8, i8, i8, i8, i8)"
     )
     assert aot_pycc.signature("fit_iterate", "f8").startswith("UniTuple(i8, 2)(i8, f8[:, ::1]")
-    assert "i8[:, :], i8, i8" in aot_pycc.signature("fit_gather", "f8")  # any layout
+    assert "i8[:, :], i8, i8, i8, i8, b1" in aot_pycc.signature("fit_gather", "f8")  # any layout
     for kernel, (module, args, *_) in aot_pycc.KERNELS.items():
         jitted = getattr({"conv": conv, "pool": pool, "fit": fit}[module], kernel).py_func
         assert jitted.__code__.co_argcount == len(args.split()), kernel

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from convtool import ops
-from convtool.core import conv, engine, fit, pool
+from convtool.core import conv, engine, fit, pool, tasks
 
 
 def test_every_kernel_has_a_door():
-    """Each cached kernel of the core is run through the engine, under its own name."""
+    """Each cached kernel of the core is run through the engine, under its own name (the
+    forward pass's two layouts through ``conv2d_forward``)."""
+    layouts = {"conv2d_rows", "conv2d_lines"}
     for module in (conv, pool, fit):
         kernels = {
             name
@@ -21,8 +23,28 @@ def test_every_kernel_has_a_door():
             if not name.startswith("_") and hasattr(value, "py_func")
         }
         assert kernels, module.__name__
-        for name in kernels:
+        for name in kernels - layouts:
             assert callable(getattr(engine.Engine, name, None)), f"{module.__name__}.{name}"
+    assert layouts <= set(vars(conv))
+
+
+@pytest.mark.parametrize("c_out", [1, 3, 4, 9])
+def test_the_forward_layout_follows_the_output_channels(monkeypatch, c_out):
+    called = []
+    for name in ("conv2d_rows", "conv2d_lines"):
+        kernel = getattr(conv, name)
+        monkeypatch.setattr(conv, name, lambda *a, k=kernel, n=name: called.append(n) or k(*a))
+    x = np.random.default_rng(3).random((2, 5, 6)).astype(np.float32)
+    w = np.random.default_rng(4).standard_normal((c_out, 2, 3, 3)).astype(np.float32)
+    y = ops.conv2d(x, w, padding=1)
+    assert set(called) == {"conv2d_lines" if c_out >= engine.LINES_FROM else "conv2d_rows"}
+    naive = np.zeros_like(y)
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    for o in range(c_out):
+        for i in range(5):
+            for j in range(6):
+                naive[o, i, j] = np.sum(w[o] * xp[:, i : i + 3, j : j + 3])
+    assert np.allclose(y, naive, rtol=1e-5, atol=1e-5)
 
 
 def test_none_means_the_jit():
@@ -51,35 +73,31 @@ def test_the_engine_is_passed_not_switched(monkeypatch):
 
 
 def test_reduction_chunks():
-    import numba
-
-    threads = numba.get_num_threads()
+    threads = tasks.threads()
     assert engine.reduction_chunks(1) == 1
     assert engine.reduction_chunks(0) == 1
     assert engine.reduction_chunks(10**6) == 4 * threads
 
 
 @pytest.mark.parametrize("threads", [None, "3", "not a number"])
-def test_reduction_chunks_before_numba_is_imported_as_after(monkeypatch, threads):
-    """The compiled engine splits reductions as the JIT would, without importing numba."""
+def test_the_thread_count_is_numbas_variable_or_the_cpus(monkeypatch, threads):
+    """Worked out without importing numba; NUMBA_NUM_THREADS as numba users know it."""
     monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
     if threads is not None:
         monkeypatch.setenv("NUMBA_NUM_THREADS", threads)
     out = _fresh(
-        "import sys, warnings\nfrom convtool.core import engine\n"
+        "import os, sys\nfrom convtool.core import engine\n"
         "print(engine.default_threads(), engine.reduction_chunks(10**6), 'numba' in sys.modules)\n"
-        "warnings.simplefilter('ignore')\nimport numba\n"
-        "print(numba.config.NUMBA_NUM_THREADS, engine.reduction_chunks(10**6))\n"
+        "print(len(os.sched_getaffinity(0)))\n"
     )
-    before, chunks, imported, numbas, after = out
+    count, chunks, imported, cpus = out
     assert imported == "False"
-    assert before == numbas and chunks == after == str(4 * int(numbas))
-    if threads == "3":
-        assert before == "3"
+    assert count == ("3" if threads == "3" else cpus)
+    assert chunks == str(4 * int(count))
 
 
 def _fresh(code: str) -> list[str]:
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 
@@ -93,12 +111,28 @@ def test_choosing_an_engine_imports_no_numba():
     assert out == ["False", "False"]
 
 
-def test_numbas_threads_seen_and_limited():
+def test_the_kernel_threads_start_with_the_jit_and_are_limited():
     out = _fresh(
-        "import numba, numpy as np\nfrom convtool import ops\nfrom convtool.core import engine\n"
+        "import os\nos.environ['NUMBA_NUM_THREADS'] = '2'\n"
+        "import numpy as np\nfrom convtool import ops\nfrom convtool.core import engine, tasks\n"
         "print(engine.threads_running())\n"
         "ops.conv2d(np.ones((8, 8)), np.ones((3, 3)))\n"
         "print(engine.threads_running())\n"
-        "engine.use_threads(1)\nprint(numba.get_num_threads())\n"
+        "engine.use_threads(1)\nprint(tasks.threads(), engine.threads_running())\n"
     )
-    assert out == ["False", "True", "1"]
+    assert out == ["False", "True", "1", "False"]
+
+
+def test_a_forked_child_runs_the_jit_on_threads_of_its_own():
+    """The parent's threads do not exist in a forked child: its kernels start new ones."""
+    out = _fresh(
+        "import os\nos.environ['NUMBA_NUM_THREADS'] = '2'\n"
+        "import numpy as np\nfrom convtool import ops\n"
+        "x = np.arange(100.0).reshape(10, 10)\nw = np.ones((3, 3))\n"
+        "y = ops.conv2d(x, w)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if np.array_equal(ops.conv2d(x, w), y) else 3)\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    )
+    assert out == ["0"]

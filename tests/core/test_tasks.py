@@ -1,0 +1,99 @@
+"""The JIT's threads: any thread count gives the same bytes, and every share is run."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from convtool import ops
+from convtool.core import engine, tasks
+from tests.core.fit_calls import fit_statistics
+
+
+@pytest.fixture
+def threads():
+    """Set the kernels' thread count for one test, restored after it."""
+    before = tasks.threads()
+    yield tasks.use_threads
+    tasks.use_threads(before)
+
+
+def _everything(rng_seed: int) -> dict[str, np.ndarray]:
+    """Every kernel with tasks, through the public operations, on the JIT."""
+    rng = np.random.default_rng(rng_seed)
+    x = rng.standard_normal((3, 5, 23, 19)).astype(np.float32)
+    results = {}
+    for c_out in (2, 7):  # the two layouts of the forward pass
+        w = rng.standard_normal((c_out, 5, 3, 4)).astype(np.float32)
+        y = ops.conv2d(x, w, padding=(1, 2), stride=(2, 1))
+        g = rng.standard_normal(y.shape).astype(np.float32)
+        dx, dw, db = ops.conv2d_backward(x, w, g, padding=(1, 2), stride=(2, 1))
+        results |= {f"y{c_out}": y, f"dx{c_out}": dx, f"dw{c_out}": dw, f"db{c_out}": db}
+    pooled = ops.max_pool2d(x, 3, stride=2, padding=1)
+    g = rng.standard_normal(pooled.shape).astype(np.float32)
+    results |= {"max": pooled, "max_back": ops.max_pool2d_backward(x, g, 3, stride=2, padding=1)}
+    averaged = ops.avg_pool2d(x, 2, stride=1, padding=1)
+    g = rng.standard_normal(averaged.shape).astype(np.float32)
+    results |= {"avg": averaged, "avg_back": ops.avg_pool2d_backward(x, g, 2, stride=1, padding=1)}
+    return results
+
+
+@pytest.mark.parametrize("count", [2, 3, 7])
+def test_the_thread_count_never_changes_the_bytes(threads, count):
+    """Every share cut per task: the same bytes. The kernel gradient and the fit's
+    statistics are split into :func:`engine.reduction_chunks` partial sums, a count that
+    follows the thread count, so there the order of additions (the last bits) changes."""
+    threads(1)
+    one = _everything(5)
+    fit_one = fit_statistics(engine.jit(), toeplitz=True, drop_some=True)
+    threads(count)
+    many = _everything(5)
+    assert one.keys() == many.keys()
+    for name in one:
+        if name.startswith("dw"):
+            np.testing.assert_allclose(one[name], many[name], rtol=1e-5, atol=1e-5)
+        else:
+            assert np.array_equal(one[name], many[name], equal_nan=True), name
+    for a, b in zip(fit_one, fit_statistics(engine.jit(), True, True), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_every_share_runs_once_on_threads_side_by_side(threads):
+    threads(4)
+    seen: list[tuple[int, int, str]] = []
+    lock = threading.Lock()
+
+    def kernel(tag, part, parts):
+        with lock:
+            seen.append((part, parts, threading.current_thread().name))
+
+    tasks.run(kernel, "x")
+    assert sorted(p for p, _, _ in seen) == [0, 1, 2, 3]
+    assert {n for _, n, _ in seen} == {4}
+    names = {part: name for part, _, name in seen}
+    assert names[0] == threading.current_thread().name  # the caller takes the first share
+    assert len(set(names.values())) > 1
+    assert tasks.running()
+
+
+def test_a_failing_share_is_raised_after_every_share_ends(threads):
+    threads(3)
+    finished = []
+
+    def kernel(part, parts):
+        if part == 2:
+            raise ValueError("share 2 failed")
+        finished.append(part)
+
+    with pytest.raises(ValueError, match="share 2 failed"):
+        tasks.run(kernel)
+    assert sorted(finished) == [0, 1]
+
+
+def test_one_thread_runs_on_the_caller(threads):
+    threads(1)
+    seen = []
+    tasks.run(lambda part, parts: seen.append((part, parts, threading.current_thread())))
+    assert seen == [(0, 1, threading.current_thread())]
