@@ -23,8 +23,10 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = ["default_threads", "run", "running", "threads", "use_threads"]
 
@@ -80,6 +82,8 @@ def run(kernel: Callable[..., Any], *args: Any) -> None:
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
+    from concurrent.futures import ThreadPoolExecutor  # ~10 ms: only once the JIT runs
+
     with _lock:
         if _state["pool"] is None:
             _state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="convtool-kernel")
