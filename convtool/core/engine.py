@@ -161,7 +161,7 @@ _JIT = Engine()
 # function that ends it (a spinner's stop); the command line passes one.
 Notice = Callable[[str], Callable[[], None]]
 NOTICE_AFTER = 0.5  # seconds: loading numba's cache takes less, compiling a kernel more
-COMPILE_SECONDS = 10  # about what one kernel's cold compile takes here, for the notice
+COMPILE_SECONDS = 5  # about what one kernel's cold compile takes here (2-4 s), for the notice
 
 # Engine choice. The compiled core (one thread) runs about 15 GMAC/s here, the JIT
 # (every core) about 45, after ~0.45 s of numba start-up: past ~1e10 multiply-adds
