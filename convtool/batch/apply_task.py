@@ -59,7 +59,7 @@ class Options:
 
     kernels: tuple[Prepared, ...]
     color: str = "channels"
-    border: str = "zero"
+    border: str = "replicate"  # ImageMagick's edge pixels: no frame around a photograph
     padding: PaddingSpec = "same"
     stride: tuple[int, int] = (1, 1)
     map: str | None = None  # None: clip for 8/16-bit outputs, raw values for float ones
@@ -128,7 +128,8 @@ def work_of(image_shape: tuple[int, ...], options: Options, needed: set[int]) ->
         weights = options.kernels[k].weights
         fan = channels if options.color != "gray" or weights.ndim == 4 else 1
         outs = weights.shape[0] if weights.ndim == 4 else 1
-        total += h * w * fan * outs * weights.shape[-2] * weights.shape[-1]
+        parts = max(1, len(options.kernels[k].parts))
+        total += h * w * fan * outs * parts * weights.shape[-2] * weights.shape[-1]
     return total / (options.stride[0] * options.stride[1])
 
 

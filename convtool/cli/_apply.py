@@ -32,7 +32,10 @@ APPLY_HELP = """Filter pictures with named or custom kernels.
 INPUT is a picture (PNG, JPEG, TIFF, BMP, WebP, GIF; 8 or 16 bits; grey,
 RGB, RGBA, palette), a .npy float array (H, W) or (H, W, C), or - for
 standard input. Kernels correlate (no flip), as in the chapter and in
-OpenCV; alpha is carried through untouched.
+OpenCV; outside the picture lie its edge pixels (--border replicate, as
+ImageMagick), so no photograph gets a frame; alpha is carried through
+untouched. -k im:NAME[:ARGS] is ImageMagick's kernel: with --flip the
+result is convert's -morphology Convolve NAME:ARGS.
 
 \b
 Output names:
@@ -59,7 +62,9 @@ written (exit code 1 at the end); Ctrl-C leaves only whole files.
 
 \b
 Examples:
-  convtool apply photo.png -k sobel_x -o edges.png
+  convtool apply photo.png -k sobel -o edges.png          # gradient magnitude
+  convtool apply photo.png -k gaussian:0x2 -o soft.png    # sigma 2
+  convtool apply photo.png -k im:LoG:0x2 --flip -o log.png   # ImageMagick's
   convtool apply photo.png -k sobel_x -k sobel_y --combine magnitude -o mag.png
   convtool apply a.png b.png photos/*.jpg -k blur -o outdir/ --jobs 4
   convtool apply disc.png -k embossing --color gray --map offset -o emboss.png
@@ -80,8 +85,9 @@ Examples:
     multiple=True,
     required=True,
     metavar="SPEC",
-    help='Kernel: a name (convtool kernels), inline rows "0,-1,0; -1,5,-1; 0,-1,0", '
-    '"3x3: ...", or @FILE (.txt .csv .json .npy). Repeat for several.',
+    help="Kernel: a name (convtool kernels), im:NAME[:ARGS] (ImageMagick's), inline rows "
+    '"0,-1,0; -1,5,-1; 0,-1,0", "3x3: ...", or @FILE (.txt .csv .json .npy). '
+    "Repeat for several.",
 )
 @click.option(
     "-o",
@@ -100,9 +106,10 @@ Examples:
 @click.option(
     "--border",
     type=click.Choice(vocab.BORDERS),
-    default="zero",
+    default="replicate",
     show_default=True,
-    help=vocab.BORDER_HELP,
+    help=vocab.BORDER_HELP + " replicate (ImageMagick's edge pixels) frames no photograph; "
+    "zero is the chapter's.",
 )
 @click.option(
     "--padding",
@@ -349,6 +356,7 @@ def _prepared_kernels(specs, bias, normalize, scale, flip) -> list[Any]:
                 normalize=normalize,
                 scale=scale,
                 flip=flip,
+                parts=parsed.parts,
             )
         )
         _check_float32(kernels[-1])

@@ -165,7 +165,10 @@ def _bank_table(infos):
         description = Text(i.description)
         if i.syntax != i.name:
             description = Text.assemble((i.syntax, "bold"), "\n", description)
-        table.add_row(name, _matrix(i.kernel), description)
+        h, w = i.kernel.shape
+        # a wide kernel would squeeze the names: its size instead (convtool kernels NAME shows it)
+        kernel = _matrix(i.kernel) if w <= 5 else Text(f"{h}x{w}", style="dim")
+        table.add_row(name, kernel, description)
     return table
 
 

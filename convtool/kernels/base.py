@@ -35,12 +35,17 @@ class KernelSpec:
         kernels only) one value per output channel. None when not given.
     base : str or None
         The canonical bank name for named kernels, otherwise None.
+    parts : tuple of ndarray
+        For a gradient magnitude (``sobel``): its kernels, each (kH, kW); the result is
+        ``sqrt(mean of their results squared)``. ``weights`` is then the first.
+        Empty for every other kernel.
     """
 
     weights: np.ndarray
     name: str
     bias: float | tuple[float, ...] | None = None
     base: str | None = None
+    parts: tuple[np.ndarray, ...] = ()
 
     @property
     def slug(self) -> str:

@@ -21,6 +21,7 @@ from convtool.kernels.base import (
 from convtool.kernels.builders import rotate_kernel
 from convtool.kernels.display import format_number
 from convtool.kernels.files import read_kernel_file
+from convtool.kernels.imagemagick import im_kernel
 from convtool.kernels.inline import has_size_prefix, parse_numbers
 
 
@@ -73,7 +74,10 @@ def _parse_text(text: str) -> KernelSpec:
             float(first)
         except (ValueError, OverflowError):
             # a name: its part before ':' or '@' holds only letters, digits, '_', '-' and spaces
-            if re.fullmatch(r"[^\W_][\w\- ]*", re.split(r"[:@]", text, maxsplit=1)[0]):
+            head = re.split(r"[:@]", text, maxsplit=1)[0]
+            if head.strip().lower() == "im" and text.lstrip()[2:].lstrip().startswith(":"):
+                return _parse_imagemagick(text)
+            if re.fullmatch(r"[^\W_][\w\- ]*", head):
                 return _parse_named(text)
     return KernelSpec(parse_numbers(text), "custom")
 
@@ -101,15 +105,34 @@ def _parse_named(text: str) -> KernelSpec:
                 f"got {args_text.strip()!r}"
             )
         angles, args = args, []
-    weights = entry.build(args)
+    built = entry.build(args)
+    stack = list(built) if entry.parts else [built]
     display = name + (":" + ",".join(_show_arg(a) for a in args) if args else "")
     if angles:
         if not angles[0]:
             raise KernelSpecError(f"missing rotation angle after '@' in {text!r}")
         angle = parse_number(angles[0], f"{name} rotation")
-        weights = rotate_kernel(weights, angle)
+        stack = [rotate_kernel(w, angle) for w in stack]
         if angle % 360:
             display += f"@{format_number(angle)}"
+    stack = [np.ascontiguousarray(w, dtype=np.float64) for w in stack]
+    for w in stack:
+        check_size(w.shape)
+        check_finite(w, display)
+    return KernelSpec(stack[0], display, None, name, tuple(stack) if entry.parts else ())
+
+
+def _parse_imagemagick(text: str) -> KernelSpec:
+    """``im:NAME[:ARGS]``: ImageMagick's kernel NAME with its geometry ARGS."""
+    rest = text.strip()[2:].lstrip()[1:].strip()
+    name = re.match(r"[A-Za-z][\w\- ]*", rest)
+    if name is None:
+        raise KernelSpecError("'im:' needs an ImageMagick kernel name, e.g. im:Gaussian:0x2")
+    name, args = name.group().strip(), rest[name.end() :].strip()
+    args = args[1:] if args.startswith(":") else args  # as ImageMagick: 'Sobel@' has a flag
+    weights = im_kernel(name, args)
+    display = f"im:{name}" + (f":{args.strip()}" if args.strip() else "")
     check_size(weights.shape)
     check_finite(weights, display)
-    return KernelSpec(np.ascontiguousarray(weights, dtype=np.float64), display, None, name)
+    base = "im:" + re.sub(r"[\s_\-]+", "", name.lower())
+    return KernelSpec(np.ascontiguousarray(weights, dtype=np.float64), display, None, base)

@@ -267,6 +267,11 @@ def _conv_stage(raw, head, fields, kernels, defaults: ConvDefaults) -> Stage:
             parsed = spec if isinstance(spec, KernelSpec) else parse_kernel_spec(spec)
         except KernelSpecError as e:
             raise StageError(f"stage {raw!r}: {e}") from None
+        if parsed.parts:  # a layer holds kernels, not a magnitude of two
+            raise StageError(
+                f"stage {raw!r}: {parsed.name} is the gradient magnitude of two kernels; "
+                f"a conv stage takes {parsed.base}_x or {parsed.base}_y"
+            )
         with np.errstate(over="ignore", invalid="ignore"):  # said below, naming the value
             kernel = prepare_kernel(
                 parsed.weights,

@@ -146,7 +146,7 @@ def _reference(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 )
 def test_odd_pictures_are_filtered_like_their_pixels(name, files, tmp_path):
     out = tmp_path / "x.npy"
-    done = run_main(["apply", files[name], "-k", "blur", "-o", out])
+    done = run_main(["apply", files[name], "-k", "blur", "--border", "zero", "-o", out])
     assert done.code == 0 and done.err == "", done.err  # no warning, no noise
     got = np.load(out)
     x, alpha = _reference(files[name])
@@ -160,7 +160,8 @@ def test_odd_pictures_are_filtered_like_their_pixels(name, files, tmp_path):
 
 
 def test_a_picture_smaller_than_the_kernel_takes_same_padding(files, tmp_path):
-    done = run_main(["apply", files["one.png"], "-k", "gaussian:5", "-o", tmp_path / "x.npy"])
+    out = tmp_path / "x.npy"
+    done = run_main(["apply", files["one.png"], "-k", "gaussian:5", "--border", "zero", "-o", out])
     assert done.code == 0, done.err
     from convtool.kernels import parse_kernel
 
