@@ -38,7 +38,13 @@ from convtool.batch.outputs import (
     refuse_existing,
 )
 from convtool.batch.postprocess import PostProcess
-from convtool.filtering import Prepared, combine, correlate, resample_alpha
+from convtool.filtering import (
+    Prepared,
+    combine,
+    correlate,
+    correlate_premultiplied,
+    resample_alpha,
+)
 from convtool.filtering.tiles import auto_tile, check_tile
 from convtool.shapes import PaddingSpec
 
@@ -63,6 +69,7 @@ class Options:
     padding: PaddingSpec = "same"
     stride: tuple[int, int] = (1, 1)
     map: str | None = None  # None: clip for 8/16-bit outputs, raw values for float ones
+    alpha: str = "premultiply"  # or 'keep': carried through, taken at each window's centre
     depth: int | None = None  # None: the input's, as far as the format allows
     format: str | None = None  # None: from each output's extension
     overwrite: bool = False
@@ -215,6 +222,11 @@ def _run_tiled(source: Any, task: Task, options: Options, tile: int) -> list[dic
     from convtool import imaging
     from convtool.batch import tiled
 
+    if source.has_alpha and options.alpha != "keep":
+        raise ValueError(
+            f"{source.path}: filtering in tiles carries alpha through untouched; give "
+            "--alpha keep for that, or --tile 0 to filter it whole, premultiplied"
+        )
     if not options.overwrite:
         refuse_existing(out.path for out in task.outputs)
     if options.max_pixels not in (-1, None):  # an explicit limit still holds
@@ -239,32 +251,43 @@ def _run_whole(task: Task, options: Options) -> list[dict[str, Any]]:
         limit = imaging.DEFAULT if options.max_pixels == -1 else options.max_pixels
         image = imaging.read_image(task.source, max_pixels=limit)
     needed = {k for out in task.outputs for k in out.kernels}
-    results: dict[int, np.ndarray] = {}
+    results: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
     engine = engine_for(options, work_of(image.data.shape, options, needed))
+    geometry = {
+        "color": options.color,
+        "border": options.border,
+        "padding": options.padding,
+        "stride": options.stride,
+        "engine": engine,
+    }
+    alpha = image.alpha
+    # an opaque alpha (RGBA written by many programs) changes nothing premultiplied
+    premultiply = alpha is not None and options.alpha != "keep" and bool((alpha < 1).any())
     for k in sorted(needed):
-        results[k] = correlate(
-            image.data,
-            options.kernels[k],
-            color=options.color,
-            border=options.border,
-            padding=options.padding,
-            stride=options.stride,
-            engine=engine,
-        )
+        kernel = options.kernels[k]
+        if premultiply:
+            results[k] = correlate_premultiplied(image.data, alpha, kernel, **geometry)
+        else:
+            results[k] = (correlate(image.data, kernel, **geometry), None)
     return [_write(image, out, results, options) for out in task.outputs]
 
 
-def _write(image: Any, out: Output, results: dict[int, np.ndarray], options: Options) -> dict:
+def _write(
+    image: Any,
+    out: Output,
+    results: dict[int, tuple[np.ndarray, np.ndarray | None]],
+    options: Options,
+) -> dict:
     from convtool import imaging
 
-    parts = [results[k] for k in out.kernels]
+    parts = [results[k][0] for k in out.kernels]
     y = parts[0] if out.combine is None else combine(parts, out.combine)
     fmt = output_format(out.path, options.format, image.format)
     post = PostProcess.chosen(options.map, output_depth(fmt, image.bit_depth, options.depth))
     post.measure(y)
     y = post.mapped(y)
-    alpha = None
-    if image.alpha is not None:
+    alpha = results[out.kernels[0]][1]  # the first kernel's, when several are combined
+    if image.alpha is not None and alpha is None:
         size = options.kernels[out.kernels[0]].size
         alpha = resample_alpha(image.alpha, size, padding=options.padding, stride=options.stride)
     channels = 1 if y.ndim == 2 else y.shape[2]

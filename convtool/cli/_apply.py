@@ -33,9 +33,10 @@ INPUT is a picture (PNG, JPEG, TIFF, BMP, WebP, GIF; 8 or 16 bits; grey,
 RGB, RGBA, palette), a .npy float array (H, W) or (H, W, C), or - for
 standard input. Kernels correlate (no flip), as in the chapter and in
 OpenCV; outside the picture lie its edge pixels (--border replicate, as
-ImageMagick), so no photograph gets a frame; alpha is carried through
-untouched. -k im:NAME[:ARGS] is ImageMagick's kernel: with --flip the
-result is convert's -morphology Convolve NAME:ARGS.
+ImageMagick), so no photograph gets a frame; alpha is filtered with the
+colour premultiplied by it, as ImageMagick does (--alpha keep: untouched).
+-k im:NAME[:ARGS] is ImageMagick's kernel: with --flip the result is
+convert's -morphology Convolve NAME:ARGS.
 
 \b
 Output names:
@@ -153,6 +154,15 @@ Examples:
     "(min..max to 0..1) or offset (+0.5). Float outputs are raw unless given.",
 )
 @click.option(
+    "--alpha",
+    "alpha",
+    type=click.Choice(vocab.ALPHAS),
+    default="premultiply",
+    show_default=True,
+    help="Alpha: filtered with the picture, colour premultiplied by it, as ImageMagick "
+    "(a blurred edge fades and keeps its colour), or kept as read.",
+)
+@click.option(
     "--combine",
     type=click.Choice(vocab.COMBINES),
     help="Several kernels into one picture: sqrt of the sum of squares, max, or sum.",
@@ -198,6 +208,7 @@ def apply(
     scale,
     bias,
     value_map,
+    alpha,
     combine,
     depth,
     fmt,
@@ -225,6 +236,7 @@ def apply(
         padding=padding,
         stride=stride,
         map=value_map,
+        alpha=alpha,
         depth=None if depth is None else int(depth),
         format=fmt,
         overwrite=overwrite,

@@ -322,22 +322,54 @@ def test_npy_in_and_a_round_trip(tmp_path):
         assert im.mode.startswith("I")
 
 
-def test_alpha_is_carried_through(tmp_path):
+def test_alpha_is_carried_through_with_alpha_keep(tmp_path):
     rgba = np.asarray(Image.open(SAMPLES / "disc_rgba.png")).copy()
     rgba[..., 3] = np.arange(80, dtype=np.uint8)[None, :] * 3
     Image.fromarray(rgba).save(tmp_path / "in.png")
-    assert run(tmp_path / "in.png", "-k", "blur", "-o", tmp_path / "same.png").exit_code == 0
+    keep = ("--alpha", "keep")
+    assert run(tmp_path / "in.png", "-k", "blur", *keep, "-o", tmp_path / "same.png").exit_code == 0
     with Image.open(tmp_path / "same.png") as im:
         assert im.mode == "RGBA"
         np.testing.assert_array_equal(np.asarray(im)[..., 3], rgba[..., 3])
-    assert (
-        run(
-            tmp_path / "in.png", "-k", "blur", "--padding", "valid", "-o", tmp_path / "v.png"
-        ).exit_code
-        == 0
+    done = run(
+        tmp_path / "in.png", "-k", "blur", *keep, "--padding", "valid", "-o", tmp_path / "v.png"
     )
+    assert done.exit_code == 0
     with Image.open(tmp_path / "v.png") as im:
         np.testing.assert_array_equal(np.asarray(im)[..., 3], rgba[1:-1, 1:-1, 3])
+
+
+def logo() -> np.ndarray:
+    """An orange bar on a transparent black background, hard-edged, 40x60 RGBA."""
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    rgba[12:28, 10:50] = (255, 200, 0, 255)
+    return rgba
+
+
+def test_a_blurred_logo_fades_and_keeps_its_colour(tmp_path):
+    Image.fromarray(logo()).save(tmp_path / "logo.png")
+    assert (
+        run(tmp_path / "logo.png", "-k", "gaussian:0x2", "-o", tmp_path / "soft.png").exit_code == 0
+    )
+    with Image.open(tmp_path / "soft.png") as im:
+        out = np.asarray(im).astype(int)
+    a = out[..., 3]
+    # the alpha ramps across the edge, from 0 outside to 255 inside, rising row by row
+    column = a[:, 30]
+    assert column[0] == 0 and column[20] == 255 and (np.diff(column[:21]) >= 0).all()
+    assert len({v for v in column[:21].tolist() if 0 < v < 255}) >= 5
+    # and where it is partly transparent the colour is the logo's, within 8 levels
+    edge = (a > 0.15 * 255) & (a < 0.85 * 255)
+    assert edge.sum() > 100
+    assert np.abs(out[edge][:, :3] - [255, 200, 0]).max() <= 8
+    # with --alpha keep (the old way) the edge darkens towards the black behind it
+    done = run(
+        tmp_path / "logo.png", "-k", "gaussian:0x2", "--alpha", "keep", "-o", tmp_path / "k.png"
+    )
+    assert done.exit_code == 0
+    with Image.open(tmp_path / "k.png") as im:
+        kept = np.asarray(im).astype(int)
+    assert np.abs(kept[edge][:, :3] - [255, 200, 0]).max() > 60
 
 
 def test_maps_and_the_clipping_note(tmp_path):
@@ -635,6 +667,7 @@ def test_the_commands_offer_the_vocabulary():
         ("apply", "color"): vocab.COLORS,
         ("apply", "border"): vocab.BORDERS,
         ("apply", "value_map"): vocab.MAPS,
+        ("apply", "alpha"): vocab.ALPHAS,
         ("apply", "combine"): vocab.COMBINES,
         ("apply", "depth"): vocab.DEPTHS,
         ("pipeline", "color"): vocab.PIPELINE_COLORS,
@@ -651,3 +684,15 @@ def test_help_does_not_load_numpy():
     code = "import sys\nfrom convtool.cli import cli\nprint('numpy' in sys.modules)\n"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_tiles_with_premultiplied_alpha_are_refused_clearly(tmp_path):
+    import tifffile
+
+    rgba = np.random.default_rng(2).integers(0, 256, (40, 40, 4), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "in.tif", rgba, photometric="rgb", extrasamples=("unassalpha",))
+    done = run(tmp_path / "in.tif", "-k", "blur", "--tile", "16", "-o", tmp_path / "o.tif")
+    assert done.exit_code == 1 and "--alpha keep" in done.output and "Traceback" not in done.output
+    keep = run(tmp_path / "in.tif", "-k", "blur", "--tile", "16", "--alpha", "keep", "-o",
+               tmp_path / "k.tif")  # fmt: skip
+    assert keep.exit_code == 0, keep.output
