@@ -72,6 +72,8 @@ class Options:
     alpha: str = "premultiply"  # or 'keep': carried through, taken at each window's centre
     depth: int | None = None  # None: the input's, as far as the format allows
     format: str | None = None  # None: from each output's extension
+    strip: bool = False  # write no ICC profile, resolution or EXIF (kept by default)
+    quality: int | None = None  # JPEG and WebP; None: JPEG 95, WebP lossless
     overwrite: bool = False
     max_pixels: int | None = -1  # -1: io's default (Pillow's limit)
     engine: str = "auto"  # 'auto', 'aot' or 'jit' (see convtool.core.engine.choose)
@@ -306,5 +308,7 @@ def _write(
             bit_depth=post.depth,
             overwrite=options.overwrite,
             format=fmt,
+            meta=None if options.strip else image.meta.strided(options.stride),
+            quality=options.quality,
         )
     return post.record(y.shape, input=_label(image.source), output=out.path, kernel=out.label)

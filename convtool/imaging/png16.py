@@ -113,8 +113,14 @@ def decode(
     return planes, trns
 
 
-def write(f: IO[bytes], pixels: np.ndarray, compress_level: int) -> None:
-    """Write uint16 (H, W) or (H, W, C) as a 16-bit PNG, every row Paeth-filtered."""
+def write(
+    f: IO[bytes],
+    pixels: np.ndarray,
+    compress_level: int,
+    chunks: list[tuple[bytes, bytes]] | tuple = (),
+) -> None:
+    """Write uint16 (H, W) or (H, W, C) as a 16-bit PNG, every row Paeth-filtered;
+    ``chunks`` ((type, payload): iCCP, pHYs, eXIf) go before the pixels."""
     height, width = pixels.shape[:2]
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     ctype = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
@@ -122,6 +128,8 @@ def write(f: IO[bytes], pixels: np.ndarray, compress_level: int) -> None:
     raw = pixels.astype(">u2").reshape(height, width * channels).view(np.uint8)
     f.write(SIGNATURE)
     f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, ctype, 0, 0, 0)))
+    for kind, payload in chunks:
+        f.write(chunk(kind, payload))
     z = zlib.compressobj(compress_level)
     block = max(1, (1 << 22) // raw.shape[1])  # about 4 MB of rows at a time
     previous = np.zeros((1, raw.shape[1]), np.int16)
