@@ -13,7 +13,7 @@ Output names
 - one input and one result (one kernel, or several with ``combine``) and
   ``-o FILE``: that file, its extension setting the format (or ``fmt``);
 - ``-o DIR/``, an existing folder, or several results in all: one file per input
-  and result, ``DIR/<stem>.<kernel>.<ext>``; DIR must exist (as mogrify -path);
+  and result, ``DIR/<stem>.<kernel>.<ext>``; DIR/ is created if missing;
 - no ``-o``: the same name beside each input (standard input: standard output);
 - with ``combine``, <kernel> is ``<k1>+<k2>.<how>``.
 

@@ -114,6 +114,30 @@ def is_folder(target: str, count: int) -> bool:
     return count > 1 or target.endswith(("/", os.sep)) or os.path.isdir(target)
 
 
+def make_folder(target: str, option: str) -> bool:
+    """Create ``target`` (and its parents) when it is written ``DIR/`` and missing, as
+    ``mkdir -p``; whether it was made. Raises PlanError, blaming ``option``."""
+    if not target.endswith(("/", os.sep)) or os.path.isdir(target):
+        return False
+    check_folder(target, target, option)
+    try:
+        os.makedirs(target, exist_ok=True)
+    except OSError as e:
+        raise PlanError(f"cannot create the folder {target!r}: {e.strerror or e}", option) from None
+    return True
+
+
+def _several_into_one(output: str, count: int) -> PlanError:
+    """-o names one file that does not exist, for several results: say the two ways."""
+    name, ext = os.path.splitext(output.rstrip("/" + os.sep))
+    return PlanError(
+        f"-o {output} names one file, and this run makes {count} results: combine them "
+        f"into one picture (--combine magnitude, max or sum), or write one file each "
+        f"into a folder (-o {name if ext else output}/, created if missing)",
+        "-o",
+    )
+
+
 def refuse_existing(paths: Iterable[str]) -> None:
     """Refuse to replace a file (ImageWriteError): the check before anything is written."""
     from convtool.imaging import exists_error
@@ -227,6 +251,7 @@ def _check_target(output: str | None, count: int, folder_mode: bool, fmt: str | 
     if output is None:
         return
     if folder_mode:
+        make_folder(output, "-o")
         if not os.path.isdir(output):
             bare = output.rstrip("/" + os.sep) or output  # 'ok.png/' names the file ok.png
             many = count > 1 and not output.endswith(("/", os.sep))
@@ -234,11 +259,9 @@ def _check_target(output: str | None, count: int, folder_mode: bool, fmt: str | 
             if os.path.exists(bare):
                 what = f"{bare!r} is not a folder"
                 raise PlanError(why + (what if bare == output else f"{output!r}: {what}"), "-o")
-            raise PlanError(
-                f"{why}{output!r} does not exist; create the folder first (as mogrify -path "
-                "requires)",
-                "-o",
-            )
+            if many:
+                raise _several_into_one(output, count)
+            raise PlanError(f"{output!r} does not exist", "-o")  # (not reached: made above)
         return
     folder = os.path.dirname(output) or "."
     if not os.path.isdir(folder):
@@ -319,6 +342,7 @@ def figure_paths(
     """
     if target is None:
         return [None] * len(inputs)
+    make_folder(target, option)
     if not is_folder(target, len(inputs)):
         folder = os.path.dirname(target) or "."
         check_folder(folder, target, option)
@@ -336,7 +360,8 @@ def figure_paths(
     check_folder(target, target, option)
     if not os.path.isdir(target):
         raise PlanError(
-            f"{len(inputs)} input(s) need a folder and {target!r} does not exist; create it first",
+            f"{len(inputs)} inputs need a folder and {target!r} does not exist; give "
+            f"{option} {target.rstrip('/' + os.sep)}/ to create it",
             option,
         )
     return [os.path.join(target, f"{stem(s)}.{suffix}.png") for s in inputs]

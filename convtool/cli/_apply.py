@@ -47,9 +47,9 @@ Output names:
   --combine                        <stem>.<k1>+<k2>.<how>.<ext>
 <kernel> is the kernel's name made safe (gaussian:7,1.5 -> gaussian_7_1.5,
 sobel_x@90 -> sobel_x_r90, a file's stem, custom for inline); <ext> is
---format's, else the input's (.png for GIF and standard input's PNG). DIR
-must exist. Existing files are kept unless --overwrite; an input is never
-written.
+--format's, else the input's (.png for GIF and standard input's PNG).
+-o DIR/ creates DIR if missing. Existing files are kept unless
+--overwrite; an input is never written.
 
 \b
 Values: PNG and TIFF keep the input's depth (16-bit stays 16-bit), JPEG,
@@ -94,7 +94,7 @@ Examples:
     "-o",
     "--output",
     metavar="PATH",
-    help="Output file, folder (DIR/, must exist), or - for standard output. "
+    help="Output file, folder (DIR/, created if missing), or - for standard output. "
     "Default: beside each input, named as below.",
 )
 @click.option(

@@ -209,7 +209,7 @@ for _name, _row in _SMOOTH.items():
         [f"{_name}_magnitude"],
         f"Gradient magnitude sqrt((gx^2 + gy^2) / 2) of {_name}_x and {_name}_y divided by "
         f"{sum(_row)} (scikit-image's {_name}; the x kernel shown)",
-        "edges",
+        "magnitude",
         lambda args, x=_x: np.stack([x, x.T]),
         parts=True,
     )

@@ -235,14 +235,18 @@ def test_naming_errors(tmp_path):
     sub.mkdir()
     Image.open(SAMPLES / "disc.png").save(sub / "a.png")
 
-    result = run(a, "-k", "blur", "-o", f"{tmp_path}/missing/")
-    assert (
-        result.exit_code == 2
-        and "does not exist" in result.output
-        and "Traceback" not in result.output
-    )
+    # -o DIR/ creates the folder, with its parents, as mkdir -p
+    result = run(a, "-k", "blur", "-o", f"{tmp_path}/missing/deeper/")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "missing" / "deeper" / "a.blur.png").is_file()
+    # a file in the way is said, nothing created
+    result = run(a, "-k", "blur", "-o", f"{a}/under/")
+    assert result.exit_code == 2 and "is not a folder" in result.output
+    # several results into one file name: the two ways out, named
     result = run(a, "-k", "blur", "-k", "sobel_x", "-o", tmp_path / "one.png")
-    assert result.exit_code == 2 and "2 outputs need a folder" in result.output
+    assert result.exit_code == 2 and "--combine" in result.output
+    assert f"-o {tmp_path / 'one'}/" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "one.png").exists() and not (tmp_path / "one").exists()
     result = run(a, sub / "a.png", "-k", "blur", "-o", tmp_path)
     assert result.exit_code == 2 and "would both write" in result.output
     result = run(a, "-k", "blur", "-o", a, "--overwrite")

@@ -60,7 +60,9 @@ CASES: dict[str, Case] = {
     "apply-max-pixels-word": C(f"{APPLY} --max-pixels lots -o {{out}}/x.png", 2, "pixel count"),
     "apply-max-pixels-small": C(f"{APPLY} --max-pixels 100 -o {{out}}/x.png", 1, "limit of 100"),
     "apply-folder-missing": C(f"{APPLY} -o {{out}}/nowhere/x.png", 2, "does not exist"),
-    "apply-folder-missing-dir": C(f"{APPLY} -o {{out}}/nowhere/", 2, "does not exist"),
+    "apply-folder-missing-dir": C(
+        "apply {ok.png} {grey.png} -k blur -o {out}/nowhere", 2, "nowhere/, created if missing"
+    ),
     "apply-folder-is-a-file": C(f"{APPLY} -o {{ok.png}}/x.png", 2, "is not a folder"),
     "apply-out-folder-is-a-file": C(
         "apply {ok.png} {grey.png} -k blur -o {ok.png}/", 2, "ok.png' is not a folder"
