@@ -1,7 +1,7 @@
 """Write pictures: validate and quantise the pixels, encode them, write atomically.
 
 Pillow encodes PNG (8-bit), JPEG, BMP and WebP; 16-bit PNGs are encoded by
-:mod:`convtool.imaging.png16` (Pillow writes no 16-bit colour PNG), TIFFs by
+:mod:`convtool.imaging.png16` (imagecodecs: Pillow writes no 16-bit colour PNG), TIFFs by
 ``tifffile``, imported only when needed, and ``.npy`` here.
 """
 
