@@ -70,6 +70,9 @@ def _describe(k) -> tuple[tuple[str, ...], str]:
 
     if k.base is None:
         return (), "custom kernel" if k.name == "custom" else f"kernel from {k.name}"
+    if k.base.startswith("im:"):
+        spec = k.name[3:]
+        return (), f"ImageMagick's {spec}, as -morphology Convolve uses it (--flip in apply)"
     info = kernel_info(k.base)
     return info.aliases, info.description
 
@@ -102,16 +105,17 @@ def _specs_json(parsed) -> str:
     objects = []
     for k in parsed:
         aliases, description = _describe(k)
-        objects.append(
-            {
-                "name": k.name,
-                "aliases": list(aliases),
-                "shape": list(k.weights.shape),
-                "kernel": k.weights.tolist(),
-                "description": description,
-                "bias": k.bias,
-            }
-        )
+        record = {
+            "name": k.name,
+            "aliases": list(aliases),
+            "shape": list(k.weights.shape),
+            "kernel": k.weights.tolist(),
+            "description": description,
+            "bias": k.bias,
+        }
+        if k.parts:  # a gradient magnitude: every kernel it takes
+            record["parts"] = [p.tolist() for p in k.parts]
+        objects.append(record)
     return json.dumps(objects[0] if len(objects) == 1 else objects)
 
 
