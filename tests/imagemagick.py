@@ -26,10 +26,20 @@ def convert(*args: str) -> subprocess.CompletedProcess:
 def shown_kernel(spec: str) -> np.ndarray:
     """The kernel ImageMagick builds for ``spec`` (morphology:showKernel), zero-padded about
     its origin so that the origin is the centre, as convtool's kernels are."""
+    (kernel,) = shown_kernels(spec)
+    return kernel
+
+
+def shown_kernels(spec: str) -> list[np.ndarray]:
+    """Every kernel of ImageMagick's list for ``spec``, as :func:`shown_kernel`."""
     show = ["-define", "morphology:showKernel=1", "-morphology", "Convolve", spec]
     out = subprocess.run(
         [CONVERT, "xc:black", *show, "null:"], capture_output=True, text=True, check=True
     ).stderr
+    return [_centred(block) for block in re.split(r"(?m)^(?=Kernel)", out) if block.strip()]
+
+
+def _centred(out: str) -> np.ndarray:
     w, h, x, y = map(int, re.search(r"of size (\d+)x(\d+)([+-]\d+)([+-]\d+)", out).groups())
     lines = [line for line in out.splitlines() if re.match(r"\s*\d+:", line)]
     rows = [line.split(":", 1)[1].split() for line in lines]

@@ -137,7 +137,7 @@ def work_of(image_shape: tuple[int, ...], options: Options, needed: set[int]) ->
         weights = options.kernels[k].weights
         fan = channels if options.color != "gray" or weights.ndim == 4 else 1
         outs = weights.shape[0] if weights.ndim == 4 else 1
-        parts = max(1, len(options.kernels[k].parts))
+        parts = max(1, len(options.kernels[k].parts)) + len(options.kernels[k].chain)
         total += h * w * fan * outs * parts * weights.shape[-2] * weights.shape[-1]
     return total / (options.stride[0] * options.stride[1])
 
@@ -183,6 +183,10 @@ def run_task(task: Task, options: Options, tile: int | None = None) -> list[dict
     from convtool.batch import tiled
 
     path = task.source
+    if any(k.chain for k in options.kernels):  # a chain's reach is every kernel's
+        if tile:
+            raise ValueError("ImageMagick's kernel lists are filtered whole: give --tile 0")
+        return _run_whole(task, options)
     if tile == 0 or not isinstance(path, str) or path == "-":
         return _run_whole(task, options)
     if tile is None and not _all_tiff(task, options):

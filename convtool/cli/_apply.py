@@ -244,6 +244,7 @@ def apply(
 
     kernels = _prepared_kernels(specs, bias, normalize, scale, flip)
     _check_usage(kernels, inputs, color, combine, as_json, output, fmt)
+    _check_chains(kernels, padding, stride, tile)
     options = apply_task.Options(
         kernels=tuple(kernels),
         color=color or "channels",
@@ -386,10 +387,26 @@ def _prepared_kernels(specs, bias, normalize, scale, flip) -> list[Any]:
                 scale=scale,
                 flip=flip,
                 parts=parsed.parts,
+                chain=parsed.chain,
             )
         )
         _check_float32(kernels[-1])
     return kernels
+
+
+def _check_chains(kernels, padding, stride, tile) -> None:
+    """ImageMagick's kernel lists apply one kernel after another, on the whole picture."""
+    chained = [k for k in kernels if k.chain]
+    if not chained:
+        return
+    name = chained[0].name
+    if padding != "same" or tuple(stride) != (1, 1):
+        raise click.UsageError(
+            f"kernel {name} is a list applied one kernel after another: it needs "
+            "--padding same and --stride 1"
+        )
+    if tile:
+        raise click.UsageError(f"kernel {name} is a list: it is filtered whole; give --tile 0")
 
 
 def _check_usage(kernels, inputs, color, combine, as_json, output, fmt) -> None:

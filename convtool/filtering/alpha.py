@@ -55,7 +55,7 @@ def correlate_premultiplied(
     """
     a = np.asarray(alpha, dtype=np.float32)
     geometry = {"border": border, "padding": padding, "stride": stride, "engine": engine}
-    if kernel.full:
+    if kernel.full or kernel.chain:  # (a chain: each step's alpha would need its own)
         y = correlate(data, kernel, color=color, **geometry)
         return y, resample_alpha(a, kernel.size, padding=padding, stride=stride)
     x = np.asarray(data, dtype=np.float32)

@@ -51,6 +51,7 @@ class Prepared:
     slug: str = "kernel"
     bias: float | tuple[float, ...] | None = None
     parts: tuple[np.ndarray, ...] = ()
+    chain: tuple[np.ndarray, ...] = ()  # applied after weights, one by one, clipped between
 
     @property
     def full(self) -> bool:
@@ -72,9 +73,11 @@ def prepare_kernel(
     scale: float = 1.0,
     flip: bool = False,
     parts: tuple[Any, ...] = (),
+    chain: tuple[Any, ...] = (),
 ) -> Prepared:
     """Divide by the sum (``normalize``, skipped where the sum is zero), multiply by
-    ``scale``, and rotate 180 degrees (``flip``), in that order; to ``parts`` alike.
+    ``scale``, and rotate 180 degrees (``flip``), in that order; to ``parts`` and
+    ``chain`` alike.
 
     >>> prepare_kernel([[1, 1], [1, 1]], normalize=True, scale=2).weights.tolist()
     [[0.5, 0.5], [0.5, 0.5]]
@@ -96,7 +99,11 @@ def prepare_kernel(
     done = tuple(prepared(p) for p in parts)
     if any(p.ndim != 2 or p.shape != done[0].shape for p in done):
         raise ValueError("a gradient magnitude's kernels must be 2-D and of one shape")
-    return Prepared(done[0] if done else prepared(weights), name, slug or name, bias, done)
+    then = tuple(prepared(k) for k in chain)
+    if any(k.ndim != 2 for k in then):
+        raise ValueError("a chain's kernels must be 2-D")
+    first = done[0] if done else prepared(weights)
+    return Prepared(first, name, slug or name, bias, done, then)
 
 
 def _planes(data: np.ndarray) -> np.ndarray:
@@ -174,6 +181,8 @@ def correlate(
     vocab.check("border", border, vocab.BORDERS)
     vocab.check("color", color, vocab.COLORS)
     x = _planes(data)
+    if prepared.chain:
+        return _chained(x, data, prepared, color, border, padding, stride, engine)
     if not prepared.parts:
         return _correlate(x, data, prepared, color, border, padding, stride, engine)
     # a gradient magnitude: each kernel without the bias, then sqrt(mean of squares) + bias
@@ -185,6 +194,35 @@ def correlate(
     y = np.sqrt(total * np.float32(1.0 / len(prepared.parts)))
     if prepared.bias is not None:
         y += np.float32(prepared.bias if np.ndim(prepared.bias) == 0 else prepared.bias[0])
+    return y
+
+
+def _chained(
+    x: np.ndarray,
+    data: Any,
+    prepared: Prepared,
+    color: str,
+    border: str,
+    padding: PaddingSpec,
+    stride: Any,
+    engine: Any,
+) -> np.ndarray:
+    """A chain: each kernel on the result of the one before, clipped to [0, 1] and rounded
+    to 16 bits in between, as ImageMagick's kernel lists on its Q16 pixels (each step
+    amplifies what the one before rounded: Kirsch's eight turns, 15x each); the bias at
+    every step."""
+    if padding != "same" or as_pair(stride, "stride") != (1, 1):
+        raise ValueError(
+            f"kernel {prepared.name} is a list applied one kernel after another: it "
+            "needs 'same' padding and stride 1"
+        )
+    first = Prepared(prepared.weights, prepared.name, prepared.slug, prepared.bias)
+    y = _correlate(x, data, first, color, border, padding, stride, engine)
+    for w in prepared.chain:
+        # ImageMagick's Q16 pixels between the steps: clipped, and whole 16-bit levels
+        y = np.rint(np.clip(y, 0.0, 1.0) * np.float32(65535)) * np.float32(1 / 65535)
+        step = Prepared(w, prepared.name, prepared.slug, prepared.bias)
+        y = _correlate(_planes(y), y, step, "channels", border, padding, stride, engine)
     return y
 
 

@@ -39,6 +39,10 @@ class KernelSpec:
         For a gradient magnitude (``sobel``): its kernels, each (kH, kW); the result is
         ``sqrt(mean of their results squared)``. ``weights`` is then the first.
         Empty for every other kernel.
+    chain : tuple of ndarray
+        The kernels that follow ``weights``, each applied to the result of the one
+        before, clipped to [0, 1] in between (ImageMagick's kernel lists, ``im:Sobel>``).
+        Empty for every other kernel.
     """
 
     weights: np.ndarray
@@ -46,6 +50,7 @@ class KernelSpec:
     bias: float | tuple[float, ...] | None = None
     base: str | None = None
     parts: tuple[np.ndarray, ...] = ()
+    chain: tuple[np.ndarray, ...] = ()
 
     @property
     def slug(self) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 
 from convtool.kernels.base import MAX_SIDE, KernelSpecError
 
-__all__ = ["IM_NAMES", "im_kernel"]
+__all__ = ["IM_NAMES", "im_kernel", "im_kernels"]
 
 _QUANTUM_SCALE = 1.0 / 65535.0  # Q16
 _EPSILON = 1e-12
@@ -102,13 +102,7 @@ def parse_geometry(text: str) -> tuple[list[float], int]:
     Numbers are separated by ``x`` or ``,``; a signed number right after another one
     starts the next (``3x1+90`` is 3, 1, 90).
     """
-    body = text.strip()
-    if re.search(r"[@<>]", body):
-        raise KernelSpecError(
-            f"ImageMagick's kernel-list flags (@ > <) in {text!r} make several kernels, "
-            "which ImageMagick applies one after another; give one ANGLE instead"
-        )
-    body = body.rstrip("!^%").strip()
+    body = re.sub(r"[@<>!^%]", "", text).strip()  # flags: im_kernels reads @ > <
     if body[:1] in ("x", "X"):  # 'x2': no radius
         body = "0" + body
     values: list[float] = []
@@ -276,6 +270,54 @@ def rotate_im(k: np.ndarray, angle: float, name: str) -> np.ndarray:
     return np.ascontiguousarray(k)
 
 
+def _expanded(k: np.ndarray, flags: str, name: str) -> list[np.ndarray]:
+    """ImageMagick's rotated lists: ``@`` turns by 45 degrees and ``>`` by 90 until the
+    kernel repeats; ``<`` gives the kernel, it turned 180, that turned 90, that turned 180."""
+    if "@" in flags or ">" in flags:
+        step = 45.0 if "@" in flags else 90.0
+        out = [k]
+        while True:
+            turned = rotate_im(out[-1], step, name)
+            if turned.shape == k.shape and np.allclose(turned, k, rtol=0, atol=_EPSILON):
+                return out
+            out.append(turned)
+            if len(out) > 8:  # (a rotation that never comes back: cannot happen)
+                return out
+    if "<" in flags:
+        out = [k]
+        for step in (180.0, 90.0, 180.0):
+            out.append(rotate_im(out[-1], step, name))
+        return out
+    return [k]
+
+
+def im_kernels(text: str) -> list[np.ndarray]:
+    """ImageMagick's kernel list: ``K1;K2;...``, each ``NAME[:ARGS]`` with its flags
+    (``@``, ``>``, ``<``) expanded; ImageMagick applies them one after another.
+
+    >>> [k.tolist()[0] for k in im_kernels("Sobel>")]
+    [[1.0, 0.0, -1.0], [1.0, 2.0, 1.0], [-1.0, 0.0, 1.0], [-1.0, -2.0, -1.0]]
+    """
+    kernels = []
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        m = re.match(r"([A-Za-z][\w\- ]*?)\s*(?::|(?=[@<>])|$)", part)
+        if m is None:
+            raise KernelSpecError(f"ImageMagick kernel {part!r}: expected NAME[:ARGS]")
+        name, args = m.group(1), part[m.end() :]
+        kernels += _expanded(im_kernel(name, args), re.sub(r"[^@<>]", "", args), _key(name))
+    if not kernels:
+        raise KernelSpecError(f"no ImageMagick kernel in {text!r}")
+    if len(kernels) > 64:
+        raise KernelSpecError(f"{text!r} makes {len(kernels)} kernels; at most 64 are allowed")
+    return kernels
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", name.lower())
+
+
 def im_kernel(name: str, args: str = "") -> np.ndarray:
     """ImageMagick's kernel ``NAME:ARGS``, centred, as weights to correlate with.
 
@@ -284,7 +326,7 @@ def im_kernel(name: str, args: str = "") -> np.ndarray:
     >>> im_kernel("Kirsch", "45")[0].tolist()
     [5.0, 5.0, -3.0]
     """
-    key = re.sub(r"[\s_\-]+", "", name.lower())
+    key = _key(name)
     if key not in IM_NAMES:
         known = ", ".join(s.split(":")[0].split("[")[0] for s in IM_NAMES.values())
         raise KernelSpecError(f"unknown ImageMagick kernel {name!r}; known: {known}")

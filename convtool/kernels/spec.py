@@ -21,7 +21,7 @@ from convtool.kernels.base import (
 from convtool.kernels.builders import rotate_kernel
 from convtool.kernels.display import format_number
 from convtool.kernels.files import read_kernel_file
-from convtool.kernels.imagemagick import im_kernel
+from convtool.kernels.imagemagick import im_kernels
 from convtool.kernels.inline import has_size_prefix, parse_numbers
 
 
@@ -123,16 +123,15 @@ def _parse_named(text: str) -> KernelSpec:
 
 
 def _parse_imagemagick(text: str) -> KernelSpec:
-    """``im:NAME[:ARGS]``: ImageMagick's kernel NAME with its geometry ARGS."""
+    """``im:NAME[:ARGS]``: ImageMagick's kernel NAME with its geometry ARGS; a list
+    (``K1;K2``, or a flag ``@`` ``>`` ``<``) becomes a chain, applied one after another."""
     rest = text.strip()[2:].lstrip()[1:].strip()
-    name = re.match(r"[A-Za-z][\w\- ]*", rest)
-    if name is None:
+    if not re.match(r"[A-Za-z]", rest):
         raise KernelSpecError("'im:' needs an ImageMagick kernel name, e.g. im:Gaussian:0x2")
-    name, args = name.group().strip(), rest[name.end() :].strip()
-    args = args[1:] if args.startswith(":") else args  # as ImageMagick: 'Sobel@' has a flag
-    weights = im_kernel(name, args)
-    display = f"im:{name}" + (f":{args.strip()}" if args.strip() else "")
-    check_size(weights.shape)
-    check_finite(weights, display)
-    base = "im:" + re.sub(r"[\s_\-]+", "", name.lower())
-    return KernelSpec(np.ascontiguousarray(weights, dtype=np.float64), display, None, base)
+    kernels = [np.ascontiguousarray(k, dtype=np.float64) for k in im_kernels(rest)]
+    display = "im:" + re.sub(r"\s+", "", rest)
+    for k in kernels:
+        check_size(k.shape)
+        check_finite(k, display)
+    base = "im:" + re.sub(r"[\s_\-]+", "", re.match(r"[A-Za-z][\w\- ]*", rest).group().lower())
+    return KernelSpec(kernels[0], display, None, base, chain=tuple(kernels[1:]))

@@ -272,6 +272,11 @@ def _conv_stage(raw, head, fields, kernels, defaults: ConvDefaults) -> Stage:
                 f"stage {raw!r}: {parsed.name} is the gradient magnitude of two kernels; "
                 f"a conv stage takes {parsed.base}_x or {parsed.base}_y"
             )
+        if parsed.chain:
+            raise StageError(
+                f"stage {raw!r}: {parsed.name} is a list of kernels applied one after "
+                "another; give each as its own conv stage"
+            )
         with np.errstate(over="ignore", invalid="ignore"):  # said below, naming the value
             kernel = prepare_kernel(
                 parsed.weights,

@@ -700,3 +700,14 @@ def test_tiles_with_premultiplied_alpha_are_refused_clearly(tmp_path):
     keep = run(tmp_path / "in.tif", "-k", "blur", "--tile", "16", "--alpha", "keep", "-o",
                tmp_path / "k.tif")  # fmt: skip
     assert keep.exit_code == 0, keep.output
+
+
+def test_imagemagick_kernel_lists_need_same_padding_and_no_tiles(tmp_path):
+    done = run(SAMPLES / "gray.png", "-k", "im:Sobel:>", "--stride", "2", "-o", tmp_path / "a.png")
+    assert done.exit_code == 2 and "one kernel after another" in done.output
+    assert "Traceback" not in done.output
+    done = run(SAMPLES / "gray.png", "-k", "im:Sobel:>", "--tile", "64", "-o", tmp_path / "b.tif")
+    assert done.exit_code == 2 and "--tile 0" in done.output
+    # and the pipeline's layers take one kernel each
+    done = CliRunner().invoke(cli, ["pipeline", str(SAMPLES / "disc.png"), "-k", "im:Sobel:>"])
+    assert done.exit_code == 2 and "its own conv stage" in done.output

@@ -28,6 +28,9 @@ KERNELS = [
     "Laplacian:7", "Sobel", "Sobel:90", "Sobel:45", "Roberts", "Roberts:135", "Prewitt",
     "Prewitt:270", "Compass", "Compass:45", "Kirsch", "Kirsch:90", "FreiChen",
     "FreiChen:2", "FreiChen:12", "FreiChen:17",
+    # kernel lists: one kernel after another, Q16 pixels between
+    "Sobel:>", "Kirsch:@", "Compass:@", "Prewitt:<", "Blur:0x2>", "Comet:0x2,90>",
+    "Sobel;Prewitt:90",
 ]  # fmt: skip
 
 

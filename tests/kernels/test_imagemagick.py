@@ -9,7 +9,7 @@ import pytest
 
 from convtool.kernels import KernelSpecError, parse_kernel_spec
 from convtool.kernels.imagemagick import im_kernel, parse_geometry
-from tests.imagemagick import needs_imagemagick, shown_kernel
+from tests.imagemagick import needs_imagemagick, shown_kernel, shown_kernels
 
 # every kernel of the issue, with defaults, radii, sigmas, and rotations
 SPECS = [
@@ -39,6 +39,22 @@ def test_every_kernel_is_the_one_imagemagick_builds(spec):
     assert np.array_equal(parse_kernel_spec(f"im:{spec.lower()}").weights, got)
 
 
+@needs_imagemagick
+@pytest.mark.parametrize(
+    "spec",
+    ["Sobel:>", "Sobel:@", "Sobel:<", "Sobel:45>", "Kirsch:@", "Compass:@", "Blur:0x2>",
+     "Comet:0x2<", "Comet:0x1,90>", "Gaussian:0x1@", "Laplacian:1@", "FreiChen:@",
+     "Sobel;Prewitt:90", "Blur:0x1;Blur:0x1,90;Unity:0.5"],
+)  # fmt: skip
+def test_kernel_lists_are_imagemagicks(spec):
+    expected = shown_kernels(spec)
+    k = parse_kernel_spec(f"im:{spec}")
+    got = [k.weights, *k.chain]
+    assert [g.shape for g in got] == [e.shape for e in expected]
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6 * np.abs(e).max())
+
+
 def test_geometry_arguments():
     assert parse_geometry("0x2") == ([0.0, 2.0, 0.0, 0.0], 2)
     assert parse_geometry("3x1+90") == ([3.0, 1.0, 90.0, 0.0], 3)
@@ -53,8 +69,9 @@ def test_geometry_arguments():
     [
         ("im:", "needs an ImageMagick kernel name"),
         ("im:Disk", "unknown ImageMagick kernel 'Disk'"),
-        ("im:Sobel@", "kernel-list flags"),
-        ("im:Gaussian:0x2>", "kernel-list flags"),
+        ("im:;", "needs an ImageMagick kernel name"),
+        ("im:Sobel;;Disk", "unknown ImageMagick kernel 'Disk'"),
+        ("im:Sobel;3x3:1", "expected NAME"),
         ("im:Gaussian:0xa", "cannot read"),
         ("im:Gaussian:1,2,3,4,5", "at most 4 numbers"),
         ("im:Binomial:11", "past radius 10"),
