@@ -54,7 +54,8 @@ sobel_x@90 -> sobel_x_r90, a file's stem, custom for inline); <ext> is
 \b
 Values: PNG and TIFF keep the input's depth (16-bit stays 16-bit), JPEG,
 BMP and WebP are 8-bit; values are clipped to [0, 1] unless --map says
-otherwise. .npy and --depth 32 TIFF keep the raw float32 result.
+otherwise. .npy and --depth 32 TIFF keep the raw float32 result. The
+input's ICC profile, resolution and EXIF are kept (--strip drops them).
 For even kernel sizes, 'same' padding puts the extra row or column after
 (bottom, right), as torch; SciPy and OpenCV put it before.
 
@@ -69,7 +70,7 @@ Examples:
   convtool apply photo.png -k sobel_x -k sobel_y --combine magnitude -o mag.png
   convtool apply a.png b.png photos/*.jpg -k blur -o outdir/ --jobs 4
   convtool apply disc.png -k embossing --color gray --map offset -o emboss.png
-  convtool apply scan.tif -k "0,-1,0; -1,5,-1; 0,-1,0" --border replicate -o sharp.tif
+  convtool apply scan.tif -k "0,-1,0; -1,5,-1; 0,-1,0" --border mirror -o sharp.tif
   convtool apply in.png -k gaussian:7 -o raw.npy        # raw float32, for convtool fit
   cat in.png | convtool apply - -k sharpen -o - > out.png
   convtool apply map.tif -k gaussian:7 -o out.tif --tile 1024  # larger than memory
