@@ -115,6 +115,8 @@ def _specs_json(parsed) -> str:
         }
         if k.parts:  # a gradient magnitude: every kernel it takes
             record["parts"] = [p.tolist() for p in k.parts]
+        if k.chain:  # a kernel list: the kernels after the first, in order
+            record["chain"] = [c.tolist() for c in k.chain]
         objects.append(record)
     return json.dumps(objects[0] if len(objects) == 1 else objects)
 
@@ -186,11 +188,14 @@ def _spec_panel(k):
 
     aliases, description = _describe(k)
     w = k.weights
-    if k.base is not None and "@" in k.name:
+    if k.base is not None and "@" in k.name and not k.base.startswith("im:"):
         base, angle = k.name.rsplit("@", 1)
         description = f"{base} turned {angle} degrees clockwise. {description}"
     parts = []
-    if w.ndim == 2:
+    if k.chain:  # ImageMagick's kernel list: each kernel, one after another
+        for n, step in enumerate((w, *k.chain)[:_MAX_SLICES]):
+            parts += [Text(f"kernel {n + 1} of {len(k.chain) + 1}", style="bold"), _matrix(step)]
+    elif w.ndim == 2:
         parts.append(_matrix(w))
     else:
         slices = [(o, i) for o in range(w.shape[0]) for i in range(w.shape[1])]

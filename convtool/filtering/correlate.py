@@ -155,7 +155,9 @@ def correlate(
         The picture (alpha split off beforehand).
     kernel : Prepared or array
         (kH, kW), or (C_out, C_in, kH, kW) with C_in the picture's channel count;
-        a Prepared kernel brings its bias.
+        a Prepared kernel brings its bias, and its ``parts`` (a gradient magnitude:
+        ``sqrt(mean of the parts' results squared)``) or ``chain`` (kernels applied one
+        after another, 'same' padding and stride 1 only).
     color : 'channels', 'gray' or 'sum'
         What a 2-D kernel does with colour (see the module docstring); ignored
         for grey pictures and 4-D kernels.

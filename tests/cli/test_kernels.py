@@ -201,3 +201,11 @@ def test_imagemagick_and_magnitude_specs_are_shown():
     data = json.loads(run("sobel", "--json").output)
     assert len(data["parts"]) == 2 and data["parts"][0] == data["kernel"]
     assert np.array_equal(np.array(data["parts"][1]), np.array(data["kernel"]).T)
+
+
+def test_imagemagick_kernel_lists_are_shown():
+    result = run("im:Sobel:>")
+    assert result.exit_code == 0, result.output
+    assert "kernel 4 of 4" in result.output and "turned" not in result.output
+    data = json.loads(run("im:Sobel:>", "--json").output)
+    assert len(data["chain"]) == 3 and data["chain"][0] == [[1, 2, 1], [0, 0, 0], [-1, -2, -1]]
