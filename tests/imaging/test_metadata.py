@@ -109,3 +109,23 @@ def test_quality(photo, tmp_path):
 def test_write_image_refuses_a_bad_quality(tmp_path):
     with pytest.raises(imaging.ImageWriteError, match=r"quality must be 1\.\.100"):
         imaging.write_image(tmp_path / "x.jpg", np.zeros((2, 2)), quality=0)
+
+
+def test_eight_bit_png_without_imagecodecs_goes_through_pillow(tmp_path, monkeypatch):
+    from convtool.imaging import png16
+
+    def missing():
+        raise ImportError("16-bit colour PNG needs the imagecodecs package")
+
+    pixels = np.random.default_rng(4).random((6, 7, 3))
+    meta = Metadata(PROFILE, (100.0, 100.0), exif(1))
+    imaging.write_image(tmp_path / "a.png", pixels, meta=meta)
+    monkeypatch.setattr(png16, "_codecs", missing)
+    imaging.write_image(tmp_path / "b.png", pixels, meta=meta)
+    with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+        assert a.info["icc_profile"] == b.info["icc_profile"] == PROFILE
+        assert a.info["dpi"] == pytest.approx(b.info["dpi"], abs=0.05)  # PNG: whole pixels/m
+        assert a.getexif()[0x010F] == b.getexif()[0x010F] == "TestCam"
+    with pytest.raises(imaging.ImageWriteError, match="needs the imagecodecs package"):
+        imaging.write_image(tmp_path / "c.png", pixels, bit_depth=16)
