@@ -129,3 +129,21 @@ def test_eight_bit_png_without_imagecodecs_goes_through_pillow(tmp_path, monkeyp
         assert a.getexif()[0x010F] == b.getexif()[0x010F] == "TestCam"
     with pytest.raises(imaging.ImageWriteError, match="needs the imagecodecs package"):
         imaging.write_image(tmp_path / "c.png", pixels, bit_depth=16)
+
+
+@pytest.mark.parametrize("tile", ["0", "32"])
+def test_tiff_in_tiles_or_whole_keeps_profile_and_resolution(tmp_path, tile):
+    import tifffile
+
+    pixels = (np.random.default_rng(5).random((70, 90, 3)) * 255).astype(np.uint8)
+    tifffile.imwrite(
+        tmp_path / "in.tif", pixels, photometric="rgb", resolution=(240, 120),
+        resolutionunit="INCH", iccprofile=PROFILE,
+    )  # fmt: skip
+    apply(tmp_path / "in.tif", "-k", "blur", "--tile", tile, "-o", tmp_path / "out.tif")
+    with Image.open(tmp_path / "out.tif") as im:
+        assert im.info.get("icc_profile") == PROFILE
+        assert im.info["dpi"] == pytest.approx((240, 120))
+    apply(tmp_path / "in.tif", "-k", "blur", "--tile", tile, "--strip", "-o", tmp_path / "s.tif")
+    with Image.open(tmp_path / "s.tif") as im:
+        assert "icc_profile" not in im.info and "dpi" not in im.info
