@@ -128,6 +128,15 @@ def parse_geometry(text: str) -> tuple[list[float], int]:
     return values + [0.0] * (4 - given), given
 
 
+def _sigma(value: float) -> float:
+    """A sigma as the Gaussians use it: its size; below 1e-6 a point (as ImageMagick's
+    kernels are there, to float precision); above 10000 refused (its powers overflow)."""
+    value = abs(value)
+    if value > 1e4:
+        raise KernelSpecError(f"sigma {value:g} is too large; at most 10000")
+    return 0.0 if value < 1e-6 else value
+
+
 def _optimal_width(radius: float, sigma: float, dims: int) -> int:
     """ImageMagick's Gaussian width: 2*ceil(radius)+1, or (radius 0) the smallest odd
     width whose edge weight falls below 1/65535 of the whole (Q16's quantum)."""
@@ -170,7 +179,7 @@ def _check_width(width: int, name: str) -> int:
 
 
 def _gaussians(name: str, rho: float, sigma: float, sigma2: float) -> np.ndarray:
-    sigma, sigma2 = abs(sigma), abs(sigma2)
+    sigma, sigma2 = _sigma(sigma), _sigma(sigma2)
     if rho >= 1.0:
         width = int(rho) * 2 + 1
     else:
@@ -198,7 +207,7 @@ def _gaussians(name: str, rho: float, sigma: float, sigma2: float) -> np.ndarray
 
 
 def _blur(rho: float, sigma: float) -> np.ndarray:
-    sigma = abs(sigma)
+    sigma = _sigma(sigma)
     width = int(rho) * 2 + 1 if rho >= 1.0 else _optimal_width(rho, sigma, 1)
     k = np.zeros(_check_width(width, "blur"))
     if sigma > _EPSILON:
@@ -213,7 +222,7 @@ def _blur(rho: float, sigma: float) -> np.ndarray:
 
 
 def _comet(rho: float, sigma: float) -> np.ndarray:
-    sigma = abs(sigma)
+    sigma = _sigma(sigma)
     width = (_optimal_width(rho, sigma, 1) - 1) // 2 + 1 if rho < 1.0 else int(rho)
     k = np.zeros(_check_width(width, "comet"))
     if sigma > _EPSILON:
@@ -331,6 +340,8 @@ def im_kernel(name: str, args: str = "") -> np.ndarray:
         known = ", ".join(s.split(":")[0].split("[")[0] for s in IM_NAMES.values())
         raise KernelSpecError(f"unknown ImageMagick kernel {name!r}; known: {known}")
     (rho, sigma, xi, _), given = parse_geometry(args)
+    if key in ("gaussian", "dog", "log", "blur", "comet", "binomial") and rho > MAX_SIDE:
+        raise KernelSpecError(f"{name}: {rho:g} is too large; kernels are at most {MAX_SIDE} wide")
     if key == "unity":
         return np.array([[rho if given else 1.0]])
     if key in ("gaussian", "dog", "log"):

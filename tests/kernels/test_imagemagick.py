@@ -122,3 +122,24 @@ def test_gradient_magnitudes_hold_their_x_and_y_kernels(name, smooth):
     np.testing.assert_allclose(k.parts[0] * sum(smooth), parse_kernel_spec(f"{name}_x").weights)
     turned = parse_kernel_spec(f"{name}@90")
     np.testing.assert_allclose(turned.parts[0], np.rot90(x, -1))
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("LOG:0-1E78", "sigma 1e\\+78 is too large"),
+        ("im:Blur:0x1e300", "at most 10000"),
+        ("im:Gaussian:1e300x1", "1e\\+300 is too large"),
+        ("im:Comet:2000x1", "at most 1024 wide"),
+    ],
+)
+def test_extreme_arguments_are_refused_in_one_line(spec, words):
+    with pytest.raises(KernelSpecError, match=words) as e:
+        parse_kernel_spec(spec)
+    assert len(str(e.value)) < 120
+
+
+def test_vanishing_sigmas_give_a_point():
+    for spec in ("im:Gaussian:0x1e-200", "im:LoG:0x1e-200", "im:Blur:0x1e-300"):
+        w = parse_kernel_spec(spec).weights
+        assert np.isfinite(w).all() and w.max() == 1.0 and w.sum() == 1.0
