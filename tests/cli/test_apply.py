@@ -76,7 +76,9 @@ def test_readme_quick_start(tmp_path):
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stderr == ""  # nothing clipped, nothing to warn about
+    # nothing clipped, nothing to warn about (a first run may say it builds the core)
+    assert "clipping" not in done.stderr and "warning" not in done.stderr.lower()
+    assert "note" not in done.stderr and "Traceback" not in done.stderr
     with Image.open(tmp_path / "edges.png") as im:
         assert (im.mode, im.size) == ("RGB", (512, 512))
     x = pixels(SAMPLES / "scene.png")
