@@ -37,7 +37,7 @@ def correlate_premultiplied(
     kernel: Prepared,
     *,
     color: str = "channels",
-    border: str = "replicate",
+    border: str = "zero",
     padding: PaddingSpec = "same",
     stride: int | tuple[int, int] = 1,
     engine: Any = None,

@@ -26,7 +26,7 @@ def picture(seed: int, shape=(17, 23)) -> tuple[np.ndarray, np.ndarray]:
 def test_level_keeping_kernels_follow_the_formula(seed, name):
     x, a = picture(seed)
     w = parse_kernel_spec(name).weights
-    y, a_out = correlate_premultiplied(x, a, prepare_kernel(w))
+    y, a_out = correlate_premultiplied(x, a, prepare_kernel(w), border="replicate")
     s = w.sum()
     corr = lambda p, k: ndi.correlate(p.astype(np.float64), k, mode="nearest")  # noqa: E731
     want_a = np.clip(corr(a, w / s), 0, 1)
@@ -42,7 +42,7 @@ def test_level_keeping_kernels_follow_the_formula(seed, name):
 def test_opaque_pictures_are_filtered_as_without_alpha():
     x, _ = picture(3)
     k = prepare_kernel(parse_kernel_spec("gaussian:5").weights, bias=0.25)
-    y, a_out = correlate_premultiplied(x, np.ones(x.shape[:2], np.float32), k)
+    y, a_out = correlate_premultiplied(x, np.ones(x.shape[:2], np.float32), k, border="replicate")
     np.testing.assert_allclose(y, correlate(x, k, border="replicate"), atol=1e-6)
     assert (a_out == 1).all()
 
@@ -51,7 +51,7 @@ def test_edge_kernels_see_the_picture_over_black_and_keep_the_alpha():
     x, a = picture(5)
     spec = parse_kernel_spec("sobel")
     k = prepare_kernel(spec.weights, parts=spec.parts)
-    y, a_out = correlate_premultiplied(x, a, k)
+    y, a_out = correlate_premultiplied(x, a, k, border="replicate")
     np.testing.assert_allclose(y, correlate(x * a[..., None], k, border="replicate"), atol=1e-6)
     np.testing.assert_array_equal(a_out, a)
 
