@@ -127,14 +127,21 @@ def make_folder(target: str, option: str) -> bool:
     return True
 
 
-def _several_into_one(output: str, count: int) -> PlanError:
-    """-o names one file that does not exist, for several results: say the two ways."""
+def _several_into_one(output: str, count: int, results: int) -> PlanError:
+    """-o names one file that does not exist, for several results: say the ways out
+    (combining, where there are several kernels; a folder always)."""
     name, ext = os.path.splitext(output.rstrip("/" + os.sep))
+    folder = (
+        f"write one file each into a folder (-o {name if ext else output}/, created if missing)"
+    )
+    if results > 1:
+        ways = (
+            f"combine the kernels into one picture (--combine magnitude, max or sum), or {folder}"
+        )
+    else:
+        ways = folder
     return PlanError(
-        f"-o {output} names one file, and this run makes {count} results: combine them "
-        f"into one picture (--combine magnitude, max or sum), or write one file each "
-        f"into a folder (-o {name if ext else output}/, created if missing)",
-        "-o",
+        f"-o {output} names one file, and this run makes {count} results: {ways}", "-o"
     )
 
 
@@ -242,7 +249,9 @@ def check_depths(tasks: Iterable[Any], options: Any) -> None:
 # ---------------------------------------------------------------------------- naming
 
 
-def _check_target(output: str | None, count: int, folder_mode: bool, fmt: str | None) -> None:
+def _check_target(
+    output: str | None, count: int, folder_mode: bool, fmt: str | None, results: int = 1
+) -> None:
     """Refuse an ``-o`` that cannot work, before anything is read."""
     if output == "-":
         if count != 1:
@@ -260,7 +269,7 @@ def _check_target(output: str | None, count: int, folder_mode: bool, fmt: str | 
                 what = f"{bare!r} is not a folder"
                 raise PlanError(why + (what if bare == output else f"{output!r}: {what}"), "-o")
             if many:
-                raise _several_into_one(output, count)
+                raise _several_into_one(output, count, results)
             raise PlanError(f"{output!r} does not exist", "-o")  # (not reached: made above)
         return
     folder = os.path.dirname(output) or "."
@@ -294,7 +303,7 @@ def name_outputs(
     folder_mode = output is None or (
         output != "-" and (output.endswith(("/", os.sep)) or os.path.isdir(output) or count > 1)
     )
-    _check_target(output, count, folder_mode, fmt)
+    _check_target(output, count, folder_mode, fmt, len(slugs))
     claims = OutputClaims()
     paths = []
     for source in inputs:

@@ -249,6 +249,10 @@ def test_naming_errors(tmp_path):
     assert result.exit_code == 2 and "--combine" in result.output
     assert f"-o {tmp_path / 'one'}/" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "one.png").exists() and not (tmp_path / "one").exists()
+    # several inputs and one kernel: no combining to offer, a folder
+    result = run(a, sub / "a.png", "-k", "blur", "-o", tmp_path / "two.png")
+    assert result.exit_code == 2 and f"-o {tmp_path / 'two'}/" in result.output
+    assert "--combine" not in result.output
     result = run(a, sub / "a.png", "-k", "blur", "-o", tmp_path)
     assert result.exit_code == 2 and "would both write" in result.output
     result = run(a, "-k", "blur", "-o", a, "--overwrite")
