@@ -25,7 +25,8 @@ KERNELS = [
     "Unity", "Gaussian:0x2", "Gaussian:3x1.5", "LoG:0x1", "DoG:0,1,1.6", "DoG:0,2,1",
     "Blur:0x2", "Blur:0x2,90", "Comet:0x3", "Comet:0x3,90", "Comet:0x2,180", "Binomial",
     "Laplacian:0", "Laplacian:1", "Laplacian:2", "Laplacian:3", "Laplacian:5",
-    "Laplacian:7", "Laplacian:15", "Laplacian:19", "Sobel", "Sobel:90", "Sobel:45", "Roberts", "Roberts:135", "Prewitt",
+    "Laplacian:7", "Laplacian:15", "Laplacian:19", "Sobel", "Sobel:90", "Sobel:45",
+    "Roberts", "Roberts:135", "Prewitt",
     "Prewitt:270", "Compass", "Compass:45", "Kirsch", "Kirsch:90", "FreiChen",
     "FreiChen:2", "FreiChen:12", "FreiChen:17",
     # kernel lists: one kernel after another, Q16 pixels between
