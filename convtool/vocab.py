@@ -44,6 +44,9 @@ MAPS = ("clip", "abs", "normalize", "offset")
 COLORS = ("channels", "gray", "sum")
 PIPELINE_COLORS = ("sum", "gray")
 
+# Alpha in apply: filtered with the picture, premultiplied (as ImageMagick), or kept as read
+ALPHAS = ("premultiply", "keep")
+
 # Several kernels into one picture
 COMBINES = ("magnitude", "max", "sum")
 

@@ -13,7 +13,7 @@ Output names
 - one input and one result (one kernel, or several with ``combine``) and
   ``-o FILE``: that file, its extension setting the format (or ``fmt``);
 - ``-o DIR/``, an existing folder, or several results in all: one file per input
-  and result, ``DIR/<stem>.<kernel>.<ext>``; DIR must exist (as mogrify -path);
+  and result, ``DIR/<stem>.<kernel>.<ext>``; DIR/ is created if missing;
 - no ``-o``: the same name beside each input (standard input: standard output);
 - with ``combine``, <kernel> is ``<k1>+<k2>.<how>``.
 
@@ -38,7 +38,13 @@ from convtool.batch.outputs import (
     refuse_existing,
 )
 from convtool.batch.postprocess import PostProcess
-from convtool.filtering import Prepared, combine, correlate, resample_alpha
+from convtool.filtering import (
+    Prepared,
+    combine,
+    correlate,
+    correlate_premultiplied,
+    resample_alpha,
+)
 from convtool.filtering.tiles import auto_tile, check_tile
 from convtool.shapes import PaddingSpec
 
@@ -59,12 +65,15 @@ class Options:
 
     kernels: tuple[Prepared, ...]
     color: str = "channels"
-    border: str = "zero"
+    border: str = "replicate"  # ImageMagick's edge pixels: no frame around a photograph
     padding: PaddingSpec = "same"
     stride: tuple[int, int] = (1, 1)
     map: str | None = None  # None: clip for 8/16-bit outputs, raw values for float ones
+    alpha: str = "premultiply"  # or 'keep': carried through, taken at each window's centre
     depth: int | None = None  # None: the input's, as far as the format allows
     format: str | None = None  # None: from each output's extension
+    strip: bool = False  # write no ICC profile, resolution or EXIF (kept by default)
+    quality: int | None = None  # JPEG and WebP; None: JPEG 95, WebP lossless
     overwrite: bool = False
     max_pixels: int | None = -1  # -1: io's default (Pillow's limit)
     engine: str = "auto"  # 'auto', 'aot' or 'jit' (see convtool.core.engine.choose)
@@ -128,7 +137,8 @@ def work_of(image_shape: tuple[int, ...], options: Options, needed: set[int]) ->
         weights = options.kernels[k].weights
         fan = channels if options.color != "gray" or weights.ndim == 4 else 1
         outs = weights.shape[0] if weights.ndim == 4 else 1
-        total += h * w * fan * outs * weights.shape[-2] * weights.shape[-1]
+        parts = max(1, len(options.kernels[k].parts)) + len(options.kernels[k].chain)
+        total += h * w * fan * outs * parts * weights.shape[-2] * weights.shape[-1]
     return total / (options.stride[0] * options.stride[1])
 
 
@@ -173,6 +183,10 @@ def run_task(task: Task, options: Options, tile: int | None = None) -> list[dict
     from convtool.batch import tiled
 
     path = task.source
+    if any(k.chain for k in options.kernels):  # a chain's reach is every kernel's
+        if tile:
+            raise ValueError("ImageMagick's kernel lists are filtered whole: give --tile 0")
+        return _run_whole(task, options)
     if tile == 0 or not isinstance(path, str) or path == "-":
         return _run_whole(task, options)
     if tile is None and not _all_tiff(task, options):
@@ -214,6 +228,11 @@ def _run_tiled(source: Any, task: Task, options: Options, tile: int) -> list[dic
     from convtool import imaging
     from convtool.batch import tiled
 
+    if source.has_alpha and options.alpha != "keep":
+        raise ValueError(
+            f"{source.path}: filtering in tiles carries alpha through untouched; give "
+            "--alpha keep for that, or --tile 0 to filter it whole, premultiplied"
+        )
     if not options.overwrite:
         refuse_existing(out.path for out in task.outputs)
     if options.max_pixels not in (-1, None):  # an explicit limit still holds
@@ -238,32 +257,43 @@ def _run_whole(task: Task, options: Options) -> list[dict[str, Any]]:
         limit = imaging.DEFAULT if options.max_pixels == -1 else options.max_pixels
         image = imaging.read_image(task.source, max_pixels=limit)
     needed = {k for out in task.outputs for k in out.kernels}
-    results: dict[int, np.ndarray] = {}
+    results: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
     engine = engine_for(options, work_of(image.data.shape, options, needed))
+    geometry = {
+        "color": options.color,
+        "border": options.border,
+        "padding": options.padding,
+        "stride": options.stride,
+        "engine": engine,
+    }
+    alpha = image.alpha
+    # an opaque alpha (RGBA written by many programs) changes nothing premultiplied
+    premultiply = alpha is not None and options.alpha != "keep" and bool((alpha < 1).any())
     for k in sorted(needed):
-        results[k] = correlate(
-            image.data,
-            options.kernels[k],
-            color=options.color,
-            border=options.border,
-            padding=options.padding,
-            stride=options.stride,
-            engine=engine,
-        )
+        kernel = options.kernels[k]
+        if premultiply:
+            results[k] = correlate_premultiplied(image.data, alpha, kernel, **geometry)
+        else:
+            results[k] = (correlate(image.data, kernel, **geometry), None)
     return [_write(image, out, results, options) for out in task.outputs]
 
 
-def _write(image: Any, out: Output, results: dict[int, np.ndarray], options: Options) -> dict:
+def _write(
+    image: Any,
+    out: Output,
+    results: dict[int, tuple[np.ndarray, np.ndarray | None]],
+    options: Options,
+) -> dict:
     from convtool import imaging
 
-    parts = [results[k] for k in out.kernels]
+    parts = [results[k][0] for k in out.kernels]
     y = parts[0] if out.combine is None else combine(parts, out.combine)
     fmt = output_format(out.path, options.format, image.format)
     post = PostProcess.chosen(options.map, output_depth(fmt, image.bit_depth, options.depth))
     post.measure(y)
     y = post.mapped(y)
-    alpha = None
-    if image.alpha is not None:
+    alpha = results[out.kernels[0]][1]  # the first kernel's, when several are combined
+    if image.alpha is not None and alpha is None:
         size = options.kernels[out.kernels[0]].size
         alpha = resample_alpha(image.alpha, size, padding=options.padding, stride=options.stride)
     channels = 1 if y.ndim == 2 else y.shape[2]
@@ -282,5 +312,7 @@ def _write(image: Any, out: Output, results: dict[int, np.ndarray], options: Opt
             bit_depth=post.depth,
             overwrite=options.overwrite,
             format=fmt,
+            meta=None if options.strip else image.meta.strided(options.stride),
+            quality=options.quality,
         )
     return post.record(y.shape, input=_label(image.source), output=out.path, kernel=out.label)

@@ -114,6 +114,37 @@ def is_folder(target: str, count: int) -> bool:
     return count > 1 or target.endswith(("/", os.sep)) or os.path.isdir(target)
 
 
+def make_folder(target: str, option: str) -> bool:
+    """Create ``target`` (and its parents) when it is written ``DIR/`` and missing, as
+    ``mkdir -p``; whether it was made. Raises PlanError, blaming ``option``."""
+    if not target.endswith(("/", os.sep)) or os.path.isdir(target):
+        return False
+    check_folder(target, target, option)
+    try:
+        os.makedirs(target, exist_ok=True)
+    except OSError as e:
+        raise PlanError(f"cannot create the folder {target!r}: {e.strerror or e}", option) from None
+    return True
+
+
+def _several_into_one(output: str, count: int, results: int) -> PlanError:
+    """-o names one file that does not exist, for several results: say the ways out
+    (combining, where there are several kernels; a folder always)."""
+    name, ext = os.path.splitext(output.rstrip("/" + os.sep))
+    folder = (
+        f"write one file each into a folder (-o {name if ext else output}/, created if missing)"
+    )
+    if results > 1:
+        ways = (
+            f"combine the kernels into one picture (--combine magnitude, max or sum), or {folder}"
+        )
+    else:
+        ways = folder
+    return PlanError(
+        f"-o {output} names one file, and this run makes {count} results: {ways}", "-o"
+    )
+
+
 def refuse_existing(paths: Iterable[str]) -> None:
     """Refuse to replace a file (ImageWriteError): the check before anything is written."""
     from convtool.imaging import exists_error
@@ -218,7 +249,9 @@ def check_depths(tasks: Iterable[Any], options: Any) -> None:
 # ---------------------------------------------------------------------------- naming
 
 
-def _check_target(output: str | None, count: int, folder_mode: bool, fmt: str | None) -> None:
+def _check_target(
+    output: str | None, count: int, folder_mode: bool, fmt: str | None, results: int = 1
+) -> None:
     """Refuse an ``-o`` that cannot work, before anything is read."""
     if output == "-":
         if count != 1:
@@ -227,6 +260,7 @@ def _check_target(output: str | None, count: int, folder_mode: bool, fmt: str | 
     if output is None:
         return
     if folder_mode:
+        make_folder(output, "-o")
         if not os.path.isdir(output):
             bare = output.rstrip("/" + os.sep) or output  # 'ok.png/' names the file ok.png
             many = count > 1 and not output.endswith(("/", os.sep))
@@ -234,11 +268,9 @@ def _check_target(output: str | None, count: int, folder_mode: bool, fmt: str | 
             if os.path.exists(bare):
                 what = f"{bare!r} is not a folder"
                 raise PlanError(why + (what if bare == output else f"{output!r}: {what}"), "-o")
-            raise PlanError(
-                f"{why}{output!r} does not exist; create the folder first (as mogrify -path "
-                "requires)",
-                "-o",
-            )
+            if many:
+                raise _several_into_one(output, count, results)
+            raise PlanError(f"{output!r} does not exist", "-o")  # (not reached: made above)
         return
     folder = os.path.dirname(output) or "."
     if not os.path.isdir(folder):
@@ -271,7 +303,7 @@ def name_outputs(
     folder_mode = output is None or (
         output != "-" and (output.endswith(("/", os.sep)) or os.path.isdir(output) or count > 1)
     )
-    _check_target(output, count, folder_mode, fmt)
+    _check_target(output, count, folder_mode, fmt, len(slugs))
     claims = OutputClaims()
     paths = []
     for source in inputs:
@@ -319,6 +351,7 @@ def figure_paths(
     """
     if target is None:
         return [None] * len(inputs)
+    make_folder(target, option)
     if not is_folder(target, len(inputs)):
         folder = os.path.dirname(target) or "."
         check_folder(folder, target, option)
@@ -336,7 +369,8 @@ def figure_paths(
     check_folder(target, target, option)
     if not os.path.isdir(target):
         raise PlanError(
-            f"{len(inputs)} input(s) need a folder and {target!r} does not exist; create it first",
+            f"{len(inputs)} inputs need a folder and {target!r} does not exist; give "
+            f"{option} {target.rstrip('/' + os.sep)}/ to create it",
             option,
         )
     return [os.path.join(target, f"{stem(s)}.{suffix}.png") for s in inputs]

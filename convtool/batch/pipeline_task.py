@@ -25,6 +25,7 @@ from convtool.batch.outputs import (
     check_format,
     figure_paths,
     is_folder,
+    make_folder,
     name_outputs,
     output_depth,
     output_format,
@@ -136,6 +137,7 @@ def plan_tasks(
     panels = figure_paths(inputs, panel, "panel", "--panel")
     grids = figure_paths(inputs, grid, "grid", "--grid")
     if stages_dir is not None:
+        make_folder(stages_dir, "--save-stages")  # DIR/: with its parents, as -o DIR/
         parent = os.path.dirname(os.path.normpath(stages_dir)) or "."
         check_folder(stages_dir, stages_dir, "--save-stages")
         if not os.path.isdir(parent):

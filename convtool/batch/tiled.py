@@ -216,6 +216,7 @@ def _write(source: TiffSource, out: Any, options: Any, tile: int, engine: Any) -
         bit_depth=plan.post.depth,
         tile=tile,
         overwrite=options.overwrite,
+        meta=None if options.strip else source.meta.strided(options.stride),
     )
     return plan.post.record(plan.shape, input=source.path, output=out.path, kernel=out.label)
 

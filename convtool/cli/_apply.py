@@ -32,7 +32,11 @@ APPLY_HELP = """Filter pictures with named or custom kernels.
 INPUT is a picture (PNG, JPEG, TIFF, BMP, WebP, GIF; 8 or 16 bits; grey,
 RGB, RGBA, palette), a .npy float array (H, W) or (H, W, C), or - for
 standard input. Kernels correlate (no flip), as in the chapter and in
-OpenCV; alpha is carried through untouched.
+OpenCV; outside the picture lie its edge pixels (--border replicate, as
+ImageMagick), so no photograph gets a frame; alpha is filtered with the
+colour premultiplied by it, as ImageMagick does (--alpha keep: untouched).
+-k im:NAME[:ARGS] is ImageMagick's kernel: with --flip the result is
+convert's -morphology Convolve NAME:ARGS.
 
 \b
 Output names:
@@ -43,14 +47,15 @@ Output names:
   --combine                        <stem>.<k1>+<k2>.<how>.<ext>
 <kernel> is the kernel's name made safe (gaussian:7,1.5 -> gaussian_7_1.5,
 sobel_x@90 -> sobel_x_r90, a file's stem, custom for inline); <ext> is
---format's, else the input's (.png for GIF and standard input's PNG). DIR
-must exist. Existing files are kept unless --overwrite; an input is never
-written.
+--format's, else the input's (.png for GIF and standard input's PNG).
+-o DIR/ creates DIR if missing. Existing files are kept unless
+--overwrite; an input is never written.
 
 \b
 Values: PNG and TIFF keep the input's depth (16-bit stays 16-bit), JPEG,
 BMP and WebP are 8-bit; values are clipped to [0, 1] unless --map says
-otherwise. .npy and --depth 32 TIFF keep the raw float32 result.
+otherwise. .npy and --depth 32 TIFF keep the raw float32 result. The
+input's ICC profile, resolution and EXIF are kept (--strip drops them).
 For even kernel sizes, 'same' padding puts the extra row or column after
 (bottom, right), as torch; SciPy and OpenCV put it before.
 
@@ -59,11 +64,13 @@ written (exit code 1 at the end); Ctrl-C leaves only whole files.
 
 \b
 Examples:
-  convtool apply photo.png -k sobel_x -o edges.png
+  convtool apply photo.png -k sobel -o edges.png          # gradient magnitude
+  convtool apply photo.png -k gaussian:0x2 -o soft.png    # sigma 2
+  convtool apply photo.png -k im:LoG:0x2 --flip -o log.png   # ImageMagick's
   convtool apply photo.png -k sobel_x -k sobel_y --combine magnitude -o mag.png
   convtool apply a.png b.png photos/*.jpg -k blur -o outdir/ --jobs 4
   convtool apply disc.png -k embossing --color gray --map offset -o emboss.png
-  convtool apply scan.tif -k "0,-1,0; -1,5,-1; 0,-1,0" --border replicate -o sharp.tif
+  convtool apply scan.tif -k "0,-1,0; -1,5,-1; 0,-1,0" --border mirror -o sharp.tif
   convtool apply in.png -k gaussian:7 -o raw.npy        # raw float32, for convtool fit
   cat in.png | convtool apply - -k sharpen -o - > out.png
   convtool apply map.tif -k gaussian:7 -o out.tif --tile 1024  # larger than memory
@@ -80,14 +87,15 @@ Examples:
     multiple=True,
     required=True,
     metavar="SPEC",
-    help='Kernel: a name (convtool kernels), inline rows "0,-1,0; -1,5,-1; 0,-1,0", '
-    '"3x3: ...", or @FILE (.txt .csv .json .npy). Repeat for several.',
+    help="Kernel: a name (convtool kernels), im:NAME[:ARGS] (ImageMagick's), inline rows "
+    '"0,-1,0; -1,5,-1; 0,-1,0", "3x3: ...", or @FILE (.txt .csv .json .npy). '
+    "Repeat for several.",
 )
 @click.option(
     "-o",
     "--output",
     metavar="PATH",
-    help="Output file, folder (DIR/, must exist), or - for standard output. "
+    help="Output file, folder (DIR/, created if missing), or - for standard output. "
     "Default: beside each input, named as below.",
 )
 @click.option(
@@ -100,9 +108,10 @@ Examples:
 @click.option(
     "--border",
     type=click.Choice(vocab.BORDERS),
-    default="zero",
+    default="replicate",
     show_default=True,
-    help=vocab.BORDER_HELP,
+    help=vocab.BORDER_HELP + " replicate (ImageMagick's edge pixels) frames no photograph; "
+    "zero is the chapter's.",
 )
 @click.option(
     "--padding",
@@ -146,6 +155,15 @@ Examples:
     "(min..max to 0..1) or offset (+0.5). Float outputs are raw unless given.",
 )
 @click.option(
+    "--alpha",
+    "alpha",
+    type=click.Choice(vocab.ALPHAS),
+    default="premultiply",
+    show_default=True,
+    help="Alpha: filtered with the picture, colour premultiplied by it, as ImageMagick "
+    "(a blurred edge fades and keeps its colour), or kept as read.",
+)
+@click.option(
     "--combine",
     type=click.Choice(vocab.COMBINES),
     help="Several kernels into one picture: sqrt of the sum of squares, max, or sum.",
@@ -160,6 +178,19 @@ Examples:
     "fmt",
     metavar="EXT",
     help="Output format for generated names and '-': png, jpg, tif, bmp, webp, npy.",
+)
+@click.option(
+    "--quality",
+    type=click.IntRange(1, 100),
+    metavar="N",
+    help="JPEG and WebP quality, 1-100. Default: JPEG 95 (edges and fine texture of "
+    "filtered pictures stay free of visible artefacts), WebP lossless.",
+)
+@click.option(
+    "--strip",
+    is_flag=True,
+    help="Write no ICC profile, resolution (dpi) or EXIF; by default they are kept, "
+    "as ImageMagick keeps them.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input).")
 @click.option(
@@ -191,9 +222,12 @@ def apply(
     scale,
     bias,
     value_map,
+    alpha,
     combine,
     depth,
     fmt,
+    quality,
+    strip,
     overwrite,
     n_jobs,
     as_json,
@@ -211,6 +245,7 @@ def apply(
 
     kernels = _prepared_kernels(specs, bias, normalize, scale, flip)
     _check_usage(kernels, inputs, color, combine, as_json, output, fmt)
+    _check_chains(kernels, padding, stride, tile)
     options = apply_task.Options(
         kernels=tuple(kernels),
         color=color or "channels",
@@ -218,8 +253,11 @@ def apply(
         padding=padding,
         stride=stride,
         map=value_map,
+        alpha=alpha,
         depth=None if depth is None else int(depth),
         format=fmt,
+        strip=strip,
+        quality=quality,
         overwrite=overwrite,
         max_pixels=-1 if max_pixels is None else (max_pixels or None),
         notice=CompileNotice(),
@@ -349,10 +387,27 @@ def _prepared_kernels(specs, bias, normalize, scale, flip) -> list[Any]:
                 normalize=normalize,
                 scale=scale,
                 flip=flip,
+                parts=parsed.parts,
+                chain=parsed.chain,
             )
         )
         _check_float32(kernels[-1])
     return kernels
+
+
+def _check_chains(kernels, padding, stride, tile) -> None:
+    """ImageMagick's kernel lists apply one kernel after another, on the whole picture."""
+    chained = [k for k in kernels if k.chain]
+    if not chained:
+        return
+    name = chained[0].name
+    if padding != "same" or tuple(stride) != (1, 1):
+        raise click.UsageError(
+            f"kernel {name} is a list applied one kernel after another: it needs "
+            "--padding same and --stride 1"
+        )
+    if tile:
+        raise click.UsageError(f"kernel {name} is a list: it is filtered whole; give --tile 0")
 
 
 def _check_usage(kernels, inputs, color, combine, as_json, output, fmt) -> None:

@@ -70,6 +70,9 @@ def _describe(k) -> tuple[tuple[str, ...], str]:
 
     if k.base is None:
         return (), "custom kernel" if k.name == "custom" else f"kernel from {k.name}"
+    if k.base.startswith("im:"):
+        spec = k.name[3:]
+        return (), f"ImageMagick's {spec}, as -morphology Convolve uses it (--flip in apply)"
     info = kernel_info(k.base)
     return info.aliases, info.description
 
@@ -102,16 +105,19 @@ def _specs_json(parsed) -> str:
     objects = []
     for k in parsed:
         aliases, description = _describe(k)
-        objects.append(
-            {
-                "name": k.name,
-                "aliases": list(aliases),
-                "shape": list(k.weights.shape),
-                "kernel": k.weights.tolist(),
-                "description": description,
-                "bias": k.bias,
-            }
-        )
+        record = {
+            "name": k.name,
+            "aliases": list(aliases),
+            "shape": list(k.weights.shape),
+            "kernel": k.weights.tolist(),
+            "description": description,
+            "bias": k.bias,
+        }
+        if k.parts:  # a gradient magnitude: every kernel it takes
+            record["parts"] = [p.tolist() for p in k.parts]
+        if k.chain:  # a kernel list: the kernels after the first, in order
+            record["chain"] = [c.tolist() for c in k.chain]
+        objects.append(record)
     return json.dumps(objects[0] if len(objects) == 1 else objects)
 
 
@@ -165,7 +171,10 @@ def _bank_table(infos):
         description = Text(i.description)
         if i.syntax != i.name:
             description = Text.assemble((i.syntax, "bold"), "\n", description)
-        table.add_row(name, _matrix(i.kernel), description)
+        h, w = i.kernel.shape
+        # a wide kernel would squeeze the names: its size instead (convtool kernels NAME shows it)
+        kernel = _matrix(i.kernel) if w <= 5 else Text(f"{h}x{w}", style="dim")
+        table.add_row(name, kernel, description)
     return table
 
 
@@ -179,11 +188,14 @@ def _spec_panel(k):
 
     aliases, description = _describe(k)
     w = k.weights
-    if k.base is not None and "@" in k.name:
+    if k.base is not None and "@" in k.name and not k.base.startswith("im:"):
         base, angle = k.name.rsplit("@", 1)
         description = f"{base} turned {angle} degrees clockwise. {description}"
     parts = []
-    if w.ndim == 2:
+    if k.chain:  # ImageMagick's kernel list: each kernel, one after another
+        for n, step in enumerate((w, *k.chain)[:_MAX_SLICES]):
+            parts += [Text(f"kernel {n + 1} of {len(k.chain) + 1}", style="bold"), _matrix(step)]
+    elif w.ndim == 2:
         parts.append(_matrix(w))
     else:
         slices = [(o, i) for o in range(w.shape[0]) for i in range(w.shape[1])]

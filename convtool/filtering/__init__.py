@@ -4,6 +4,7 @@ The names these functions take (borders, colour modes, maps, combining) are
 :mod:`convtool.vocab`'s.
 """
 
+from convtool.filtering.alpha import correlate_premultiplied
 from convtool.filtering.colour import to_gray
 from convtool.filtering.correlate import (
     Prepared,
@@ -28,6 +29,7 @@ __all__ = [
     "clipped_share",
     "combine",
     "correlate",
+    "correlate_premultiplied",
     "finite_stats",
     "map_values",
     "pixels_inside",

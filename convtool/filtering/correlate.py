@@ -41,13 +41,17 @@ class Prepared:
     """A kernel ready to apply: weights after --normalize, --scale and --flip, and its bias.
 
     ``weights`` is float64, (kH, kW) or (C_out, C_in, kH, kW); ``bias`` a float,
-    one float per output channel, or None.
+    one float per output channel, or None. ``parts``, for a gradient magnitude
+    (``sobel``), holds its (kH, kW) kernels (``weights`` is the first): the result is
+    ``sqrt(mean of their results squared)``, plus the bias.
     """
 
     weights: np.ndarray
     name: str = "kernel"
     slug: str = "kernel"
     bias: float | tuple[float, ...] | None = None
+    parts: tuple[np.ndarray, ...] = ()
+    chain: tuple[np.ndarray, ...] = ()  # applied after weights, one by one, clipped between
 
     @property
     def full(self) -> bool:
@@ -68,26 +72,38 @@ def prepare_kernel(
     normalize: bool = False,
     scale: float = 1.0,
     flip: bool = False,
+    parts: tuple[Any, ...] = (),
+    chain: tuple[Any, ...] = (),
 ) -> Prepared:
     """Divide by the sum (``normalize``, skipped where the sum is zero), multiply by
-    ``scale``, and rotate 180 degrees (``flip``), in that order.
+    ``scale``, and rotate 180 degrees (``flip``), in that order; to ``parts`` and
+    ``chain`` alike.
 
     >>> prepare_kernel([[1, 1], [1, 1]], normalize=True, scale=2).weights.tolist()
     [[0.5, 0.5], [0.5, 0.5]]
     """
     from convtool.kernels import normalize_kernel
 
-    w = np.array(weights, dtype=np.float64)
-    if w.ndim not in (2, 4) or 0 in w.shape:
-        raise ValueError(f"a kernel must be (kH, kW) or (C_out, C_in, kH, kW); got {w.shape}")
-    if normalize:
-        w = normalize_kernel(w)
     if not np.isfinite(scale):
         raise ValueError(f"scale must be finite, got {scale}")
-    w = w * float(scale)
-    if flip:
-        w = np.ascontiguousarray(w[..., ::-1, ::-1])
-    return Prepared(w, name, slug or name, bias)
+
+    def prepared(weights: Any) -> np.ndarray:
+        w = np.array(weights, dtype=np.float64)
+        if w.ndim not in (2, 4) or 0 in w.shape:
+            raise ValueError(f"a kernel must be (kH, kW) or (C_out, C_in, kH, kW); got {w.shape}")
+        if normalize:
+            w = normalize_kernel(w)
+        w = w * float(scale)
+        return np.ascontiguousarray(w[..., ::-1, ::-1]) if flip else w
+
+    done = tuple(prepared(p) for p in parts)
+    if any(p.ndim != 2 or p.shape != done[0].shape for p in done):
+        raise ValueError("a gradient magnitude's kernels must be 2-D and of one shape")
+    then = tuple(prepared(k) for k in chain)
+    if any(k.ndim != 2 for k in then):
+        raise ValueError("a chain's kernels must be 2-D")
+    first = done[0] if done else prepared(weights)
+    return Prepared(first, name, slug or name, bias, done, then)
 
 
 def _planes(data: np.ndarray) -> np.ndarray:
@@ -139,7 +155,9 @@ def correlate(
         The picture (alpha split off beforehand).
     kernel : Prepared or array
         (kH, kW), or (C_out, C_in, kH, kW) with C_in the picture's channel count;
-        a Prepared kernel brings its bias.
+        a Prepared kernel brings its bias, and its ``parts`` (a gradient magnitude:
+        ``sqrt(mean of the parts' results squared)``) or ``chain`` (kernels applied one
+        after another, 'same' padding and stride 1 only).
     color : 'channels', 'gray' or 'sum'
         What a 2-D kernel does with colour (see the module docstring); ignored
         for grey pictures and 4-D kernels.
@@ -164,8 +182,64 @@ def correlate(
     prepared = kernel if isinstance(kernel, Prepared) else prepare_kernel(kernel)
     vocab.check("border", border, vocab.BORDERS)
     vocab.check("color", color, vocab.COLORS)
-    w, bias = prepared.weights, prepared.bias
     x = _planes(data)
+    if prepared.chain:
+        return _chained(x, data, prepared, color, border, padding, stride, engine)
+    if not prepared.parts:
+        return _correlate(x, data, prepared, color, border, padding, stride, engine)
+    # a gradient magnitude: each kernel without the bias, then sqrt(mean of squares) + bias
+    total = None
+    for part in prepared.parts:
+        one = Prepared(part, prepared.name, prepared.slug)
+        r = _correlate(x, data, one, color, border, padding, stride, engine)
+        total = r * r if total is None else total + r * r
+    y = np.sqrt(total * np.float32(1.0 / len(prepared.parts)))
+    if prepared.bias is not None:
+        y += np.float32(prepared.bias if np.ndim(prepared.bias) == 0 else prepared.bias[0])
+    return y
+
+
+def _chained(
+    x: np.ndarray,
+    data: Any,
+    prepared: Prepared,
+    color: str,
+    border: str,
+    padding: PaddingSpec,
+    stride: Any,
+    engine: Any,
+) -> np.ndarray:
+    """A chain: each kernel on the result of the one before, clipped to [0, 1] and rounded
+    to 16 bits in between, as ImageMagick's kernel lists on its Q16 pixels (each step
+    amplifies what the one before rounded: Kirsch's eight turns, 15x each); the bias at
+    every step."""
+    if padding != "same" or as_pair(stride, "stride") != (1, 1):
+        raise ValueError(
+            f"kernel {prepared.name} is a list applied one kernel after another: it "
+            "needs 'same' padding and stride 1"
+        )
+    first = Prepared(prepared.weights, prepared.name, prepared.slug, prepared.bias)
+    y = _correlate(x, data, first, color, border, padding, stride, engine)
+    for w in prepared.chain:
+        # ImageMagick's Q16 pixels between the steps: clipped, and whole 16-bit levels
+        y = np.rint(np.clip(y, 0.0, 1.0) * np.float32(65535)) * np.float32(1 / 65535)
+        step = Prepared(w, prepared.name, prepared.slug, prepared.bias)
+        y = _correlate(_planes(y), y, step, "channels", border, padding, stride, engine)
+    return y
+
+
+def _correlate(
+    x: np.ndarray,
+    data: Any,
+    prepared: Prepared,
+    color: str,
+    border: str,
+    padding: PaddingSpec,
+    stride: Any,
+    engine: Any,
+) -> np.ndarray:
+    """:func:`correlate` for one kernel, the picture already as planes ``x``."""
+    w, bias = prepared.weights, prepared.bias
     channels = x.shape[0]
     if prepared.full:
         if w.shape[1] != channels:

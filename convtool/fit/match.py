@@ -38,7 +38,11 @@ def match_kernel(kernel: Any, *, close: float = 0.03) -> KernelMatch | None:
     norm = float(np.linalg.norm(w))
     if w.ndim != 2 or norm == 0 or not math.isfinite(norm):
         return None
-    candidates = [(i.name, i.kernel) for i in list_kernels() if i.kernel.shape == w.shape]
+    candidates = [
+        (i.name, i.kernel)
+        for i in list_kernels()
+        if i.kernel.shape == w.shape and i.group != "magnitude"  # sobel: two kernels, not one
+    ]
     kh, kw = w.shape
     if kh == kw and kh % 2:
         candidates.append((f"gaussian:{kh}", parse_kernel(f"gaussian:{kh}")))

@@ -1,12 +1,13 @@
 """Pictures on disk: formats, readers, writers and atomic writes.
 
-The only place pillow and tifffile are imported. The modules, by topic:
+The only place pillow, tifffile and imagecodecs are imported. The modules, by topic:
 ``formats`` (extensions, format names, signatures), ``errors`` (the errors and
 their one-line messages), ``image`` (the picture a reader returns, the pixel
 policy), ``source`` (the bytes to read, the size limits), ``read`` with
 ``read_pillow`` and ``read_deep`` (the decoders), ``arrays`` (.npy), ``write``
 (quantise and encode), ``atomic`` (files that appear whole), ``png16`` (16-bit
-PNG codec) and ``tiff`` (a TIFF read region by region).
+colour PNG through imagecodecs), ``metadata`` (ICC profile, resolution, EXIF) and
+``tiff`` (a TIFF read region by region).
 """
 
 from convtool.imaging.arrays import load_array, save_array

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convtool.imaging.metadata import Metadata
+
 __all__ = ["Image", "mode_of", "unit_scaled"]
 
 
@@ -38,6 +40,8 @@ class Image:
         The path as given, '-' for standard input, or a stream's name.
     format : str
         'PNG', 'JPEG', 'TIFF', 'BMP', 'WEBP', 'GIF' or 'NPY'.
+    meta : Metadata
+        The ICC profile, resolution and EXIF the file holds (none for .npy).
     """
 
     data: np.ndarray
@@ -46,6 +50,7 @@ class Image:
     mode: str
     source: str
     format: str
+    meta: Metadata = Metadata()  # noqa: RUF009 (frozen: one shared empty value is safe)
 
     @property
     def height(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from dataclasses import replace
 from typing import IO
 
 from PIL import Image as PILImage
@@ -20,6 +21,7 @@ from convtool.imaging.arrays import image_from_npy, parse_npy
 from convtool.imaging.errors import ImageReadError, label, one_line, quiet_decoders
 from convtool.imaging.formats import NPY_MAGIC
 from convtool.imaging.image import Image, mode_of
+from convtool.imaging.metadata import from_pillow
 from convtool.imaging.read_deep import read_png16, read_tiff
 from convtool.imaging.read_pillow import (
     arrays_from_pillow,
@@ -112,12 +114,13 @@ def _read_picture(buf: bytes, source: str, max_pixels: int | None) -> Image:
         if im is None:
             return read_tiff(buf, source, max_pixels)
         fmt = "JPEG" if im.format == "MPO" else str(im.format)
+        meta = from_pillow(im, upright=fmt == "JPEG", decoded=fmt == "JPEG")
         try:
             check_pixel_count(*im.size, max_pixels, name)
             if fmt == "PNG" and buf[12:16] == b"IHDR" and buf[24] == 16 and buf[25] in (2, 4, 6):
-                return read_png16(buf, source, max_pixels)
+                return replace(read_png16(buf, source, max_pixels), meta=meta)
             if fmt == "TIFF" and pillow_downconverts(im):
-                return read_tiff(buf, source, max_pixels)
+                return replace(read_tiff(buf, source, max_pixels), meta=meta)
             with pillow_limit_lifted(must_lift(max_pixels)), libtiff_muted(fmt == "TIFF"):
                 im.load()  # decode everything now, so that truncation shows here
             if fmt == "JPEG":
@@ -133,4 +136,6 @@ def _read_picture(buf: bytes, source: str, max_pixels: int | None) -> Image:
             raise ImageReadError(
                 f"cannot read {name}: truncated or corrupt {fmt} file ({one_line(e)})"
             ) from e
-    return Image(data, alpha, bit_depth, mode_of(data, alpha), source, fmt)
+    if meta.exif is None and fmt != "JPEG":  # PNG's eXIf may follow the pixels
+        meta = replace(meta, exif=from_pillow(im).exif)
+    return Image(data, alpha, bit_depth, mode_of(data, alpha), source, fmt, meta)

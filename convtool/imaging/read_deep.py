@@ -1,8 +1,7 @@
 """Pictures Pillow reads down to 8 bits or not at all: 16-bit colour PNG and TIFF, float TIFF.
 
-16-bit colour PNGs go through :mod:`convtool.imaging.png16` (whose channels
-Pillow decodes as 16-bit grey, exactly); TIFFs through ``tifffile``, imported
-only when needed.
+16-bit colour PNGs go through :mod:`convtool.imaging.png16` (imagecodecs);
+TIFFs through ``tifffile``; both imported only when needed.
 """
 
 from __future__ import annotations
@@ -11,12 +10,10 @@ import io
 import struct
 
 import numpy as np
-from PIL import Image as PILImage
 
 from convtool.imaging import png16
 from convtool.imaging.errors import ImageReadError, label, one_line
 from convtool.imaging.image import Image, mode_of, unit_scaled
-from convtool.imaging.read_pillow import must_lift, pillow_limit_lifted
 from convtool.imaging.source import check_pixel_count
 from convtool.imaging.tiff import import_tifffile
 
@@ -77,13 +74,16 @@ def read_tiff(buf: bytes, source: str, max_pixels: int | None) -> Image:
 def read_png16(buf: bytes, source: str, max_pixels: int | None) -> Image:
     name = label(source)
     try:
-        planes, trns = png16.decode(buf, lambda grey: _grey16(grey, max_pixels))
+        pixels, trns = png16.decode(buf)
+    except ImportError as e:
+        raise ImageReadError(f"cannot read {name}: {e}") from None
     except MemoryError:
         raise ImageReadError(f"cannot read {name}: out of memory decoding the PNG") from None
     except Exception as e:
         raise ImageReadError(
             f"cannot read {name}: truncated or corrupt PNG file ({one_line(e)})"
         ) from e
+    planes = [pixels] if pixels.ndim == 2 else [pixels[:, :, c] for c in range(pixels.shape[2])]
     alpha = None
     if len(planes) in (2, 4):
         alpha = unit_scaled(planes.pop(), 16)
@@ -93,10 +93,3 @@ def read_png16(buf: bytes, source: str, max_pixels: int | None) -> Image:
         alpha = alpha.astype(np.float32)
     data = unit_scaled(planes[0] if len(planes) == 1 else np.stack(planes, axis=-1), 16)
     return Image(data, alpha, 16, mode_of(data, alpha), source, "PNG")
-
-
-def _grey16(png: bytes, max_pixels: int | None) -> np.ndarray:
-    with pillow_limit_lifted(must_lift(max_pixels)):
-        im = PILImage.open(io.BytesIO(png), formats=("PNG",))
-        im.load()
-    return np.asarray(im).astype(np.uint16)

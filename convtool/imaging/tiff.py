@@ -28,6 +28,7 @@ import numpy as np
 
 from convtool.imaging.formats import TIFF_MAGICS
 from convtool.imaging.image import unit_scaled
+from convtool.imaging.metadata import Metadata
 
 __all__ = [
     "CACHE_BYTES",
@@ -79,6 +80,23 @@ def layout_options(samples: int) -> dict[str, Any]:
     return options
 
 
+def tiff_metadata(page: Any) -> Metadata:
+    """A tifffile page's ICC profile and resolution (dots per inch), as Pillow reads them."""
+    tags = page.tags
+    icc = tags.get(34675)  # InterColorProfile
+    icc = bytes(icc.value) if icc is not None else None
+    dpi = None
+    try:
+        x, y = (tags[t].value for t in ("XResolution", "YResolution"))
+        unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+        scale = {2: 1.0, 3: 2.54}.get(unit)  # per inch, per centimetre
+        if scale is not None and x[1] and y[1] and x[0] > 0 and y[0] > 0:
+            dpi = (x[0] / x[1] * scale, y[0] / y[1] * scale)
+    except (KeyError, TypeError, ValueError, IndexError):  # none, or malformed: none
+        dpi = None
+    return Metadata(icc or None, dpi, None)
+
+
 def write_tiles(
     f: IO[bytes],
     tiles: Iterator[np.ndarray],
@@ -87,8 +105,10 @@ def write_tiles(
     shape: tuple[int, ...],
     dtype: Any,
     tile: int,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write a tiled TIFF of ``shape`` ((H, W) or (H, W, samples)) to the binary file ``f``.
+    """Write a tiled TIFF of ``shape`` ((H, W) or (H, W, samples)) to the binary file ``f``;
+    ``extra``: more of tifffile's options (the metadata's, :func:`tiff_options`).
 
     ``tiles`` gives the ``tile`` x ``tile`` tiles in TIFF order (row by row), each
     already quantised to ``dtype``; the picture is never whole in memory. BigTIFF
@@ -111,6 +131,7 @@ def write_tiles(
         bigtiff=padded * np.dtype(dtype).itemsize > 2**32 - 2**25,
         metadata=None,
         **layout_options(samples),
+        **(extra or {}),
     )
 
 
@@ -191,6 +212,7 @@ class TiffSource:
         self._dtype = dtype.newbyteorder(self._tif.byteorder)
         self._final = bool(page.is_final) and self._tif.filehandle.is_file
         self._offset = int(page.dataoffsets[0]) if self._final else 0
+        self.meta = tiff_metadata(page)
 
     # ------------------------------------------------------------ raw samples
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,7 @@ def write_tiled_tiff(
     bit_depth: int,
     tile: int,
     overwrite: bool = False,
+    meta: Any = None,
 ) -> None:
     """Write float tiles into a tiled TIFF at ``path``, atomically.
 
@@ -51,6 +53,8 @@ def write_tiled_tiff(
         The tiles' side, a multiple of 16.
     overwrite : bool
         Refuse to replace an existing file unless True.
+    meta : Metadata, optional
+        The ICC profile and resolution to write (:mod:`convtool.imaging.metadata`).
 
     Raises
     ------
@@ -58,6 +62,7 @@ def write_tiled_tiff(
         The file cannot be written (one line, naming ``path``).
     """
     from convtool.imaging import ImageWriteError, atomic_write, one_line
+    from convtool.imaging.metadata import tiff_options
     from convtool.imaging.tiff import write_tiles
 
     height, width = shape[:2]
@@ -72,6 +77,7 @@ def write_tiled_tiff(
                 shape=full,
                 dtype=_DTYPES[bit_depth],
                 tile=tile,
+                extra=tiff_options(meta),
             )
     except (OSError, ImportError) as e:
         raise ImageWriteError(f"cannot write {path}: {one_line(e)}") from e

@@ -26,6 +26,11 @@ Spec forms
     kernel (exact, ``np.rot90``); odd multiples of 45 degrees only for 3x3
     kernels, by moving the ring of eight outer cells one place per 45 degrees
     (as ImageMagick does; ``kirsch@45`` is ``kirsch_nw``).
+``im:NAME[:ARGS]``
+    ImageMagick's kernel NAME with its geometry ARGS, as ImageMagick defines it
+    (:mod:`convtool.kernels.imagemagick`): ``im:Gaussian:0x2``, ``im:Sobel:90``.
+``sobel``, ``prewitt``, ``scharr``
+    A gradient magnitude: :attr:`KernelSpec.parts` holds the x and y kernels.
 ``0,-1,0; -1,5,-1; 0,-1,0``
     Inline rows, split by ``;``, ``/`` or newlines; numbers split by commas
     and/or whitespace. A spec is inline when its first token is a number.
@@ -64,6 +69,8 @@ Modules
     Kernels written as numbers, shared by inline specs and text files.
 ``files``
     Kernel files read (``@path``) and written (:func:`write_kernel_file`).
+``imagemagick``
+    ImageMagick's kernels by its names and arguments (``im:``).
 ``display``
     Kernels as text: :func:`format_kernel`, :func:`format_number`.
 ``base``

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from convtool.kernels.base import KernelSpecError, parse_number
+from convtool.kernels.base import MAX_SIDE, KernelSpecError, parse_number
 from convtool.kernels.builders import (
     box_kernel,
     gaussian_kernel,
@@ -22,6 +22,7 @@ from convtool.kernels.builders import (
     rotate_kernel,
     unsharp_kernel,
 )
+from convtool.kernels.imagemagick import im_kernel
 
 
 class KernelInfo(NamedTuple):
@@ -46,6 +47,7 @@ class BankEntry:
     build: Callable[[list[str]], np.ndarray]  # parameter strings -> weights
     params: bool = False  # takes parameters (after ':')
     syntax: str = ""
+    parts: bool = False  # build gives (n, kH, kW): the gradient magnitude of n kernels
 
 
 _BANK: dict[str, BankEntry] = {}
@@ -56,8 +58,9 @@ def _normal(name: str) -> str:
     return re.sub(r"[\s_\-]+", "_", name.strip().lower()).strip("_")
 
 
-def _add(name, aliases, description, group, build, params=False, syntax=""):
-    _BANK[name] = BankEntry(name, tuple(aliases), description, group, build, params, syntax or name)
+def _add(name, aliases, description, group, build, params=False, syntax="", parts=False):
+    syntax = syntax or name
+    _BANK[name] = BankEntry(name, tuple(aliases), description, group, build, params, syntax, parts)
     for n in (name, *aliases):
         _LOOKUP[_normal(n)] = name
 
@@ -75,7 +78,17 @@ def _values(kname: str, args: list[str], names: tuple[str, ...]) -> list[float]:
 
 
 def _gaussian(args: list[str]) -> np.ndarray:
-    return gaussian_kernel(*_values("gaussian", args, ("size", "sigma")))
+    if len(args) == 1 and "x" in args[0].lower():  # ImageMagick's form, SIZExSIGMA
+        args = re.split(r"\s*[xX]\s*", args[0].strip(), maxsplit=1)
+    values = _values("gaussian", args, ("size", "sigma"))
+    if not values:
+        return gaussian_kernel()
+    size, *sigma = values
+    if size == 0:  # sigma only: the size OpenCV picks for it
+        if not sigma or not sigma[0] > 0:
+            raise KernelSpecError("gaussian size 0 (chosen from sigma) needs a sigma > 0")
+        size = min(round(6 * sigma[0] + 1) | 1, MAX_SIDE - (MAX_SIDE + 1) % 2)
+    return gaussian_kernel(size, *sigma)
 
 
 def _box(args: list[str]) -> np.ndarray:
@@ -171,7 +184,8 @@ del _step, _dir
 
 _PARAMETERISED = [
     ("gaussian", [], "gaussian[:SIZE[,SIGMA]]", _gaussian,
-     "Gaussian, sums to 1; SIZE odd (3), SIGMA 0.3*((SIZE-1)/2-1)+0.8 as OpenCV"),
+     "Gaussian, sums to 1; SIZE odd (3), SIGMA 0.3*((SIZE-1)/2-1)+0.8 as OpenCV; "
+     "gaussian:0x2 (or 0,2): SIGMA 2, SIZE round(6*SIGMA+1) made odd, as OpenCV"),
     ("box", ["mean"], "box[:W[xH]]", _box,
      "Mean filter, W columns by H rows (default 3x3), all 1/(W*H)"),
     ("unsharp", ["unsharp_mask"], "unsharp[:SIZE[,SIGMA[,AMOUNT]]]", _unsharp,
@@ -182,6 +196,47 @@ _PARAMETERISED = [
 for _name, _aliases, _syntax, _build, _text in _PARAMETERISED:
     _add(_name, _aliases, _text, "parameterised", _build, True, _syntax)
 del _name, _aliases, _syntax, _build, _text
+
+
+# Gradient magnitudes as scikit-image's sobel, prewitt and scharr: the x and y kernels
+# with their smoothing row normalised (sobel's 1 2 1 / 4), and sqrt((gx^2 + gy^2) / 2),
+# which keeps a [0, 1] picture within [0, 1]
+_SMOOTH = {"sobel": [1, 2, 1], "prewitt": [1, 1, 1], "scharr": [3, 10, 3]}
+for _name, _row in _SMOOTH.items():
+    _x = np.outer(np.array(_row, float) / sum(_row), [-1.0, 0.0, 1.0])
+    _add(
+        _name,
+        [f"{_name}_magnitude"],
+        f"Gradient magnitude sqrt((gx^2 + gy^2) / 2) of {_name}_x and {_name}_y divided by "
+        f"{sum(_row)} (scikit-image's {_name}; the x kernel shown)",
+        "magnitude",
+        lambda args, x=_x: np.stack([x, x.T]),
+        parts=True,
+    )
+del _name, _row, _x
+
+# ImageMagick's kernels whose names the bank does not use otherwise, with its arguments;
+# without arguments, a usable default instead of ImageMagick's (a unity kernel for LoG)
+_IM_UNPREFIXED = [
+    ("log", "log[:RADIUSxSIGMA]", "0x1.4", "Laplacian of a Gaussian, ImageMagick's LoG (0x1.4)"),
+    ("dog", "dog[:RADIUS,SIGMA1,SIGMA2]", "0,1,1.6", "Difference of Gaussians, ImageMagick's DoG"),
+    ("comet", "comet[:WIDTHxSIGMA[,ANGLE]]", "0x2", "One-sided blur, ImageMagick's Comet (0x2)"),
+    ("binomial", "binomial[:RADIUS]", "", "Pascal's triangle, not normalised (ImageMagick's)"),
+    ("freichen", "freichen[:TYPE[,ANGLE]]", "", "Frei-Chen edge kernels, ImageMagick's FreiChen"),
+    ("roberts", "", "", "Roberts, 3x3, ImageMagick's (roberts@45 turns it)"),
+    ("compass", "", "", "Prewitt's compass, ImageMagick's Compass (compass@45 turns it)"),
+]  # fmt: skip
+for _name, _syntax, _default, _text in _IM_UNPREFIXED:
+    _add(
+        _name,
+        [],
+        _text,
+        "imagemagick",
+        lambda args, n=_name, d=_default: im_kernel(n, ",".join(args) or d),
+        bool(_syntax),
+        _syntax,
+    )
+del _name, _syntax, _default, _text
 
 
 def resolve_name(name: str) -> str:
@@ -202,7 +257,9 @@ def bank_entry(name: str) -> BankEntry:
 def kernel_info(name: str) -> KernelInfo:
     """The bank entry for a name or alias, with its (default-parameter) kernel."""
     e = _BANK[resolve_name(name)]
-    return KernelInfo(e.name, e.aliases, e.build([]), e.description, e.syntax, e.group)
+    kernel = e.build([])
+    kernel = kernel[0] if e.parts else kernel  # a magnitude shows its x kernel
+    return KernelInfo(e.name, e.aliases, kernel, e.description, e.syntax, e.group)
 
 
 def list_kernels() -> list[KernelInfo]:

@@ -35,12 +35,22 @@ class KernelSpec:
         kernels only) one value per output channel. None when not given.
     base : str or None
         The canonical bank name for named kernels, otherwise None.
+    parts : tuple of ndarray
+        For a gradient magnitude (``sobel``): its kernels, each (kH, kW); the result is
+        ``sqrt(mean of their results squared)``. ``weights`` is then the first.
+        Empty for every other kernel.
+    chain : tuple of ndarray
+        The kernels that follow ``weights``, each applied to the result of the one
+        before, clipped to [0, 1] in between (ImageMagick's kernel lists, ``im:Sobel>``).
+        Empty for every other kernel.
     """
 
     weights: np.ndarray
     name: str
     bias: float | tuple[float, ...] | None = None
     base: str | None = None
+    parts: tuple[np.ndarray, ...] = ()
+    chain: tuple[np.ndarray, ...] = ()
 
     @property
     def slug(self) -> str:

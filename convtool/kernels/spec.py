@@ -21,6 +21,7 @@ from convtool.kernels.base import (
 from convtool.kernels.builders import rotate_kernel
 from convtool.kernels.display import format_number
 from convtool.kernels.files import read_kernel_file
+from convtool.kernels.imagemagick import im_kernels
 from convtool.kernels.inline import has_size_prefix, parse_numbers
 
 
@@ -73,7 +74,10 @@ def _parse_text(text: str) -> KernelSpec:
             float(first)
         except (ValueError, OverflowError):
             # a name: its part before ':' or '@' holds only letters, digits, '_', '-' and spaces
-            if re.fullmatch(r"[^\W_][\w\- ]*", re.split(r"[:@]", text, maxsplit=1)[0]):
+            head = re.split(r"[:@]", text, maxsplit=1)[0]
+            if head.strip().lower() == "im" and text.lstrip()[2:].lstrip().startswith(":"):
+                return _parse_imagemagick(text)
+            if re.fullmatch(r"[^\W_][\w\- ]*", head):
                 return _parse_named(text)
     return KernelSpec(parse_numbers(text), "custom")
 
@@ -101,15 +105,33 @@ def _parse_named(text: str) -> KernelSpec:
                 f"got {args_text.strip()!r}"
             )
         angles, args = args, []
-    weights = entry.build(args)
+    built = entry.build(args)
+    stack = list(built) if entry.parts else [built]
     display = name + (":" + ",".join(_show_arg(a) for a in args) if args else "")
     if angles:
         if not angles[0]:
             raise KernelSpecError(f"missing rotation angle after '@' in {text!r}")
         angle = parse_number(angles[0], f"{name} rotation")
-        weights = rotate_kernel(weights, angle)
+        stack = [rotate_kernel(w, angle) for w in stack]
         if angle % 360:
             display += f"@{format_number(angle)}"
-    check_size(weights.shape)
-    check_finite(weights, display)
-    return KernelSpec(np.ascontiguousarray(weights, dtype=np.float64), display, None, name)
+    stack = [np.ascontiguousarray(w, dtype=np.float64) for w in stack]
+    for w in stack:
+        check_size(w.shape)
+        check_finite(w, display)
+    return KernelSpec(stack[0], display, None, name, tuple(stack) if entry.parts else ())
+
+
+def _parse_imagemagick(text: str) -> KernelSpec:
+    """``im:NAME[:ARGS]``: ImageMagick's kernel NAME with its geometry ARGS; a list
+    (``K1;K2``, or a flag ``@`` ``>`` ``<``) becomes a chain, applied one after another."""
+    rest = text.strip()[2:].lstrip()[1:].strip()
+    if not re.match(r"[A-Za-z]", rest):
+        raise KernelSpecError("'im:' needs an ImageMagick kernel name, e.g. im:Gaussian:0x2")
+    kernels = [np.ascontiguousarray(k, dtype=np.float64) for k in im_kernels(rest)]
+    display = "im:" + re.sub(r"\s+", "", rest)
+    for k in kernels:
+        check_size(k.shape)
+        check_finite(k, display)
+    base = "im:" + re.sub(r"[\s_\-]+", "", re.match(r"[A-Za-z][\w\- ]*", rest).group().lower())
+    return KernelSpec(kernels[0], display, None, base, chain=tuple(kernels[1:]))

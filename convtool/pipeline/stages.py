@@ -267,6 +267,16 @@ def _conv_stage(raw, head, fields, kernels, defaults: ConvDefaults) -> Stage:
             parsed = spec if isinstance(spec, KernelSpec) else parse_kernel_spec(spec)
         except KernelSpecError as e:
             raise StageError(f"stage {raw!r}: {e}") from None
+        if parsed.parts:  # a layer holds kernels, not a magnitude of two
+            raise StageError(
+                f"stage {raw!r}: {parsed.name} is the gradient magnitude of two kernels; "
+                f"a conv stage takes {parsed.base}_x or {parsed.base}_y"
+            )
+        if parsed.chain:
+            raise StageError(
+                f"stage {raw!r}: {parsed.name} is a list of kernels applied one after "
+                "another; give each as its own conv stage"
+            )
         with np.errstate(over="ignore", invalid="ignore"):  # said below, naming the value
             kernel = prepare_kernel(
                 parsed.weights,

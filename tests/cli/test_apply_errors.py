@@ -60,7 +60,9 @@ CASES: dict[str, Case] = {
     "apply-max-pixels-word": C(f"{APPLY} --max-pixels lots -o {{out}}/x.png", 2, "pixel count"),
     "apply-max-pixels-small": C(f"{APPLY} --max-pixels 100 -o {{out}}/x.png", 1, "limit of 100"),
     "apply-folder-missing": C(f"{APPLY} -o {{out}}/nowhere/x.png", 2, "does not exist"),
-    "apply-folder-missing-dir": C(f"{APPLY} -o {{out}}/nowhere/", 2, "does not exist"),
+    "apply-folder-missing-dir": C(
+        "apply {ok.png} {grey.png} -k blur -o {out}/nowhere", 2, "nowhere/, created if missing"
+    ),
     "apply-folder-is-a-file": C(f"{APPLY} -o {{ok.png}}/x.png", 2, "is not a folder"),
     "apply-out-folder-is-a-file": C(
         "apply {ok.png} {grey.png} -k blur -o {ok.png}/", 2, "ok.png' is not a folder"
@@ -146,7 +148,7 @@ def _reference(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 )
 def test_odd_pictures_are_filtered_like_their_pixels(name, files, tmp_path):
     out = tmp_path / "x.npy"
-    done = run_main(["apply", files[name], "-k", "blur", "-o", out])
+    done = run_main(["apply", files[name], "-k", "blur", "--border", "zero", "-o", out])
     assert done.code == 0 and done.err == "", done.err  # no warning, no noise
     got = np.load(out)
     x, alpha = _reference(files[name])
@@ -160,7 +162,8 @@ def test_odd_pictures_are_filtered_like_their_pixels(name, files, tmp_path):
 
 
 def test_a_picture_smaller_than_the_kernel_takes_same_padding(files, tmp_path):
-    done = run_main(["apply", files["one.png"], "-k", "gaussian:5", "-o", tmp_path / "x.npy"])
+    out = tmp_path / "x.npy"
+    done = run_main(["apply", files["one.png"], "-k", "gaussian:5", "--border", "zero", "-o", out])
     assert done.code == 0, done.err
     from convtool.kernels import parse_kernel
 

@@ -192,3 +192,20 @@ def test_python_m_convtool_kernels_exit_codes():
     )
     assert bad.returncode == 2
     assert "did you mean sobel_x" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_imagemagick_and_magnitude_specs_are_shown():
+    result = run("im:Comet:0x1", "im:sobel:45")
+    assert result.exit_code == 0, result.output
+    assert "ImageMagick's Comet:0x1" in result.output and "1x9" not in result.output
+    data = json.loads(run("sobel", "--json").output)
+    assert len(data["parts"]) == 2 and data["parts"][0] == data["kernel"]
+    assert np.array_equal(np.array(data["parts"][1]), np.array(data["kernel"]).T)
+
+
+def test_imagemagick_kernel_lists_are_shown():
+    result = run("im:Sobel:>")
+    assert result.exit_code == 0, result.output
+    assert "kernel 4 of 4" in result.output and "turned" not in result.output
+    data = json.loads(run("im:Sobel:>", "--json").output)
+    assert len(data["chain"]) == 3 and data["chain"][0] == [[1, 2, 1], [0, 0, 0], [-1, -2, -1]]

@@ -410,3 +410,15 @@ def test_help_documents_the_grammar_without_loading_numpy():
         "01-conv.npy",
     ]:
         assert needle in text, needle
+
+
+def test_trailing_slash_folders_are_created(tmp_path):
+    # --panel DIR/, --grid DIR/ and --save-stages DIR/ create their folders, parents too
+    panel, grid, stages = tmp_path / "a" / "p", tmp_path / "b" / "g", tmp_path / "c" / "s"
+    result = run(
+        DISC, "-k", "sobel_x", "-o", f"{tmp_path}/d/o/",
+        "--panel", f"{panel}/", "--grid", f"{grid}/", "--save-stages", f"{stages}/",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (panel / "disc.panel.png").is_file() and (grid / "disc.grid.png").is_file()
+    assert any(stages.iterdir()) and (tmp_path / "d" / "o" / "disc.pipeline.png").is_file()
