@@ -12,6 +12,7 @@ spans ``D * (K - 1) + 1`` pixels, as torch documents it.
 
 from convtool.shapes.budget import (
     Conv,
+    Extra,
     Plan,
     Pool,
     Relu,
@@ -39,6 +40,7 @@ from convtool.shapes.sizes import (
 __all__ = [
     "ACTIVATIONS",
     "Conv",
+    "Extra",
     "Layer",
     "PaddingSolution",
     "PaddingSpec",

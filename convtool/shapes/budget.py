@@ -28,6 +28,9 @@ from convtool.shapes.sizes import PaddingSpec, Pair, output_size_padded, resolve
 FLOAT = 4  # bytes of a float32 sample: maps are float32 throughout
 READ = 8  # bytes per sample of a picture as read (float64 at most), before its float32 copy
 POST = 2  # copies of the largest result that writing it makes (mapped values, quantised)
+# Multiply-adds that options may ask for whatever the picture (a plan for 1x1, floor=True):
+# some seconds on one core; past it, the work comes from the options, not from the picture.
+FLOOR_WORK = 10**10
 
 Shape = tuple[int, int, int]  # (C, H, W)
 
@@ -80,7 +83,8 @@ class Relu(NamedTuple):
 
 
 class Array(NamedTuple):
-    """One array a step makes: what it is, its shape and the bytes of one element."""
+    """One array a step makes: what it is (as a message says it: 'a result'), its shape and
+    the bytes of one element."""
 
     what: str
     shape: tuple[int, ...]
@@ -98,7 +102,16 @@ class Sized(NamedTuple):
     result: Shape
     kept: tuple[Array, ...]
     scratch: tuple[Array, ...]
-    macs: int = 0  # multiply-adds (convolutions)
+    macs: int = 0  # multiply-adds (or comparisons, for a pool)
+
+
+class Extra(NamedTuple):
+    """Arrays a job keeps besides its steps' results (figures, pictures of every map),
+    named by the option that asks for them."""
+
+    label: str
+    option: str
+    arrays: tuple[Array, ...]
 
 
 class Plan(NamedTuple):
@@ -106,7 +119,7 @@ class Plan(NamedTuple):
 
     source: Shape
     steps: tuple[Sized, ...]
-    extra: tuple[Array, ...] = ()  # figures and the like, kept to the end
+    extra: tuple[Extra, ...] = ()  # figures and the like, kept to the end
 
     @property
     def peak(self) -> int:
@@ -117,7 +130,7 @@ class Plan(NamedTuple):
         kept = sum(a.nbytes for s in self.steps for a in s.kept)
         scratch = max((sum(a.nbytes for a in s.scratch) for s in self.steps), default=0)
         largest = max((a.nbytes for s in self.steps for a in s.kept), default=0)
-        extra = sum(a.nbytes for a in self.extra)
+        extra = sum(a.nbytes for e in self.extra for a in e.arrays)
         return source + kept + scratch + POST * largest + extra
 
     @property
@@ -138,19 +151,21 @@ def _conv(step: Conv, shape: Shape) -> Sized:
             output_size_padded(w, kw, sw, left, right),
         )
         maps += n
-        kept.append(Array("result", (n, *out)))
+        kept.append(Array("a result", (n, *out)))
         arrays = [Array("weights", (n, fan_in, kh, kw))]
         rows, cols = h, w
         if step.copies_border:
             rows, cols = h + top + bottom, w + left + right
-            arrays.append(Array("padded copy", (fan_in, rows, cols)))
+            arrays.append(Array("a padded copy", (fan_in, rows, cols)))
             # numpy.pad's modes fill in passes, with temporaries up to a copy's size
-            arrays.append(Array("padding's temporaries", (fan_in, rows, cols)))
+            arrays.append(Array("padding temporaries", (fan_in, rows, cols)))
         if sw > 1:  # the stride's column phases (convtool.ops.conv2d)
             taps = -(-kw // sw)
             arrays.append(Array("column phases", (fan_in, min(sw, kw), rows, out[1] + taps - 1)))
         scratch.append(arrays)
-        macs += n * out[0] * out[1] * fan_in * kh * kw
+        # the core skips the zeros around the picture: a window reads at most the picture
+        taps = kh * kw if step.copies_border else min(kh, h) * min(kw, w)
+        macs += n * out[0] * out[1] * fan_in * taps
     biggest = max(scratch, key=lambda arrays: sum(a.nbytes for a in arrays))
     shapes = {a.shape[1:] for a in kept}
     result = (maps, *out) if len(shapes) == 1 else (maps, *max(shapes))
@@ -163,8 +178,9 @@ def _pool(step: Pool, shape: Shape) -> Sized:
     for n, k, s, p in zip((h, w), step.window, step.stride, step.padding, strict=True):
         sizes.append(output_size_padded(n, k, s, p, p, ceil_mode=step.ceil_mode))
     result = (c, *sizes)
-    index = Array("window index", result, 8)  # max pooling's argmax
-    return Sized(step, result, (Array("result", result),), (index,))
+    index = Array("a window index", result, 8)  # max pooling's argmax
+    taps = min(step.window[0], h) * min(step.window[1], w)  # windows clipped to the picture
+    return Sized(step, result, (Array("a result", result),), (index,), math.prod(result) * taps)
 
 
 def plan(
@@ -172,7 +188,7 @@ def plan(
     steps: Sequence[Conv | Pool | Relu],
     *,
     chained: bool = True,
-    extra: Sequence[Array] = (),
+    extra: Sequence[Extra] = (),
 ) -> Plan:
     """Size every step of a job on a picture of ``source`` = (C, H, W).
 
@@ -193,7 +209,7 @@ def plan(
             elif isinstance(step, Pool):
                 done = _pool(step, shape)
             else:
-                done = Sized(step, shape, (Array("result", shape),), ())
+                done = Sized(step, shape, (Array("a result", shape),), ())
         except ValueError:
             break
         sized.append(done)
@@ -246,15 +262,16 @@ def check(
         Bytes the job may hold at its peak (see :func:`machine_memory`); None: no limit.
     floor : bool
         The plan is for the smallest picture there is (1x1, one channel), a bound that
-        every picture meets or exceeds: the messages say so.
+        every picture meets or exceeds: the messages say so, and a step's work is held to
+        :data:`FLOOR_WORK` multiply-adds (work a picture brings is not limited).
 
     >>> job = plan((1, 1, 1), [Conv("--padding 9999", "--padding", ((1, 3, 3),), padding=9999)])
     >>> try:
     ...     check(job, max_pixels=10**6, floor=True)
     ... except SizeError as e:
     ...     print(e.option, "|", e)
-    --padding | --padding 9999 would make a 19997x19997 output (399,880,009 pixels) even from \
-a 1x1 picture, more than the limit of 1,000,000 (--max-pixels)
+    --padding | --padding 9999 would make an output of 19997x19997 (399,880,009 pixels) even \
+from a 1x1 picture, more than the limit of 1,000,000 (--max-pixels)
     """
     even = " even from a 1x1 picture" if floor else ""
     if max_pixels is not None:
@@ -262,21 +279,36 @@ a 1x1 picture, more than the limit of 1,000,000 (--max-pixels)
             _, h, w = s.result
             if h * w > max_pixels:
                 raise SizeError(
-                    f"{s.step.label} would make a {h}x{w} output ({_count(h * w)} pixels){even}, "
-                    f"more than the limit of {max_pixels:,} (--max-pixels)",
+                    f"{s.step.label} would make an output of {h}x{w} ({_count(h * w)} pixels)"
+                    f"{even}, more than the limit of {max_pixels:,} (--max-pixels)",
                     s.step.option,
                 )
     need = job.peak
     if memory is None or need <= memory or not job.steps:
+        _check_work(job, floor)
         return
-    worst = max(job.steps, key=lambda s: sum(a.nbytes for a in (*s.kept, *s.scratch)))
-    largest = max((*worst.kept, *worst.scratch), key=lambda a: a.nbytes)
+    parts = [(s.step.label, s.step.option, (*s.kept, *s.scratch)) for s in job.steps]
+    parts += [(e.label, e.option, e.arrays) for e in job.extra if e.arrays]
+    label, option, arrays = max(parts, key=lambda part: sum(a.nbytes for a in part[2]))
+    largest = max(arrays, key=lambda a: a.nbytes)
     raise SizeError(
-        f"{worst.step.label} would make a {_dims(largest.shape)} {largest.what} "
+        f"{label} would make {largest.what} of {_dims(largest.shape)} "
         f"({_bytes(largest.nbytes)}){even}: the job would need {_bytes(need)} of memory, more "
         f"than the {_bytes(memory)} this machine has free",
-        worst.step.option,
+        option,
     )
+
+
+def _check_work(job: Plan, floor: bool) -> None:
+    """Refuse, in a plan for the smallest picture, a step of more than FLOOR_WORK."""
+    for s in job.steps if floor else ():
+        if s.macs > FLOOR_WORK:
+            raise SizeError(
+                f"{s.step.label} would take {s.macs:.2g} multiply-adds even from a 1x1 picture "
+                f"(minutes of work), more than the {FLOOR_WORK:.0e} that options alone may ask "
+                "for",
+                s.step.option,
+            )
 
 
 def _status_bytes(field: str) -> int | None:

@@ -171,7 +171,7 @@ def test_an_output_over_max_pixels_is_refused_naming_the_option_and_size():
         check(plan((3, 80, 80), [_padded(10**8)], chained=False), max_pixels=89478485)
     assert e.value.option == "--padding"
     assert str(e.value) == (
-        "--padding 100000000 would make a 200000078x200000078 output (4e+16 pixels), more "
+        "--padding 100000000 would make an output of 200000078x200000078 (4e+16 pixels), more "
         "than the limit of 89,478,485 (--max-pixels)"
     )
     check(plan((3, 80, 80), [_padded(10)], chained=False), max_pixels=10000)  # 100x100: fits
@@ -183,7 +183,7 @@ def test_memory_over_the_machines_is_refused_saying_how_much_it_would_need():
         check(job, max_pixels=None, memory=8 << 30)
     assert e.value.option == "--padding"
     assert str(e.value).startswith(
-        "--padding 100000000 would make a 3x200000078x200000078 result (426 PiB): the job "
+        "--padding 100000000 would make a result of 3x200000078x200000078 (426 PiB): the job "
         "would need "
     )
     assert str(e.value).endswith("of memory, more than the 8 GiB this machine has free")
@@ -202,12 +202,12 @@ def test_the_step_that_takes_most_memory_is_named_in_a_chain():
     ]
     with pytest.raises(SizeError) as e:
         check(plan((1, 100, 100), steps), memory=64 << 20)
-    assert str(e.value).startswith("stage 2 (conv:blur,p=3000) would make a 1x6098x6098 result")
+    assert str(e.value).startswith("stage 2 (conv:blur,p=3000) would make a result of 1x6098x6098")
 
 
 def test_a_floor_plan_says_it_holds_for_every_picture():
     with pytest.raises(
-        SizeError, match=r"19997x19997 output \(399,880,009 pixels\) even from a 1x1"
+        SizeError, match=r"output of 19997x19997 \(399,880,009 pixels\) even from a 1x1"
     ):
         check(plan((1, 1, 1), [_padded(9999)]), max_pixels=10**6, floor=True)
 
@@ -216,3 +216,19 @@ def test_byte_counts_read_as_people_read_them():
     assert [budget._bytes(n) for n in (5, 2048, 3 << 29, 426 << 50, 10**30)] == [
         "5 bytes", "2 KiB", "1.5 GiB", "426 PiB", "827181 YiB",
     ]  # fmt: skip
+
+
+def test_work_that_options_alone_ask_for_is_held_to_the_floor_limit():
+    # a 31x31 kernel over 6000x6000 wrapped copies of one pixel: the padding's work
+    wrap = Conv("--padding 3000", "--padding", ((1, 31, 31),), padding=3000, copies_border=True)
+    floor = plan((1, 1, 1), [wrap])
+    assert floor.macs == 5971**2 * 31 * 31
+    with pytest.raises(SizeError, match=r"--padding 3000 would take 3.4e\+10 multiply-adds even"):
+        check(floor, floor=True)
+    check(plan((3, 4000, 4000), [wrap]))  # a picture's own work is not limited
+    # zeros around the picture cost nothing: the core skips them
+    zero = plan((1, 1, 1), [wrap._replace(copies_border=False)])
+    assert zero.macs == 5971**2
+    check(zero, floor=True)
+    pool = plan((2, 10, 10), [Pool("p", "--stage", (100, 100), (1, 1), (50, 50))])
+    assert pool.macs == 2 * 11 * 11 * 10 * 10
