@@ -3,6 +3,7 @@ makes, the peak against the memory it really takes, and the refusals' words."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tracemalloc
@@ -232,3 +233,19 @@ def test_work_that_options_alone_ask_for_is_held_to_the_floor_limit():
     check(zero, floor=True)
     pool = plan((2, 10, 10), [Pool("p", "--stage", (100, 100), (1, 1), (50, 50))])
     assert pool.macs == 2 * 11 * 11 * 10 * 10
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("1000000000000001", "padding must be at most 10^15, got 1000000000000001"),
+        ("9" * 4000, "padding must be at most 10^15, got a number of 4000 characters"),
+        ("3x" + "1" * 41, "got a number of 41 characters"),
+    ],
+)
+def test_every_number_typed_is_at_most_a_quadrillion(text, words):
+    from convtool.shapes import parse_pair
+
+    with pytest.raises(ValueError, match=re.escape(words)):
+        parse_pair(text, "padding", 0)
+    assert parse_pair("1000000000000000", "padding", 0) == (10**15, 10**15)
