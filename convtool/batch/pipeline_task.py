@@ -248,8 +248,8 @@ def _figure_arrays(job: Any, options: Options, task: Task) -> list[Any]:
 
     tile, results = options.tile, [s.result for s in job.steps]
     extra = []
-    if task.panel is not None:  # a column per stage, a row per map (at most _SHOWN)
-        shown = [(min(c, _SHOWN), h, w) for c, h, w in [job.source, *results]]
+    if task.panel is not None:  # the source's tile, a column per stage, a row per map
+        shown = [(1, *job.source[1:])] + [(min(c, _SHOWN), h, w) for c, h, w in results]
         cells = len(shown) * max(c for c, _, _ in shown)
         arrays = [_figure(cells, tile)]
         arrays += [budget.Array("colour maps", (c, h, w, 3), 1) for c, h, w in shown]

@@ -284,11 +284,11 @@ from a 1x1 picture, more than the limit of 1,000,000 (--max-pixels)
                     s.step.option,
                 )
     need = job.peak
-    if memory is None or need <= memory or not job.steps:
-        _check_work(job, floor)
-        return
     parts = [(s.step.label, s.step.option, (*s.kept, *s.scratch)) for s in job.steps]
     parts += [(e.label, e.option, e.arrays) for e in job.extra if e.arrays]
+    if memory is None or need <= memory or not parts:
+        _check_work(job, floor)
+        return
     label, option, arrays = max(parts, key=lambda part: sum(a.nbytes for a in part[2]))
     largest = max(arrays, key=lambda a: a.nbytes)
     raise SizeError(
