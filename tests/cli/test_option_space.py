@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.cli.hardening import expand, run_limited, snapshot
@@ -68,7 +68,7 @@ def size(draw, minimum: int = 0) -> str:
     return f"{h}x{max(draw(NUMBERS), minimum)}"
 
 
-PADDING = st.one_of(st.sampled_from(["same", "valid"]), size())
+PADDING = st.one_of(st.sampled_from(["same", "valid"]), size(), size())
 KERNELS = st.sampled_from(
     ["blur", "sobel_x", "gaussian:5", "box:31", "box:200", "gaussian:1023", "motion:9,30",
      "3x3: 1 2 1 2 4 2 1 2 1", "1,2;3,4", "kirsch@45", "box:1x61", "unsharp"]
@@ -228,12 +228,21 @@ def run_case(args: list[str], files: dict[str, Path]) -> None:
 
 @examples("apply")
 @given(apply_lines())
+@example(["apply", "{ok.png}", "-k", "blur", "--padding", "100000000", "-o", "{out}/x.png"])
+@example(["apply", "{ok.png}", "-k", "blur", "--stride", "1000000", "-o", "{out}/x.png"])
+@example(["apply", "{ok.png}", "-k", "box:31", "--padding", "3001", "--max-pixels", "none",
+          "--border", "wrap", "-o", "{out}/x.npy"])  # fmt: skip
+@example(["apply", "{i16.tif}", "-k", "blur", "--tile", "1600000000", "-o", "{out}/x.tif"])
 def test_apply_over_its_option_space(files, args):
     run_case(args, files)
 
 
 @examples("pipeline")
 @given(pipeline_lines())
+@example(["pipeline", "{ok.png}", "--stage", "conv:sobel_x,p=99999999"])
+@example(["pipeline", "{ok.png}", "--stage", "conv:blur,p=1500", "--stage", "conv:blur,p=1500",
+          "--max-pixels", "none", "-o", "{out}/m.npy"])  # fmt: skip
+@example(["pipeline", "{ok.png}", "-k", "blur", "--panel", "{out}/p.png", "--tile", "2048"])
 def test_pipeline_over_its_option_space(files, args):
     run_case(args, files)
 
