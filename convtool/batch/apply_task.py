@@ -70,6 +70,7 @@ class Options:
     max_pixels: int | None = -1  # -1: io's default (Pillow's limit)
     engine: str = "auto"  # 'auto', 'aot' or 'jit' (see convtool.core.engine.choose)
     notice: Any = None  # told when the JIT must compile (see convtool.core.engine.jit)
+    workers: int = 1  # pictures run at a time: each is held to that share of the memory
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ def check_sizes(
 
     limit = imaging.default_max_pixels() if options.max_pixels == -1 else options.max_pixels
     room = budget.machine_memory() if memory else None
+    room = None if room is None else room // max(options.workers, 1)
     budget.check(size_plan(shape, options, needed), max_pixels=limit, memory=room, floor=floor)
 
 
@@ -296,7 +298,8 @@ def _tile_within(tile: int, source: Any, options: Options) -> int:
     step = budget.Conv(f"--tile {tile}", "--tile", kernels, (sh, sw), "valid",
                        options.border != "zero")  # fmt: skip
     job = budget.plan((source.channels, side, side), [step])
-    budget.check(job, memory=budget.machine_memory())
+    room = budget.machine_memory()
+    budget.check(job, memory=None if room is None else room // max(options.workers, 1))
     return tile
 
 

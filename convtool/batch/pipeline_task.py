@@ -67,6 +67,7 @@ class Options:
     title: str | None = None  # None: the input's name and the chain
     grid_stage: int | None = None  # None: the last stage
     notice: Any = None  # told when the JIT must compile (see convtool.core.engine.jit)
+    workers: int = 1  # pictures run at a time: each is held to that share of the memory
 
 
 @dataclass(frozen=True)
@@ -288,7 +289,9 @@ def check_sizes(
 
     limit = imaging.default_max_pixels() if options.max_pixels == -1 else options.max_pixels
     job = size_plan(shape, options, task)
-    budget.check(job, max_pixels=limit, memory=budget.machine_memory(), floor=floor)
+    room = budget.machine_memory()
+    room = None if room is None else room // max(options.workers, 1)
+    budget.check(job, max_pixels=limit, memory=room, floor=floor)
 
 
 def _label(source: Any) -> str:

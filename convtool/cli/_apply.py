@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -226,7 +227,8 @@ def apply(
     )
     _check_sizes(options, None)
     stdin_image = read_stdin(max_pixels) if "-" in inputs else None
-    _check_sizes(options, stdin_image)
+    if stdin_image is not None:
+        _check_sizes(options, stdin_image)
     with planning():
         slugs = unique_slugs([k.slug for k in kernels])
         tasks = apply_task.plan_outputs(list(inputs), slugs, output, combine, fmt, stdin_image)
@@ -237,6 +239,8 @@ def apply(
     with announced(options.notice, text) as announce:
         engine.compiled(announce=announce)  # built here, once, not in every worker
     workers = n_jobs or os.cpu_count() or 1
+    if not scheduler:  # pictures at a time share the memory (a cluster's workers do not)
+        options = dataclasses.replace(options, workers=min(workers, len(tasks)))
     _finish(_run(tasks, options, tile, scheduler, workers, as_json, value_map is not None))
 
 

@@ -276,6 +276,8 @@ def pipeline(
         title=title,
         grid_stage=grid_stage,
         notice=CompileNotice(),
+        # pictures at a time share the memory (a cluster's workers do not)
+        workers=1 if scheduler else min(n_jobs or os.cpu_count() or 1, len(tasks)),
     )
     _check_sizes(tasks, options, stdin_image)
     reporter = PipelineReporter(as_json, to_stderr=any(t.output == "-" for t in tasks))

@@ -9,6 +9,7 @@ and the same bytes whatever ``--jobs`` is.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -389,3 +390,27 @@ def test_a_batch_gives_the_same_bytes_whatever_jobs_is(batch, tmp_path):
     assert len(outputs["1"]) == 8 * 2 * 2
     assert outputs["1"] == outputs["2"]  # byte for byte
     assert outputs["1", "npy"] == outputs["2", "npy"] and outputs["1", "png"] == outputs["2", "png"]
+
+
+def test_pictures_run_at_a_time_share_the_memory(files, tmp_path, monkeypatch):
+    from convtool.batch import apply_task
+    from convtool.filtering import prepare_kernel
+    from convtool.shapes import SizeError, budget
+
+    options = apply_task.Options(kernels=(prepare_kernel(BLUR, name="blur"),))
+    need = apply_task.size_plan((3, 2000, 2000), options).peak
+    monkeypatch.setattr(budget, "machine_memory", lambda: need + need // 2)
+    apply_task.check_sizes((3, 2000, 2000), options)  # alone it fits
+    with pytest.raises(SizeError, match=r"more than the .* this machine has free"):
+        apply_task.check_sizes((3, 2000, 2000), dataclasses.replace(options, workers=2))
+    # the command line tells the tasks how many run at a time: its pictures, at most --jobs
+    from convtool.cli import _apply
+
+    seen = []
+    monkeypatch.setattr(_apply, "_run", lambda tasks, options, *a: seen.append(options.workers))
+    for jobs, pictures in (("3", 2), ("2", 3), ("1", 3)):
+        inputs = [files[name] for name in ("ok.png", "grey.png", "g16.png")[:pictures]]
+        args = ["apply", *inputs, "-k", "blur", "--jobs", jobs]
+        done = run_main([*args, "-o", tmp_path])
+        assert done.code == 0, done.err
+    assert seen == [2, 2, 1]

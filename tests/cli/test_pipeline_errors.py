@@ -206,3 +206,19 @@ def test_a_chain_is_sized_stage_by_stage_the_stage_that_grows_it_named(files, tm
         "result of 1x8995x8995 (309 MiB) even from a 1x1 picture: the job would need" in done.stderr
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pictures_run_at_a_time_share_the_memory(files, monkeypatch):
+    from convtool.cli import _pipeline
+
+    seen = []
+
+    def run(tasks, work, options, **kwargs):
+        seen.append(options.workers)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(_pipeline, "_run_batch", run)
+    for jobs, names in (("3", ("ok.png", "grey.png")), ("2", ("ok.png", "grey.png", "g16.png"))):
+        done = run_main(["pipeline", *[files[n] for n in names], "-k", "blur", "--jobs", jobs])
+        assert done.code == 0, done.err
+    assert seen == [2, 2]
