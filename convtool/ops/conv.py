@@ -47,11 +47,15 @@ def _column_phases(x4: np.ndarray, w4: np.ndarray, sw: int, pad_left: int, w_out
     x_phases = np.zeros((n, c_in, phases, height, cols), dtype=x4.dtype)
     w_phases = np.zeros((c_out, c_in, phases, kh, taps), dtype=w4.dtype)
     for p in range(phases):
-        source = np.arange(cols) * sw + p - pad_left  # xp_p[m] is x[source[m]]
-        inside = (source >= 0) & (source < width)
-        x_phases[:, :, p][..., inside] = x4[..., source[inside]]
-        column = np.arange(taps) * sw + p  # tap q of phase p is kernel column q*sw + p
-        w_phases[:, :, p][..., column < kw] = w4[..., column[column < kw]]
+        # xp_p[m] is x[m*sw + p - pl]: the m whose column lies inside the picture
+        first = max(0, -(-(pad_left - p) // sw))
+        last = min(cols, (width - 1 - p + pad_left) // sw + 1)
+        if last > first:
+            start = first * sw + p - pad_left
+            x_phases[:, :, p, :, first:last] = x4[
+                ..., start : start + (last - first - 1) * sw + 1 : sw
+            ]
+        w_phases[:, :, p, :, : len(range(p, kw, sw))] = w4[..., p::sw]  # tap q: column q*sw + p
     return (
         x_phases.reshape(n, c_in * phases, height, cols),
         w_phases.reshape(c_out, c_in * phases, kh, taps),

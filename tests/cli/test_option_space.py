@@ -158,7 +158,7 @@ def fit_lines(draw) -> list[str]:
     args += _option(draw, "--size", size(1), 2)
     args += _option(draw, "--stride", size(1), 3)
     args += _option(draw, "--method", st.sampled_from(["cg", "gd", "lstsq"]), 2)
-    args += _option(draw, "--max-iter", st.sampled_from(["0", "1", "50", "1000"]), 2)
+    args += _option(draw, "--max-iter", st.sampled_from(["0", "1", "50", "1000", "1000000000"]), 2)
     args += _option(draw, "--bias", st.just(True), 3)
     args += _option(draw, "--per-channel", st.just(True), 4)
     args += _option(draw, "--max-pixels", MAX_PIXELS.filter(bool), 4)
