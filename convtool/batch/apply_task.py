@@ -52,6 +52,7 @@ __all__ = [
     "Options",
     "Output",
     "Task",
+    "check_sizes",
     "engine_for",
     "plan_outputs",
     "run_task",
@@ -78,6 +79,7 @@ class Options:
     max_pixels: int | None = -1  # -1: io's default (Pillow's limit)
     engine: str = "auto"  # 'auto', 'aot' or 'jit' (see convtool.core.engine.choose)
     notice: Any = None  # told when the JIT must compile (see convtool.core.engine.jit)
+    workers: int = 1  # pictures run at a time: each is held to that share of the memory
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,57 @@ def work_of(image_shape: tuple[int, ...], options: Options, needed: set[int]) ->
         parts = max(1, len(options.kernels[k].parts)) + len(options.kernels[k].chain)
         total += h * w * fan * outs * parts * weights.shape[-2] * weights.shape[-1]
     return total / (options.stride[0] * options.stride[1])
+
+
+def size_plan(shape: tuple[int, int, int], options: Options, needed: Any = None) -> Any:
+    """The arrays filtering a picture of ``shape`` = (C, H, W) makes, planned
+    (:mod:`convtool.shapes.budget`): one step per kernel, named by what sizes its result,
+    ``--padding`` where the padding makes it larger than the picture, else ``-k``."""
+    from convtool.shapes import as_pair, budget
+
+    c = shape[0]
+    steps = []
+    for k in sorted(range(len(options.kernels)) if needed is None else needed):
+        kernel = options.kernels[k]
+        (kh, kw), label, option = kernel.size, f"-k {kernel.name}", "-k"
+        if kernel.full:
+            maps, fan = kernel.weights.shape[0], kernel.weights.shape[1]
+        elif c == 1 or options.color == "gray":
+            maps, fan = 1, 1
+        else:  # 'sum' reads every channel into one map, 'channels' one map per channel
+            maps, fan = (1 if options.color == "sum" else c), c
+        if not isinstance(options.padding, str):
+            ph, pw = as_pair(options.padding, "padding")
+            if 2 * ph > kh - 1 or 2 * pw > kw - 1:
+                label, option = f"--padding {ph if ph == pw else f'{ph}x{pw}'}", "--padding"
+        stride = as_pair(options.stride, "stride")
+        copies = options.border != "zero"
+        steps.append(budget.Conv(label, option, ((maps, kh, kw),), stride, options.padding,
+                                 copies, fan))  # fmt: skip
+    return budget.plan(shape, steps, chained=False)
+
+
+def check_sizes(
+    shape: tuple[int, int, int],
+    options: Options,
+    needed: Any = None,
+    *,
+    floor: bool = False,
+    memory: bool = True,
+) -> None:
+    """Refuse (:class:`convtool.shapes.SizeError`) a picture of ``shape`` = (C, H, W) whose
+    results would be over ``--max-pixels`` or whose arrays over the machine's memory.
+
+    ``floor``: the shape is the smallest picture, (1, 1, 1), and the refusal holds for every
+    picture; ``memory=False`` holds the pixels alone (tiles bound the memory).
+    """
+    from convtool import imaging
+    from convtool.shapes import budget
+
+    limit = imaging.default_max_pixels() if options.max_pixels == -1 else options.max_pixels
+    room = budget.machine_memory() if memory else None
+    room = None if room is None else room // max(options.workers, 1)
+    budget.check(size_plan(shape, options, needed), max_pixels=limit, memory=room, floor=floor)
 
 
 def engine_for(options: Options, work: float) -> Any:
@@ -240,9 +293,33 @@ def _run_tiled(source: Any, task: Task, options: Options, tile: int) -> list[dic
     if not tiled.fits(source, task, options):  # a kernel larger than the padded picture
         return _run_whole(task, options)  # its error
     needed = {k for out in task.outputs for k in out.kernels}
+    if options.max_pixels not in (-1, None):
+        check_sizes((source.channels, source.height, source.width), options, needed, memory=False)
+    tile = _tile_within(tile, source, options)
     shape = (source.height, source.width) + ((source.channels,) if source.channels > 1 else ())
     engine = engine_for(options, work_of(shape, options, needed))
     return tiled.run(source, task, options, tile, engine)
+
+
+def _tile_within(tile: int, source: Any, options: Options) -> int:
+    """``tile``, or if that is smaller the default tile or the smallest (a multiple of 16)
+    that holds the picture's whole result: a tile larger than both would only hold padding.
+    Refuses (SizeError) tiles whose arrays are over the machine's memory."""
+    from convtool.filtering.tiles import TILE, TILE_STEP, reach
+    from convtool.shapes import as_pair, budget
+
+    far = reach(options.kernels, options.padding)
+    sh, sw = as_pair(options.stride, "stride")
+    whole = max(source.height, source.width) + 2 * far
+    tile = min(tile, max(TILE, -(-whole // TILE_STEP) * TILE_STEP))
+    side = tile * max(sh, sw) + 2 * far + 1  # the input a tile's windows cover
+    kernels = tuple((source.channels, *k.size) for k in options.kernels)
+    step = budget.Conv(f"--tile {tile}", "--tile", kernels, (sh, sw), "valid",
+                       options.border != "zero")  # fmt: skip
+    job = budget.plan((source.channels, side, side), [step])
+    room = budget.machine_memory()
+    budget.check(job, memory=None if room is None else room // max(options.workers, 1))
+    return tile
 
 
 def _run_whole(task: Task, options: Options) -> list[dict[str, Any]]:
@@ -257,6 +334,8 @@ def _run_whole(task: Task, options: Options) -> list[dict[str, Any]]:
         limit = imaging.DEFAULT if options.max_pixels == -1 else options.max_pixels
         image = imaging.read_image(task.source, max_pixels=limit)
     needed = {k for out in task.outputs for k in out.kernels}
+    data = image.data
+    check_sizes((1 if data.ndim == 2 else data.shape[2], *data.shape[:2]), options, needed)
     results: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
     engine = engine_for(options, work_of(image.data.shape, options, needed))
     geometry = {

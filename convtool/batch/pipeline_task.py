@@ -10,6 +10,7 @@ and drawn before the first file is written.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from io import BytesIO
@@ -38,7 +39,16 @@ from convtool.filtering import stats
 from convtool.kernels import KernelSpec
 from convtool.pipeline import Stage, StageResult, count_nonfinite, run_stages, source_planes
 
-__all__ = ["Options", "Task", "TaskLayout", "check_output", "plan_tasks", "run_task"]
+__all__ = [
+    "Options",
+    "Task",
+    "TaskLayout",
+    "check_output",
+    "check_sizes",
+    "plan_tasks",
+    "run_task",
+    "size_plan",
+]
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,7 @@ class Options:
     title: str | None = None  # None: the input's name and the chain
     grid_stage: int | None = None  # None: the last stage
     notice: Any = None  # told when the JIT must compile (see convtool.core.engine.jit)
+    workers: int = 1  # pictures run at a time: each is held to that share of the memory
 
 
 @dataclass(frozen=True)
@@ -199,6 +210,92 @@ def _engine(x: np.ndarray, options: Options) -> Any:
     return engine.choose(float(x.size) * max(taps, 1), notice=options.notice)
 
 
+_OWN_PADDING = re.compile(r"[:,]\s*p(ad|adding)?\s*=", re.IGNORECASE)
+_SHOWN = 16  # maps a panel shows per stage (pipeline.figures.MAX_CHANNELS)
+
+
+def _size_step(index: int, stage: Stage) -> Any:
+    """One stage for :func:`convtool.shapes.budget.plan`, named as the table names it; a
+    conv whose padding comes from --padding and makes it larger blames --padding."""
+    from convtool.shapes import as_pair, budget
+
+    label = f"stage {index} ({stage.describe()})"
+    if stage.kind == "relu":
+        return budget.Relu(label, "--stage")
+    if stage.kind != "conv":
+        return budget.Pool(label, "--stage", stage.size, stage.stride,
+                           as_pair(stage.padding, "padding"), stage.ceil_mode)  # fmt: skip
+    kernels = tuple((k.weights.shape[0] if k.full else 1, *k.size) for k in stage.kernels)
+    option = "--stage"
+    if not isinstance(stage.padding, str) and not _OWN_PADDING.search(stage.text):
+        ph, pw = as_pair(stage.padding, "padding")
+        if any(2 * p > k - 1 for _, *size in kernels for p, k in zip((ph, pw), size, strict=True)):
+            option = "--padding"
+    copies = stage.border != "zero"
+    return budget.Conv(label, option, kernels, stage.stride, stage.padding, copies)
+
+
+def _figure(cells: int, tile: int) -> Any:
+    """A drawn figure of ``cells`` tiles: each cell with its titles, caption and gaps about
+    twice its picture; drawn in 8 bits, then float32 for writing, quantised again."""
+    from convtool.shapes import budget
+
+    return budget.Array("a figure", (cells, 2 * tile, tile, 3), 1 + 1 + 4 + 4 + 1 + 1)
+
+
+def _figure_arrays(job: Any, options: Options, task: Task) -> list[Any]:
+    """What the figures and stage pictures a task asks for keep until they are written."""
+    import math
+
+    from convtool.shapes import budget
+
+    tile, results = options.tile, [s.result for s in job.steps]
+    extra = []
+    if task.panel is not None:  # the source's tile, a column per stage, a row per map
+        shown = [(1, *job.source[1:])] + [(min(c, _SHOWN), h, w) for c, h, w in results]
+        cells = len(shown) * max(c for c, _, _ in shown)
+        arrays = [_figure(cells, tile)]
+        arrays += [budget.Array("colour maps", (c, h, w, 3), 1) for c, h, w in shown]
+        extra.append(budget.Extra(f"--panel {task.panel}", "--panel", tuple(arrays)))
+    if task.grid is not None and results:
+        c, h, w = results[min(options.grid_stage or len(results), len(results)) - 1]
+        cells = c + math.isqrt(c) + 1  # rows of a square's side, the last one short
+        arrays = (_figure(cells, tile), budget.Array("colour maps", (c, h, w, 3), 1))
+        extra.append(budget.Extra(f"--grid {task.grid}", "--grid", arrays))
+    if task.stages_dir is not None:
+        # every stage's map as .npy, and as a picture per channel (8-bit, then float32)
+        arrays = tuple(budget.Array("stage pictures", (c, h, w, 3), 1 + 4) for c, h, w in results)
+        arrays += tuple(budget.Array("stage files", r, 4) for r in results)
+        extra.append(budget.Extra(f"--save-stages {task.stages_dir}", "--save-stages", arrays))
+    return extra
+
+
+def size_plan(shape: tuple[int, int, int], options: Options, task: Task) -> Any:
+    """The arrays running ``task`` on a source of ``shape`` = (C, H, W) makes, planned
+    (:mod:`convtool.shapes.budget`): every stage's map, its scratch, and the figures."""
+    from convtool.shapes import budget
+
+    steps = [_size_step(i, stage) for i, stage in enumerate(options.stages, 1)]
+    job = budget.plan(shape, steps)
+    return job._replace(extra=tuple(_figure_arrays(job, options, task)))
+
+
+def check_sizes(
+    shape: tuple[int, int, int], options: Options, task: Task, *, floor: bool = False
+) -> None:
+    """Refuse (:class:`convtool.shapes.SizeError`) a task whose maps would be over
+    ``--max-pixels`` or whose arrays over the machine's memory, on a source of ``shape``
+    (``floor``: (1, 1, 1), the smallest, and the refusal holds for every picture)."""
+    from convtool import imaging
+    from convtool.shapes import budget
+
+    limit = imaging.default_max_pixels() if options.max_pixels == -1 else options.max_pixels
+    job = size_plan(shape, options, task)
+    room = budget.machine_memory()
+    room = None if room is None else room // max(options.workers, 1)
+    budget.check(job, max_pixels=limit, memory=room, floor=floor)
+
+
 def _label(source: Any) -> str:
     return source if isinstance(source, str) else getattr(source, "source", "<picture>")
 
@@ -218,6 +315,7 @@ def run_task(task: Task, options: Options) -> dict[str, Any]:
         limit = imaging.DEFAULT if options.max_pixels == -1 else options.max_pixels
         image = imaging.read_image(task.source, max_pixels=limit)
     x, names = source_planes(image.data, options.color)
+    check_sizes(x.shape, options, task)
     results = run_stages(x, options.stages, names, engine=_engine(x, options))
     name = os.path.basename(_label(image.source)) if image.source != "-" else "stdin"
     files: list[tuple[str, Callable[[], None], dict[str, Any]]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -262,7 +263,10 @@ def apply(
         max_pixels=-1 if max_pixels is None else (max_pixels or None),
         notice=CompileNotice(),
     )
+    _check_sizes(options, None)
     stdin_image = read_stdin(max_pixels) if "-" in inputs else None
+    if stdin_image is not None:
+        _check_sizes(options, stdin_image)
     with planning():
         slugs = unique_slugs([k.slug for k in kernels])
         tasks = apply_task.plan_outputs(list(inputs), slugs, output, combine, fmt, stdin_image)
@@ -273,6 +277,8 @@ def apply(
     with announced(options.notice, text) as announce:
         engine.compiled(announce=announce)  # built here, once, not in every worker
     workers = n_jobs or os.cpu_count() or 1
+    if not scheduler:  # pictures at a time share the memory (a cluster's workers do not)
+        options = dataclasses.replace(options, workers=min(workers, len(tasks)))
     _finish(_run(tasks, options, tile, scheduler, workers, as_json, value_map is not None))
 
 
@@ -352,6 +358,22 @@ def _finish(code: int) -> None:
         os._exit(code)
     if code:
         sys.exit(code)
+
+
+def _check_sizes(options: Any, image: Any) -> None:
+    """Refuse options whose arrays would be over --max-pixels or the machine's memory
+    (exit 2): for every picture (the smallest there is), or for the one read from '-'."""
+    from convtool.batch.apply_task import check_sizes
+    from convtool.shapes import SizeError
+
+    shape, floor = (1, 1, 1), True
+    if image is not None:
+        data, floor = image.data, False
+        shape = (1 if data.ndim == 2 else data.shape[2], *data.shape[:2])
+    try:
+        check_sizes(shape, options, floor=floor)
+    except SizeError as e:
+        raise click.BadParameter(said(e), param_hint=f"'{e.option}'") from None
 
 
 def _check_float32(kernel: Any) -> None:

@@ -276,7 +276,10 @@ def pipeline(
         title=title,
         grid_stage=grid_stage,
         notice=CompileNotice(),
+        # pictures at a time share the memory (a cluster's workers do not)
+        workers=1 if scheduler else min(n_jobs or os.cpu_count() or 1, len(tasks)),
     )
+    _check_sizes(tasks, options, stdin_image)
     reporter = PipelineReporter(as_json, to_stderr=any(t.output == "-" for t in tasks))
     report = _run_batch(
         tasks,
@@ -290,6 +293,24 @@ def pipeline(
     reporter.clip_note(value_map is not None)
     reporter.nonfinite_warning()
     _finish(report, len(tasks))
+
+
+def _check_sizes(tasks: list[Any], options: Any, image: Any) -> None:
+    """Refuse options whose maps or figures would be over --max-pixels or the machine's
+    memory (exit 2): for every picture (the smallest there is), and for the one read
+    from '-'."""
+    from convtool.batch import pipeline_task as pj
+    from convtool.pipeline import source_planes
+    from convtool.shapes import SizeError
+
+    try:
+        for task in tasks:
+            pj.check_sizes((1, 1, 1), options, task, floor=True)
+            if task.source is image and image is not None:
+                shape = source_planes(image.data, options.color)[0].shape
+                pj.check_sizes(shape, options, task)
+    except SizeError as e:
+        raise click.BadParameter(said(e), param_hint=f"'{e.option}'") from None
 
 
 def _check_grid_stage(grid: str | None, grid_stage: int | None, stages: int) -> None:

@@ -34,22 +34,32 @@ def _column_phases(x4: np.ndarray, w4: np.ndarray, sw: int, pad_left: int, w_out
 
     sum_b w[b] * x[j*sw + b - pl] = sum_p sum_q w[q*sw + p] * xp_p[j + q], where
     xp is x with pl zeros in front and xp_p[m] = xp[m*sw + p] its p-th phase. Each
-    phase becomes a channel (c*sw + p) with the kernel's matching columns. Exact:
+    phase becomes a channel (c*P + p) with the kernel's matching columns. Only the
+    phases p < kW hold weights: a stride wider than the kernel skips the others, so
+    the phases take memory in proportion to the output, not to the stride. Exact:
     only the order of the additions changes.
     """
     n, c_in, height, width = x4.shape
     c_out, _, kh, kw = w4.shape
     taps = -(-kw // sw)
     cols = w_out + taps - 1
-    padded = np.zeros((n, c_in, height, cols * sw), dtype=x4.dtype)
-    keep = min(width, cols * sw - pad_left)
-    padded[..., pad_left : pad_left + keep] = x4[..., :keep]
-    x_phases = padded.reshape(n, c_in, height, cols, sw).transpose(0, 1, 4, 2, 3)
-    x_phases = np.ascontiguousarray(x_phases).reshape(n, c_in * sw, height, cols)
-    w_wide = np.zeros((c_out, c_in, kh, taps * sw), dtype=w4.dtype)
-    w_wide[..., :kw] = w4
-    w_phases = w_wide.reshape(c_out, c_in, kh, taps, sw).transpose(0, 1, 4, 2, 3)
-    return x_phases, np.ascontiguousarray(w_phases).reshape(c_out, c_in * sw, kh, taps)
+    phases = min(sw, kw)
+    x_phases = np.zeros((n, c_in, phases, height, cols), dtype=x4.dtype)
+    w_phases = np.zeros((c_out, c_in, phases, kh, taps), dtype=w4.dtype)
+    for p in range(phases):
+        # xp_p[m] is x[m*sw + p - pl]: the m whose column lies inside the picture
+        first = max(0, -(-(pad_left - p) // sw))
+        last = min(cols, (width - 1 - p + pad_left) // sw + 1)
+        if last > first:
+            start = first * sw + p - pad_left
+            x_phases[:, :, p, :, first:last] = x4[
+                ..., start : start + (last - first - 1) * sw + 1 : sw
+            ]
+        w_phases[:, :, p, :, : len(range(p, kw, sw))] = w4[..., p::sw]  # tap q: column q*sw + p
+    return (
+        x_phases.reshape(n, c_in * phases, height, cols),
+        w_phases.reshape(c_out, c_in * phases, kh, taps),
+    )
 
 
 def conv2d(
@@ -190,9 +200,10 @@ def conv2d_backward(
     partial = np.zeros((chunks, c_out, xs.shape[1], kh, taps), dtype=np.float64)
     core.conv2d_grad_weight(xs, g4, partial, sh, pt, pl)
     grad_w = partial.sum(axis=0)
-    if sw > 1:  # phase p, tap q -> kernel column q*sw + p
-        grad_w = grad_w.reshape(c_out, c_in, sw, kh, taps).transpose(0, 1, 3, 4, 2)
-        grad_w = grad_w.reshape(c_out, c_in, kh, taps * sw)[..., :kw]
+    if sw > 1:  # phase p, tap q -> kernel column q*sw + p (a stride past kW: q = 0)
+        phases = min(sw, kw)
+        grad_w = grad_w.reshape(c_out, c_in, phases, kh, taps).transpose(0, 1, 3, 4, 2)
+        grad_w = grad_w.reshape(c_out, c_in, kh, taps * phases)[..., :kw]
     grad_w = grad_w.astype(x4.dtype)
     if flip:
         grad_w = grad_w[:, :, ::-1, ::-1]

@@ -5,9 +5,22 @@ spans ``D * (K - 1) + 1`` pixels, as torch documents it.
 
 - :mod:`convtool.shapes.sizes`: output sizes, 'same' padding, the padding solver;
 - :mod:`convtool.shapes.parse`: sizes as people type them (``N``, ``HxW``, ``same``);
-- :mod:`convtool.shapes.layers`: the layer grammar and the table of a chain's shapes.
+- :mod:`convtool.shapes.layers`: the layer grammar and the table of a chain's shapes;
+- :mod:`convtool.shapes.budget`: the arrays a job will make, held to ``--max-pixels`` and
+  to the machine's memory before any is made.
 """
 
+from convtool.shapes.budget import (
+    Conv,
+    Extra,
+    Plan,
+    Pool,
+    Relu,
+    SizeError,
+    check,
+    machine_memory,
+    plan,
+)
 from convtool.shapes.layers import ACTIVATIONS, Layer, Row, chain, parse_layer, summary
 from convtool.shapes.parse import parse_dims, parse_int, parse_padding, parse_pair
 from convtool.shapes.sizes import (
@@ -26,14 +39,22 @@ from convtool.shapes.sizes import (
 
 __all__ = [
     "ACTIVATIONS",
+    "Conv",
+    "Extra",
     "Layer",
     "PaddingSolution",
     "PaddingSpec",
     "Pair",
+    "Plan",
+    "Pool",
+    "Relu",
     "Row",
+    "SizeError",
     "as_pair",
     "chain",
+    "check",
     "leftover",
+    "machine_memory",
     "output_size",
     "output_size_padded",
     "parse_dims",
@@ -41,6 +62,7 @@ __all__ = [
     "parse_layer",
     "parse_padding",
     "parse_pair",
+    "plan",
     "pool_output_size",
     "resolve_padding",
     "same_padding",

@@ -5,6 +5,10 @@ from __future__ import annotations
 from convtool.shapes.sizes import PaddingSpec, Pair
 
 _SEPARATORS = ("x", "X", "×")
+# Any size, stride, padding or count typed is at most this: beyond it no array could be made
+# (numpy's and the core's indices are 64-bit) and a chain's products would outgrow what
+# Python prints (4300 digits); limits of what a job may make are convtool.shapes.budget's.
+LARGEST = 10**15
 
 
 def _split_dims(text: str) -> list[str]:
@@ -14,12 +18,24 @@ def _split_dims(text: str) -> list[str]:
 
 
 def parse_int(text: str, name: str, minimum: int) -> int:
+    """``text`` as an integer from ``minimum`` to :data:`LARGEST`, else ValueError naming it.
+
+    >>> parse_int("10000000000000000", "padding", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: padding must be at most 10^15, got 10000000000000000
+    """
+    digits = text.strip()
+    if len(digits) > 40:  # int() of thousands of digits is slow, and they say nothing more
+        raise ValueError(f"{name} must be at most 10^15, got a number of {len(digits)} characters")
     try:
-        value = int(text.strip())
+        value = int(digits)
     except ValueError:
-        raise ValueError(f"{name} must be an integer, got {text.strip()!r}") from None
+        raise ValueError(f"{name} must be an integer, got {digits!r}") from None
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    if value > LARGEST:
+        raise ValueError(f"{name} must be at most 10^15, got {value}")
     return value
 
 

@@ -57,6 +57,22 @@ def run_program(args, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kwargs)
 
 
+def run_limited(args, megabytes: int, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The program under an address-space limit (``resource.setrlimit``) of ``megabytes``
+    more than the interpreter holds when it starts, so that the limit is the room the
+    command itself has."""
+    driver = (
+        "import resource, sys\n"
+        "from convtool.shapes.budget import _status_bytes\n"
+        f"room = _status_bytes('VmSize') + ({int(megabytes)} << 20)\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (room, resource.RLIM_INFINITY))\n"
+        "from convtool.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    cmd = [sys.executable, "-c", driver, *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
 # ----------------------------------------------------------------- the files
 
 

@@ -9,6 +9,7 @@ and the same bytes whatever ``--jobs`` is.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -32,6 +33,7 @@ from tests.cli.hardening import (
     Case,
     check_case,
     check_failure,
+    run_limited,
     run_main,
     run_program,
     snapshot,
@@ -72,6 +74,29 @@ CASES: dict[str, Case] = {
     "apply-output-is-input": C(f"{APPLY} -o {{ok.png}}", 2, "is an input"),
     "apply-output-is-input-overwrite": C(f"{APPLY} -o {{ok.png}} --overwrite", 2, "is an input"),
     "apply-output-exists": C(f"{APPLY} -o {{grey.png}}", 1, "exists; pass --overwrite"),
+    # sizes the options make: refused before anything is made, naming the option and size
+    "apply-padding-huge": C(
+        f"{APPLY} --padding 100000000 -o {{out}}/x.png",
+        2,
+        "--padding 100000000 would make an output of 199999999x199999999 (4e+16 pixels) even "
+        "from a 1x1 picture, more than the limit of",
+    ),
+    "apply-padding-huge-unlimited": C(
+        f"{APPLY} --padding 100000000x100 --max-pixels none -o {{out}}/x.png",
+        2,
+        "'--padding': --padding 100000000x100 would make a result of 1x199999999x199 (148 GiB)",
+    ),
+    "apply-padding-work": C(
+        "apply {ok.png} -k box:31 --border wrap --padding 3000 -o {out}/x.png",
+        2,
+        "--padding 3000 would take 3.4e+10 multiply-adds even from a 1x1 picture",
+    ),
+    "apply-padding-over-max-pixels": C(
+        f"{APPLY} --padding 2 --max-pixels 500 -o {{out}}/x.png",
+        1,
+        "ok.png: --padding 2 would make an output of 22x26 (572 pixels), more than the limit of "
+        "500 (--max-pixels)",
+    ),
     "apply-two-inputs-one-name": C(
         "apply {ok.png} {ok.png} -k blur -o {out}/", 2, "would both write"
     ),
@@ -103,12 +128,68 @@ SUBPROCESS = [  # the cases that also run in a real subprocess
     "apply-folder-unwritable",
     "apply-output-is-input-overwrite",
     "apply-bomb.tif-to-tif",
+    "apply-padding-huge",
 ]
 
 
 @pytest.mark.parametrize("name", SUBPROCESS)
 def test_the_program_itself_prints_no_traceback(name, files, tmp_path):
     check_case(CASES[name], files, tmp_path, run_program)
+
+
+# ----------------------------------------------------------------- sizes
+
+
+def test_a_stride_larger_than_the_picture_takes_memory_for_its_output_alone(files, tmp_path):
+    # it took 1.4 GB: the column phases of a stride of 10^6 were 10^6 channels wide
+    done = run_limited(["apply", files["ok.png"], "-k", "blur", "--stride", "1000000",
+                     "-o", tmp_path / "x.npy"], 300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # 'same' with one output a side needs no padding: the window at the top-left corner
+    x = _reference(files["ok.png"])[0]
+    want = [ndi.correlate(x[..., c], BLUR, mode="constant")[1, 1] for c in range(3)]
+    np.testing.assert_allclose(np.load(tmp_path / "x.npy"), [[want]], atol=1e-6)
+
+
+def test_memory_over_the_limit_is_refused_saying_how_much_it_would_need(files, tmp_path):
+    # 300 MB more than it starts with: an 8000x8000 output of three float32 maps is not
+    args = ["apply", files["ok.png"], "-k", "blur", "--padding", "4000", "-o", tmp_path / "x.npy"]
+    done = run_limited(args, 300)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"Error: Invalid value for '--padding': --padding 4000 would make a result of "
+        r"1x7999x7999 \(244 MiB\) even from a 1x1 picture: the job would need 732 MiB of "
+        r"memory, more than the \d+ MiB this machine has free",
+        last,
+    ), last
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_picture_from_standard_input_is_sized_exactly_before_anything_runs(files, tmp_path):
+    args = ["apply", "-", "-k", "blur", "--padding", "2", "--max-pixels", "500"]
+    before = snapshot(tmp_path)
+    done = run_main([*args, "-o", tmp_path / "x.png"], input=files["ok.png"].read_bytes())
+    check_failure(done, 2, "--padding 2 would make an output of 22x26 (572 pixels), more than",
+                  before, snapshot(tmp_path))  # fmt: skip
+    assert "1x1" not in done.err
+
+
+def test_a_tile_larger_than_the_picture_is_cut_to_the_picture(files, tmp_path):
+    # tiles of 1.6e9 pixels a side once asked for 6.66 EiB
+    tif = tmp_path / "in.tif"
+    Image.fromarray((np.random.default_rng(3).random((40, 56, 3)) * 255).astype(np.uint8)).save(tif)
+    outs = []
+    for tile in ("16", "1600000000"):
+        outs.append(tmp_path / f"t{tile}.tif")
+        done = run_main(["apply", tif, "-k", "blur", "--tile", tile, "-o", outs[-1]])
+        assert done.code == 0, done.err
+    import tifffile
+
+    with tifffile.TiffFile(outs[1]) as t:
+        assert t.pages[0].tilewidth == t.pages[0].tilelength == 1024  # the default tile
+        big = t.asarray()
+    np.testing.assert_array_equal(big, tifffile.imread(outs[0]))
 
 
 # ----------------------------------------------------------------- odd but valid pictures
@@ -312,3 +393,27 @@ def test_a_batch_gives_the_same_bytes_whatever_jobs_is(batch, tmp_path):
     assert len(outputs["1"]) == 8 * 2 * 2
     assert outputs["1"] == outputs["2"]  # byte for byte
     assert outputs["1", "npy"] == outputs["2", "npy"] and outputs["1", "png"] == outputs["2", "png"]
+
+
+def test_pictures_run_at_a_time_share_the_memory(files, tmp_path, monkeypatch):
+    from convtool.batch import apply_task
+    from convtool.filtering import prepare_kernel
+    from convtool.shapes import SizeError, budget
+
+    options = apply_task.Options(kernels=(prepare_kernel(BLUR, name="blur"),))
+    need = apply_task.size_plan((3, 2000, 2000), options).peak
+    monkeypatch.setattr(budget, "machine_memory", lambda: need + need // 2)
+    apply_task.check_sizes((3, 2000, 2000), options)  # alone it fits
+    with pytest.raises(SizeError, match=r"more than the .* this machine has free"):
+        apply_task.check_sizes((3, 2000, 2000), dataclasses.replace(options, workers=2))
+    # the command line tells the tasks how many run at a time: its pictures, at most --jobs
+    from convtool.cli import _apply
+
+    seen = []
+    monkeypatch.setattr(_apply, "_run", lambda tasks, options, *a: seen.append(options.workers))
+    for jobs, pictures in (("3", 2), ("2", 3), ("1", 3)):
+        inputs = [files[name] for name in ("ok.png", "grey.png", "g16.png")[:pictures]]
+        args = ["apply", *inputs, "-k", "blur", "--jobs", jobs]
+        done = run_main([*args, "-o", tmp_path])
+        assert done.code == 0, done.err
+    assert seen == [2, 2, 1]

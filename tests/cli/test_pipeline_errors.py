@@ -12,7 +12,19 @@ import json
 import numpy as np
 import pytest
 
-from tests.cli.hardening import PROC, READS, SPECS, C, Case, check_case, run_main, run_program
+from tests.cli.hardening import (
+    PROC,
+    READS,
+    SPECS,
+    C,
+    Case,
+    check_case,
+    check_failure,
+    run_limited,
+    run_main,
+    run_program,
+    snapshot,
+)
 
 # `convtool pipeline` reads pictures and kernel specs as apply does: its own table.
 CASES: dict[str, Case] = {
@@ -50,6 +62,21 @@ CASES: dict[str, Case] = {
     ),
     "pipeline-stage-bias-overflow": C(
         "pipeline {ok.png} --stage conv:blur,bias=1e39", 2, "bias=1e+39 is beyond float32"
+    ),
+    # sizes the options make: refused before anything is made, naming the option and size
+    "pipeline-stage-padding-huge": C(
+        "pipeline {ok.png} --stage conv:sobel_x,p=99999999 -o {out}/x.npy",
+        2,
+        "'--stage': stage 1 (conv:sobel_x,s=1,p=99999999) would make an output of "
+        "199999997x199999997 (4e+16 pixels) even from a 1x1 picture",
+    ),
+    "pipeline-padding-huge": C(
+        "pipeline {ok.png} -k blur --padding 99999999 --max-pixels none", 2, "'--padding': stage 1"
+    ),
+    "pipeline-chain-over-max-pixels": C(
+        "pipeline {ok.png} --stage conv:blur,p=2->relu --max-pixels 500 -o {out}/x.npy",
+        1,
+        "ok.png: stage 1 (conv:blur,s=1,p=2) would make an output of 22x26 (572 pixels)",
     ),
     "pipeline-kernel-overflow": C("pipeline {ok.png} -k 1e39,1", 2, "beyond float32"),
     # a file where a folder should be
@@ -96,6 +123,7 @@ SUBPROCESS = [  # the cases that also run in a real subprocess
     "pipeline-spec-word",
     "pipeline-stage-scale-overflow",
     "pipeline-scheduler-unreachable",
+    "pipeline-stage-padding-huge",
 ]
 
 
@@ -142,3 +170,55 @@ def test_pipeline_warns_when_a_map_holds_nan_or_infinity(files, tmp_path):
     # finite maps say nothing
     quiet = run_main(["pipeline", files["grey.npy"], "-k", "blur", "--json"])
     assert quiet.err == "" and json.loads(quiet.out)["nonfinite"] == 0
+
+
+# ----------------------------------------------------------------- sizes
+
+
+def test_figures_and_stage_pictures_are_sized_before_anything_runs(files, tmp_path):
+    # 1024 maps of one conv: a grid of 2048-pixel tiles would take 297 GiB
+    np.save(tmp_path / "w.npy", np.ones((1024, 3, 1, 1)))
+    args = ["pipeline", files["ok.png"], "--stage", f"conv:@{tmp_path / 'w.npy'}"]
+    before = snapshot(tmp_path)
+    grid = run_limited([*args, "--grid", tmp_path / "g.png", "--tile", "2048"], 2000)
+    check_failure(
+        grid,
+        2,
+        "'--grid': --grid " + str(tmp_path / "g.png") + " would make a figure "
+        "of 1057x4096x2048x3 (297 GiB) even from a 1x1 picture",
+        before,
+        snapshot(tmp_path),
+    )
+    # the maps of every stage as pictures, from a 20x24 picture: they fit in 2000 MB
+    saved = run_limited([*args, "--save-stages", tmp_path / "st", "--max-pixels", "none"], 2000)
+    assert saved.returncode == 0, saved.stderr
+    assert len(list((tmp_path / "st").iterdir())) == 1 + 1024
+
+
+def test_a_chain_is_sized_stage_by_stage_the_stage_that_grows_it_named(files, tmp_path):
+    # each stage alone fits the machine; their maps together, kept for the table, do not
+    chain = ["--stage", "conv:blur,p=1500", "--stage", "conv:blur,p=1500", "--stage",
+             "conv:blur,p=1500", "--max-pixels", "none"]  # fmt: skip
+    done = run_limited(["pipeline", files["ok.png"], *chain, "-o", tmp_path / "x.npy"], 300)
+    assert done.returncode == 2, done.stderr
+    assert (
+        "Error: Invalid value for '--stage': stage 3 (conv:blur,s=1,p=1500) would make a "
+        "result of 1x8995x8995 (309 MiB) even from a 1x1 picture: the job would need" in done.stderr
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pictures_run_at_a_time_share_the_memory(files, monkeypatch):
+    from convtool.cli import _pipeline
+
+    seen = []
+
+    def run(tasks, work, options, **kwargs):
+        seen.append(options.workers)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(_pipeline, "_run_batch", run)
+    for jobs, names in (("3", ("ok.png", "grey.png")), ("2", ("ok.png", "grey.png", "g16.png"))):
+        done = run_main(["pipeline", *[files[n] for n in names], "-k", "blur", "--jobs", jobs])
+        assert done.code == 0, done.err
+    assert seen == [2, 2]

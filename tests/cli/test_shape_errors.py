@@ -30,3 +30,16 @@ SUBPROCESS = ["shape-stride-0"]  # also in a real subprocess
 @pytest.mark.parametrize("name", SUBPROCESS)
 def test_the_program_itself_prints_no_traceback(name, files, tmp_path):
     check_case(CASES[name], files, tmp_path, run_program)
+
+
+def test_numbers_too_long_to_print_are_refused_in_one_line():
+    # a chain's product of three 4000-digit sizes could not even be printed
+    from tests.cli.hardening import run_main
+
+    big = "9" * 4000
+    done = run_main(["shape", f"3x{big}x{big}", "flatten"])
+    assert done.code == 2 and "Traceback" not in done.err
+    assert done.err.splitlines()[-1] == (
+        "Error: Invalid value for INPUT: input size must be at most 10^15, got a number of "
+        "4000 characters"
+    )
