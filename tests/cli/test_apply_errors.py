@@ -84,7 +84,9 @@ CASES: dict[str, Case] = {
     "apply-padding-huge-unlimited": C(
         f"{APPLY} --padding 100000000x100 --max-pixels none -o {{out}}/x.png",
         2,
-        "'--padding': --padding 100000000x100 would make a result of 1x199999999x199 (148 GiB)",
+        # apply's replicate border makes a padded copy first
+        "'--padding': --padding 100000000x100 would make a padded copy of 1x200000001x201 "
+        "(150 GiB)",
     ),
     "apply-padding-work": C(
         "apply {ok.png} -k box:31 --border wrap --padding 3000 -o {out}/x.png",
@@ -153,13 +155,14 @@ def test_a_stride_larger_than_the_picture_takes_memory_for_its_output_alone(file
 
 def test_memory_over_the_limit_is_refused_saying_how_much_it_would_need(files, tmp_path):
     # 300 MB more than it starts with: an 8000x8000 output of three float32 maps is not
+    # (the replicate border's padded copy first, then the result)
     args = ["apply", files["ok.png"], "-k", "blur", "--padding", "4000", "-o", tmp_path / "x.npy"]
     done = run_limited(args, 300)
     assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert re.fullmatch(
-        r"Error: Invalid value for '--padding': --padding 4000 would make a result of "
-        r"1x7999x7999 \(244 MiB\) even from a 1x1 picture: the job would need 732 MiB of "
+        r"Error: Invalid value for '--padding': --padding 4000 would make a padded copy of "
+        r"1x8001x8001 \(244 MiB\) even from a 1x1 picture: the job would need 1.19 GiB of "
         r"memory, more than the \d+ MiB this machine has free",
         last,
     ), last
