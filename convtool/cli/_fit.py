@@ -51,9 +51,10 @@ def _positive_float(ctx, param, value):
     help="Gradient descent's step; 'auto' (default) is 0.95 of the largest safe step.",
 )  # fmt: skip
 @click.option("--tol", type=float, default=1e-7, show_default=True, callback=_positive_float,
-              help="Stop when the loss sum((z-y)^2)/2/m falls below this.")  # fmt: skip
+              help="gd (and cg) stop when the loss sum((z-y)^2)/2/m falls below this.")  # fmt: skip
 @click.option("--max-iter", type=click.IntRange(min=0), default=10000, show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), help="Seed of the normal(0, 0.1) start.")
+@click.option("--seed", type=click.IntRange(min=0),
+              help="Seed of gd's normal(0, 0.1) start (default 1: each run the same).")  # fmt: skip
 @click.option("--bias/--no-bias", default=False, show_default=True, help="Fit a bias too.")
 @click.option("--per-channel", is_flag=True, help="One kernel per colour channel.")
 @click.option("--grey", "--gray", "grey", is_flag=True, help="Fit on grey (luma) versions.")
@@ -88,8 +89,11 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
     --per-channel. 8- and 16-bit targets are read in [0, 1], and their pixels at 0 or 1
     (clipped by whoever saved them) are left out; .npy and float TIFF are exact.
 
-    The run stops when the loss falls below --tol, or at its minimum when noise in the
-    target keeps it above; a run cut short by --max-iter says so.
+    The answer is the least-squares optimum (cg starts from zero and ends with a direct
+    solve; each entry's standard error is reported). gd, the chapter's descent, stops when
+    the loss falls below --tol, or at its minimum when noise in the target keeps it above.
+    The same inputs and options give the same output. Exit status 1 (after the report)
+    when a run stops at --max-iter short of --tol, or when --compare does not match.
 
     \b
     Examples:
@@ -98,7 +102,7 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
       convtool fit in.png out.png --size 5 --bias -o k.json --compare gaussian:5
       convtool fit in.png out.png --json --log loss.csv
     """
-    method = _choose_method(method, lr, per_channel, grey)
+    method = _choose_method(method, lr, seed, per_channel, grey)
     _check_outputs(input_path, target_path, output, log_path, overwrite, per_channel)
     reference = _reference(compare) if compare else None
 
@@ -129,21 +133,38 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
         click.echo(report.report_text(result, matches, comparison, spell=vocab.as_flag))
     for note in pair.notes + list(result.notes):
         click.echo(f"note: {note}", err=True)
+    _exit_status(result, comparison)
+
+
+def _exit_status(result, comparison) -> None:
+    """Exit 1, after the report, for a fit short of its tolerance or a --compare that fails."""
+    failed = False
     if not result.converged:
         click.echo(
-            f"convtool: warning: {result.method} stopped at --max-iter {result.max_iter} with "
+            f"convtool: {result.method} stopped at --max-iter {result.max_iter} with "
             f"loss {result.loss:.3g}, short of --tol {result.tol:g}"
             + ("; --method cg finishes in far fewer steps" if result.method == "gd" else ""),
             err=True,
         )
+        failed = True
+    if comparison is not None and not comparison["allclose"]:
+        click.echo(f"convtool: the kernel is not within --atol of {comparison['name']}", err=True)
+        failed = True
+    if failed:
+        sys.exit(1)
 
 
-def _choose_method(method, lr, per_channel, grey) -> str:
+def _choose_method(method, lr, seed, per_channel, grey) -> str:
     """The method the options choose; refuse options that exclude each other."""
     if method is None:
         method = "gd" if lr is not None else "cg"
     if lr is not None and method != "gd":
         raise click.BadParameter(f"--lr applies to --method gd, not {method}", param_hint="--lr")
+    if seed is not None and method != "gd":
+        raise click.BadParameter(
+            f"--seed applies to --method gd, not {method}, which starts from zero",
+            param_hint="--seed",
+        )
     if per_channel and grey:
         raise click.UsageError("--per-channel and --grey exclude each other")
     return method

@@ -8,7 +8,6 @@ iterate on those alone.
 from __future__ import annotations
 
 import math
-import secrets
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -20,6 +19,8 @@ from convtool.fit.prep import BORDERS, DivergenceError, FitError, ShapeError
 from convtool.fit.result import FitResult
 
 METHODS = vocab.METHODS
+# gradient descent's start is random (the chapter's); this seed makes it the same every run
+DEFAULT_SEED = 1
 
 
 def fit_kernel(
@@ -55,7 +56,9 @@ def fit_kernel(
     stride : int or (int, int)
         The convolution's stride (then ``size`` must be given).
     method : {'cg', 'gd', 'lstsq'}
-        Conjugate gradient, the chapter's gradient descent, or a direct solve.
+        Conjugate gradient from zero, finished with a direct solve (the least-squares
+        optimum to float precision); the chapter's gradient descent, which stops where
+        its loss falls below ``tol``; or the direct solve alone.
     lr : float or 'auto'
         Gradient descent's step. 'auto' is 0.95 of the stability limit 2 / lambda_max
         of the patches' Gram matrix; an explicit step at or above the limit raises
@@ -63,8 +66,8 @@ def fit_kernel(
     tol, max_iter : float, int
         Stop when the loss falls below ``tol``, or after ``max_iter`` updates.
     seed : int, optional
-        Seed of the normal(0, 0.1) start of gd and cg (drawn at random if not given;
-        the one used is reported).
+        Seed of gradient descent's normal(0, 0.1) start (the chapter's); 1 if not
+        given, so that every run is the same. cg starts from zero and has no seed.
     bias : bool
         Fit a bias too (the chapter fits none).
     per_channel : bool
@@ -112,10 +115,12 @@ def fit_kernel(
         if callback is not None:
             callback(1, exact.loss_min)
     else:
-        seed = secrets.randbits(32) if seed is None else int(seed)
+        seed = (DEFAULT_SEED if seed is None else int(seed)) if method == "gd" else None
         run = _iterate(
             problem, exact, method, step, seed, bias, per_channel, tol, max_iter, callback
         )
+        if method == "cg" and run.stopped != "max_iter":
+            run = _finish(run, exact)
     loss = float(run.history[-1])
     geo, notes = problem.geo, problem.notes
     if run.stopped == "minimum" and exact.loss_min >= tol:
@@ -123,7 +128,9 @@ def fit_kernel(
             f"the loss cannot fall below {exact.loss_min:.3g} for a {geo.size[0]}x{geo.size[1]} "
             f"kernel (noise or rounding in the target), above tol {tol:g}: stopped at that minimum"
         )
-    kernel, b = _unpack(run.w, problem.channels if per_channel else 0, geo.size, bias)
+    channels = problem.channels if per_channel else 0
+    kernel, b = _unpack(run.w, channels, geo.size, bias)
+    stderr, bias_stderr = _unpack(_stderr(exact, problem.pixels), channels, geo.size, bias)
     return FitResult(
         kernel=kernel, bias=b, method=method, lr=step.lr, iterations=run.iterations, loss=loss,
         converged=run.stopped in ("tol", "minimum"), stopped=run.stopped, tol=float(tol),
@@ -132,7 +139,7 @@ def fit_kernel(
         clipped=int(problem.mask.size - problem.pixels), padding=problem.padding,
         stride=geo.stride, size_from=geo.size_from, rank=exact.solution.rank,
         unknowns=problem.unknowns, eigenvalues=(exact.solution.lam_min, exact.solution.lam_max),
-        history=run.history, notes=tuple(notes),
+        history=run.history, notes=tuple(notes), stderr=stderr, bias_stderr=bias_stderr,
     )  # fmt: skip
 
 
@@ -264,8 +271,18 @@ def _iterate(problem, exact, method, step, seed, bias, per_channel, tol, max_ite
     return run
 
 
-def _start(seed: int, channels: int, size: tuple[int, int], bias: bool) -> np.ndarray:
-    """The chapter's start: weights from normal(0, 0.1); a bias starts at 0."""
+def _finish(run: solve.Run, exact: _Exact) -> solve.Run:
+    """cg's last step: the direct solution of the small system it converged towards, so that
+    the kernel is the optimum to float precision, not merely one below the tolerance."""
+    history = run.history.copy()
+    history[-1] = exact.loss_min
+    return solve.Run(exact.solution.w.copy(), run.iterations, run.stopped, history)
+
+
+def _start(seed: int | None, channels: int, size: tuple[int, int], bias: bool) -> np.ndarray:
+    """The chapter's start: weights from normal(0, 0.1), a bias at 0; no seed: zero."""
+    if seed is None:
+        return np.zeros(max(channels, 1) * (size[0] * size[1] + bias))
     rng = np.random.default_rng(seed)
     parts = []
     for _ in range(max(channels, 1)):
@@ -273,6 +290,17 @@ def _start(seed: int, channels: int, size: tuple[int, int], bias: bool) -> np.nd
         if bias:
             parts.append(np.zeros(1))
     return np.concatenate(parts)
+
+
+def _stderr(exact: _Exact, pixels: int) -> np.ndarray:
+    """Each unknown's standard error: sqrt(sigma^2 diag((X'X)^-1)), sigma^2 = RSS / (m - rank).
+
+    The residual's variance is estimated from the fit itself, as if pixels were independent:
+    a guide to which entries the pictures pin down, not a guarantee."""
+    dof = pixels - exact.solution.rank
+    if dof <= 0:
+        return np.full(exact.solution.w.shape, np.inf)
+    return np.sqrt(exact.solution.inverse_diag * (2 * exact.loss_min / dof))
 
 
 def _unpack(w: np.ndarray, channels: int, size: tuple[int, int], bias: bool):

@@ -13,7 +13,7 @@ import numpy as np
 
 from convtool._shared import Param, naming
 from convtool.filtering import to_gray
-from convtool.fit.prep import FitError, ShapeError
+from convtool.fit.prep import FitError, ShapeError, dims
 
 
 class FitPair(NamedTuple):
@@ -96,8 +96,8 @@ def _check_sizes(xs: tuple[int, ...], ys: tuple[int, ...], input_name: str, targ
         swapped = ys[0] >= xs[0] and ys[1] >= xs[1]  # would fit the other way
         side = "" if swapped else (" taller" if ys[0] > xs[0] else " wider")
         raise ShapeError(
-            f"{target_name} ({ys[0]}x{ys[1]}) is{side or ' larger'} than {input_name} "
-            f"({xs[0]}x{xs[1]}): a filtered picture cannot be"
+            f"{target_name} ({dims(ys[:2])}) is{side or ' larger'} than {input_name} "
+            f"({dims(xs[:2])}), but filtering never makes a picture larger"
             + ("; are the two swapped?" if swapped else "")
         )
 

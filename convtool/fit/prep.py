@@ -62,7 +62,8 @@ def planes(a: Any, name: str) -> np.ndarray:
 
 
 def dims(shape: tuple[int, ...]) -> str:
-    return f"{shape[-2]}x{shape[-1]}"
+    """A picture's size as ImageMagick users read it: width x height."""
+    return f"{shape[-1]}x{shape[-2]}"
 
 
 def _fits(n_in: int, n_out: int, k: int | None, s: int) -> bool:

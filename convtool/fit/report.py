@@ -25,6 +25,16 @@ def channel_biases(result: FitResult) -> list[float | None]:
     return [result.bias]
 
 
+def channel_stderrs(result: FitResult) -> list[tuple[np.ndarray | None, float | None]]:
+    """Each channel's kernel's standard errors and its bias's (one entry unless per channel)."""
+    se, bse = result.stderr, result.bias_stderr
+    if result.kernel.ndim == 3:
+        n = len(result.kernel)
+        kernels = [None] * n if se is None else list(se)
+        return list(zip(kernels, [None] * n if bse is None else list(bse), strict=True))
+    return [(se, bse)]
+
+
 def match_channels(result: FitResult) -> list[KernelMatch | None]:
     """The named kernel each channel's kernel matches (one entry unless per channel)."""
     kernels = result.kernel if result.kernel.ndim == 3 else [result.kernel]
@@ -95,14 +105,19 @@ def report_text(
         how = f"gradient descent, lr {r.lr:.4g}"
     if r.seed is not None:
         how += f", seed {r.seed}"
-    lines = [f"kernel {kh}x{kw} ({how})"]
+    shape = f"{kh}x{kw}" if kh == kw else f"{kh}x{kw} (rows x columns)"
+    lines = [f"kernel {shape} ({how})"]
     kernels = r.kernel if r.kernel.ndim == 3 else [r.kernel]
-    for c, (k, b, m) in enumerate(zip(kernels, channel_biases(r), matches, strict=True)):
+    parts = zip(kernels, channel_biases(r), matches, channel_stderrs(r), strict=True)
+    for c, (k, b, m, (se, bse)) in enumerate(parts):
         if r.kernel.ndim == 3:
             name = _CHANNEL_NAMES[c] if len(kernels) == 3 else str(c)
             lines.append(f"channel {c} ({name})")
         lines.append(_matrix(k))
-        lines.append(f"bias        {'none' if b is None else f'{b:.6g}'}")
+        bias_se = "" if b is None or bse is None else f" +- {bse:.2g}"
+        lines.append(f"bias        {'none' if b is None else f'{b:.6g}'}{bias_se}")
+        if se is not None:
+            lines.extend(_stderr_lines(se))
         lines.append(_match_line(m, b))
     lines.append(f"iterations  {r.iterations} ({_stop_text(r, spell)})")
     best = f" (the least any {kh}x{kw} kernel reaches: {r.loss_min:.3g})" if r.loss_min > 0 else ""
@@ -116,6 +131,19 @@ def report_text(
     if comparison is not None:
         lines.append(_compare_line(comparison))
     return "\n".join(lines)
+
+
+def _stderr_lines(se: np.ndarray) -> list[str]:
+    """Each entry's standard error: one line when all are negligible, else a matrix."""
+    worst = float(se.max())
+    if worst < 1e-9:
+        return ["std error   below 1e-9 for every entry (an exact fit)"]
+    if not np.isfinite(worst):
+        return ["std error   some entries are not determined by the pictures (see the notes)"]
+    cells = [[f"{v:.2g}" for v in row] for row in se]
+    width = max(len(c) for row in cells for c in row)
+    rows = ["  " + "  ".join(c.rjust(width) for c in row) for row in cells]
+    return [f"std error   of each entry (largest {worst:.2g}):", *rows]
 
 
 def _match_line(m: KernelMatch | None, b: float | None) -> str:

@@ -278,7 +278,43 @@ def test_the_same_seed_gives_the_same_run(scene):
     b = fit_kernel(scene, y, method="gd", seed=42, max_iter=50)
     assert a.seed == b.seed == 42
     np.testing.assert_array_equal(a.kernel, b.kernel)
-    assert fit_kernel(scene, y, seed=None).seed is not None  # drawn and reported
+
+
+@pytest.mark.parametrize("method", ["gd", "cg", "lstsq"])
+def test_every_run_is_the_same_without_a_seed(scene, method):
+    y = correlate(scene, np.random.default_rng(2).normal(size=(3, 3)))
+    a, b = (fit_kernel(scene, y, method=method, max_iter=500) for _ in range(2))
+    np.testing.assert_array_equal(a.kernel, b.kernel)
+    np.testing.assert_array_equal(a.history, b.history)
+    assert a.seed == b.seed == (1 if method == "gd" else None)  # cg starts from zero
+
+
+def test_cg_ends_at_the_optimum_not_merely_below_tol(scene):
+    """An 8-bit target of a non-integer kernel: cg's kernel is numpy's lstsq's, not one
+    that merely gets the loss below 1e-7."""
+    w = np.full((3, 3), 1 / 9)
+    y = np.round(np.clip(correlate(scene, w), 0, 1) * 255) / 255
+    ref = np.linalg.lstsq(patches(scene, (3, 3)), y.ravel(), rcond=None)[0].reshape(3, 3)
+    r = fit_kernel(scene, y)
+    assert r.converged and r.seed is None
+    np.testing.assert_allclose(r.kernel, ref, atol=1e-10)
+
+
+def test_standard_errors_are_the_textbook_ones(scene):
+    """sqrt(diag(sigma^2 (X'X)^-1)), sigma^2 = RSS / (m - n), from explicit im2col; and they
+    cover the true kernel as they should (a noisy target with known noise)."""
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=(3, 3))
+    y = correlate(scene, w) + rng.normal(0, 0.01, (62, 62))
+    r = fit_kernel(scene, y, bias=True)
+    a = np.hstack([patches(scene, (3, 3)), np.ones((y.size, 1))])
+    rss = np.linalg.lstsq(a, y.ravel(), rcond=None)[1]
+    se = np.sqrt(np.diag(np.linalg.inv(a.T @ a)) * rss[0] / (y.size - 10))
+    np.testing.assert_allclose(r.stderr.ravel(), se[:9], rtol=1e-6)
+    assert r.bias_stderr == pytest.approx(se[9], rel=1e-6)
+    assert np.abs((r.kernel - w) / r.stderr).max() < 4
+    exact = fit_kernel(scene, correlate(scene, w))
+    assert exact.stderr.max() < 1e-9
 
 
 def test_the_callback_sees_the_loss_fall(scene):
@@ -455,7 +491,8 @@ def test_a_pair_that_cannot_be_fitted_is_refused():
     with pytest.raises(ShapeError) as taller:
         prepare_pair(rgb[:4], rgb[:, :4], target_bit_depth=8)
     assert str(taller.value) == (
-        "the target (6x4) is taller than the input (4x6): a filtered picture cannot be"
+        "the target (4x6) is taller than the input (6x4), but filtering never makes a "
+        "picture larger"  # whole, and width x height: 4 wide, 6 tall
     )
     bad = rgb.copy()
     bad[0, 0] = [np.nan, np.inf, 0.5]
