@@ -89,6 +89,9 @@ FLAGS = {
     "normalize": "--normalize",
     "bias": "--bias",
     "kernels": "-k",
+    "stride": "--stride",
+    "size": "--size",
+    "color": "--color",
 }
 
 

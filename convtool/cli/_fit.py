@@ -40,7 +40,8 @@ def _positive_float(ctx, param, value):
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
 @click.argument("target_path", metavar="TARGET", type=click.Path(dir_okay=False))
 @click.option("-s", "--size", type=PairParam(), help="Kernel size K or KxL (rows x columns).")
-@click.option("--stride", type=PairParam(), default="1", show_default=True, help="Stride S or SxT.")
+@click.option("--stride", type=PairParam(),
+              help="Stride S or SxT (default: found from the sizes).")  # fmt: skip
 @click.option(
     "-m", "--method", type=click.Choice(vocab.METHODS), default=None,
     help="cg (default): conjugate gradient; gd: the chapter's gradient descent (the default "

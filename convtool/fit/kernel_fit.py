@@ -28,7 +28,7 @@ def fit_kernel(
     y: Any,
     *,
     size: int | tuple[int, int] | None = None,
-    stride: int | tuple[int, int] = 1,
+    stride: int | tuple[int, int] | None = None,
     method: str = "cg",
     lr: float | str = "auto",
     tol: float = 1e-7,
@@ -53,8 +53,11 @@ def fit_kernel(
     size : int or (int, int), optional
         The kernel's rows and columns. Without it a same-size target has its size
         detected: the smallest odd square size (up to 9) that fits as well as 9x9.
-    stride : int or (int, int)
-        The convolution's stride (then ``size`` must be given).
+    stride : int or (int, int), optional
+        The convolution's stride. Without it the stride is found from the sizes: a
+        target about half the input's size was made with stride 2 ('same' padding, or
+        valid with the one odd size the sizes allow); none that fits raises
+        :class:`ShapeError`. A size that follows from the shapes is at most 63x63.
     method : {'cg', 'gd', 'lstsq'}
         Conjugate gradient from zero, finished with a direct solve (the least-squares
         optimum to float precision); the chapter's gradient descent, which stops where
@@ -185,10 +188,11 @@ def _set_up(x, y, size, stride, border, bias, per_channel, clip, quantum, engine
     if xp.shape[0] != yp.shape[0]:
         raise ShapeError(f"the input has {xp.shape[0]} channel(s) and the target {yp.shape[0]}")
     geo = prep.geometry(xp.shape, yp.shape, size, stride)
-    notes = []
+    notes = list(geo.notes)
     if geo.size is None:
         geo, note = prep.detect_size(xp, yp, geo, bias, per_channel, clip, quantum, engine)
         notes.append(note)
+    solve.check_memory(xp.shape[0], geo.size)
     same = any(geo.pads)
     if not same and border != "interior":
         raise ShapeError(f"border {border!r} applies to same-size targets only; this one is valid")

@@ -124,7 +124,7 @@ def report_text(
     lines.append(f"loss        {r.loss:.4g}{best}")
     psnr = "exact" if r.psnr == float("inf") else f"{r.psnr:.2f} dB"
     lines.append(f"PSNR        {psnr}")
-    where = {"valid": "valid", "interior": "interior of a same-size target"}.get(
+    where = {"valid": "valid", "interior": "interior of a 'same' target"}.get(
         r.padding, f"{r.padding} border"
     )
     lines.append(f"pixels      {r.pixels} fitted ({where}); {r.clipped} clipped left out")

@@ -76,6 +76,19 @@ def gather(
     return upper + np.triu(g, 1).transpose(0, 2, 1), moments.sum(axis=0)
 
 
+def check_memory(planes: int, size: tuple[int, int]) -> None:
+    """Refuse, before allocating, a kernel whose statistics would not fit in memory."""
+    from convtool.fit.prep import MAX_GRAM_BYTES, FitError
+
+    taps = size[0] * size[1]
+    need = engines.reduction_chunks(1 << 20) * planes * taps * taps * 8
+    if need > MAX_GRAM_BYTES:
+        raise FitError(
+            f"a {size[0]}x{size[1]} kernel (rows x columns) has {taps:,} unknowns per plane: "
+            f"its statistics would take {need / 2**30:.0f} GiB; give a smaller size"
+        )
+
+
 class Normal(NamedTuple):
     """The normal equations G w = c of the fit, normalised by the pixel count m."""
 

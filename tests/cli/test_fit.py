@@ -324,3 +324,32 @@ def test_a_target_larger_along_one_side_only_is_not_called_swapped(tmp_path):
     assert result.exit_code == 2 and "taller than" in result.output, result.output
     assert "swapped" not in result.output  # 28x40 does not fit in 30x30 either
     no_traceback(result)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_a_strided_target_from_apply_has_its_stride_found(tmp_path, padding):
+    scene = ROOT / "samples" / "scene.png"
+    target = tmp_path / "s2.npy"
+    made = CliRunner().invoke(
+        cli, ["apply", str(scene), "-k", "blur", "--stride", "2", "--padding", padding,
+              "-o", str(target)],
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    result = run(scene, target, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["stride"] == [2, 2] and data["size"] == [3, 3]
+    assert data["match"]["name"] == "blur" and data["match"]["exact"]
+    assert "stride 2 detected from the sizes (input 512x512, target" in result.stderr
+
+
+def test_sizes_no_stride_explains_are_refused_naming_stride(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.random((512, 512)))
+    np.save(tmp_path / "y.npy", rng.random((100, 100)))
+    result = run(tmp_path / "x.npy", tmp_path / "y.npy")
+    assert result.exit_code == 2 and "give --stride S (and --size K)" in result.output
+    no_traceback(result)
+    result = run(tmp_path / "x.npy", tmp_path / "y.npy", "--stride", "1")
+    assert result.exit_code == 2 and "a 413x413 kernel (rows x columns)" in result.output
+    assert "--size 413x413" in result.output

@@ -378,8 +378,37 @@ def test_strides(scene, same):
     r = fit_kernel(scene, y, size=3, stride=(2, 3), border=border, tol=1e-20, seed=1)
     assert r.stride == (2, 3) and r.pixels == y.size
     np.testing.assert_allclose(r.kernel, w, atol=1e-6)
-    with pytest.raises(ShapeError, match="give the size"):
-        fit_kernel(scene, y, stride=(2, 3))
+    # without the stride (and size), both are found from the sizes
+    found = fit_kernel(scene, y, border=border)
+    assert found.stride == (2, 3) and found.size == (3, 3)
+    assert found.padding == (border if same else "valid")
+    np.testing.assert_allclose(found.kernel, w, atol=1e-6)
+    assert any("stride 2x3 (rows x columns) detected" in n for n in found.notes)
+    if same:  # no border given: the interior's pixels, the size detected
+        r = fit_kernel(scene, y, stride=(2, 3))
+        assert r.size == (3, 3) and r.size_from == "detected" and r.padding == "interior"
+        np.testing.assert_allclose(r.kernel, w, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("xs", "ys", "words"),
+    [
+        ((512, 512), (100, 100), "no stride up to 16 makes the one from the other"),
+        ((200, 200), (120, 120), "take a 81x81 kernel (rows x columns), larger than the 63x63"),
+    ],
+)
+def test_sizes_that_imply_a_huge_kernel_are_refused_naming_the_options(xs, ys, words):
+    rng = np.random.default_rng(0)
+    stride = None if ys[0] == 100 else 1  # stride 1 given: the size alone is inferred
+    with pytest.raises(ShapeError, match=re.escape(words)) as e:
+        fit_kernel(rng.random(xs), rng.random(ys), stride=stride)
+    assert "stride=" in str(e.value) and "size=" in str(e.value)
+
+
+def test_a_huge_kernel_asked_for_is_refused_before_allocating():
+    x = np.zeros((600, 600))
+    with pytest.raises(FitError, match=r"a 257x257 kernel .* 66,049 unknowns .* GiB"):
+        fit_kernel(x, x[:344, :344], size=257)
 
 
 def test_a_target_smaller_along_one_axis_is_valid_with_one_tap_along_the_other(scene):
