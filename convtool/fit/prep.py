@@ -194,7 +194,8 @@ def detect_stride(xs, ys, size, shapes: str):
 
     Raises a :class:`ShapeError` naming ``stride`` when no stride up to MAX_STRIDE fits.
     """
-    found = [_axis_stride(n_in, n_out, k) for n_in, n_out, k in zip(xs[-2:], ys[-2:], size)]
+    axes = zip(xs[-2:], ys[-2:], size, strict=True)
+    found = [_axis_stride(n_in, n_out, k) for n_in, n_out, k in axes]
     if None in found:
         raise naming(
             ShapeError(),
