@@ -56,9 +56,18 @@ def _positive_float(ctx, param, value):
 @click.option("--max-iter", type=click.IntRange(min=0), default=10000, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0),
               help="Seed of gd's normal(0, 0.1) start (default 1: each run the same).")  # fmt: skip
-@click.option("--bias/--no-bias", default=False, show_default=True, help="Fit a bias too.")
+@click.option("--bias/--no-bias", default=None,
+              help="Fit a bias too, or none. Default: one when the target has a clear constant "
+              "offset (apply --map offset's), with a note.")  # fmt: skip
 @click.option("--per-channel", is_flag=True, help="One kernel per colour channel.")
-@click.option("--grey", "--gray", "grey", is_flag=True, help="Fit on grey (luma) versions.")
+@click.option(
+    "--color", type=click.Choice(vocab.COLORS), default=None,
+    help="What apply --color did to a colour INPUT: channels (each filtered; a colour "
+    "TARGET), gray (its luma) or sum (the channels summed: a grey TARGET, the chapter's "
+    "3-in, 1-out filter). Default: channels for colour targets; for grey ones, gray or "
+    "sum, whichever fits.",
+)  # fmt: skip
+@click.option("--grey", "--gray", "grey", is_flag=True, help="--color gray: fit on luma.")
 @click.option(
     "--border", type=click.Choice(vocab.FIT_BORDERS), default="interior", show_default=True,
     help="Same-size targets: fit only the pixels the border cannot touch (interior), or "
@@ -78,7 +87,7 @@ def _positive_float(ctx, param, value):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the report.")
 @max_pixels_option
 def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, bias,
-        per_channel, grey, border, keep_clipped, output, overwrite, compare, atol,
+        per_channel, color, grey, border, keep_clipped, output, overwrite, compare, atol,
         log_path, as_json, max_pixels) -> None:  # fmt: skip
     """Recover the kernel that turned INPUT into TARGET.
 
@@ -103,20 +112,21 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
       convtool fit in.png out.png --size 5 --bias -o k.json --compare gaussian:5
       convtool fit in.png out.png --json --log loss.csv
     """
-    method = _choose_method(method, lr, seed, per_channel, grey)
+    method = _choose_method(method, lr, seed)
+    color = _choose_color(color, grey, per_channel)
     _check_outputs(input_path, target_path, output, log_path, overwrite, per_channel)
     reference = _reference(compare) if compare else None
 
     from convtool import imaging
-    from convtool.fit import fit_kernel, report
+    from convtool.fit import report
+    from convtool.fit.pairs import fit_pair
 
-    pair = _read_pair(imaging, input_path, target_path, grey, keep_clipped, max_pixels)
+    pair = _read_pair(imaging, input_path, target_path, color, keep_clipped, max_pixels)
     with _fit_errors(), _progress(max_iter) as callback:
-        result = fit_kernel(
-            pair.x, pair.y, size=size, stride=stride, method=method,
-            lr="auto" if lr is None else lr, tol=tol, max_iter=max_iter, seed=seed, bias=bias,
-            per_channel=per_channel, border=border, clip=pair.clip, quantum=pair.quantum,
-            callback=callback, engine=_engine(pair.x, size),
+        result, pair = fit_pair(
+            pair, size=size, stride=stride, method=method, lr="auto" if lr is None else lr,
+            tol=tol, max_iter=max_iter, seed=seed, bias=bias, per_channel=per_channel,
+            border=border, callback=callback, engine=_engine(pair.x, size),
         )  # fmt: skip
     matches = report.match_channels(result)
     comparison = None
@@ -155,7 +165,18 @@ def _exit_status(result, comparison) -> None:
         sys.exit(1)
 
 
-def _choose_method(method, lr, seed, per_channel, grey) -> str:
+def _choose_color(color, grey, per_channel) -> str | None:
+    """--grey is --color gray; refuse colour options that exclude each other."""
+    if grey and color not in (None, "gray"):
+        raise click.UsageError(f"--grey is --color gray; it excludes --color {color}")
+    color = "gray" if grey else color
+    if per_channel and color in ("gray", "sum"):
+        flag = "--grey" if grey else f"--color {color}"
+        raise click.UsageError(f"--per-channel and {flag} exclude each other")
+    return color
+
+
+def _choose_method(method, lr, seed) -> str:
     """The method the options choose; refuse options that exclude each other."""
     if method is None:
         method = "gd" if lr is not None else "cg"
@@ -166,8 +187,6 @@ def _choose_method(method, lr, seed, per_channel, grey) -> str:
             f"--seed applies to --method gd, not {method}, which starts from zero",
             param_hint="--seed",
         )
-    if per_channel and grey:
-        raise click.UsageError("--per-channel and --grey exclude each other")
     return method
 
 
@@ -215,7 +234,7 @@ def _reference(spec: str):
         raise click.BadParameter(said(e), param_hint="--compare") from None
 
 
-def _read_pair(imaging, input_path, target_path, grey, keep_clipped, max_pixels):
+def _read_pair(imaging, input_path, target_path, color, keep_clipped, max_pixels):
     """Both pictures, read and prepared for the fit (:func:`convtool.fit.pairs.prepare_pair`)."""
     from convtool.fit.pairs import prepare_pair
 
@@ -227,7 +246,7 @@ def _read_pair(imaging, input_path, target_path, grey, keep_clipped, max_pixels)
         raise click.ClickException(said(e)) from None
     with _fit_errors():
         return prepare_pair(
-            source.data, target.data, target_bit_depth=target.bit_depth, grey=grey,
+            source.data, target.data, target_bit_depth=target.bit_depth, color=color,
             keep_clipped=keep_clipped, names=(input_path, target_path),
         )  # fmt: skip
 

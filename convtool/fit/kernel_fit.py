@@ -34,7 +34,7 @@ def fit_kernel(
     tol: float = 1e-7,
     max_iter: int = 10000,
     seed: int | None = None,
-    bias: bool = False,
+    bias: bool | None = None,
     per_channel: bool = False,
     border: str = "interior",
     clip: tuple[float, float] | None = None,
@@ -71,8 +71,10 @@ def fit_kernel(
     seed : int, optional
         Seed of gradient descent's normal(0, 0.1) start (the chapter's); 1 if not
         given, so that every run is the same. cg starts from zero and has no seed.
-    bias : bool
-        Fit a bias too (the chapter fits none).
+    bias : bool, optional
+        Fit a bias too (True) or not (False, as the chapter). None (the default): a bias
+        is fitted when the target has a clear constant offset (such as ``apply --map
+        offset``'s 0.5), with a note, and none otherwise.
     per_channel : bool
         One kernel per channel instead of one shared by all.
     border : str
@@ -108,8 +110,17 @@ def fit_kernel(
     'gd'
     """
     _check_options(method, border, tol, max_iter, lr)
-    problem = _set_up(x, y, size, stride, border, bias, per_channel, clip, quantum, engine)
-    exact = _solve_exactly(problem, bias, per_channel)
+    auto_bias = bias is None
+    problem = _set_up(x, y, size, stride, border, bias is not False, per_channel, clip, quantum,
+                      engine)  # fmt: skip
+    exact = _solve_exactly(problem, bias is not False, per_channel)
+    if auto_bias:
+        bias, exact, problem = _choose_bias(problem, exact, per_channel)
+    if exact.solution.rank < problem.unknowns:
+        problem.notes.append(
+            f"the pictures determine only {exact.solution.rank} of the {problem.unknowns} "
+            "unknowns (a flat or too simple input): other kernels fit as well as this one"
+        )
     step = _gd_step(method, lr, exact.solution)
     if method == "lstsq":
         seed = None
@@ -211,12 +222,15 @@ class _Exact(NamedTuple):
     normal: solve.Normal
     solution: solve.Exact
     loss_min: float  # the least-squares kernel's loss, from the real residual
+    stats: tuple[np.ndarray, np.ndarray]  # the gathered Gram matrices and moments
 
 
-def _solve_exactly(problem: _Problem, bias: bool, per_channel: bool) -> _Exact:
+def _solve_exactly(problem: _Problem, bias: bool, per_channel: bool, stats=None) -> _Exact:
     """Gather the normal equations in one pass over the pictures and solve them directly."""
     p = problem
-    gram, moments = solve.gather(p.xc, p.yc, p.mask, p.geo.size, p.geo.stride, engine=p.engine)
+    if stats is None:
+        stats = solve.gather(p.xc, p.yc, p.mask, p.geo.size, p.geo.stride, engine=p.engine)
+    gram, moments = stats
     if not (np.isfinite(gram).all() and np.isfinite(moments).all()):
         raise FitError(
             f"the pictures' values (up to {p.largest_value():.3g}) overflow float64 in the "
@@ -226,13 +240,32 @@ def _solve_exactly(problem: _Problem, bias: bool, per_channel: bool) -> _Exact:
     exact = solve.least_squares(normal)
     if exact.rank == 0:
         raise FitError("the input is blank (all zeros where it is fitted): no kernel can be told")
-    if exact.rank < p.unknowns:
-        p.notes.append(
-            f"the pictures determine only {exact.rank} of the {p.unknowns} unknowns (a flat or "
-            "too simple input): other kernels fit as well as this one"
-        )
     loss_min = _residual_loss(p, exact.w, bias, per_channel)
-    return _Exact(normal, exact, loss_min)
+    return _Exact(normal, exact, loss_min, stats)
+
+
+# a bias is fitted unasked when it is this many standard errors from 0, and lowers the
+# loss by at least this share: a real offset, not noise
+OFFSET_SIGMAS = 5.0
+OFFSET_GAIN = 0.1
+
+
+def _choose_bias(problem: _Problem, with_bias: _Exact, per_channel: bool):
+    """Keep the bias only where the target has a clear constant offset; say so if kept."""
+    p = problem
+    taps = p.geo.size[0] * p.geo.size[1]
+    b = with_bias.solution.w.reshape(-1, taps + 1)[:, -1]
+    se = _stderr(with_bias, p.pixels).reshape(-1, taps + 1)[:, -1]
+    without = _solve_exactly(p, False, per_channel, with_bias.stats)
+    clear = (np.abs(b) > np.maximum(OFFSET_SIGMAS * se, 1e-6)).any()
+    if clear and with_bias.loss_min < (1 - OFFSET_GAIN) * without.loss_min:
+        offset = ", ".join(f"{v:.4g}" for v in b)
+        p.notes.append(
+            f"the target has a constant offset: a bias ({offset}) is fitted with the kernel; "
+            "give no bias to fit the kernel alone"
+        )
+        return True, with_bias, p
+    return False, without, p._replace(unknowns=p.unknowns - len(b))
 
 
 class _Step(NamedTuple):
@@ -304,7 +337,9 @@ def _stderr(exact: _Exact, pixels: int) -> np.ndarray:
     dof = pixels - exact.solution.rank
     if dof <= 0:
         return np.full(exact.solution.w.shape, np.inf)
-    return np.sqrt(exact.solution.inverse_diag * (2 * exact.loss_min / dof))
+    inv = exact.solution.inverse_diag
+    finite = np.isfinite(inv)  # an entry the pictures do not pin down stays inf
+    return np.where(finite, np.sqrt(np.where(finite, inv, 0) * (2 * exact.loss_min / dof)), inv)
 
 
 def _unpack(w: np.ndarray, channels: int, size: tuple[int, int], bias: bool):

@@ -285,7 +285,7 @@ def test_colour_target_with_grey_input_needs_grey(tmp_path):
     grey = tmp_path / "grey.png"
     write_image(grey, read_image(DATA / "input.png").data.mean(axis=2))
     result = run(grey, DATA / "custom3_imagemagick.png")
-    assert result.exit_code == 2 and "--grey" in result.output
+    assert result.exit_code == 2 and "--color gray" in result.output
     no_traceback(result)
 
 
@@ -353,3 +353,50 @@ def test_sizes_no_stride_explains_are_refused_naming_stride(tmp_path):
     result = run(tmp_path / "x.npy", tmp_path / "y.npy", "--stride", "1")
     assert result.exit_code == 2 and "a 413x413 kernel (rows x columns)" in result.output
     assert "--size 413x413" in result.output
+
+
+def apply_to(tmp_path, name, *args):
+    """`convtool apply` on the colour scene, the target written to tmp_path / name."""
+    target = tmp_path / name
+    made = CliRunner().invoke(
+        cli, ["apply", str(ROOT / "samples" / "scene.png"), *args, "-o", str(target)]
+    )
+    assert made.exit_code == 0, made.output
+    return target
+
+
+@pytest.mark.parametrize("color", ["channels", "gray", "sum"])
+@pytest.mark.parametrize("given", [True, False])
+def test_every_apply_colour_mode_is_undone(tmp_path, color, given):
+    """apply --color X makes a target; fit finds the kernel back, --color X given or not."""
+    kernel = "0,-1,0; -1,5,-1; 0,-1,0" if color != "sum" else "0,0.1,0; 0.1,0.2,0.1; 0,0.1,0"
+    target = apply_to(tmp_path, "t.npy", "-k", kernel, "--color", color)
+    args = ("--color", color) if given else ()
+    result = run(ROOT / "samples" / "scene.png", target, *args, "--json")
+    assert result.exit_code == 0, result.output
+    want = parse_kernel_spec(kernel).weights
+    np.testing.assert_allclose(json.loads(result.stdout)["kernel"], want, atol=1e-6)
+    if color == "sum" and not given:
+        assert "channels summed, as apply --color sum makes it" in result.stderr
+
+
+def test_grey_is_color_gray_and_excludes_the_others(tmp_path):
+    target = apply_to(tmp_path, "t.npy", "-k", "sharpen", "--color", "gray")
+    scene = ROOT / "samples" / "scene.png"
+    assert run(scene, target, "--gray").stdout == run(scene, target, "--color", "gray").stdout
+    refused = run(scene, target, "--grey", "--color", "sum")
+    assert refused.exit_code == 2 and "--grey is --color gray" in refused.output
+    refused = run(scene, target, "--color", "channels")
+    assert refused.exit_code == 2 and "give --color gray or --color sum" in refused.output
+
+
+def test_an_offset_target_gets_a_bias_not_a_noise_kernel(tmp_path):
+    target = apply_to(tmp_path, "emboss.png", "-k", "emboss", "--map", "offset")
+    result = run(ROOT / "samples" / "scene.png", target, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["size"] == [3, 3] and data["bias"] == pytest.approx(0.5, abs=0.002)
+    np.testing.assert_allclose(data["kernel"], parse_kernel_spec("emboss").weights, atol=0.01)
+    assert "the target has a constant offset: a bias (0.50" in result.stderr
+    plain = json.loads(run(ROOT / "samples" / "scene.png", target, "--no-bias", "--json").stdout)
+    assert plain["bias"] is None

@@ -26,7 +26,7 @@ CASES: dict[str, Case] = {
     "fit-bomb": C("fit {bomb.png} {target.npy}", 1, "--max-pixels"),
     "fit-swapped": C("fit {target.npy} {grey.npy}", 2, "swapped"),
     "fit-mismatched": C("fit {grey.npy} {wide.npy}", 2, "wider than"),
-    "fit-colour-target": C("fit {grey.npy} {colour.npy}", 2, "--grey"),
+    "fit-colour-target": C("fit {grey.npy} {colour.npy}", 2, "--color gray"),
     "fit-size-wrong": C("fit {grey.npy} {target.npy} --size 5", 2, "size-5 kernel"),
     "fit-size-0": C("fit {grey.npy} {target.npy} --size 0", 2, "at least 1"),
     "fit-stride-0": C("fit {grey.npy} {target.npy} --stride 0", 2, "at least 1"),

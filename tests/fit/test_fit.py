@@ -513,7 +513,9 @@ def test_a_pair_goes_grey_as_asked_or_as_the_target_is():
 
 def test_a_pair_that_cannot_be_fitted_is_refused():
     rgb = np.random.default_rng(2).random((6, 6, 3))
-    with pytest.raises(ShapeError, match=r"b\.png is in colour but a\.png is grey; give grey=True"):
+    with pytest.raises(
+        ShapeError, match=r"b\.png is in colour but a\.png is grey; give color='gray'"
+    ):
         prepare_pair(rgb[:, :, 0], rgb, target_bit_depth=8, names=("a.png", "b.png"))
     with pytest.raises(ShapeError, match=r"\(6x6\) is larger than .* are the two swapped\?"):
         prepare_pair(rgb[:4, :4], rgb, target_bit_depth=8)
@@ -568,3 +570,18 @@ def test_pairs_made_by_other_programs_are_recovered(name, atol):
     if name.startswith("sobel"):
         assert r.clipped > y.size // 2
         assert describe_match(match_kernel(r.kernel)) == "sobel_x"
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.25])
+def test_a_bias_is_fitted_unasked_only_for_a_clear_offset(scene, offset):
+    rng = np.random.default_rng(12)
+    w = rng.normal(size=(3, 3))
+    y = correlate(scene, w) + offset + rng.normal(0, 0.004, (62, 62))
+    r = fit_kernel(scene, y)
+    assert (r.bias is not None) == (offset > 0)
+    if offset:
+        assert r.bias == pytest.approx(offset, abs=5 * r.bias_stderr)
+        assert any("constant offset" in n for n in r.notes) and r.unknowns == 10
+    else:
+        assert r.unknowns == 9 and not any("offset" in n for n in r.notes)
+    assert fit_kernel(scene, y, bias=False).bias is None
