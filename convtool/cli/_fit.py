@@ -236,6 +236,7 @@ def _reference(spec: str):
 
 def _read_pair(imaging, input_path, target_path, color, keep_clipped, max_pixels):
     """Both pictures, read and prepared for the fit (:func:`convtool.fit.pairs.prepare_pair`)."""
+    from convtool.fit.lossy import inspect_file
     from convtool.fit.pairs import prepare_pair
 
     limit = max_pixels_limit(max_pixels)
@@ -247,6 +248,7 @@ def _read_pair(imaging, input_path, target_path, color, keep_clipped, max_pixels
     with _fit_errors():
         return prepare_pair(
             source.data, target.data, target_bit_depth=target.bit_depth, color=color,
+            lossy=inspect_file(target_path) if target.format in ("JPEG", "WEBP") else None,
             keep_clipped=keep_clipped, names=(input_path, target_path),
         )  # fmt: skip
 

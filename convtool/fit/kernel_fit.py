@@ -39,6 +39,8 @@ def fit_kernel(
     border: str = "interior",
     clip: tuple[float, float] | None = None,
     quantum: float | None = None,
+    exclude: Any = None,
+    lossy: bool = False,
     callback: Callable[[int, float], object] | None = None,
     engine: Any = None,
 ) -> FitResult:
@@ -88,6 +90,13 @@ def fit_kernel(
     quantum : float, optional
         The target's rounding step, 1/255 for an 8-bit picture: size detection then
         ignores differences in loss finer than such rounding can tell apart.
+    exclude : array of bool, optional
+        Target pixels to leave out, shaped like the target (or one of its planes): a
+        lossy target's censored pixels (see :mod:`convtool.fit.lossy`).
+    lossy : bool
+        The target was compressed lossily (JPEG): size detection then takes a size that
+        fits within 20% of the largest tried, not 2%, as compression noise is larger
+        than rounding.
     callback : callable, optional
         ``callback(iteration, loss)``, called as the iterations go.
     engine : convtool.core.engine.Engine, optional
@@ -111,7 +120,8 @@ def fit_kernel(
     """
     _check_options(method, border, tol, max_iter, lr)
     auto_bias = bias is None
-    problem = _set_up(x, y, size, stride, border, bias is not False, per_channel, clip, quantum,
+    leave_out = _Leave(clip, quantum, exclude, lossy)
+    problem = _set_up(x, y, size, stride, border, bias is not False, per_channel, leave_out,
                       engine)  # fmt: skip
     exact = _solve_exactly(problem, bias is not False, per_channel)
     if auto_bias:
@@ -184,6 +194,7 @@ class _Problem(NamedTuple):
     unknowns: int
     notes: list[str]
     engine: Any  # runs the core's kernels (None: the JIT)
+    quantum: float | None  # the target's rounding step
 
     @property
     def channels(self) -> int:
@@ -193,29 +204,45 @@ class _Problem(NamedTuple):
         return max(float(np.abs(self.xp).max()), float(np.abs(self.yp).max()))
 
 
-def _set_up(x, y, size, stride, border, bias, per_channel, clip, quantum, engine) -> _Problem:
+class _Leave(NamedTuple):
+    """Which target pixels a fit leaves out, and how finely the target was rounded."""
+
+    clip: tuple[float, float] | None
+    quantum: float | None
+    exclude: Any
+    lossy: bool
+
+
+def _set_up(x, y, size, stride, border, bias, per_channel, leave: _Leave, engine) -> _Problem:
     """Check the pair, find the geometry (detecting the size if need be), crop and mask."""
+    clip, quantum = leave.clip, leave.quantum
     xp, yp = prep.planes(x, "input"), prep.planes(y, "target")
     if xp.shape[0] != yp.shape[0]:
         raise ShapeError(f"the input has {xp.shape[0]} channel(s) and the target {yp.shape[0]}")
+    exclude = prep.exclusion(leave.exclude, yp.shape)
     geo = prep.geometry(xp.shape, yp.shape, size, stride)
     notes = list(geo.notes)
     if geo.size is None:
-        geo, note = prep.detect_size(xp, yp, geo, bias, per_channel, clip, quantum, engine)
+        geo, note = prep.detect_size(
+            xp, yp, geo, bias, per_channel, clip, quantum, engine, exclude=exclude,
+            share=0.2 if leave.lossy else 0.02,
+        )  # fmt: skip
         notes.append(note)
     solve.check_memory(xp.shape[0], geo.size)
     same = any(geo.pads)
     if not same and border != "interior":
         raise ShapeError(f"border {border!r} applies to same-size targets only; this one is valid")
     xc, yc = prep.crop(xp, yp, geo, border)
-    mask = prep.target_mask(yc, clip)
+    mask = prep.target_mask(
+        yc, clip, None if exclude is None else prep.crop(xp, exclude, geo, border)[1]
+    )
     pixels = int(mask.sum())
     unknowns = xp.shape[0] if per_channel else 1
     unknowns *= geo.size[0] * geo.size[1] + bias
     if pixels == 0:
         raise FitError("no target pixel is left to fit: all are clipped (at 0 or 1)")
     padding = border if same else "valid"
-    return _Problem(xp, yp, xc, yc, mask, geo, padding, pixels, unknowns, notes, engine)
+    return _Problem(xp, yp, xc, yc, mask, geo, padding, pixels, unknowns, notes, engine, quantum)
 
 
 class _Exact(NamedTuple):
@@ -257,7 +284,9 @@ def _choose_bias(problem: _Problem, with_bias: _Exact, per_channel: bool):
     b = with_bias.solution.w.reshape(-1, taps + 1)[:, -1]
     se = _stderr(with_bias, p.pixels).reshape(-1, taps + 1)[:, -1]
     without = _solve_exactly(p, False, per_channel, with_bias.stats)
-    clear = (np.abs(b) > np.maximum(OFFSET_SIGMAS * se, 1e-6)).any()
+    # an offset under two of the target's rounding steps is no clear one
+    least = max(1e-6, 2 * (p.quantum or 0.0))
+    clear = (np.abs(b) > np.maximum(OFFSET_SIGMAS * se, least)).any()
     if clear and with_bias.loss_min < (1 - OFFSET_GAIN) * without.loss_min:
         offset = ", ".join(f"{v:.4g}" for v in b)
         p.notes.append(

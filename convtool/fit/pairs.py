@@ -14,6 +14,8 @@ import numpy as np
 from convtool import vocab
 from convtool._shared import Param, naming
 from convtool.filtering import to_gray
+from convtool.fit import lossy
+from convtool.fit.lossy import Lossy
 from convtool.fit.prep import FitError, ShapeError, dims
 from convtool.fit.result import FitResult
 
@@ -30,6 +32,10 @@ class FitPair(NamedTuple):
     # a colour input against a grey target, colour not given: the channels' sum, which
     # fits instead of the luma if the target was made with ``apply --color sum``
     summed: np.ndarray | None = None
+    lossy: Lossy | None = None  # how a lossy target was compressed
+    # a lossy colour pair: the channels as the target's maker filtered them, and the
+    # target's, which tell where it clipped (see convtool.fit.lossy)
+    channels: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def prepare_pair(
@@ -41,6 +47,7 @@ def prepare_pair(
     grey: bool = False,
     keep_clipped: bool = False,
     names: tuple[str, str] = ("the input", "the target"),
+    lossy: Lossy | None = None,
 ) -> FitPair:
     """Check two decoded pictures and turn them into a fit's input and target.
 
@@ -61,6 +68,10 @@ def prepare_pair(
         ``color='gray'``: fit on grey (luma) versions of both.
     names : (str, str)
         The two pictures' names, for messages.
+    lossy : Lossy, optional
+        How the target was compressed (:func:`convtool.fit.lossy.inspect_file`): a
+        colour pair whose chroma was subsampled is fitted on the luma unless ``color``
+        says otherwise, and :func:`fit_pair` censors clipped pixels.
 
     Raises
     ------
@@ -84,7 +95,17 @@ def prepare_pair(
     if y.ndim == 3 and np.array_equal(y, y[:, :, :1].repeat(y.shape[2], axis=2)):
         y = y[:, :, 0]  # a grey picture stored as colour
     _check_color(x, y, color, input_name, target_name)
-    notes, summed = [], None
+    notes, summed, channels = [], None, None
+    if lossy is not None:
+        notes.append(f"{target_name} is {lossy.describe()}: its clipped pixels are censored")
+        if x.ndim == 3 and y.ndim == 3:
+            channels = (
+                _channels_first(x).astype(np.float64),
+                _channels_first(y).astype(np.float64),
+            )
+            if color is None and lossy.subsampled:
+                color = "gray"
+                notes.append("fitting on the luma, which the file keeps at full resolution")
     # a grey input: apply's colour modes do not apply
     used = None if x.ndim == 2 else color or ("channels" if y.ndim == 3 else "gray")
     clip = None if target_bit_depth == 32 or keep_clipped else (0.0, 1.0)
@@ -101,7 +122,7 @@ def prepare_pair(
     quantum = None if target_bit_depth == 32 else 1 / (2**target_bit_depth - 1)
     return FitPair(
         _channels_first(x), _channels_first(y), clip, quantum, notes, used,
-        None if summed is None else _channels_first(summed),
+        None if summed is None else _channels_first(summed), lossy, channels,
     )  # fmt: skip
 
 
@@ -110,12 +131,54 @@ def fit_pair(pair: FitPair, **options: Any) -> tuple[FitResult, FitPair]:
 
     A colour input against a grey target with no colour mode given is fitted both ways,
     luma and channels' sum (``apply --color sum``); the sum is kept only when it fits
-    clearly better (half the loss), with a note.
+    clearly better (half the loss), with a note. A lossy target's clipped pixels are
+    censored (:mod:`convtool.fit.lossy`): left out where the target sits near 0 or 1,
+    then, fit after fit, where the kernel predicts a channel beyond them.
     """
+    options = {"clip": pair.clip, "quantum": pair.quantum, **options}
+    if pair.lossy is not None:
+        options["exclude"] = lossy.censored(None, _target_planes(pair), None, None, "")
+        options["lossy"] = True
+    result, pair = _fit_colour(pair, options)
+    if pair.lossy is not None:
+        result = _fit_censored(pair, result, options)
+    return result, pair
+
+
+def _target_planes(pair: FitPair) -> np.ndarray:
+    return pair.channels[1] if pair.channels is not None else pair.y.reshape(-1, *pair.y.shape[-2:])
+
+
+def _fit_censored(pair: FitPair, result: FitResult, options: dict) -> FitResult:
+    """Refit with the censoring each kernel predicts, until it no longer changes."""
+    from convtool.fit.kernel_fit import fit_kernel
+    from convtool.fit.prep import geometry
+
+    planes = (
+        pair.channels[0] if pair.channels is not None else pair.x.reshape(-1, *pair.x.shape[-2:])
+    )
+    border = options.get("border", "interior")
+    options = {
+        **options,
+        "size": result.size,
+        "stride": result.stride,
+    }
+    last = options["exclude"]
+    for _ in range(lossy.CENSOR_ROUNDS):
+        geo = geometry(pair.x.shape, pair.y.shape, result.size, result.stride)
+        exclude = lossy.censored(planes, _target_planes(pair), result.kernel, geo, border)
+        if np.array_equal(exclude, last):
+            break
+        result, last = fit_kernel(pair.x, pair.y, **{**options, "exclude": exclude}), exclude
+    pair.notes.append(lossy.cost_note(pair.lossy, int(last.sum()), last.size))
+    return result
+
+
+def _fit_colour(pair: FitPair, options: dict) -> tuple[FitResult, FitPair]:
+    """The fit, trying the channels' sum too where the colour mode was not given."""
     from convtool.fit.kernel_fit import fit_kernel
     from convtool.fit.prep import FitError
 
-    options = {"clip": pair.clip, "quantum": pair.quantum, **options}
     result = fit_kernel(pair.x, pair.y, **options)
     if pair.summed is None:
         return result, pair
@@ -131,6 +194,8 @@ def fit_pair(pair: FitPair, **options: Any) -> tuple[FitResult, FitPair]:
         f"the target is the input's channels summed, as apply --color sum makes it (loss "
         f"{summed.loss_min:.3g}, against {result.loss_min:.3g} for the luma)"
     )
+    if options.get("method", "cg") != "lstsq":
+        summed = fit_kernel(pair.summed, pair.y, **options)
     return summed, pair._replace(
         x=pair.summed, notes=[*pair.notes[:-1], note], color="sum", summed=None
     )

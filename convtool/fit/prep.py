@@ -241,11 +241,28 @@ def crop(x: np.ndarray, y: np.ndarray, geo: Geometry, border: str):
     return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
 
-def target_mask(y: np.ndarray, clip: tuple[float, float] | None) -> np.ndarray:
-    if clip is None:
-        return np.ones_like(y)
-    lo, hi = clip
-    return ((y > lo) & (y < hi)).astype(np.float64)
+def target_mask(
+    y: np.ndarray, clip: tuple[float, float] | None, exclude: np.ndarray | None = None
+) -> np.ndarray:
+    """1 where a target pixel counts: inside ``clip`` and not excluded (a 0/1 float array)."""
+    mask = np.ones_like(y)
+    if clip is not None:
+        lo, hi = clip
+        mask = ((y > lo) & (y < hi)).astype(np.float64)
+    if exclude is not None:
+        mask[exclude != 0] = 0.0
+    return mask
+
+
+def exclusion(exclude: Any, target_shape: tuple[int, ...]) -> np.ndarray | None:
+    """``exclude`` as float planes shaped like the target's (N, H, W), checked; or None."""
+    if exclude is None:
+        return None
+    ex = np.asarray(exclude)
+    if ex.shape[-2:] != target_shape[-2:] or ex.ndim not in (2, 3):
+        raise ShapeError(f"exclude is {ex.shape}; it must have the target's {target_shape[-2:]}")
+    planes = ex.reshape((-1, *ex.shape[-2:])).astype(np.float64)
+    return np.ascontiguousarray(np.broadcast_to(planes, target_shape))
 
 
 def _same_pads(x_shape: tuple[int, ...], k: int, stride: tuple[int, int]) -> tuple[int, ...]:
@@ -260,11 +277,12 @@ def _inside(x_shape, y_shape, k: int, stride: tuple[int, int]) -> int:
     return max(rows[2] - rows[1], 0) * max(cols[2] - cols[1], 0)
 
 
-def detect_size(x, y, geo, bias, per_channel, clip, quantum, engine=None):
+def detect_size(x, y, geo, bias, per_channel, clip, quantum, engine=None, exclude=None, share=0.02):
     """The smallest odd square size that fits about as well as the largest tried.
 
     All sizes are fitted on the same pixels (the largest size's interior), by least
-    squares. A size fits as well when its loss is within 2% of the largest size's, or
+    squares. A size fits as well when its loss is within ``share`` (2%) of the largest
+    size's (a lossy target's noise needs more), or
     within a tenth of the loss that rounding the target to steps of ``quantum`` causes
     (step^2 / 24): finer differences than that an 8-bit target cannot tell apart.
     """
@@ -276,7 +294,7 @@ def detect_size(x, y, geo, bias, per_channel, clip, quantum, engine=None):
     big_pads = _same_pads(x.shape, limit, stride)
     big = Geometry((limit, limit), stride, big_pads, geo.size_from)
     xc, yc = crop(x, y, big, "interior")
-    mask = target_mask(yc, clip)
+    mask = target_mask(yc, clip, None if exclude is None else crop(x, exclude, big, "interior")[1])
     gram, moments = solve.gather(xc, yc, mask, (limit, limit), stride, engine=engine)
     losses = {}
     for k in (k for k in AUTO_SIZES if k <= limit):
@@ -288,7 +306,7 @@ def detect_size(x, y, geo, bias, per_channel, clip, quantum, engine=None):
         w = solve.least_squares(normal).w
         losses[k] = (normal.s - normal.c @ w) / 2  # model selection only: cancellation is fine
     best = losses[limit]
-    slack = max(0.02 * best, 0.1 * (quantum or 0.0) ** 2 / 24)
+    slack = max(share * best, 0.1 * (quantum or 0.0) ** 2 / 24)
     slack += 1e-12 * solve.assemble(gram, moments, bias, per_channel).s
     k = min(k for k, v in losses.items() if v <= best + slack)
     note = f"kernel size {k}x{k} detected (odd sizes up to {limit} tried); give the size to set it"
