@@ -76,6 +76,11 @@ def _positive_float(ctx, param, value):
 )  # fmt: skip
 @click.option("--keep-clipped", is_flag=True,
               help="Keep 8/16-bit target pixels at 0 or 1 (left out by default).")  # fmt: skip
+@click.option(
+    "--stage", "stages", multiple=True, metavar="STAGE",
+    help="Fit through stages: pipeline's grammar, e.g. \"conv -> relu -> maxpool:2\" (the "
+    "conv to recover names no kernel; --size, default 3). TARGET is the last stage's map.",
+)  # fmt: skip
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Write the kernel: .npy, .txt or .json (with the bias).")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace existing output files (never an input).")
@@ -87,8 +92,8 @@ def _positive_float(ctx, param, value):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the report.")
 @max_pixels_option
 def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, bias,
-        per_channel, color, grey, border, keep_clipped, output, overwrite, compare, atol,
-        log_path, as_json, max_pixels) -> None:  # fmt: skip
+        per_channel, color, grey, border, keep_clipped, stages, output, overwrite, compare,
+        atol, log_path, as_json, max_pixels) -> None:  # fmt: skip
     """Recover the kernel that turned INPUT into TARGET.
 
     The loss is the chapter's, sum((z - y)^2) / 2 / m over the m target pixels fitted,
@@ -112,7 +117,10 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
       convtool fit in.png out.png --size 5 --bias -o k.json --compare gaussian:5
       convtool fit in.png out.png --json --log loss.csv
     """
-    method = _choose_method(method, lr, seed)
+    if stages:
+        layers = _stage_layers(stages, size, method, lr, seed, stride, per_channel, border, color)
+    else:
+        method = _choose_method(method, lr, seed)
     color = _choose_color(color, grey, per_channel)
     _check_outputs(input_path, target_path, output, log_path, overwrite, per_channel)
     reference = _reference(compare) if compare else None
@@ -121,13 +129,19 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
     from convtool.fit import report
     from convtool.fit.pairs import fit_pair
 
-    pair = _read_pair(imaging, input_path, target_path, color, keep_clipped, max_pixels)
-    with _fit_errors(), _progress(max_iter) as callback:
-        result, pair = fit_pair(
-            pair, size=size, stride=stride, method=method, lr="auto" if lr is None else lr,
-            tol=tol, max_iter=max_iter, seed=seed, bias=bias, per_channel=per_channel,
-            border=border, callback=callback, engine=_engine(pair.x, size),
-        )  # fmt: skip
+    if stages:
+        result, notes = _fit_stages(
+            imaging, input_path, target_path, layers, color, bias, max_iter, max_pixels
+        )
+    else:
+        pair = _read_pair(imaging, input_path, target_path, color, keep_clipped, max_pixels)
+        with _fit_errors(), _progress(max_iter) as callback:
+            result, pair = fit_pair(
+                pair, size=size, stride=stride, method=method, lr="auto" if lr is None else lr,
+                tol=tol, max_iter=max_iter, seed=seed, bias=bias, per_channel=per_channel,
+                border=border, callback=callback, engine=_engine(pair.x, size),
+            )  # fmt: skip
+        notes = pair.notes
     matches = report.match_channels(result)
     comparison = None
     if reference is not None:
@@ -142,9 +156,79 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
         click.echo(json.dumps(report.fit_record(result, matches, comparison)))
     else:
         click.echo(report.report_text(result, matches, comparison, spell=vocab.as_flag))
-    for note in pair.notes + list(result.notes):
+    for note in notes + list(result.notes):
         click.echo(f"note: {note}", err=True)
     _exit_status(result, comparison)
+
+
+def _stage_layers(stages, size, method, lr, seed, stride, per_channel, border, color):
+    """--stage's chain as the fit takes it: the conv to recover, then relu and pools.
+
+    Options of the other fits are refused; the stages are parsed by the pipeline's
+    grammar (a stand-in kernel for the conv, which must name none)."""
+    from convtool.pipeline import StageError, parse_stages
+
+    given = {"--method": method, "--lr": lr, "--seed": seed, "--stride": stride}
+    given.update({"--per-channel": per_channel or None, "--color": color})
+    for flag, value in given.items():
+        if value is not None and not (flag == "--color" and value in ("sum", "gray")):
+            what = f"--color {value}" if flag == "--color" else flag
+            raise click.UsageError(f"{what} does not apply to a fit through --stage")
+    if border != "interior":
+        raise click.UsageError("--border does not apply to --stage: give border= in the conv")
+    size = size or (3, 3)
+    try:
+        parsed = parse_stages(stages, kernels=[f"box:{size[1]}x{size[0]}"])
+    except StageError as e:
+        raise click.BadParameter(said(e), param_hint="--stage") from None
+    convs = [s for s in parsed if s.kind == "conv"]
+    if parsed[0].kind != "conv" or len(convs) != 1 or not convs[0].shared:
+        raise click.BadParameter(
+            "the stages must start with the one conv to recover, naming no kernel "
+            '("conv -> relu -> maxpool:2"); then relu, maxpool and avgpool',
+            param_hint="--stage",
+        )
+    from convtool.fit.through import ConvSpec, Layer
+
+    c = parsed[0]
+    conv = ConvSpec(size, c.stride, c.padding, c.border)
+    layers = [
+        Layer("relu")
+        if s.kind == "relu"
+        else Layer(s.kind, s.size, s.stride, s.padding, s.ceil_mode)
+        for s in parsed[1:]
+    ]
+    first = parsed[0].describe().split(",", 1)[1]  # the stand-in kernel's name left out
+    text = " -> ".join([f"conv({size[0]}x{size[1]}),{first}"] + [s.describe() for s in parsed[1:]])
+    return conv, layers, text
+
+
+def _fit_stages(imaging, input_path, target_path, layers, color, bias, max_iter, max_pixels):
+    """The fit through stages of the two pictures: the FitResult and the notes."""
+    from convtool.filtering import to_gray
+    from convtool.fit.through import fit_through
+
+    conv, chain, text = layers
+    limit = max_pixels_limit(max_pixels)
+    try:
+        source = imaging.read_image(input_path, max_pixels=limit)
+        target = imaging.read_image(target_path, max_pixels=limit)
+    except imaging.ImageReadError as e:
+        raise click.ClickException(said(e)) from None
+    x = source.data
+    if x.ndim == 3:  # pipeline's colour: a 2-D kernel's maps summed over the channels
+        x = to_gray(x) if color == "gray" else x[:, :, :3].astype("float64").sum(axis=2)
+    y = target.data
+    if y.ndim == 3:
+        raise click.UsageError(f"{target_path} has {y.shape[2]} channels; the stages make one map")
+    quantum = None if target.bit_depth == 32 else 1 / (2**target.bit_depth - 1)
+    with _fit_errors():
+        result = fit_through(
+            x, y, chain, conv, bias=bias is not False, max_iter=max_iter, quantum=quantum,
+            engine=_engine(x, conv.size),
+        )  # fmt: skip
+    how = "the channels summed" if source.data.ndim == 3 and color != "gray" else "one plane"
+    return result, [f"fitted through {text}, from {how} of {input_path}"]
 
 
 def _exit_status(result, comparison) -> None:

@@ -100,7 +100,11 @@ def report_text(
     keywords by default; the command line passes its flags.
     """
     kh, kw = r.size
-    how = {"lstsq": "direct least squares", "cg": "conjugate gradient"}.get(r.method, "")
+    how = {
+        "lstsq": "direct least squares",
+        "cg": "conjugate gradient",
+        "lbfgs": "L-BFGS through the stages",
+    }.get(r.method, "")
     if r.method == "gd":
         how = f"gradient descent, lr {r.lr:.4g}"
     if r.seed is not None:
@@ -121,12 +125,14 @@ def report_text(
         lines.append(_match_line(m, b))
     lines.append(f"iterations  {r.iterations} ({_stop_text(r, spell)})")
     best = f" (the least any {kh}x{kw} kernel reaches: {r.loss_min:.3g})" if r.loss_min > 0 else ""
+    best = "" if r.method == "lbfgs" else best
     lines.append(f"loss        {r.loss:.4g}{best}")
     psnr = "exact" if r.psnr == float("inf") else f"{r.psnr:.2f} dB"
     lines.append(f"PSNR        {psnr}")
     where = {"valid": "valid", "interior": "interior of a 'same' target"}.get(
         r.padding, f"{r.padding} border"
     )
+    where = f"conv padding {r.padding}" if r.method == "lbfgs" else where
     lines.append(f"pixels      {r.pixels} fitted ({where}); {r.clipped} clipped left out")
     if comparison is not None:
         lines.append(_compare_line(comparison))
@@ -165,6 +171,10 @@ def _compare_line(comparison: dict) -> str:
 
 def _stop_text(r: FitResult, spell: Callable[[Param], str]) -> str:
     tol = spell(Param("tol", float(r.tol)))
+    if r.method == "lbfgs" and r.stopped != "max_iter":
+        if r.stopped == "tol":
+            return "converged: to the target's own precision"
+        return "converged: no step lowers the loss (a minimum)"
     if r.stopped == "tol":
         return f"converged: loss below {tol}"
     if r.stopped == "minimum":
