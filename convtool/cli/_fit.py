@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 
@@ -83,6 +84,9 @@ def _positive_float(ctx, param, value):
 )  # fmt: skip
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Write the kernel: .npy, .txt or .json (with the bias).")  # fmt: skip
+@click.option("--report", "figure_path", type=click.Path(dir_okay=False),
+              help="Draw the fit: the kernel beside its named match, the residual map and "
+              "the loss curve (PNG).")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace existing output files (never an input).")
 @click.option("--compare", metavar="SPEC", help="Say whether the kernel is allclose to SPEC.")
 @click.option("--atol", type=float, default=0.01, show_default=True, callback=_positive_float,
@@ -92,8 +96,8 @@ def _positive_float(ctx, param, value):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the report.")
 @max_pixels_option
 def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, bias,
-        per_channel, color, grey, border, keep_clipped, stages, output, overwrite, compare,
-        atol, log_path, as_json, max_pixels) -> None:  # fmt: skip
+        per_channel, color, grey, border, keep_clipped, stages, output, figure_path, overwrite,
+        compare, atol, log_path, as_json, max_pixels) -> None:  # fmt: skip
     """Recover the kernel that turned INPUT into TARGET.
 
     The loss is the chapter's, sum((z - y)^2) / 2 / m over the m target pixels fitted,
@@ -122,7 +126,7 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
     else:
         method = _choose_method(method, lr, seed)
     color = _choose_color(color, grey, per_channel)
-    _check_outputs(input_path, target_path, output, log_path, overwrite, per_channel)
+    _check_outputs(input_path, target_path, output, log_path, overwrite, per_channel, figure_path)
     reference = _reference(compare) if compare else None
 
     from convtool import imaging
@@ -130,7 +134,7 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
     from convtool.fit.pairs import fit_pair
 
     if stages:
-        result, notes = _fit_stages(
+        result, notes, residual = _fit_stages(
             imaging, input_path, target_path, layers, color, bias, max_iter, max_pixels
         )
     else:
@@ -142,6 +146,7 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
                 border=border, callback=callback, engine=_engine(pair.x, size),
             )  # fmt: skip
         notes = pair.notes
+        residual = lambda: _residual(pair, result, border)  # noqa: E731
     matches = report.match_channels(result)
     comparison = None
     if reference is not None:
@@ -150,6 +155,9 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
         _write_kernel(imaging, output, result, overwrite)
     if log_path:
         _write_text(imaging, log_path, report.loss_curve_csv(result), overwrite)
+    if figure_path:
+        title = f"{os.path.basename(input_path)} -> {os.path.basename(target_path)}"
+        _write_figure(imaging, figure_path, result, matches, residual(), title, overwrite)
     if as_json:
         import json
 
@@ -228,7 +236,58 @@ def _fit_stages(imaging, input_path, target_path, layers, color, bias, max_iter,
             engine=_engine(x, conv.size),
         )  # fmt: skip
     how = "the channels summed" if source.data.ndim == 3 and color != "gray" else "one plane"
-    return result, [f"fitted through {text}, from {how} of {input_path}"]
+
+    def residual():
+        from convtool.fit.through import through_residual
+
+        return through_residual(x, y, chain, conv, result)
+
+    return result, [f"fitted through {text}, from {how} of {input_path}"], residual
+
+
+def _residual(pair, result, border):
+    from convtool.fit.figure import residual_map
+    from convtool.fit.pairs import censored_pixels
+
+    exclude = censored_pixels(pair, result, border)
+    return residual_map(pair.x, pair.y, result, border=border, clip=pair.clip, exclude=exclude)
+
+
+def _write_figure(imaging, path, result, matches, residual, title, overwrite) -> None:
+    """--report: the kernel and its named match as heat maps, the residual, the loss curve."""
+    import numpy as np
+
+    from convtool.fit.figure import decades, loss_curve
+    from convtool.fit.match import describe_match
+    from convtool.kernels import parse_kernel
+    from convtool.pipeline.figures import Tile, colorize, draw
+
+    kernel = result.kernel if result.kernel.ndim == 2 else result.kernel[0]
+    size = f"{kernel.shape[0]}x{kernel.shape[1]}"
+    tiles = [
+        Tile(colorize(kernel, "diverging"), ("fitted kernel", size),
+             f"{kernel.min():.3g} .. {kernel.max():.3g}"),
+    ]  # fmt: skip
+    match = matches[0]
+    if match is not None:
+        named = match.scale * parse_kernel(match.name)
+        tiles.append(Tile(colorize(named, "diverging"), ("named match", describe_match(match)),
+                          f"relative difference {match.error:.1%}"))  # fmt: skip
+    else:
+        tiles.append(Tile(np.full((*kernel.shape, 3), 235, np.uint8), ("named match", "none")))
+    res = np.asarray(residual, dtype=np.float64)
+    finite = np.isfinite(res)
+    shown = colorize(np.where(finite, res, 0.0), "diverging")
+    shown[~finite] = 200  # not fitted: grey
+    rms = float(np.sqrt(np.mean(res[finite] ** 2))) if finite.any() else 0.0
+    tiles.append(Tile(shown, ("residual", "prediction - target"), f"rms {rms:.3g}"))
+    tiles.append(Tile(loss_curve(result.history), ("loss", "log scale"), decades(result.history)))
+    figure = draw([tiles], tile=240, title=title)
+    pixels = np.asarray(figure).astype(np.float32) / np.float32(255)
+    try:
+        imaging.write_image(path, pixels, bit_depth=8, overwrite=overwrite)
+    except imaging.ImageWriteError as e:
+        raise click.ClickException(said(e)) from None
 
 
 def _exit_status(result, comparison) -> None:
@@ -274,10 +333,13 @@ def _choose_method(method, lr, seed) -> str:
     return method
 
 
-def _check_outputs(input_path, target_path, output, log_path, overwrite, per_channel) -> None:
+def _check_outputs(
+    input_path, target_path, output, log_path, overwrite, per_channel, figure_path=None
+) -> None:
     """Refuse, before the fit: a missing folder, writing over a picture read (even with
     --overwrite), one file given twice, an existing file, or a kind of kernel file not made."""
-    for path, what in ((output, "--output"), (log_path, "--log")):
+    outputs = ((output, "--output"), (log_path, "--log"), (figure_path, "--report"))
+    for path, what in outputs:
         folder = os.path.dirname(path or "") or "."
         if path and not os.path.isdir(folder):
             problem = "is not a folder" if os.path.exists(folder) else "does not exist"
@@ -288,11 +350,12 @@ def _check_outputs(input_path, target_path, output, log_path, overwrite, per_cha
                     f"{path} is an input; inputs are never written, choose another file",
                     param_hint=what,
                 )
-    if output and log_path and same_file(output, log_path):
-        raise click.BadParameter(
-            f"{output} is given to --output and --log; choose two files", param_hint="--log"
-        )
-    for path, what in ((output, "--output"), (log_path, "--log")):
+    for (a, flag_a), (b, flag_b) in itertools.combinations(outputs, 2):
+        if a and b and same_file(a, b):
+            raise click.BadParameter(
+                f"{a} is given to {flag_a} and {flag_b}; choose two files", param_hint=flag_b
+            )
+    for path, what in outputs:
         if path and os.path.lexists(path) and not overwrite:
             from convtool.imaging import exists_error
 

@@ -154,9 +154,7 @@ def _fit_censored(pair: FitPair, result: FitResult, options: dict) -> FitResult:
     from convtool.fit.kernel_fit import fit_kernel
     from convtool.fit.prep import geometry
 
-    planes = (
-        pair.channels[0] if pair.channels is not None else pair.x.reshape(-1, *pair.x.shape[-2:])
-    )
+    planes = _input_planes(pair)
     border = options.get("border", "interior")
     options = {
         **options,
@@ -172,6 +170,20 @@ def _fit_censored(pair: FitPair, result: FitResult, options: dict) -> FitResult:
         result, last = fit_kernel(pair.x, pair.y, **{**options, "exclude": exclude}), exclude
     pair.notes.append(lossy.cost_note(pair.lossy, int(last.sum()), last.size))
     return result
+
+
+def censored_pixels(pair: FitPair, result: FitResult, border: str = "interior"):
+    """The target pixels a lossy pair's fit censored with its final kernel (None if not lossy)."""
+    if pair.lossy is None:
+        return None
+    from convtool.fit.prep import geometry
+
+    geo = geometry(pair.x.shape, pair.y.shape, result.size, result.stride)
+    return lossy.censored(_input_planes(pair), _target_planes(pair), result.kernel, geo, border)
+
+
+def _input_planes(pair: FitPair) -> np.ndarray:
+    return pair.channels[0] if pair.channels is not None else pair.x.reshape(-1, *pair.x.shape[-2:])
 
 
 def _fit_colour(pair: FitPair, options: dict) -> tuple[FitResult, FitPair]:

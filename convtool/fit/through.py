@@ -289,3 +289,14 @@ def _least_squares_start(s, t, conv: ConvSpec, layers, bias: bool, engine) -> np
     except FitError:
         return np.zeros(conv.size[0] * conv.size[1] + bias)
     return np.append(r.kernel.ravel(), [r.bias] if bias else [])
+
+
+def through_residual(x: Any, y: Any, layers: list[Layer], conv: ConvSpec, result: FitResult):
+    """The last stage's output with the fitted kernel minus the target, (H', W')."""
+    t = np.asarray(y, dtype=np.float64)
+    t = t.reshape(t.shape[-2:]) if t.ndim == 3 else t
+    s = _padded(np.asarray(x, dtype=np.float64), conv)
+    bias = result.bias is not None
+    model = _Model(s, conv, layers, t, bias, None)
+    p = np.append(result.kernel.ravel(), [result.bias] if bias else [])
+    return model.forward(p)[-1] - t

@@ -400,3 +400,19 @@ def test_an_offset_target_gets_a_bias_not_a_noise_kernel(tmp_path):
     assert "the target has a constant offset: a bias (0.50" in result.stderr
     plain = json.loads(run(ROOT / "samples" / "scene.png", target, "--no-bias", "--json").stdout)
     assert plain["bias"] is None
+
+
+def test_report_draws_the_fit(tmp_path, chapter):
+    figure = tmp_path / "fit.png"
+    result = run(DISC, chapter, "--report", figure)
+    assert result.exit_code == 0, result.output
+    picture = read_image(figure)
+    assert picture.format == "PNG" and picture.width > 4 * 240 and picture.data.ndim == 3
+    # four tiles: the kernel, its named match, the residual, the loss curve; not blank
+    assert picture.data.std() > 0.05
+    again = tmp_path / "again.png"
+    run(DISC, chapter, "--report", again)
+    assert again.read_bytes() == figure.read_bytes()  # deterministic
+    clash = run(DISC, chapter, "--report", figure, "-o", figure.with_suffix(".npy"), "--log",
+                figure)  # fmt: skip
+    assert clash.exit_code == 2 and "given to --log and --report" in clash.output

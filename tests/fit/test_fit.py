@@ -585,3 +585,19 @@ def test_a_bias_is_fitted_unasked_only_for_a_clear_offset(scene, offset):
     else:
         assert r.unknowns == 9 and not any("offset" in n for n in r.notes)
     assert fit_kernel(scene, y, bias=False).bias is None
+
+
+def test_the_residual_map_is_prediction_minus_target_where_fitted(scene):
+    from convtool.fit.figure import decades, loss_curve, residual_map
+
+    w = np.random.default_rng(13).normal(size=(3, 3))
+    y = np.pad(correlate(scene, w), 1) + 0.01  # same size; border pixels made up
+    r = fit_kernel(scene, y, size=3, bias=False, method="lstsq")
+    res = residual_map(scene, y, r)
+    assert np.isnan(res[0]).all() and np.isnan(res[:, -1]).all()  # the border: not fitted
+    want = correlate(scene, r.kernel) - y[1:-1, 1:-1]
+    np.testing.assert_allclose(res[1:-1, 1:-1], want, atol=1e-12)
+    picture = loss_curve([1.0, 0.1, 1e-3, 1e-9], size=64)
+    assert picture.shape == (64, 64, 3) and picture.dtype == np.uint8
+    assert (picture[4:-4, 4:-4] != 255).any(axis=2).sum() >= 56  # a line across
+    assert decades([1.0, 0.1, 1e-9]) == "1.0e+00 .. 1.0e-09 over 2 updates"
