@@ -35,6 +35,7 @@ KINDS = ("relu", "maxpool", "avgpool")
 STARTS = 4  # seeded random starts tried after the least-squares one
 MEMORY = 10  # L-BFGS's pairs of steps and gradient changes
 FIRST_RUN = 300  # iterations each start gets before the best one runs on
+STALL = 20  # a run that gains less than a millionth of its loss in this many steps stops
 
 
 class Layer(NamedTuple):
@@ -116,8 +117,9 @@ class _Model:
 def lbfgs(fg, p0: np.ndarray, max_iter: int, floor: float) -> tuple[np.ndarray, float, list[float]]:
     """Minimise with L-BFGS (two-loop recursion, backtracking Armijo line search).
 
-    Stops after ``max_iter`` steps, when the loss is below ``floor``, or when no step
-    lowers it (the minimum, to rounding). Returns (p, loss, the loss before each step).
+    Stops after ``max_iter`` steps, when the loss is below ``floor``, when no step
+    lowers it (the minimum, to rounding), or when STALL steps gain almost nothing.
+    Returns (p, loss, the loss before each step).
     """
     p = p0.copy()
     f, g = fg(p)
@@ -143,6 +145,8 @@ def lbfgs(fg, p0: np.ndarray, max_iter: int, floor: float) -> tuple[np.ndarray, 
             pairs = [*pairs[-(MEMORY - 1) :], (s, dy)]
         p, f, g = q, fq, gq
         history.append(f)
+        if len(history) > STALL and history[-STALL - 1] - f <= 1e-6 * history[-STALL - 1]:
+            break  # no real progress for STALL steps: a minimum (maybe a local one)
     return p, f, history
 
 

@@ -416,3 +416,17 @@ def test_report_draws_the_fit(tmp_path, chapter):
     clash = run(DISC, chapter, "--report", figure, "-o", figure.with_suffix(".npy"), "--log",
                 figure)  # fmt: skip
     assert clash.exit_code == 2 and "given to --log and --report" in clash.output
+
+
+@pytest.mark.parametrize(
+    ("kernel", "suffix"), [("sharpen", "png"), ("blur", "npy"), ("emboss", "npy")]
+)
+def test_exact_pairs_give_the_kernel_to_float_precision(tmp_path, kernel, suffix):
+    """An 8-bit target of an integer kernel, or any .npy target: the kernel to 1e-6, named."""
+    target = apply_to(tmp_path, f"t.{suffix}", "-k", kernel)
+    result = run(ROOT / "samples" / "scene.png", target, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    want = parse_kernel_spec(kernel).weights
+    np.testing.assert_allclose(data["kernel"], want, atol=1e-6)
+    assert data["match"]["exact"] and data["match"]["scale"] == pytest.approx(1, abs=1e-6)
