@@ -105,8 +105,11 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
     means a valid convolution and gives the size; one of the same size means 'same'
     padding (its size is detected, or give --size), fitted on the interior only unless
     --border says how the border was made. Colour pairs share one kernel unless
-    --per-channel. 8- and 16-bit targets are read in [0, 1], and their pixels at 0 or 1
-    (clipped by whoever saved them) are left out; .npy and float TIFF are exact.
+    --per-channel; --color channels|gray|sum undoes apply's colour modes. The stride
+    follows from the sizes (or --stride). 8- and 16-bit targets are read in [0, 1], and
+    their pixels at 0 or 1 (clipped by whoever saved them) are left out; .npy and float
+    TIFF are exact. JPEG and lossy WebP targets are recognised: clipped pixels are
+    censored, and 4:2:0 colour pairs fitted on the luma. A constant offset gets a bias.
 
     The answer is the least-squares optimum (cg starts from zero and ends with a direct
     solve; each entry's standard error is reported). gd, the chapter's descent, stops when
@@ -119,7 +122,8 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
       convtool fit in.png edges.png                  what filter made edges.png?
       convtool fit disc.png target.npy --lr 0.5 --seed 1     the chapter's 17.3.7
       convtool fit in.png out.png --size 5 --bias -o k.json --compare gaussian:5
-      convtool fit in.png out.png --json --log loss.csv
+      convtool fit in.png out.png --json --log loss.csv --report fig.png
+      convtool fit photo.png t.npy --stage "conv -> relu -> maxpool:2"
     """
     if stages:
         layers = _stage_layers(stages, size, method, lr, seed, stride, per_channel, border, color)
