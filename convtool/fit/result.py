@@ -79,7 +79,7 @@ class FitResult:
             "clipped": self.clipped,
             "rank": self.rank,
             "unknowns": self.unknowns,
-            "eigenvalues": list(self.eigenvalues),
+            "eigenvalues": _finite(list(self.eigenvalues)),
             "notes": list(self.notes),
             "stderr": None if self.stderr is None else _finite(self.stderr.tolist()),
             "bias_stderr": _finite(

@@ -77,6 +77,7 @@ class _Model:
     def __init__(self, s: np.ndarray, conv: ConvSpec, layers, y: np.ndarray, bias: bool, engine):
         self.s, self.conv, self.layers, self.y, self.bias = s, conv, layers, y, bias
         self.engine, self.taps = engine, conv.size[0] * conv.size[1]
+        self.counted: np.ndarray | None = None  # 0 where a target pixel is left out
 
     def unpack(self, p: np.ndarray) -> tuple[np.ndarray, float]:
         return p[: self.taps].reshape(self.conv.size), float(p[self.taps]) if self.bias else 0.0
@@ -99,6 +100,8 @@ class _Model:
         maps = self.forward(p)
         r = maps[-1] - self.y
         m = r.size
+        if self.counted is not None:  # a clipped pixel: any prediction above it fits
+            r = np.where((self.counted == 0) & (r > 0), 0.0, r)
         g = r / m
         for layer, a in zip(reversed(self.layers), reversed(maps[:-1]), strict=True):
             g = (
@@ -195,7 +198,8 @@ def fit_through(
         L-BFGS steps of the best start.
     quantum : float, optional
         The target's rounding step (1/255 for 8 bits): the loss such rounding leaves
-        counts as reached.
+        counts as reached, and a target pixel at 1 (clipped when saved) takes any
+        prediction at or above it as exact.
 
     Raises
     ------
@@ -212,6 +216,8 @@ def fit_through(
         raise FitError("the pictures hold NaN or infinite values")
     s = _padded(s, conv)
     model = _Model(s, conv, layers, t, bias, engine)
+    if quantum is not None:  # an 8/16-bit target was clipped at 1 by whoever saved it
+        model.counted = (t < 1.0).astype(np.float64)
     shape = model.forward(np.zeros(model.taps + bias))[-1].shape
     if shape != t.shape:
         raise ShapeError(
@@ -219,7 +225,9 @@ def fit_through(
         )
     # the loss the target's own rounding leaves (a float32 target: pipeline -o t.npy)
     floor = 0.5 * (4 * eps) ** 2 * max(float(np.vdot(t, t)) / t.size, 1e-300)
-    floor = max(floor, 1.5 * (quantum or 0.0) ** 2 / 24)
+    floor = max(floor, 0.1 * (quantum or 0.0) ** 2 / 24)
+    # a start this good has found the kernel: rounding to steps of quantum leaves q^2 / 24
+    good = max(floor, 1.5 * (quantum or 0.0) ** 2 / 24)
     starts = [_least_squares_start(s, t, conv, layers, bias, engine)]
     scale = float(np.abs(starts[0]).max()) or 1.0
     for seed in range(1, STARTS + 1):
@@ -234,7 +242,7 @@ def fit_through(
         run = lbfgs(model.loss_grad, p0, FIRST_RUN, floor)
         if best is None or run[1] < best[1]:
             best = run
-        if best[1] <= floor:  # as good as the target's precision allows
+        if best[1] <= good:  # as good as the target's precision allows
             break
     p, f, history = best
     if f > floor:

@@ -106,3 +106,18 @@ def test_stages_that_do_not_fit_are_refused(tmp_path):
 def test_a_plane_of_the_wrong_shape_is_refused():
     with pytest.raises(ValueError, match="one plane in and one out"):
         fit_through(np.zeros((3, 8, 8)), np.zeros((3, 3)), [Layer("relu")], ConvSpec())
+
+
+def test_an_8_bit_target_clipped_at_1_still_gives_the_kernel(tmp_path):
+    """pipeline -o t.png clips (here most of) the map at 1 and rounds it to 8 bits: a
+    pixel at 1 takes any prediction above it, and the kernel comes back to rounding."""
+    kernel = np.array([[0.1, 0.2, 0.1], [0.0, 0.3, 0.0], [-0.1, 0.2, 0.05]])
+    np.save(tmp_path / "k.npy", kernel)
+    out = tmp_path / "t.png"
+    made = CliRunner().invoke(
+        cli, ["pipeline", str(PHOTO), "-k", f"@{tmp_path / 'k.npy'}", "-o", str(out)]
+    )
+    assert made.exit_code == 0, made.output
+    result = fit(out, "--stage", "conv -> relu -> maxpool:2")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(json.loads(result.stdout)["kernel"], kernel, atol=2e-3)
