@@ -141,6 +141,7 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
         result, notes, residual = _fit_stages(
             imaging, input_path, target_path, layers, color, bias, max_iter, max_pixels
         )
+        pair_record = {"color": color or "sum", "stages": layers[2]}
     else:
         pair = _read_pair(imaging, input_path, target_path, color, keep_clipped, max_pixels)
         with _fit_errors(), _progress(max_iter) as callback:
@@ -151,6 +152,7 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
             )  # fmt: skip
         notes = pair.notes
         residual = lambda: _residual(pair, result, border)  # noqa: E731
+        pair_record = {"color": pair.color, "lossy": pair.lossy and pair.lossy._asdict()}
     matches = report.match_channels(result)
     comparison = None
     if reference is not None:
@@ -165,7 +167,9 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
     if as_json:
         import json
 
-        click.echo(json.dumps(report.fit_record(result, matches, comparison)))
+        record = report.fit_record(result, matches, comparison)
+        record.update(pair_record)
+        click.echo(json.dumps(record))
     else:
         click.echo(report.report_text(result, matches, comparison, spell=vocab.as_flag))
     for note in notes + list(result.notes):

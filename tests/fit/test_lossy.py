@@ -107,6 +107,8 @@ def test_the_report_says_the_target_is_lossy_and_what_it_costs(tmp_path):
     assert "a lossy JPEG (quality about 90, chroma subsampled)" in result.stderr
     assert "fitting on the luma" in result.stderr
     assert "target pixels censored" in result.stderr and "within 0.02" in result.stderr
+    assert data["lossy"] == {"kind": "JPEG", "quality": 90, "subsampled": True}
+    assert data["color"] == "gray"
 
 
 def test_censoring_is_what_makes_clipped_jpeg_targets_fit(tmp_path):
