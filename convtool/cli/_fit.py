@@ -11,6 +11,7 @@ import click
 
 from convtool import vocab
 from convtool._shared import same_file
+from convtool.cli._fit_figure import residual_of, write_figure
 from convtool.cli._params import PairParam, max_pixels_limit, max_pixels_option, said
 
 
@@ -151,7 +152,7 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
                 border=border, callback=callback, engine=_engine(pair.x, size),
             )  # fmt: skip
         notes = pair.notes
-        residual = lambda: _residual(pair, result, border)  # noqa: E731
+        residual = lambda: residual_of(pair, result, border)  # noqa: E731
         pair_record = {"color": pair.color, "lossy": pair.lossy and pair.lossy._asdict()}
     matches = report.match_channels(result)
     comparison = None
@@ -163,7 +164,7 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
         _write_text(imaging, log_path, report.loss_curve_csv(result), overwrite)
     if figure_path:
         title = f"{os.path.basename(input_path)} -> {os.path.basename(target_path)}"
-        _write_figure(imaging, figure_path, result, matches, residual(), title, overwrite)
+        write_figure(imaging, figure_path, result, matches, residual(), title, overwrite)
     if as_json:
         import json
 
@@ -251,51 +252,6 @@ def _fit_stages(imaging, input_path, target_path, layers, color, bias, max_iter,
         return through_residual(x, y, chain, conv, result)
 
     return result, [f"fitted through {text}, from {how} of {input_path}"], residual
-
-
-def _residual(pair, result, border):
-    from convtool.fit.figure import residual_map
-    from convtool.fit.pairs import censored_pixels
-
-    exclude = censored_pixels(pair, result, border)
-    return residual_map(pair.x, pair.y, result, border=border, clip=pair.clip, exclude=exclude)
-
-
-def _write_figure(imaging, path, result, matches, residual, title, overwrite) -> None:
-    """--report: the kernel and its named match as heat maps, the residual, the loss curve."""
-    import numpy as np
-
-    from convtool.fit.figure import decades, loss_curve
-    from convtool.fit.match import describe_match
-    from convtool.kernels import parse_kernel
-    from convtool.pipeline.figures import Tile, colorize, draw
-
-    kernel = result.kernel if result.kernel.ndim == 2 else result.kernel[0]
-    size = f"{kernel.shape[0]}x{kernel.shape[1]}"
-    tiles = [
-        Tile(colorize(kernel, "diverging"), ("fitted kernel", size),
-             f"{kernel.min():.3g} .. {kernel.max():.3g}"),
-    ]  # fmt: skip
-    match = matches[0]
-    if match is not None:
-        named = match.scale * parse_kernel(match.name)
-        tiles.append(Tile(colorize(named, "diverging"), ("named match", describe_match(match)),
-                          f"relative difference {match.error:.1%}"))  # fmt: skip
-    else:
-        tiles.append(Tile(np.full((*kernel.shape, 3), 235, np.uint8), ("named match", "none")))
-    res = np.asarray(residual, dtype=np.float64)
-    finite = np.isfinite(res)
-    shown = colorize(np.where(finite, res, 0.0), "diverging")
-    shown[~finite] = 200  # not fitted: grey
-    rms = float(np.sqrt(np.mean(res[finite] ** 2))) if finite.any() else 0.0
-    tiles.append(Tile(shown, ("residual", "prediction - target"), f"rms {rms:.3g}"))
-    tiles.append(Tile(loss_curve(result.history), ("loss", "log scale"), decades(result.history)))
-    figure = draw([tiles], tile=240, title=title)
-    pixels = np.asarray(figure).astype(np.float32) / np.float32(255)
-    try:
-        imaging.write_image(path, pixels, bit_depth=8, overwrite=overwrite)
-    except imaging.ImageWriteError as e:
-        raise click.ClickException(said(e)) from None
 
 
 def _exit_status(result, comparison) -> None:
