@@ -280,7 +280,7 @@ def _choose_color(color, grey, per_channel) -> str | None:
     if per_channel and color in ("gray", "sum"):
         flag = "--grey" if grey else f"--color {color}"
         raise click.UsageError(f"--per-channel and {flag} exclude each other")
-    return color
+    return "channels" if per_channel else color  # a kernel per channel: of the channels
 
 
 def _choose_method(method, lr, seed) -> str:

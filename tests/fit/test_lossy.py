@@ -118,3 +118,16 @@ def test_censoring_is_what_makes_clipped_jpeg_targets_fit(tmp_path):
     plain = prepare_pair(source.data, picture.data, target_bit_depth=8, color="gray")
     result, _ = fit_pair(plain, size=3, bias=False)
     assert np.abs(result.kernel - KERNELS["sharpen"]).max() > 0.5
+
+
+def test_a_per_channel_fit_of_a_lossy_target_censors_each_channel(tmp_path):
+    target = make("opencv", KERNELS["blur3"], 90, tmp_path)
+    source, picture = read_image(SCENE), read_image(target)
+    pair = prepare_pair(
+        source.data, picture.data, target_bit_depth=8, color="channels",
+        lossy=inspect_file(target),
+    )  # fmt: skip
+    result, pair = fit_pair(pair, per_channel=True, size=3)
+    assert pair.color == "channels" and result.kernel.shape == (3, 3, 3)
+    # the luma keeps full resolution; the chroma, blurred by 4:2:0, pulls the others off
+    assert np.abs(result.kernel[1] - KERNELS["blur3"]).max() < 0.05
