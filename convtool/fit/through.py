@@ -249,6 +249,7 @@ def fit_through(
         p, f, more = lbfgs(model.loss_grad, p, max_iter, floor)
         history = history + more[1:]
     w, b = model.unpack(p)
+    se = _stderr(model, p, f)
     stopped = (
         "tol" if f <= floor else ("max_iter" if len(history) > FIRST_RUN + max_iter else "minimum")
     )
@@ -260,7 +261,35 @@ def fit_through(
         padding=str(conv.padding), stride=as_pair(conv.stride, "stride"), size_from="given",
         rank=model.taps + bias, unknowns=model.taps + bias, eigenvalues=(math.nan, math.nan),
         history=np.array(history), notes=(f"{tried} start(s) tried",),
+        stderr=se[: model.taps].reshape(conv.size), bias_stderr=float(se[-1]) if bias else None,
     )  # fmt: skip
+
+
+def _stderr(model: _Model, p: np.ndarray, loss: float) -> np.ndarray:
+    """Each unknown's standard error, from the stages' Jacobian at p (central differences:
+    the model is piecewise linear in p, so exact away from a kink) and the residual."""
+    h = 1e-6 * (1.0 + float(np.abs(p).max()))
+    columns = []
+    for e in np.eye(p.size):
+        columns.append(
+            ((model.forward(p + h * e)[-1] - model.forward(p - h * e)[-1]) / (2 * h)).ravel()
+        )
+    jac = np.stack(columns, axis=1)
+    if model.counted is not None:
+        jac = jac[model.counted.ravel() != 0]
+    dof = jac.shape[0] - p.size
+    gram = jac.T @ jac
+    if dof <= 0 or not np.isfinite(gram).all():
+        return np.full(p.size, np.inf)
+    lam, vec = np.linalg.eigh(gram)
+    keep = lam > lam.size * np.finfo(np.float64).eps * max(float(lam[-1]), 0.0)
+    diag = (vec[:, keep] ** 2) @ (1.0 / lam[keep])
+    diag[(vec[:, ~keep] ** 2).sum(axis=1) > 1e-8] = np.inf
+    rss = 2.0 * loss * model.y.size
+    with np.errstate(invalid="ignore"):
+        return np.where(
+            np.isfinite(diag), np.sqrt(np.where(np.isfinite(diag), diag, 0) * rss / dof), np.inf
+        )
 
 
 def _padded(s: np.ndarray, conv: ConvSpec) -> np.ndarray:
