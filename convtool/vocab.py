@@ -92,6 +92,9 @@ FLAGS = {
     "normalize": "--normalize",
     "bias": "--bias",
     "kernels": "-k",
+    "stride": "--stride",
+    "size": "--size",
+    "color": "--color",
 }
 
 

@@ -8,7 +8,6 @@ iterate on those alone.
 from __future__ import annotations
 
 import math
-import secrets
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -20,6 +19,8 @@ from convtool.fit.prep import BORDERS, DivergenceError, FitError, ShapeError
 from convtool.fit.result import FitResult
 
 METHODS = vocab.METHODS
+# gradient descent's start is random (the chapter's); this seed makes it the same every run
+DEFAULT_SEED = 1
 
 
 def fit_kernel(
@@ -27,17 +28,19 @@ def fit_kernel(
     y: Any,
     *,
     size: int | tuple[int, int] | None = None,
-    stride: int | tuple[int, int] = 1,
+    stride: int | tuple[int, int] | None = None,
     method: str = "cg",
     lr: float | str = "auto",
     tol: float = 1e-7,
     max_iter: int = 10000,
     seed: int | None = None,
-    bias: bool = False,
+    bias: bool | None = None,
     per_channel: bool = False,
     border: str = "interior",
     clip: tuple[float, float] | None = None,
     quantum: float | None = None,
+    exclude: Any = None,
+    lossy: bool = False,
     callback: Callable[[int, float], object] | None = None,
     engine: Any = None,
 ) -> FitResult:
@@ -52,10 +55,15 @@ def fit_kernel(
     size : int or (int, int), optional
         The kernel's rows and columns. Without it a same-size target has its size
         detected: the smallest odd square size (up to 9) that fits as well as 9x9.
-    stride : int or (int, int)
-        The convolution's stride (then ``size`` must be given).
+    stride : int or (int, int), optional
+        The convolution's stride. Without it the stride is found from the sizes: a
+        target about half the input's size was made with stride 2 ('same' padding, or
+        valid with the one odd size the sizes allow); none that fits raises
+        :class:`ShapeError`. A size that follows from the shapes is at most 63x63.
     method : {'cg', 'gd', 'lstsq'}
-        Conjugate gradient, the chapter's gradient descent, or a direct solve.
+        Conjugate gradient from zero, finished with a direct solve (the least-squares
+        optimum to float precision); the chapter's gradient descent, which stops where
+        its loss falls below ``tol``; or the direct solve alone.
     lr : float or 'auto'
         Gradient descent's step. 'auto' is 0.95 of the stability limit 2 / lambda_max
         of the patches' Gram matrix; an explicit step at or above the limit raises
@@ -63,10 +71,12 @@ def fit_kernel(
     tol, max_iter : float, int
         Stop when the loss falls below ``tol``, or after ``max_iter`` updates.
     seed : int, optional
-        Seed of the normal(0, 0.1) start of gd and cg (drawn at random if not given;
-        the one used is reported).
-    bias : bool
-        Fit a bias too (the chapter fits none).
+        Seed of gradient descent's normal(0, 0.1) start (the chapter's); 1 if not
+        given, so that every run is the same. cg starts from zero and has no seed.
+    bias : bool, optional
+        Fit a bias too (True) or not (False, as the chapter). None (the default): a bias
+        is fitted when the target has a clear constant offset (such as ``apply --map
+        offset``'s 0.5), with a note, and none otherwise.
     per_channel : bool
         One kernel per channel instead of one shared by all.
     border : str
@@ -80,6 +90,13 @@ def fit_kernel(
     quantum : float, optional
         The target's rounding step, 1/255 for an 8-bit picture: size detection then
         ignores differences in loss finer than such rounding can tell apart.
+    exclude : array of bool, optional
+        Target pixels to leave out, shaped like the target (or one of its planes): a
+        lossy target's censored pixels (see :mod:`convtool.fit.lossy`).
+    lossy : bool
+        The target was compressed lossily (JPEG): size detection then takes a size that
+        fits within 20% of the largest tried, not 2%, as compression noise is larger
+        than rounding.
     callback : callable, optional
         ``callback(iteration, loss)``, called as the iterations go.
     engine : convtool.core.engine.Engine, optional
@@ -102,8 +119,18 @@ def fit_kernel(
     'gd'
     """
     _check_options(method, border, tol, max_iter, lr)
-    problem = _set_up(x, y, size, stride, border, bias, per_channel, clip, quantum, engine)
-    exact = _solve_exactly(problem, bias, per_channel)
+    auto_bias = bias is None
+    leave_out = _Leave(clip, quantum, exclude, lossy)
+    problem = _set_up(x, y, size, stride, border, bias is not False, per_channel, leave_out,
+                      engine)  # fmt: skip
+    exact = _solve_exactly(problem, bias is not False, per_channel)
+    if auto_bias:
+        bias, exact, problem = _choose_bias(problem, exact, per_channel)
+    if exact.solution.rank < problem.unknowns:
+        problem.notes.append(
+            f"the pictures determine only {exact.solution.rank} of the {problem.unknowns} "
+            "unknowns (a flat or too simple input): other kernels fit as well as this one"
+        )
     step = _gd_step(method, lr, exact.solution)
     if method == "lstsq":
         seed = None
@@ -112,10 +139,12 @@ def fit_kernel(
         if callback is not None:
             callback(1, exact.loss_min)
     else:
-        seed = secrets.randbits(32) if seed is None else int(seed)
+        seed = (DEFAULT_SEED if seed is None else int(seed)) if method == "gd" else None
         run = _iterate(
             problem, exact, method, step, seed, bias, per_channel, tol, max_iter, callback
         )
+        if method == "cg" and run.stopped != "max_iter":
+            run = _finish(run, exact)
     loss = float(run.history[-1])
     geo, notes = problem.geo, problem.notes
     if run.stopped == "minimum" and exact.loss_min >= tol:
@@ -123,7 +152,9 @@ def fit_kernel(
             f"the loss cannot fall below {exact.loss_min:.3g} for a {geo.size[0]}x{geo.size[1]} "
             f"kernel (noise or rounding in the target), above tol {tol:g}: stopped at that minimum"
         )
-    kernel, b = _unpack(run.w, problem.channels if per_channel else 0, geo.size, bias)
+    channels = problem.channels if per_channel else 0
+    kernel, b = _unpack(run.w, channels, geo.size, bias)
+    stderr, bias_stderr = _unpack(_stderr(exact, problem.pixels), channels, geo.size, bias)
     return FitResult(
         kernel=kernel, bias=b, method=method, lr=step.lr, iterations=run.iterations, loss=loss,
         converged=run.stopped in ("tol", "minimum"), stopped=run.stopped, tol=float(tol),
@@ -132,7 +163,7 @@ def fit_kernel(
         clipped=int(problem.mask.size - problem.pixels), padding=problem.padding,
         stride=geo.stride, size_from=geo.size_from, rank=exact.solution.rank,
         unknowns=problem.unknowns, eigenvalues=(exact.solution.lam_min, exact.solution.lam_max),
-        history=run.history, notes=tuple(notes),
+        history=run.history, notes=tuple(notes), stderr=stderr, bias_stderr=bias_stderr,
     )  # fmt: skip
 
 
@@ -163,6 +194,7 @@ class _Problem(NamedTuple):
     unknowns: int
     notes: list[str]
     engine: Any  # runs the core's kernels (None: the JIT)
+    quantum: float | None  # the target's rounding step
 
     @property
     def channels(self) -> int:
@@ -172,40 +204,60 @@ class _Problem(NamedTuple):
         return max(float(np.abs(self.xp).max()), float(np.abs(self.yp).max()))
 
 
-def _set_up(x, y, size, stride, border, bias, per_channel, clip, quantum, engine) -> _Problem:
+class _Leave(NamedTuple):
+    """Which target pixels a fit leaves out, and how finely the target was rounded."""
+
+    clip: tuple[float, float] | None
+    quantum: float | None
+    exclude: Any
+    lossy: bool
+
+
+def _set_up(x, y, size, stride, border, bias, per_channel, leave: _Leave, engine) -> _Problem:
     """Check the pair, find the geometry (detecting the size if need be), crop and mask."""
+    clip, quantum = leave.clip, leave.quantum
     xp, yp = prep.planes(x, "input"), prep.planes(y, "target")
     if xp.shape[0] != yp.shape[0]:
         raise ShapeError(f"the input has {xp.shape[0]} channel(s) and the target {yp.shape[0]}")
+    exclude = prep.exclusion(leave.exclude, yp.shape)
     geo = prep.geometry(xp.shape, yp.shape, size, stride)
-    notes = []
+    notes = list(geo.notes)
     if geo.size is None:
-        geo, note = prep.detect_size(xp, yp, geo, bias, per_channel, clip, quantum, engine)
+        geo, note = prep.detect_size(
+            xp, yp, geo, bias, per_channel, clip, quantum, engine, exclude=exclude,
+            share=0.2 if leave.lossy else 0.02,
+        )  # fmt: skip
         notes.append(note)
+    solve.check_memory(xp.shape[0], geo.size)
     same = any(geo.pads)
     if not same and border != "interior":
         raise ShapeError(f"border {border!r} applies to same-size targets only; this one is valid")
     xc, yc = prep.crop(xp, yp, geo, border)
-    mask = prep.target_mask(yc, clip)
+    mask = prep.target_mask(
+        yc, clip, None if exclude is None else prep.crop(xp, exclude, geo, border)[1]
+    )
     pixels = int(mask.sum())
     unknowns = xp.shape[0] if per_channel else 1
     unknowns *= geo.size[0] * geo.size[1] + bias
     if pixels == 0:
         raise FitError("no target pixel is left to fit: all are clipped (at 0 or 1)")
     padding = border if same else "valid"
-    return _Problem(xp, yp, xc, yc, mask, geo, padding, pixels, unknowns, notes, engine)
+    return _Problem(xp, yp, xc, yc, mask, geo, padding, pixels, unknowns, notes, engine, quantum)
 
 
 class _Exact(NamedTuple):
     normal: solve.Normal
     solution: solve.Exact
     loss_min: float  # the least-squares kernel's loss, from the real residual
+    stats: tuple[np.ndarray, np.ndarray]  # the gathered Gram matrices and moments
 
 
-def _solve_exactly(problem: _Problem, bias: bool, per_channel: bool) -> _Exact:
+def _solve_exactly(problem: _Problem, bias: bool, per_channel: bool, stats=None) -> _Exact:
     """Gather the normal equations in one pass over the pictures and solve them directly."""
     p = problem
-    gram, moments = solve.gather(p.xc, p.yc, p.mask, p.geo.size, p.geo.stride, engine=p.engine)
+    if stats is None:
+        stats = solve.gather(p.xc, p.yc, p.mask, p.geo.size, p.geo.stride, engine=p.engine)
+    gram, moments = stats
     if not (np.isfinite(gram).all() and np.isfinite(moments).all()):
         raise FitError(
             f"the pictures' values (up to {p.largest_value():.3g}) overflow float64 in the "
@@ -215,13 +267,34 @@ def _solve_exactly(problem: _Problem, bias: bool, per_channel: bool) -> _Exact:
     exact = solve.least_squares(normal)
     if exact.rank == 0:
         raise FitError("the input is blank (all zeros where it is fitted): no kernel can be told")
-    if exact.rank < p.unknowns:
-        p.notes.append(
-            f"the pictures determine only {exact.rank} of the {p.unknowns} unknowns (a flat or "
-            "too simple input): other kernels fit as well as this one"
-        )
     loss_min = _residual_loss(p, exact.w, bias, per_channel)
-    return _Exact(normal, exact, loss_min)
+    return _Exact(normal, exact, loss_min, stats)
+
+
+# a bias is fitted unasked when it is this many standard errors from 0, and lowers the
+# loss by at least this share: a real offset, not noise
+OFFSET_SIGMAS = 5.0
+OFFSET_GAIN = 0.1
+
+
+def _choose_bias(problem: _Problem, with_bias: _Exact, per_channel: bool):
+    """Keep the bias only where the target has a clear constant offset; say so if kept."""
+    p = problem
+    taps = p.geo.size[0] * p.geo.size[1]
+    b = with_bias.solution.w.reshape(-1, taps + 1)[:, -1]
+    se = _stderr(with_bias, p.pixels).reshape(-1, taps + 1)[:, -1]
+    without = _solve_exactly(p, False, per_channel, with_bias.stats)
+    # an offset under two of the target's rounding steps is no clear one
+    least = max(1e-6, 2 * (p.quantum or 0.0))
+    clear = (np.abs(b) > np.maximum(OFFSET_SIGMAS * se, least)).any()
+    if clear and with_bias.loss_min < (1 - OFFSET_GAIN) * without.loss_min:
+        offset = ", ".join(f"{v:.4g}" for v in b)
+        p.notes.append(
+            f"the target has a constant offset: a bias ({offset}) is fitted with the kernel; "
+            "give no bias to fit the kernel alone"
+        )
+        return True, with_bias, p
+    return False, without, p._replace(unknowns=p.unknowns - len(b))
 
 
 class _Step(NamedTuple):
@@ -264,8 +337,18 @@ def _iterate(problem, exact, method, step, seed, bias, per_channel, tol, max_ite
     return run
 
 
-def _start(seed: int, channels: int, size: tuple[int, int], bias: bool) -> np.ndarray:
-    """The chapter's start: weights from normal(0, 0.1); a bias starts at 0."""
+def _finish(run: solve.Run, exact: _Exact) -> solve.Run:
+    """cg's last step: the direct solution of the small system it converged towards, so that
+    the kernel is the optimum to float precision, not merely one below the tolerance."""
+    history = run.history.copy()
+    history[-1] = exact.loss_min
+    return solve.Run(exact.solution.w.copy(), run.iterations, run.stopped, history)
+
+
+def _start(seed: int | None, channels: int, size: tuple[int, int], bias: bool) -> np.ndarray:
+    """The chapter's start: weights from normal(0, 0.1), a bias at 0; no seed: zero."""
+    if seed is None:
+        return np.zeros(max(channels, 1) * (size[0] * size[1] + bias))
     rng = np.random.default_rng(seed)
     parts = []
     for _ in range(max(channels, 1)):
@@ -273,6 +356,19 @@ def _start(seed: int, channels: int, size: tuple[int, int], bias: bool) -> np.nd
         if bias:
             parts.append(np.zeros(1))
     return np.concatenate(parts)
+
+
+def _stderr(exact: _Exact, pixels: int) -> np.ndarray:
+    """Each unknown's standard error: sqrt(sigma^2 diag((X'X)^-1)), sigma^2 = RSS / (m - rank).
+
+    The residual's variance is estimated from the fit itself, as if pixels were independent:
+    a guide to which entries the pictures pin down, not a guarantee."""
+    dof = pixels - exact.solution.rank
+    if dof <= 0:
+        return np.full(exact.solution.w.shape, np.inf)
+    inv = exact.solution.inverse_diag
+    finite = np.isfinite(inv)  # an entry the pictures do not pin down stays inf
+    return np.where(finite, np.sqrt(np.where(finite, inv, 0) * (2 * exact.loss_min / dof)), inv)
 
 
 def _unpack(w: np.ndarray, channels: int, size: tuple[int, int], bias: bool):

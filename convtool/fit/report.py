@@ -25,6 +25,16 @@ def channel_biases(result: FitResult) -> list[float | None]:
     return [result.bias]
 
 
+def channel_stderrs(result: FitResult) -> list[tuple[np.ndarray | None, float | None]]:
+    """Each channel's kernel's standard errors and its bias's (one entry unless per channel)."""
+    se, bse = result.stderr, result.bias_stderr
+    if result.kernel.ndim == 3:
+        n = len(result.kernel)
+        kernels = [None] * n if se is None else list(se)
+        return list(zip(kernels, [None] * n if bse is None else list(bse), strict=True))
+    return [(se, bse)]
+
+
 def match_channels(result: FitResult) -> list[KernelMatch | None]:
     """The named kernel each channel's kernel matches (one entry unless per channel)."""
     kernels = result.kernel if result.kernel.ndim == 3 else [result.kernel]
@@ -90,32 +100,56 @@ def report_text(
     keywords by default; the command line passes its flags.
     """
     kh, kw = r.size
-    how = {"lstsq": "direct least squares", "cg": "conjugate gradient"}.get(r.method, "")
+    how = {
+        "lstsq": "direct least squares",
+        "cg": "conjugate gradient",
+        "lbfgs": "L-BFGS through the stages",
+    }.get(r.method, "")
     if r.method == "gd":
         how = f"gradient descent, lr {r.lr:.4g}"
     if r.seed is not None:
         how += f", seed {r.seed}"
-    lines = [f"kernel {kh}x{kw} ({how})"]
+    shape = f"{kh}x{kw}" if kh == kw else f"{kh}x{kw} (rows x columns)"
+    lines = [f"kernel {shape} ({how})"]
     kernels = r.kernel if r.kernel.ndim == 3 else [r.kernel]
-    for c, (k, b, m) in enumerate(zip(kernels, channel_biases(r), matches, strict=True)):
+    parts = zip(kernels, channel_biases(r), matches, channel_stderrs(r), strict=True)
+    for c, (k, b, m, (se, bse)) in enumerate(parts):
         if r.kernel.ndim == 3:
             name = _CHANNEL_NAMES[c] if len(kernels) == 3 else str(c)
             lines.append(f"channel {c} ({name})")
         lines.append(_matrix(k))
-        lines.append(f"bias        {'none' if b is None else f'{b:.6g}'}")
+        bias_se = "" if b is None or bse is None else f" +- {bse:.2g}"
+        lines.append(f"bias        {'none' if b is None else f'{b:.6g}'}{bias_se}")
+        if se is not None:
+            lines.extend(_stderr_lines(se))
         lines.append(_match_line(m, b))
     lines.append(f"iterations  {r.iterations} ({_stop_text(r, spell)})")
     best = f" (the least any {kh}x{kw} kernel reaches: {r.loss_min:.3g})" if r.loss_min > 0 else ""
+    best = "" if r.method == "lbfgs" else best
     lines.append(f"loss        {r.loss:.4g}{best}")
     psnr = "exact" if r.psnr == float("inf") else f"{r.psnr:.2f} dB"
     lines.append(f"PSNR        {psnr}")
-    where = {"valid": "valid", "interior": "interior of a same-size target"}.get(
+    where = {"valid": "valid", "interior": "interior of a 'same' target"}.get(
         r.padding, f"{r.padding} border"
     )
+    where = f"conv padding {r.padding}" if r.method == "lbfgs" else where
     lines.append(f"pixels      {r.pixels} fitted ({where}); {r.clipped} clipped left out")
     if comparison is not None:
         lines.append(_compare_line(comparison))
     return "\n".join(lines)
+
+
+def _stderr_lines(se: np.ndarray) -> list[str]:
+    """Each entry's standard error: one line when all are negligible, else a matrix."""
+    worst = float(se.max())
+    if worst < 1e-9:
+        return ["std error   below 1e-9 for every entry (an exact fit)"]
+    if not np.isfinite(worst):
+        return ["std error   some entries are not determined by the pictures (see the notes)"]
+    cells = [[f"{v:.2g}" for v in row] for row in se]
+    width = max(len(c) for row in cells for c in row)
+    rows = ["  " + "  ".join(c.rjust(width) for c in row) for row in cells]
+    return [f"std error   of each entry (largest {worst:.2g}):", *rows]
 
 
 def _match_line(m: KernelMatch | None, b: float | None) -> str:
@@ -137,6 +171,10 @@ def _compare_line(comparison: dict) -> str:
 
 def _stop_text(r: FitResult, spell: Callable[[Param], str]) -> str:
     tol = spell(Param("tol", float(r.tol)))
+    if r.method == "lbfgs" and r.stopped != "max_iter":
+        if r.stopped == "tol":
+            return "converged: to the target's own precision"
+        return "converged: no step lowers the loss (a minimum)"
     if r.stopped == "tol":
         return f"converged: loss below {tol}"
     if r.stopped == "minimum":

@@ -18,7 +18,9 @@ class FitResult:
     chapter's loss at the kernel returned, ``loss_min`` the smallest loss any kernel of
     this size reaches (above 0 when the target has noise), ``psnr`` the reconstruction's
     PSNR in dB for pixel values in [0, 1]. ``history`` holds the loss checked before
-    each update, then the final loss. ``stopped`` is 'tol' (loss below ``tol``),
+    each update, then the final loss. ``stderr`` (like ``kernel``) and ``bias_stderr``
+    are each entry's standard error, from the Gram matrix and the residual (inf where the
+    pictures do not pin an entry down). ``stopped`` is 'tol' (loss below ``tol``),
     'minimum' (the least-squares minimum reached, to rounding) or 'max_iter'.
     """
 
@@ -45,6 +47,8 @@ class FitResult:
     eigenvalues: tuple[float, float]  # the Gram matrix's smallest (kept) and largest
     history: np.ndarray = field(repr=False)
     notes: tuple[str, ...] = ()
+    stderr: np.ndarray | None = field(default=None, repr=False)  # each entry's, as kernel
+    bias_stderr: float | np.ndarray | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -75,8 +79,14 @@ class FitResult:
             "clipped": self.clipped,
             "rank": self.rank,
             "unknowns": self.unknowns,
-            "eigenvalues": list(self.eigenvalues),
+            "eigenvalues": _finite(list(self.eigenvalues)),
             "notes": list(self.notes),
+            "stderr": None if self.stderr is None else _finite(self.stderr.tolist()),
+            "bias_stderr": _finite(
+                self.bias_stderr.tolist()
+                if isinstance(self.bias_stderr, np.ndarray)
+                else self.bias_stderr
+            ),
         }
 
     def conv_kernel(self) -> np.ndarray:
@@ -89,3 +99,10 @@ class FitResult:
         for i in range(c):
             full[i, i] = self.kernel[i]
         return full
+
+
+def _finite(value: Any) -> Any:
+    """Nested lists of floats with infinities as None (JSON has no infinity)."""
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value if value is None or math.isfinite(value) else None

@@ -76,6 +76,19 @@ def gather(
     return upper + np.triu(g, 1).transpose(0, 2, 1), moments.sum(axis=0)
 
 
+def check_memory(planes: int, size: tuple[int, int]) -> None:
+    """Refuse, before allocating, a kernel whose statistics would not fit in memory."""
+    from convtool.fit.prep import MAX_GRAM_BYTES, FitError
+
+    taps = size[0] * size[1]
+    need = engines.reduction_chunks(1 << 20) * planes * taps * taps * 8
+    if need > MAX_GRAM_BYTES:
+        raise FitError(
+            f"a {size[0]}x{size[1]} kernel (rows x columns) has {taps:,} unknowns per plane: "
+            f"its statistics would take {need / 2**30:.0f} GiB; give a smaller size"
+        )
+
+
 class Normal(NamedTuple):
     """The normal equations G w = c of the fit, normalised by the pixel count m."""
 
@@ -121,6 +134,7 @@ class Exact(NamedTuple):
     rank: int
     lam_max: float
     lam_min: float  # the smallest eigenvalue kept
+    inverse_diag: np.ndarray  # diag of G's (pseudo-)inverse: inf where G tells nothing
 
 
 def least_squares(normal: Normal) -> Exact:
@@ -134,7 +148,12 @@ def least_squares(normal: Normal) -> Exact:
     v = vec[:, keep]
     w = v @ ((v.T @ normal.c) / lam[keep])
     lam_min = float(lam[keep][0]) if keep.any() else 0.0
-    return Exact(w, normal.gram @ w - normal.c, int(keep.sum()), lam_max, lam_min)
+    inverse_diag = (v * v) @ (1.0 / lam[keep])
+    # an unknown the pictures do not pin down (a direction dropped) has no finite error
+    lost = (vec[:, ~keep] ** 2).sum(axis=1) > 1e-8
+    inverse_diag[lost] = np.inf
+    residual = normal.gram @ w - normal.c
+    return Exact(w, residual, int(keep.sum()), lam_max, lam_min, inverse_diag)
 
 
 def auto_step(lam_max: float) -> float:
@@ -175,11 +194,15 @@ def iterate(
     The iterations run in jitted chunks; between chunks ``callback(iteration, loss)`` is
     called, and the chunks grow until each lasts about 20 ms.
     """
-    w = np.array(w0, dtype=np.float64)
+    # cg runs on u = w sqrt(lambda_max), whose Gram matrix G / lambda_max has norm 1: the
+    # same iterates and losses, but no curvature d'Gd that overflows on huge values
+    scale = np.sqrt(exact.lam_max) if method == "cg" and exact.lam_max > 0 else 1.0
+    gram, w_best, r_best = normal.gram / scale**2, exact.w * scale, exact.residual / scale
+    w = np.array(w0, dtype=np.float64) * scale
     n = w.size
-    scalars = np.array(
-        [loss_min, lr, tol, ROUNDING * exact.lam_max, ROUNDING * float(np.linalg.norm(normal.c))]
-    )
+    floor_w = ROUNDING * exact.lam_max / scale**2
+    floor_c = ROUNDING * float(np.linalg.norm(normal.c)) / scale
+    scalars = np.array([loss_min, lr, tol, floor_w, floor_c])
     state = np.zeros(2 * n + 1)
     code_m = 0 if method == "gd" else 1
     history: list[np.ndarray] = []
@@ -190,7 +213,7 @@ def iterate(
         buf = np.empty(stop - it)
         start = time.perf_counter()
         new_it, code = core.fit_iterate(
-            code_m, normal.gram, w, exact.w, exact.residual, scalars, it, stop, max_iter, state, buf
+            code_m, gram, w, w_best, r_best, scalars, it, stop, max_iter, state, buf
         )
         history.append(buf[: new_it - it + (1 if code else 0)])
         it = new_it
@@ -198,4 +221,4 @@ def iterate(
             callback(it, float(history[-1][-1]))
         if time.perf_counter() - start < 0.02:
             chunk = min(chunk * 2, 1 << 20)
-    return Run(w, it, STOPPED[code], np.concatenate(history))
+    return Run(w / scale, it, STOPPED[code], np.concatenate(history))

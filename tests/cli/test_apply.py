@@ -686,6 +686,7 @@ def test_the_commands_offer_the_vocabulary():
         ("pipeline", "depth"): vocab.DEPTHS,
         ("pipeline", "cmap"): vocab.CMAPS,
         ("fit", "method"): vocab.METHODS,
+        ("fit", "color"): vocab.COLORS,
         ("fit", "border"): vocab.FIT_BORDERS,
     }
 

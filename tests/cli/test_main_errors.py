@@ -181,7 +181,8 @@ def test_a_write_that_fails_halfway_leaves_nothing(ext, tmp_path):
         run_program(["apply", source, "-k", "blur", "-o", warm / f"x.{ext}", *depth]).returncode
         == 0
     )
-    assert run_program([*fit, warm / "loss.csv"]).returncode == 0
+    # a gd run cut short at --max-iter: its report and log are written, and it exits 1
+    assert run_program([*fit, warm / "loss.csv"]).returncode == 1
     assert (warm / "loss.csv").stat().st_size > 60_000
     out = tmp_path / "out"
     out.mkdir()

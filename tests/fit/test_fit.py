@@ -278,7 +278,43 @@ def test_the_same_seed_gives_the_same_run(scene):
     b = fit_kernel(scene, y, method="gd", seed=42, max_iter=50)
     assert a.seed == b.seed == 42
     np.testing.assert_array_equal(a.kernel, b.kernel)
-    assert fit_kernel(scene, y, seed=None).seed is not None  # drawn and reported
+
+
+@pytest.mark.parametrize("method", ["gd", "cg", "lstsq"])
+def test_every_run_is_the_same_without_a_seed(scene, method):
+    y = correlate(scene, np.random.default_rng(2).normal(size=(3, 3)))
+    a, b = (fit_kernel(scene, y, method=method, max_iter=500) for _ in range(2))
+    np.testing.assert_array_equal(a.kernel, b.kernel)
+    np.testing.assert_array_equal(a.history, b.history)
+    assert a.seed == b.seed == (1 if method == "gd" else None)  # cg starts from zero
+
+
+def test_cg_ends_at_the_optimum_not_merely_below_tol(scene):
+    """An 8-bit target of a non-integer kernel: cg's kernel is numpy's lstsq's, not one
+    that merely gets the loss below 1e-7."""
+    w = np.full((3, 3), 1 / 9)
+    y = np.round(np.clip(correlate(scene, w), 0, 1) * 255) / 255
+    ref = np.linalg.lstsq(patches(scene, (3, 3)), y.ravel(), rcond=None)[0].reshape(3, 3)
+    r = fit_kernel(scene, y)
+    assert r.converged and r.seed is None
+    np.testing.assert_allclose(r.kernel, ref, atol=1e-10)
+
+
+def test_standard_errors_are_the_textbook_ones(scene):
+    """sqrt(diag(sigma^2 (X'X)^-1)), sigma^2 = RSS / (m - n), from explicit im2col; and they
+    cover the true kernel as they should (a noisy target with known noise)."""
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=(3, 3))
+    y = correlate(scene, w) + rng.normal(0, 0.01, (62, 62))
+    r = fit_kernel(scene, y, bias=True)
+    a = np.hstack([patches(scene, (3, 3)), np.ones((y.size, 1))])
+    rss = np.linalg.lstsq(a, y.ravel(), rcond=None)[1]
+    se = np.sqrt(np.diag(np.linalg.inv(a.T @ a)) * rss[0] / (y.size - 10))
+    np.testing.assert_allclose(r.stderr.ravel(), se[:9], rtol=1e-6)
+    assert r.bias_stderr == pytest.approx(se[9], rel=1e-6)
+    assert np.abs((r.kernel - w) / r.stderr).max() < 4
+    exact = fit_kernel(scene, correlate(scene, w))
+    assert exact.stderr.max() < 1e-9
 
 
 def test_the_callback_sees_the_loss_fall(scene):
@@ -342,8 +378,37 @@ def test_strides(scene, same):
     r = fit_kernel(scene, y, size=3, stride=(2, 3), border=border, tol=1e-20, seed=1)
     assert r.stride == (2, 3) and r.pixels == y.size
     np.testing.assert_allclose(r.kernel, w, atol=1e-6)
-    with pytest.raises(ShapeError, match="give the size"):
-        fit_kernel(scene, y, stride=(2, 3))
+    # without the stride (and size), both are found from the sizes
+    found = fit_kernel(scene, y, border=border)
+    assert found.stride == (2, 3) and found.size == (3, 3)
+    assert found.padding == (border if same else "valid")
+    np.testing.assert_allclose(found.kernel, w, atol=1e-6)
+    assert any("stride 2x3 (rows x columns) detected" in n for n in found.notes)
+    if same:  # no border given: the interior's pixels, the size detected
+        r = fit_kernel(scene, y, stride=(2, 3))
+        assert r.size == (3, 3) and r.size_from == "detected" and r.padding == "interior"
+        np.testing.assert_allclose(r.kernel, w, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("xs", "ys", "words"),
+    [
+        ((512, 512), (100, 100), "no stride up to 16 makes the one from the other"),
+        ((200, 200), (120, 120), "take a 81x81 kernel (rows x columns), larger than the 63x63"),
+    ],
+)
+def test_sizes_that_imply_a_huge_kernel_are_refused_naming_the_options(xs, ys, words):
+    rng = np.random.default_rng(0)
+    stride = None if ys[0] == 100 else 1  # stride 1 given: the size alone is inferred
+    with pytest.raises(ShapeError, match=re.escape(words)) as e:
+        fit_kernel(rng.random(xs), rng.random(ys), stride=stride)
+    assert "stride=" in str(e.value) and "size=" in str(e.value)
+
+
+def test_a_huge_kernel_asked_for_is_refused_before_allocating():
+    x = np.zeros((600, 600))
+    with pytest.raises(FitError, match=r"a 257x257 kernel .* 66,049 unknowns .* GiB"):
+        fit_kernel(x, x[:344, :344], size=257)
 
 
 def test_a_target_smaller_along_one_axis_is_valid_with_one_tap_along_the_other(scene):
@@ -448,14 +513,17 @@ def test_a_pair_goes_grey_as_asked_or_as_the_target_is():
 
 def test_a_pair_that_cannot_be_fitted_is_refused():
     rgb = np.random.default_rng(2).random((6, 6, 3))
-    with pytest.raises(ShapeError, match=r"b\.png is in colour but a\.png is grey; give grey=True"):
+    with pytest.raises(
+        ShapeError, match=r"b\.png is in colour but a\.png is grey; give color='gray'"
+    ):
         prepare_pair(rgb[:, :, 0], rgb, target_bit_depth=8, names=("a.png", "b.png"))
     with pytest.raises(ShapeError, match=r"\(6x6\) is larger than .* are the two swapped\?"):
         prepare_pair(rgb[:4, :4], rgb, target_bit_depth=8)
     with pytest.raises(ShapeError) as taller:
         prepare_pair(rgb[:4], rgb[:, :4], target_bit_depth=8)
     assert str(taller.value) == (
-        "the target (6x4) is taller than the input (4x6): a filtered picture cannot be"
+        "the target (4x6) is taller than the input (6x4), but filtering never makes a "
+        "picture larger"  # whole, and width x height: 4 wide, 6 tall
     )
     bad = rgb.copy()
     bad[0, 0] = [np.nan, np.inf, 0.5]
@@ -502,3 +570,34 @@ def test_pairs_made_by_other_programs_are_recovered(name, atol):
     if name.startswith("sobel"):
         assert r.clipped > y.size // 2
         assert describe_match(match_kernel(r.kernel)) == "sobel_x"
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.25])
+def test_a_bias_is_fitted_unasked_only_for_a_clear_offset(scene, offset):
+    rng = np.random.default_rng(12)
+    w = rng.normal(size=(3, 3))
+    y = correlate(scene, w) + offset + rng.normal(0, 0.004, (62, 62))
+    r = fit_kernel(scene, y)
+    assert (r.bias is not None) == (offset > 0)
+    if offset:
+        assert r.bias == pytest.approx(offset, abs=5 * r.bias_stderr)
+        assert any("constant offset" in n for n in r.notes) and r.unknowns == 10
+    else:
+        assert r.unknowns == 9 and not any("offset" in n for n in r.notes)
+    assert fit_kernel(scene, y, bias=False).bias is None
+
+
+def test_the_residual_map_is_prediction_minus_target_where_fitted(scene):
+    from convtool.fit.figure import decades, loss_curve, residual_map
+
+    w = np.random.default_rng(13).normal(size=(3, 3))
+    y = np.pad(correlate(scene, w), 1) + 0.01  # same size; border pixels made up
+    r = fit_kernel(scene, y, size=3, bias=False, method="lstsq")
+    res = residual_map(scene, y, r)
+    assert np.isnan(res[0]).all() and np.isnan(res[:, -1]).all()  # the border: not fitted
+    want = correlate(scene, r.kernel) - y[1:-1, 1:-1]
+    np.testing.assert_allclose(res[1:-1, 1:-1], want, atol=1e-12)
+    picture = loss_curve([1.0, 0.1, 1e-3, 1e-9], size=64)
+    assert picture.shape == (64, 64, 3) and picture.dtype == np.uint8
+    assert (picture[4:-4, 4:-4] != 255).any(axis=2).sum() >= 56  # a line across
+    assert decades([1.0, 0.1, 1e-9]) == "1.0e+00 .. 1.0e-09 over 2 updates"
