@@ -102,6 +102,10 @@ class Engine:
     def conv2d_grad_weight(self, x, grad_out, partial, sh, pad_top, pad_left) -> None:
         self._run("conv", "conv2d_grad_weight", x, grad_out, partial, sh, pad_top, pad_left)
 
+    # :mod:`convtool.core.conv_sep`
+    def sep_forward(self, x, cols, rows, bias, out, sh, sw, pad_top, pad_left) -> None:
+        self._run("conv_sep", "sep_forward", x, cols, rows, bias, out, sh, sw, pad_top, pad_left)
+
     # :mod:`convtool.core.pool`
     def max_pool2d_forward(self, x, out, argmax, kh, kw, sh, sw, pad_top, pad_left) -> None:
         self._run("pool", "max_pool2d_forward", x, out, argmax, kh, kw, sh, sw, pad_top, pad_left)

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from convtool.core.engine import or_jit, reduction_chunks
+from convtool.core.plan import plan_filter
+from convtool.core.plan import run as run_plan
 from convtool.ops._checks import ArrayLike, as_bias, as_image, as_kernel, as_stride, restore
 from convtool.shapes import PaddingSpec, output_size_padded, resolve_padding
 
@@ -50,6 +52,13 @@ def _column_phases(x4: np.ndarray, w4: np.ndarray, sw: int, pad_left: int, w_out
     w_wide[..., :kw] = w4
     w_phases = w_wide.reshape(c_out, c_in, kh, taps, sw).transpose(0, 1, 4, 2, 3)
     return x_phases, np.ascontiguousarray(w_phases).reshape(c_out, c_in * sw, kh, taps)
+
+
+def _weights64(w: ArrayLike, flip: bool) -> np.ndarray:
+    """A one-channel kernel in float64, as given (the planner factors it before any
+    rounding to the image's type)."""
+    w64 = np.asarray(w, dtype=np.float64).reshape(np.shape(w)[-2:])
+    return w64[::-1, ::-1] if flip else w64
 
 
 def conv2d(
@@ -107,6 +116,11 @@ def conv2d(
     bias = as_bias(b, x4.dtype, w4.shape[0])
     (sh, sw), (pt, pl), (h_out, w_out) = _conv_geometry(x4, w4, stride, padding)
     out = np.empty((x4.shape[0], w4.shape[0], h_out, w_out), dtype=x4.dtype)
+    if w4.shape[:2] == (1, 1):  # one channel: the planner may pick a cheaper exact path
+        plan = plan_filter(_weights64(w, flip), x4.dtype, (sh, sw))
+        if plan.path != "direct":
+            run_plan(plan, or_jit(engine), x4, bias, out, (sh, sw), (pt, pl))
+            return restore(out, ndim)
     if sw > 1:
         x4, w4 = _column_phases(x4, w4, sw, pl, w_out)
         pl = 0

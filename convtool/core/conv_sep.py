@@ -1,0 +1,118 @@
+"""The convolution of one channel by pairs of 1-D passes: separable and low-rank kernels.
+
+A kernel of rank r is the sum of r outer products, ``w = sum_q cols[q] rows[q]^T``
+(:mod:`convtool.core.plan` finds them), so the filter is r pairs of 1-D passes:
+2rk multiply-adds a pixel instead of k^2. Each output row is made in two steps, for
+each q: the input rows its window covers are combined down the columns (a row
+buffer as wide as the picture, zero-padded left and right), then that buffer is
+correlated along the row with ``rows[q]``. Nothing is stored between rows, so the
+memory used is a row, whatever the kernel.
+
+Each output pixel adds its terms in an order fixed by its own window (the
+vertical taps that lie in the picture, top to bottom; the horizontal ones left to
+right), never by where the picture was cut: a tile gives the whole picture's bytes.
+The helpers of :mod:`convtool.core.conv_rows` do the vectorised loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from convtool.core.conv_rows import _tap, _taps3
+from convtool.core.fastmath import FASTMATH, INNER
+
+ROWS_PER_TASK = 8  # output rows per parallel task: a row buffer allocated per task
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def sep_forward(x, cols, rows, bias, out, sh, sw, pad_top, pad_left):
+    """out[n, 0, i, j] = bias[0] + sum_q sum_a cols[q, a] sum_b rows[q, b] x[n, 0, r, c]
+
+    with r = i*sh + a - pad_top and c = j*sw + b - pad_left; pixels outside ``x``
+    count as zero (skipped down the columns, zeros along the rows). ``x`` and
+    ``out`` have one channel; ``cols`` is (rank, kH), ``rows`` (rank, kW).
+    """
+    n_img = x.shape[0]
+    h_out = out.shape[2]
+    per = ROWS_PER_TASK
+    n_chunks = (h_out + per - 1) // per
+    for task in prange(n_img * n_chunks):
+        n = task // n_chunks
+        i0 = (task % n_chunks) * per
+        _sep_rows(out, x, cols, rows, bias, n, i0, min(h_out, i0 + per), sh, sw, pad_top, pad_left)
+
+
+@njit(fastmath=FASTMATH, **INNER)
+def _sep_rows(out, x, cols, rows, bias, n, i0, i1, sh, sw, pad_top, pad_left):
+    """Output rows i0 .. i1 - 1 of picture n: one task of :func:`sep_forward`."""
+    height, width = x.shape[2], x.shape[3]
+    rank = cols.shape[0]
+    kw = rows.shape[1]
+    w_out = out.shape[3]
+    span = (w_out - 1) * sw + kw  # the padded columns the outputs read
+    used = max(0, min(width, span - pad_left))  # the picture's columns among them
+    buf = np.zeros(max(span, pad_left + used), dtype=x.dtype)
+    for i in range(i0, i1):
+        row = out[n, 0, i]
+        row[:] = bias[0]
+        top = i * sh - pad_top
+        for q in range(rank):
+            _down(buf[pad_left : pad_left + used], x, n, cols[q], top, height)
+            _along(row, buf, rows[q], sw)
+
+
+@njit(fastmath=FASTMATH, **INNER)
+def _down(dst, x, n, taps, top, height):
+    """dst[c] = sum_a taps[a] * x[n, 0, top + a, c] over the rows inside the picture,
+    three rows a pass; zero if none is."""
+    kh = taps.shape[0]
+    a0, a1 = max(0, -top), min(kh, height - top)
+    m = dst.shape[0]
+    if a0 >= a1:
+        dst[:] = 0
+        return
+    first = x[n, 0, top + a0, :m]
+    w0 = taps[a0]
+    for k in range(m):
+        dst[k] = w0 * first[k]
+    a = a0 + 1
+    while a + 2 < a1:
+        r = top + a
+        _taps3(
+            dst,
+            x[n, 0, r, :m],
+            x[n, 0, r + 1, :m],
+            x[n, 0, r + 2, :m],
+            taps[a],
+            taps[a + 1],
+            taps[a + 2],
+        )
+        a += 3
+    while a < a1:
+        _tap(dst, x[n, 0, top + a, :m], taps[a])
+        a += 1
+
+
+@njit(fastmath=FASTMATH, **INNER)
+def _along(row, buf, taps, sw):
+    """row[j] += sum_b taps[b] * buf[j*sw + b], three taps a pass (a column stride reads
+    every sw-th value; without one the slices stay contiguous, for the vector loops)."""
+    kw, w_out = taps.shape[0], row.shape[0]
+    if sw == 1:
+        for b in range(0, kw - 2, 3):
+            s0, s1, s2 = buf[b : b + w_out], buf[b + 1 : b + 1 + w_out], buf[b + 2 : b + 2 + w_out]
+            _taps3(row, s0, s1, s2, taps[b], taps[b + 1], taps[b + 2])
+        for bb in range(kw - kw % 3, kw):
+            _tap(row, buf[bb : bb + w_out], taps[bb])
+        return
+    reach = (w_out - 1) * sw + 1
+    for b in range(0, kw - 2, 3):
+        s0, s1, s2 = (
+            buf[b : b + reach : sw],
+            buf[b + 1 : b + 1 + reach : sw],
+            buf[b + 2 : b + 2 + reach : sw],
+        )
+        _taps3(row, s0, s1, s2, taps[b], taps[b + 1], taps[b + 2])
+    for bb in range(kw - kw % 3, kw):
+        _tap(row, buf[bb : bb + reach : sw], taps[bb])

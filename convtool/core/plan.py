@@ -1,0 +1,167 @@
+"""The planner: which path filters one channel with one kernel, chosen in one place.
+
+Paths (each exact to the image's float rounding; results within that rounding of
+the direct path):
+
+- ``direct``: the core's convolution (:mod:`convtool.core.conv`), k_h k_w
+  multiply-adds a pixel;
+- ``separable``: the kernel as a sum of r outer products (r = 1: separable; more:
+  low rank), run as r pairs of 1-D passes (:mod:`convtool.core.conv_sep`),
+  r (k_h + k_w) multiply-adds a pixel. The factors come from an exact rank-1 test
+  (a column times a row, equal in float64: Sobel, Prewitt, binomials), else from the
+  singular value decomposition, keeping the fewest terms whose dropped rest sums to
+  at most the image's unit roundoff times sum|w|: a change to any result below one
+  rounding of its scale, sum|w| max|x|.
+
+The choice rests on the kernel, the stride and the dtype alone, never on the
+picture's size: a tile of a picture is planned as the whole picture is, and every
+path adds each output's terms in an order set by its own window, so tiles give the
+whole picture's bytes and ``--jobs`` changes nothing. Costs are in nanoseconds per
+output pixel on one thread (:data:`COSTS`, measured with ``benchmarks/bench_kernels.py``).
+
+This module imports numpy only: planning needs no numba, and a plan is run by the
+engine the caller passes (:func:`run`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["COSTS", "Plan", "factors", "plan_filter", "run"]
+
+# The cost model, in ns per output pixel on one thread (2048x2048 float32, measured
+# here): a fixed part per pass and a part per tap. direct: per tap; separable, per
+# term of the rank: the vertical pass (per tap and per input column a stride covers),
+# the horizontal pass (per tap) and the two passes' set-up.
+COSTS = {
+    "direct_tap": 0.25,
+    "direct_base": 0.5,
+    "down_tap": 0.30,
+    "along_tap": 0.30,
+    "term_base": 1.0,
+}
+
+_UNIT_ROUNDOFF = {np.dtype(np.float32): 2.0**-24, np.dtype(np.float64): 2.0**-53}
+_CACHE_SIZE = 64  # plans remembered, by kernel bytes, stride and dtype
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """How one channel is filtered: the path, its factors, and its estimated cost.
+
+    ``cols`` (rank, kH) and ``rows`` (rank, kW) are float64, for the separable path.
+    """
+
+    path: str
+    cost: float  # ns per output pixel, one thread (see COSTS)
+    cols: np.ndarray | None = field(default=None, repr=False)
+    rows: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def rank(self) -> int:
+        return 0 if self.cols is None else int(self.cols.shape[0])
+
+    def describe(self) -> str:
+        """The plan in a few words, for ``--verbose`` and ``--json``: 'direct',
+        'separable', 'low-rank 2'."""
+        if self.path == "separable":
+            return "separable" if self.rank == 1 else f"low-rank {self.rank}"
+        return self.path
+
+
+def _exact_rank1(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(column, row) whose outer product is ``w`` exactly in float64, or None."""
+    i, j = np.unravel_index(np.argmax(np.abs(w)), w.shape)
+    pivot = w[i, j]
+    if pivot == 0:
+        return None
+    col, row = w[:, j].copy(), w[i, :] / pivot
+    if not np.array_equal(np.outer(col, row), w):
+        return None
+    # balance the two factors' scales, in powers of two (exact)
+    shift = np.round(np.log2(np.abs(col).max() / np.abs(row).max()) / 2)
+    return col * 2.0**-shift, row * 2.0**shift
+
+
+def factors(w: np.ndarray, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """The fewest outer products whose sum is ``w`` to within ``dtype``'s rounding.
+
+    Returns (cols, rows), (rank, kH) and (rank, kW) float64, with
+    ``sum|w - cols^T rows| <= u sum|w|`` (u: ``dtype``'s unit roundoff), the rank-1
+    case found exactly where it is exact.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    exact = _exact_rank1(w)
+    if exact is not None:
+        return exact[0][None], exact[1][None]
+    u, s, vt = np.linalg.svd(w, full_matrices=False)
+    tol = _UNIT_ROUNDOFF.get(np.dtype(dtype), 2.0**-24) * np.abs(w).sum()
+    root = np.sqrt(s)
+    for r in range(1, s.size + 1):
+        cols, rows = (u[:, :r] * root[:r]).T, vt[:r] * root[:r, None]
+        if np.abs(w - cols.T @ rows).sum() <= tol:
+            return cols, rows
+    return (u * root).T, vt * root[:, None]
+
+
+def _direct_cost(kh: int, kw: int) -> float:
+    return COSTS["direct_base"] + COSTS["direct_tap"] * kh * kw
+
+
+def _separable_cost(rank: int, kh: int, kw: int, sw: int) -> float:
+    per_term = COSTS["term_base"] + COSTS["down_tap"] * kh * sw + COSTS["along_tap"] * kw
+    return rank * per_term
+
+
+_plans: dict[tuple, Plan] = {}
+
+
+def plan_filter(w: np.ndarray, dtype: Any, stride: tuple[int, int] = (1, 1)) -> Plan:
+    """The cheapest exact path for kernel ``w`` (kH, kW) on an image of ``dtype``.
+
+    Remembered for the process (by the kernel's bytes, the stride and the dtype): a
+    batch plans each kernel once.
+    """
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    key = (w.tobytes(), w.shape, tuple(stride), np.dtype(dtype).str)
+    found = _plans.get(key)
+    if found is None:
+        found = _plan(w, np.dtype(dtype), stride)
+        if len(_plans) >= _CACHE_SIZE:
+            _plans.clear()
+        _plans[key] = found
+    return found
+
+
+def _plan(w: np.ndarray, dtype: np.dtype, stride: tuple[int, int]) -> Plan:
+    kh, kw = w.shape
+    direct = Plan("direct", _direct_cost(kh, kw))
+    # the least a separable plan can cost: rank 1
+    if not np.isfinite(w).all() or _separable_cost(1, kh, kw, stride[1]) >= direct.cost:
+        return direct
+    cols, rows = factors(w, dtype)
+    separable = Plan("separable", _separable_cost(cols.shape[0], kh, kw, stride[1]), cols, rows)
+    return separable if separable.cost < direct.cost else direct
+
+
+def run(
+    plan: Plan,
+    engine: Any,
+    x: np.ndarray,
+    bias: np.ndarray,
+    out: np.ndarray,
+    stride: tuple[int, int],
+    pads: tuple[int, int],
+) -> None:
+    """Run ``plan`` (not 'direct') by ``engine`` on x (N, 1, H, W) into out (N, 1, H', W'),
+    zero padding ``pads`` (top, left) before, the rest implied by ``out``'s shape."""
+    dtype = x.dtype
+    if plan.path == "separable":
+        cols = np.ascontiguousarray(plan.cols, dtype=dtype)
+        rows = np.ascontiguousarray(plan.rows, dtype=dtype)
+        engine.sep_forward(x, cols, rows, bias, out, stride[0], stride[1], pads[0], pads[1])
+        return
+    raise ValueError(f"no such path: {plan.path!r}")
