@@ -25,23 +25,28 @@ engine the caller passes (:func:`run`).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from convtool.core import conv_fft
+from convtool.core.engine import default_threads
+
 __all__ = ["COSTS", "Plan", "factors", "plan_filter", "run"]
 
-# The cost model, in ns per output pixel on one thread (2048x2048 float32, measured
-# here): a fixed part per pass and a part per tap. direct: per tap; separable, per
-# term of the rank: the vertical pass (per tap and per input column a stride covers),
-# the horizontal pass (per tap) and the two passes' set-up.
+# The cost model, in ns per output pixel on one thread (1024x1024 float32, measured
+# here with ``benchmarks/bench_kernels.py --only calibrate``): direct, per tap (it
+# grows from 0.048 a tap at 3x3 to 0.062 at 15x15); separable, per term of the rank,
+# the vertical pass (per tap and per input column a stride covers), the horizontal
+# pass (per tap) and the two passes' set-up. The FFT's is conv_fft.block_cost.
 COSTS = {
-    "direct_tap": 0.25,
-    "direct_base": 0.5,
-    "down_tap": 0.30,
-    "along_tap": 0.30,
-    "term_base": 1.0,
+    "direct_tap": 0.055,
+    "direct_base": 0.0,
+    "down_tap": 0.053,
+    "along_tap": 0.053,
+    "term_base": 0.2,
 }
 
 _UNIT_ROUNDOFF = {np.dtype(np.float32): 2.0**-24, np.dtype(np.float64): 2.0**-53}
@@ -59,6 +64,7 @@ class Plan:
     cost: float  # ns per output pixel, one thread (see COSTS)
     cols: np.ndarray | None = field(default=None, repr=False)
     rows: np.ndarray | None = field(default=None, repr=False)
+    block: tuple[int, int] = (1, 1)  # output blocks anchored on the whole output's grid
 
     @property
     def rank(self) -> int:
@@ -138,13 +144,28 @@ def plan_filter(w: np.ndarray, dtype: Any, stride: tuple[int, int] = (1, 1)) -> 
 
 def _plan(w: np.ndarray, dtype: np.dtype, stride: tuple[int, int]) -> Plan:
     kh, kw = w.shape
-    direct = Plan("direct", _direct_cost(kh, kw))
-    # the least a separable plan can cost: rank 1
-    if not np.isfinite(w).all() or _separable_cost(1, kh, kw, stride[1]) >= direct.cost:
-        return direct
-    cols, rows = factors(w, dtype)
-    separable = Plan("separable", _separable_cost(cols.shape[0], kh, kw, stride[1]), cols, rows)
-    return separable if separable.cost < direct.cost else direct
+    best = Plan("direct", _direct_cost(kh, kw))
+    if not np.isfinite(w).all():
+        return best
+    if tuple(stride) == (1, 1) and min(kh, kw) > 1:
+        fft = Plan("fft", conv_fft.block_cost(kh, kw), block=conv_fft.blocks(kh, kw))
+        best = fft if fft.cost < best.cost else best
+    # the least a separable plan can cost is rank 1's: factor only if that would pay
+    if _separable_cost(1, kh, kw, stride[1]) < best.cost:
+        cols, rows = factors(w, dtype)
+        cost = _separable_cost(cols.shape[0], kh, kw, stride[1])
+        if cost < best.cost:
+            best = Plan("separable", cost, cols, rows)
+    return best
+
+
+def _threads(engine: Any) -> int:
+    """Threads for the FFT's blocks: the JIT's thread count (as a batch worker may have
+    set it), one for the compiled core (one thread, as its kernels)."""
+    if engine.name != "jit":
+        return 1
+    numba = sys.modules.get("numba")
+    return numba.get_num_threads() if numba is not None else default_threads()
 
 
 def run(
@@ -155,13 +176,27 @@ def run(
     out: np.ndarray,
     stride: tuple[int, int],
     pads: tuple[int, int],
+    origin: tuple[int, int] = (0, 0),
+    weights: np.ndarray | None = None,
 ) -> None:
     """Run ``plan`` (not 'direct') by ``engine`` on x (N, 1, H, W) into out (N, 1, H', W'),
-    zero padding ``pads`` (top, left) before, the rest implied by ``out``'s shape."""
+    zero padding ``pads`` (top, left) before, the rest implied by ``out``'s shape.
+
+    ``origin``: where out's first pixel lies in the whole output, when out is a tile of
+    it (blocks are anchored there); ``weights``: the kernel (float64), for the FFT.
+    """
     dtype = x.dtype
     if plan.path == "separable":
         cols = np.ascontiguousarray(plan.cols, dtype=dtype)
         rows = np.ascontiguousarray(plan.rows, dtype=dtype)
         engine.sep_forward(x, cols, rows, bias, out, stride[0], stride[1], pads[0], pads[1])
+        return
+    if plan.path == "fft":
+
+        def direct(window: np.ndarray, w: np.ndarray, b: np.ndarray, y: np.ndarray) -> None:
+            engine.conv2d_forward(window, w, b, y, 1, 0, 0)
+
+        threads = _threads(engine)
+        conv_fft.fft_forward(x, weights, bias, out, pads, origin, direct, threads)
         return
     raise ValueError(f"no such path: {plan.path!r}")

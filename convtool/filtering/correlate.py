@@ -33,7 +33,7 @@ from convtool._shared import Param, naming
 from convtool.filtering.colour import to_gray
 from convtool.shapes import PaddingSpec, as_pair, resolve_padding
 
-__all__ = ["Prepared", "combine", "correlate", "prepare_kernel", "resample_alpha"]
+__all__ = ["Prepared", "block_grid", "combine", "correlate", "prepare_kernel", "resample_alpha"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,17 +108,30 @@ def _conv(
     padding: PaddingSpec,
     stride: Any,
     engine: Any = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """conv2d of x (N, C, H, W) with w (O, C, kH, kW), the border as asked."""
     if border == "zero":  # the core pads with zeros itself: no padded copy
-        return ops.conv2d(x, w, b, stride=stride, padding=padding, engine=engine)
+        return ops.conv2d(x, w, b, stride=stride, padding=padding, engine=engine, origin=origin)
     sh, sw = as_pair(stride, "stride")
     if sh < 1 or sw < 1:
         raise ValueError(f"stride must be at least 1, got {stride!r}")
     top, bottom, left, right = resolve_padding(padding, x.shape[2:], w.shape[2:], (sh, sw))
     if top or bottom or left or right:
         x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=vocab.pad_mode(border))
-    return ops.conv2d(x, w, b, stride=(sh, sw), padding=0, engine=engine)
+    return ops.conv2d(x, w, b, stride=(sh, sw), padding=0, engine=engine, origin=origin)
+
+
+def block_grid(kernel: Prepared, stride: Any = 1) -> tuple[int, int]:
+    """The output blocks (rows, columns) the planned path of a one-channel ``kernel`` works
+    in (:attr:`convtool.core.plan.Plan.block`; (1, 1) for the others): a tile widened to
+    whole blocks, with its ``origin``, gives the whole picture's bytes."""
+    from convtool.core.plan import plan_filter
+
+    w = kernel.weights
+    if w.ndim == 4 and w.shape[:2] != (1, 1):
+        return 1, 1
+    return plan_filter(w.reshape(w.shape[-2:]), np.float32, as_pair(stride, "stride")).block
 
 
 def correlate(
@@ -130,6 +143,7 @@ def correlate(
     padding: PaddingSpec = "same",
     stride: int | tuple[int, int] = 1,
     engine: Any = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Filter one picture with one kernel; the raw float32 result, nothing clipped.
 
@@ -148,6 +162,9 @@ def correlate(
     stride : int or (int, int)
     engine : convtool.core.engine.Engine, optional
         What runs the convolution, as in :func:`convtool.ops.conv2d` (None: the JIT).
+    origin : (int, int)
+        Where the result's first pixel lies in the whole picture's result, for a tile
+        of it (:func:`block_grid`).
 
     Returns
     -------
@@ -173,15 +190,15 @@ def correlate(
                 f"kernel {prepared.name} takes {w.shape[1]} input channel(s), shape "
                 f"{tuple(w.shape)}, but the picture has {channels}"
             )
-        y = _conv(x[None], w, bias, border, padding, stride, engine)[0]
+        y = _conv(x[None], w, bias, border, padding, stride, engine, origin)[0]
     elif channels == 1 or color == "gray":
         plane = x if channels == 1 else to_gray(np.asarray(data))[None]
-        y = _conv(plane[None], w[None, None], bias, border, padding, stride, engine)[0]
+        y = _conv(plane[None], w[None, None], bias, border, padding, stride, engine, origin)[0]
     elif color == "sum":
         w_sum = np.repeat(w[None, None], channels, axis=1)
-        y = _conv(x[None], w_sum, bias, border, padding, stride, engine)[0]
+        y = _conv(x[None], w_sum, bias, border, padding, stride, engine, origin)[0]
     else:  # each channel as its own picture, one kernel for all
-        y = _conv(x[:, None], w[None, None], bias, border, padding, stride, engine)[:, 0]
+        y = _conv(x[:, None], w[None, None], bias, border, padding, stride, engine, origin)[:, 0]
     if y.shape[0] == 1:
         return y[0]
     return y.transpose(1, 2, 0)  # a view: the planes stay planes in memory

@@ -70,6 +70,7 @@ def conv2d(
     padding: PaddingSpec = 0,
     flip: bool = False,
     engine: Engine | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Multi-input, multi-output 2-D cross-correlation with zero padding.
 
@@ -93,6 +94,10 @@ def conv2d(
     engine : convtool.core.engine.Engine, optional
         What runs the kernel: None (the default) is numba's JIT; the compiled core
         (:func:`convtool.core.engine.compiled`) starts faster, on one thread.
+    origin : (int, int)
+        Where the result's first row and column lie in a larger output that this one
+        is a tile of: paths that work in blocks (:mod:`convtool.core.plan`) anchor them
+        on the larger output's grid, so tiles give its bytes.
 
     Returns
     -------
@@ -117,9 +122,10 @@ def conv2d(
     (sh, sw), (pt, pl), (h_out, w_out) = _conv_geometry(x4, w4, stride, padding)
     out = np.empty((x4.shape[0], w4.shape[0], h_out, w_out), dtype=x4.dtype)
     if w4.shape[:2] == (1, 1):  # one channel: the planner may pick a cheaper exact path
-        plan = plan_filter(_weights64(w, flip), x4.dtype, (sh, sw))
+        w64 = _weights64(w, flip)
+        plan = plan_filter(w64, x4.dtype, (sh, sw))
         if plan.path != "direct":
-            run_plan(plan, or_jit(engine), x4, bias, out, (sh, sw), (pt, pl))
+            run_plan(plan, or_jit(engine), x4, bias, out, (sh, sw), (pt, pl), origin, w64)
             return restore(out, ndim)
     if sw > 1:
         x4, w4 = _column_phases(x4, w4, sw, pl, w_out)

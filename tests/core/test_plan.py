@@ -80,6 +80,10 @@ def test_choices():
     assert (g.path, g.rank, g.describe()) == ("separable", 1, "separable")
     assert plan.plan_filter(dog(31), f32).describe() == "low-rank 2"
     assert plan.plan_filter(np.random.default_rng(1).random((7, 7)), f32).path == "direct"
+    full = np.random.default_rng(1).random((15, 15))
+    fft = plan.plan_filter(full, f32)
+    assert fft.path == "fft" and fft.block == (242, 242)
+    assert plan.plan_filter(full, f32, (2, 1)).path == "direct"  # no FFT with a stride
 
 
 def test_plans_are_remembered_per_kernel_and_dtype():
@@ -128,6 +132,7 @@ def planned(x, w, border, padding, stride):
 
 
 KERNELS = {
+    "random": np.random.default_rng(5).standard_normal((15, 13)),
     "gaussian": gaussian_kernel(9, 2),
     "dog": dog(13),
     "box": box_kernel(6, 5),
@@ -192,3 +197,67 @@ def test_nan_stays_in_its_windows():
         np.isnan(got),
         ops.conv2d(np.isnan(x).astype(np.float32), np.ones((7, 7)), padding="same") > 0,
     )
+
+
+# ---------------------------------------------------------------- the FFT's blocks
+
+
+@st.composite
+def full_rank_cases(draw):
+    kh, kw = draw(st.integers(12, 22)), draw(st.integers(12, 22))
+    ph, pw = draw(st.integers(0, 25)), draw(st.integers(0, 25))
+    h = draw(st.integers(max(1, kh - 2 * ph), 70))
+    wd = draw(st.integers(max(1, kw - 2 * pw), 300))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((draw(st.integers(1, 2)), 1, h, wd))
+    return x, rng.standard_normal((kh, kw)), rng.standard_normal(), (ph, pw)
+
+
+@settings(deadline=None, max_examples=40)
+@given(full_rank_cases(), st.sampled_from([np.float32, np.float64]))
+def test_fft_matches_scipy(case, dtype):
+    from scipy import signal
+
+    x, w, b, (ph, pw) = case
+    assert plan.plan_filter(w, dtype).path == "fft"
+    got = ops.conv2d(x.astype(dtype), w, b, padding=(ph, pw))
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    want = np.stack([signal.correlate(p[0], w, mode="valid", method="direct") for p in xp]) + b
+    scale = np.abs(w).sum() * np.abs(x).max() + abs(b)
+    tol = (1e-5 if dtype == np.float32 else 1e-12) * scale
+    assert np.abs(got[:, 0] - want).max() <= tol
+    # outputs whose window lies wholly in the padding hold the bias alone, exactly
+    top, left = max(0, ph - w.shape[0] + 1), max(0, pw - w.shape[1] + 1)
+    assert np.all(got[:, 0, :top] == dtype(b)) and np.all(got[:, 0, :, :left] == dtype(b))
+
+
+def test_fft_tiles_give_the_whole_pictures_bytes():
+    rng = np.random.default_rng(4)
+    x = rng.random((1000, 650)).astype(np.float32)
+    w = rng.standard_normal((21, 17))
+    bh, bw = plan.plan_filter(w, np.float32).block
+    whole = ops.conv2d(x, w, padding="same")
+    o0, o1, p0, p1 = bh, 2 * bh, bw, 650
+    assert o1 + 10 < 1000 and p0 < 650
+    # as the tiled path cuts it: the windows' rows and columns, zero padding past the
+    # picture's edge on both sides, and where its first output lies in the whole
+    region = x[o0 - 10 : o1 + 10, p0 - 16 :]
+    tile = ops.conv2d(region, w, padding=(0, 8), origin=(o0, p0 - 16))
+    assert tile[:, 16:].tobytes() == whole[o0:o1, p0:p1].tobytes()
+    # the same tile anchored elsewhere on the grid is computed from other windows
+    moved = ops.conv2d(region, w, padding=(0, 8), origin=(o0 + 1, p0 - 16))
+    assert moved.tobytes() != tile.tobytes()
+
+
+def test_fft_blocks_with_nan_go_direct():
+    rng = np.random.default_rng(6)
+    x = rng.random((300, 300)).astype(np.float32)
+    w = rng.standard_normal((15, 15))
+    clean = ops.conv2d(x, w, padding="same")
+    x[100, 200] = np.nan
+    got = ops.conv2d(x, w, padding="same")
+    hit = np.zeros_like(got, dtype=bool)
+    hit[93:108, 193:208] = True
+    assert np.array_equal(np.isnan(got), hit)
+    # the NaN's block was filtered directly: its other pixels are still right
+    assert np.abs(got[~hit] - clean[~hit]).max() <= 1e-5 * np.abs(w).sum()
