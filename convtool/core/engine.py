@@ -106,6 +106,11 @@ class Engine:
     def sep_forward(self, x, cols, rows, bias, out, sh, sw, pad_top, pad_left) -> None:
         self._run("conv_sep", "sep_forward", x, cols, rows, bias, out, sh, sw, pad_top, pad_left)
 
+    # :mod:`convtool.core.conv_box`
+    def box_forward(self, x, scale, bias, out, kh, kw, pad_top, pad_left, org_top, org_left):
+        args = (x, scale, bias, out, kh, kw, pad_top, pad_left, org_top, org_left)
+        self._run("conv_box", "box_forward", *args)
+
     # :mod:`convtool.core.pool`
     def max_pool2d_forward(self, x, out, argmax, kh, kw, sh, sw, pad_top, pad_left) -> None:
         self._run("pool", "max_pool2d_forward", x, out, argmax, kh, kw, sh, sw, pad_top, pad_left)

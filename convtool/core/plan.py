@@ -47,7 +47,12 @@ COSTS = {
     "down_tap": 0.053,
     "along_tap": 0.053,
     "term_base": 0.2,
+    "box": 1.5,  # running sums: the same for any size
 }
+
+# conv_box.RESTART (that module imports numba; this one may not): the running sums'
+# restart grid, and the tiles' block for boxes
+BOX_RESTART = 32
 
 _UNIT_ROUNDOFF = {np.dtype(np.float32): 2.0**-24, np.dtype(np.float64): 2.0**-53}
 _CACHE_SIZE = 64  # plans remembered, by kernel bytes, stride and dtype
@@ -147,6 +152,9 @@ def _plan(w: np.ndarray, dtype: np.dtype, stride: tuple[int, int]) -> Plan:
     best = Plan("direct", _direct_cost(kh, kw))
     if not np.isfinite(w).all():
         return best
+    if tuple(stride) == (1, 1) and w.flat[0] != 0 and (w == w.flat[0]).all():
+        box = Plan("box", COSTS["box"], block=(BOX_RESTART, BOX_RESTART))
+        best = box if box.cost < best.cost else best
     if tuple(stride) == (1, 1) and min(kh, kw) > 1:
         fft = Plan("fft", conv_fft.block_cost(kh, kw), block=conv_fft.blocks(kh, kw))
         best = fft if fft.cost < best.cost else best
@@ -190,6 +198,11 @@ def run(
         cols = np.ascontiguousarray(plan.cols, dtype=dtype)
         rows = np.ascontiguousarray(plan.rows, dtype=dtype)
         engine.sep_forward(x, cols, rows, bias, out, stride[0], stride[1], pads[0], pads[1])
+        return
+    if plan.path == "box":
+        scale = np.full(1, weights.flat[0], dtype=dtype)
+        kh, kw = weights.shape
+        engine.box_forward(x, scale, bias, out, kh, kw, pads[0], pads[1], origin[0], origin[1])
         return
     if plan.path == "fft":
 

@@ -84,6 +84,15 @@ def test_choices():
     fft = plan.plan_filter(full, f32)
     assert fft.path == "fft" and fft.block == (242, 242)
     assert plan.plan_filter(full, f32, (2, 1)).path == "direct"  # no FFT with a stride
+    assert plan.plan_filter(box_kernel(31), f32).path == "box"
+    assert plan.plan_filter(box_kernel(31), f32, (1, 2)).describe() == "separable"
+    assert plan.plan_filter(box_kernel(3), f32).path == "direct"
+
+
+def test_the_box_restart_is_known_without_numba():
+    from convtool.core import conv_box
+
+    assert plan.BOX_RESTART == conv_box.RESTART
 
 
 def test_plans_are_remembered_per_kernel_and_dtype():
@@ -136,6 +145,7 @@ KERNELS = {
     "gaussian": gaussian_kernel(9, 2),
     "dog": dog(13),
     "box": box_kernel(6, 5),
+    "box15": box_kernel(15, 16),
     "wide": np.outer([1.0, 2, 1], np.arange(1.0, 12)),
 }
 
@@ -261,3 +271,30 @@ def test_fft_blocks_with_nan_go_direct():
     assert np.array_equal(np.isnan(got), hit)
     # the NaN's block was filtered directly: its other pixels are still right
     assert np.abs(got[~hit] - clean[~hit]).max() <= 1e-5 * np.abs(w).sum()
+
+
+# ---------------------------------------------------------------- running sums
+
+
+def test_box_sums_do_not_drift_on_a_long_picture():
+    """One row of 20000 pixels with a large offset: restarts keep the error at rounding."""
+    rng = np.random.default_rng(8)
+    x = (1000 + rng.random((40, 20000))).astype(np.float32)
+    w = box_kernel(33, 31)
+    got = ops.conv2d(x, w, padding="same")
+    want = reference(x, w, "zero", "same", (1, 1))
+    assert np.abs(got - want).max() <= 2e-6 * np.abs(w).sum() * np.abs(x).max()
+
+
+def test_box_non_finite_values_stay_in_their_windows():
+    rng = np.random.default_rng(9)
+    x = rng.random((200, 230)).astype(np.float32)
+    x[100, 60], x[10, 10], x[150, 150], x[150, 152] = np.nan, np.inf, np.inf, -np.inf
+    w = box_kernel(31, 29)
+    assert plan.plan_filter(w, np.float32).path == "box"
+    got = ops.conv2d(x, w, padding="same", b=0.5)
+    want = direct(x, w, "same", (1, 1)) + np.float32(0.5)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(np.isinf(got), np.isinf(want)) and np.isinf(got).any()
+    finite = np.isfinite(want)
+    assert np.abs(got[finite] - want[finite]).max() <= 1e-6
