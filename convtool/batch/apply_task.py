@@ -39,6 +39,7 @@ from convtool.batch.outputs import (
 )
 from convtool.batch.postprocess import PostProcess
 from convtool.filtering import Prepared, combine, correlate, resample_alpha
+from convtool.filtering.correlate import plan_of
 from convtool.filtering.tiles import auto_tile, check_tile
 from convtool.shapes import PaddingSpec
 
@@ -48,6 +49,7 @@ __all__ = [
     "Task",
     "engine_for",
     "plan_outputs",
+    "plans",
     "run_task",
     "work_of",
 ]
@@ -125,10 +127,13 @@ def work_of(image_shape: tuple[int, ...], options: Options, needed: set[int]) ->
     channels = 1 if len(image_shape) == 2 else image_shape[2]
     total = 0.0
     for k in needed:
-        weights = options.kernels[k].weights
+        kernel = options.kernels[k]
+        weights = kernel.weights
         fan = channels if options.color != "gray" or weights.ndim == 4 else 1
         outs = weights.shape[0] if weights.ndim == 4 else 1
-        total += h * w * fan * outs * weights.shape[-2] * weights.shape[-1]
+        # the planned path's cost, in the direct path's multiply-adds
+        taps = plan_of(kernel, options.color, channels, options.stride).taps
+        total += h * w * fan * outs * taps
     return total / (options.stride[0] * options.stride[1])
 
 
@@ -283,4 +288,15 @@ def _write(image: Any, out: Output, results: dict[int, np.ndarray], options: Opt
             overwrite=options.overwrite,
             format=fmt,
         )
-    return post.record(y.shape, input=_label(image.source), output=out.path, kernel=out.label)
+    record = post.record(y.shape, input=_label(image.source), output=out.path, kernel=out.label)
+    return record | {"plan": plans(image.data.shape, out, options)}
+
+
+def plans(image_shape: tuple[int, ...], out: Output, options: Options) -> str:
+    """The path each of the output's kernels takes (:func:`plan_of`), for its record:
+    'separable', 'low-rank 2', 'box', 'fft' or 'direct', joined by '+' when combined."""
+    channels = 1 if len(image_shape) == 2 else image_shape[2]
+    found = [
+        plan_of(options.kernels[k], options.color, channels, options.stride) for k in out.kernels
+    ]
+    return "+".join(p.describe() for p in found)

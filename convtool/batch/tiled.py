@@ -249,7 +249,11 @@ def _write(source: TiffSource, out: Any, options: Any, tile: int, engine: Any) -
         tile=tile,
         overwrite=options.overwrite,
     )
-    return plan.post.record(plan.shape, input=source.path, output=out.path, kernel=out.label)
+    from convtool.batch.apply_task import plans
+
+    record = plan.post.record(plan.shape, input=source.path, output=out.path, kernel=out.label)
+    shape = (source.height, source.width, source.channels)
+    return record | {"plan": plans(shape, out, options)}
 
 
 def fits(source: TiffSource, task: Any, options: Any) -> bool:

@@ -34,7 +34,7 @@ import numpy as np
 from convtool.core import conv_fft
 from convtool.core.engine import default_threads
 
-__all__ = ["COSTS", "Plan", "factors", "plan_filter", "run"]
+__all__ = ["BOX_RESTART", "COSTS", "Plan", "direct_plan", "factors", "plan_filter", "run"]
 
 # The cost model, in ns per output pixel on one thread (1024x1024 float32, measured
 # here with ``benchmarks/bench_kernels.py --only calibrate``): direct, per tap (it
@@ -72,6 +72,12 @@ class Plan:
     block: tuple[int, int] = (1, 1)  # output blocks anchored on the whole output's grid
 
     @property
+    def taps(self) -> float:
+        """The direct path's multiply-adds a pixel that cost as much: the work an engine
+        is chosen by (:func:`convtool.core.engine.choose`)."""
+        return self.cost / COSTS["direct_tap"]
+
+    @property
     def rank(self) -> int:
         return 0 if self.cols is None else int(self.cols.shape[0])
 
@@ -81,6 +87,11 @@ class Plan:
         if self.path == "separable":
             return "separable" if self.rank == 1 else f"low-rank {self.rank}"
         return self.path
+
+
+def direct_plan(kh: int, kw: int) -> Plan:
+    """The direct path for a kH x kW kernel."""
+    return Plan("direct", _direct_cost(kh, kw))
 
 
 def _exact_rank1(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -149,7 +160,7 @@ def plan_filter(w: np.ndarray, dtype: Any, stride: tuple[int, int] = (1, 1)) -> 
 
 def _plan(w: np.ndarray, dtype: np.dtype, stride: tuple[int, int]) -> Plan:
     kh, kw = w.shape
-    best = Plan("direct", _direct_cost(kh, kw))
+    best = direct_plan(kh, kw)
     if not np.isfinite(w).all():
         return best
     if tuple(stride) == (1, 1) and w.flat[0] != 0 and (w == w.flat[0]).all():

@@ -33,7 +33,8 @@ from convtool._shared import Param, naming
 from convtool.filtering.colour import to_gray
 from convtool.shapes import PaddingSpec, as_pair, resolve_padding
 
-__all__ = ["Prepared", "block_grid", "combine", "correlate", "prepare_kernel", "resample_alpha"]
+__all__ = ["Prepared", "block_grid", "combine", "correlate", "plan_of", "prepare_kernel"]
+__all__ += ["resample_alpha"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,16 +123,23 @@ def _conv(
     return ops.conv2d(x, w, b, stride=(sh, sw), padding=0, engine=engine, origin=origin)
 
 
+def plan_of(kernel: Prepared, color: str = "channels", channels: int = 1, stride: Any = 1) -> Any:
+    """The path :func:`correlate` takes for ``kernel`` on a picture of ``channels``
+    channels (:func:`convtool.core.plan.plan_filter`'s plan; the direct path where the
+    kernel mixes channels: a 4-D kernel, or 'sum' on colour)."""
+    from convtool.core.plan import direct_plan, plan_filter
+
+    w = kernel.weights
+    if (w.ndim == 4 and w.shape[:2] != (1, 1)) or (color == "sum" and channels > 1):
+        return direct_plan(*w.shape[-2:])
+    return plan_filter(w.reshape(w.shape[-2:]), np.float32, as_pair(stride, "stride"))
+
+
 def block_grid(kernel: Prepared, stride: Any = 1) -> tuple[int, int]:
     """The output blocks (rows, columns) the planned path of a one-channel ``kernel`` works
     in (:attr:`convtool.core.plan.Plan.block`; (1, 1) for the others): a tile widened to
     whole blocks, with its ``origin``, gives the whole picture's bytes."""
-    from convtool.core.plan import plan_filter
-
-    w = kernel.weights
-    if w.ndim == 4 and w.shape[:2] != (1, 1):
-        return 1, 1
-    return plan_filter(w.reshape(w.shape[-2:]), np.float32, as_pair(stride, "stride")).block
+    return plan_of(kernel, stride=stride).block
 
 
 def correlate(
