@@ -47,7 +47,7 @@ def sep_forward(x, cols, rows, bias, out, sh, sw, pad_top, pad_left):
 def _sep_rows(out, x, cols, rows, bias, n, i0, i1, sh, sw, pad_top, pad_left):
     """Output rows i0 .. i1 - 1 of picture n: one task of :func:`sep_forward`."""
     height, width = x.shape[2], x.shape[3]
-    rank = cols.shape[0]
+    rank, kh = cols.shape
     kw = rows.shape[1]
     w_out = out.shape[3]
     span = (w_out - 1) * sw + kw  # the padded columns the outputs read
@@ -57,14 +57,136 @@ def _sep_rows(out, x, cols, rows, bias, n, i0, i1, sh, sw, pad_top, pad_left):
         row = out[n, 0, i]
         row[:] = bias[0]
         top = i * sh - pad_top
+        inside = top >= 0 and top + kh <= height
         for q in range(rank):
-            _down(buf[pad_left : pad_left + used], x, n, cols[q], top, height)
-            _along(row, buf, rows[q], sw)
+            dst = buf[pad_left : pad_left + used]
+            if inside and _symmetric(cols[q]):
+                _down_folded(dst, x, n, cols[q], top, 0)
+            else:
+                _down(dst, x, n, cols[q], top, height, 0)
+            if sw == 1 and _symmetric(rows[q]):
+                _along_folded(row, buf, rows[q])
+            else:
+                _along(row, buf, rows[q], sw)
+
+
+@njit(inline="always")
+def _pairs3(dst, a0, b0, a1, b1, a2, b2, w0, w1, w2):
+    """Three taps of a symmetric kernel, each weighing two mirrored values."""
+    for k in range(dst.shape[0]):
+        dst[k] += w0 * (a0[k] + b0[k]) + w1 * (a1[k] + b1[k]) + w2 * (a2[k] + b2[k])
+
+
+@njit(inline="always")
+def _pairs6(dst, a0, b0, a1, b1, a2, b2, a3, b3, a4, b4, a5, b5, w):
+    """Six taps of a symmetric kernel (weights w[0..5]): a load and a store of dst
+    for twelve values."""
+    w0, w1, w2, w3, w4, w5 = w[0], w[1], w[2], w[3], w[4], w[5]
+    for k in range(dst.shape[0]):
+        dst[k] += (
+            w0 * (a0[k] + b0[k]) + w1 * (a1[k] + b1[k]) + w2 * (a2[k] + b2[k])
+            + w3 * (a3[k] + b3[k]) + w4 * (a4[k] + b4[k]) + w5 * (a5[k] + b5[k])
+        )  # fmt: skip
+
+
+@njit(inline="always")
+def _pair(dst, a0, b0, w0):
+    for k in range(dst.shape[0]):
+        dst[k] += w0 * (a0[k] + b0[k])
+
+
+@njit(inline="always")
+def _symmetric(taps):
+    """Whether taps[a] == taps[k - 1 - a] for every a (then mirrored values are summed
+    before they are weighed: half the multiplications, fewer passes)."""
+    k = taps.shape[0]
+    for a in range(k // 2):
+        if taps[a] != taps[k - 1 - a]:
+            return False
+    return k > 1
 
 
 @njit(fastmath=FASTMATH, **INNER)
-def _down(dst, x, n, taps, top, height):
-    """dst[c] = sum_a taps[a] * x[n, 0, top + a, c] over the rows inside the picture,
+def _down_folded(dst, x, n, taps, top, c0):
+    """:func:`_down` for symmetric taps, every row inside the picture: the centre row
+    (odd kH), then the mirrored pairs from the outside in, three pairs a pass."""
+    kh, m = taps.shape[0], dst.shape[0]
+    half = kh // 2
+    if kh % 2:
+        centre, wc = x[n, 0, top + half, c0 : c0 + m], taps[half]
+        for k in range(m):
+            dst[k] = wc * centre[k]
+    else:
+        dst[:] = 0
+    a = 0
+    while a + 5 < half:
+        lo, hi = top + a, top + kh - 1 - a
+        _pairs6(
+            dst,
+            x[n, 0, lo, c0 : c0 + m], x[n, 0, hi, c0 : c0 + m],
+            x[n, 0, lo + 1, c0 : c0 + m], x[n, 0, hi - 1, c0 : c0 + m],
+            x[n, 0, lo + 2, c0 : c0 + m], x[n, 0, hi - 2, c0 : c0 + m],
+            x[n, 0, lo + 3, c0 : c0 + m], x[n, 0, hi - 3, c0 : c0 + m],
+            x[n, 0, lo + 4, c0 : c0 + m], x[n, 0, hi - 4, c0 : c0 + m],
+            x[n, 0, lo + 5, c0 : c0 + m], x[n, 0, hi - 5, c0 : c0 + m],
+            taps[a : a + 6],
+        )  # fmt: skip
+        a += 6
+    while a + 2 < half:
+        lo, hi = top + a, top + kh - 1 - a
+        _pairs3(
+            dst,
+            x[n, 0, lo, c0 : c0 + m], x[n, 0, hi, c0 : c0 + m],
+            x[n, 0, lo + 1, c0 : c0 + m], x[n, 0, hi - 1, c0 : c0 + m],
+            x[n, 0, lo + 2, c0 : c0 + m], x[n, 0, hi - 2, c0 : c0 + m],
+            taps[a], taps[a + 1], taps[a + 2],
+        )  # fmt: skip
+        a += 3
+    while a < half:
+        _pair(dst, x[n, 0, top + a, c0 : c0 + m], x[n, 0, top + kh - 1 - a, c0 : c0 + m], taps[a])
+        a += 1
+
+
+@njit(fastmath=FASTMATH, **INNER)
+def _along_folded(row, buf, taps):
+    """:func:`_along` for symmetric taps and no column stride."""
+    kw, n = taps.shape[0], row.shape[0]
+    half = kw // 2
+    if kw % 2:
+        _tap(row, buf[half : half + n], taps[half])
+    b = 0
+    while b + 5 < half:
+        e = kw - 1 - b
+        _pairs6(
+            row,
+            buf[b : b + n], buf[e : e + n],
+            buf[b + 1 : b + 1 + n], buf[e - 1 : e - 1 + n],
+            buf[b + 2 : b + 2 + n], buf[e - 2 : e - 2 + n],
+            buf[b + 3 : b + 3 + n], buf[e - 3 : e - 3 + n],
+            buf[b + 4 : b + 4 + n], buf[e - 4 : e - 4 + n],
+            buf[b + 5 : b + 5 + n], buf[e - 5 : e - 5 + n],
+            taps[b : b + 6],
+        )  # fmt: skip
+        b += 6
+    while b + 2 < half:
+        e = kw - 1 - b
+        _pairs3(
+            row,
+            buf[b : b + n], buf[e : e + n],
+            buf[b + 1 : b + 1 + n], buf[e - 1 : e - 1 + n],
+            buf[b + 2 : b + 2 + n], buf[e - 2 : e - 2 + n],
+            taps[b], taps[b + 1], taps[b + 2],
+        )  # fmt: skip
+        b += 3
+    while b < half:
+        e = kw - 1 - b
+        _pair(row, buf[b : b + n], buf[e : e + n], taps[b])
+        b += 1
+
+
+@njit(fastmath=FASTMATH, **INNER)
+def _down(dst, x, n, taps, top, height, c0):
+    """dst[c] = sum_a taps[a] * x[n, 0, top + a, c0 + c] over the rows inside the picture,
     three rows a pass; zero if none is."""
     kh = taps.shape[0]
     a0, a1 = max(0, -top), min(kh, height - top)
@@ -72,7 +194,7 @@ def _down(dst, x, n, taps, top, height):
     if a0 >= a1:
         dst[:] = 0
         return
-    first = x[n, 0, top + a0, :m]
+    first = x[n, 0, top + a0, c0 : c0 + m]
     w0 = taps[a0]
     for k in range(m):
         dst[k] = w0 * first[k]
@@ -81,16 +203,16 @@ def _down(dst, x, n, taps, top, height):
         r = top + a
         _taps3(
             dst,
-            x[n, 0, r, :m],
-            x[n, 0, r + 1, :m],
-            x[n, 0, r + 2, :m],
+            x[n, 0, r, c0 : c0 + m],
+            x[n, 0, r + 1, c0 : c0 + m],
+            x[n, 0, r + 2, c0 : c0 + m],
             taps[a],
             taps[a + 1],
             taps[a + 2],
         )
         a += 3
     while a < a1:
-        _tap(dst, x[n, 0, top + a, :m], taps[a])
+        _tap(dst, x[n, 0, top + a, c0 : c0 + m], taps[a])
         a += 1
 
 
