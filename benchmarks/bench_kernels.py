@@ -217,7 +217,7 @@ def section_calibrate(rounds: int) -> list[tuple]:
     for k in (5, 9, 15, 31, 63):
         v = np.random.default_rng(k).random((1, k)).astype(np.float32)
         ns = _ns_per_pixel(
-            lambda v=v, k=k: jit.sep_forward(x, v, v, b, out, 1, 1, k // 2, k // 2), n_px
+            lambda v=v, k=k: jit.sep_forward(x, v, v, b, out, 1, 1, k // 2, k // 2, 0), n_px
         )
         sep.append((2 * k, ns))
         rows.append(("separable", f"{k}x{k} rank 1", f"{ns:.2f}"))

@@ -50,8 +50,12 @@ def _box_segment(out, x, scale, bias, n, i0, kh, kw, pad_top, pad_left, org_left
     """Output rows i0 .. i0 + RESTART - 1 (those inside out): one task of box_forward."""
     height, width = x.shape[2], x.shape[3]
     h_out = out.shape[2]
+    w_out = out.shape[3]
     sums = np.zeros(width, dtype=x.dtype)  # the current output row's column sums
-    zero = np.zeros(1, dtype=x.dtype)[0]
+    # scratch rows for _along_row: the sums with zeros around (RESTART before, to reach
+    # the first segment's start), and the outputs of whole segments
+    padded = np.zeros(2 * RESTART + max(pad_left + width, w_out) + kw, dtype=x.dtype)
+    staged = np.zeros(3 * RESTART + w_out, dtype=x.dtype)
     for i in range(i0, min(i0 + RESTART, h_out)):
         top = i - pad_top
         if i == i0:
@@ -64,7 +68,7 @@ def _box_segment(out, x, scale, bias, n, i0, kh, kw, pad_top, pad_left, org_left
             if not _all_finite(sums):
                 _refresh_columns(sums, x, n, top, kh)
         if i >= 0:
-            _along_row(out[n, 0, i], sums, scale, bias, kw, pad_left, org_left, zero)
+            _along_row(out[n, 0, i], sums, scale, bias, kw, pad_left, org_left, padded, staged)
 
 
 @njit(fastmath=FASTMATH, **INNER)
@@ -103,33 +107,63 @@ def _refresh_columns(sums, x, n, top, kh):
             sums[c] = total
 
 
-@njit(inline="always")
-def _at(sums, p, zero):
-    """The column sum at padded column p (zero outside the picture)."""
-    return sums[p] if 0 <= p < sums.shape[0] else zero
+@njit(fastmath=FASTMATH, **INNER)
+def _along_row(row, sums, scale, bias, kw, pad_left, org_left, padded, staged):
+    """row[j] = bias + scale * (sums[j - pad_left] + ... + sums[j - pad_left + kw - 1]),
+    running sums along the row restarting on the whole output's grid.
+
+    The row's segments are independent chains, advanced side by side (one step of
+    every segment, then the next step), so that no step waits for the one before.
+    ``padded`` and ``staged`` are scratch rows (see :func:`_box_segment`). A row with a
+    NaN or an infinity is made again by :func:`_along_careful`: where this one gives a
+    finite value, that one gives the same (a non-finite sum would have stayed so).
+    """
+    w_out, width = row.shape[0], sums.shape[0]
+    padded[:] = 0
+    for c in range(width):
+        padded[RESTART + pad_left + c] = sums[c]
+    j_first = -(org_left % RESTART)
+    n_seg = (w_out - j_first + RESTART - 1) // RESTART
+    chains = np.empty(n_seg, dtype=sums.dtype)
+    for g in range(n_seg):
+        at = RESTART + j_first + g * RESTART
+        total = padded[at]
+        for b in range(1, kw):
+            total += padded[at + b]
+        chains[g] = total
+        staged[at] = bias + scale * total
+    for t in range(1, RESTART):
+        for g in range(n_seg):
+            at = RESTART + j_first + g * RESTART + t
+            chains[g] += padded[at + kw - 1] - padded[at - 1]
+            staged[at] = bias + scale * chains[g]
+    for j in range(w_out):
+        row[j] = staged[RESTART + j]
+    if not _all_finite(row):
+        _along_careful(row, padded, scale, bias, kw, j_first)
 
 
 @njit(fastmath=FASTMATH, **INNER)
-def _along_row(row, sums, scale, bias, kw, pad_left, org_left, zero):
-    """row[j] = bias + scale * (sums[j - pad_left] + ... + sums[j - pad_left + kw - 1]),
-    a running sum along the row restarting on the whole output's grid."""
+def _along_careful(row, padded, scale, bias, kw, j_first):
+    """:func:`_along_row` one output at a time, a sum that turns NaN or infinite
+    summed afresh from its window."""
     w_out = row.shape[0]
-    j0 = -(org_left % RESTART)
+    j0 = j_first
     while j0 < w_out:
-        s = _window(sums, j0 - pad_left, kw, zero)
+        s = _window(padded, RESTART + j0, kw)
         for j in range(j0, min(j0 + RESTART, w_out)):
             if j > j0:
-                s += _at(sums, j - pad_left + kw - 1, zero) - _at(sums, j - pad_left - 1, zero)
+                s += padded[RESTART + j + kw - 1] - padded[RESTART + j - 1]
                 if not np.isfinite(s):
-                    s = _window(sums, j - pad_left, kw, zero)
+                    s = _window(padded, RESTART + j, kw)
             if j >= 0:
                 row[j] = bias + scale * s
         j0 += RESTART
 
 
 @njit(inline="always")
-def _window(sums, p, kw, zero):
-    total = zero
-    for q in range(max(0, p), min(sums.shape[0], p + kw)):
-        total += sums[q]
+def _window(padded, at, kw):
+    total = padded[at]
+    for b in range(1, kw):
+        total += padded[at + b]
     return total

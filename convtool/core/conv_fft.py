@@ -20,7 +20,6 @@ only: no numba here.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -39,10 +38,10 @@ NORM = "ortho"
 
 
 def sizes_for(k: int) -> int:
-    """The transform side for a kernel side ``k``: about 16k, at most 512 unless the
-    kernel needs more (blocks nine-tenths useful, and still few enough to a picture that
-    small pictures and the last, partial blocks waste little)."""
-    fitting = [n for n in SIZES if n >= min(16 * k, 512) and n >= 2 * k]
+    """The transform side for a kernel side ``k``: about 12k, at most 512 unless the
+    kernel needs more (blocks over four-fifths useful, and still few enough to a picture
+    that small pictures and the last, partial blocks waste little)."""
+    fitting = [n for n in SIZES if n >= min(12 * k, 512) and n >= 2 * k]
     return fitting[0] if fitting else 1 << (2 * k - 1).bit_length()
 
 
@@ -158,12 +157,14 @@ def _blocks(x, out, job, shape, pads, spectrum, bias, w, direct) -> None:
             _direct_block(direct, windows[b], w, bias, dst, (top - i0, left - j0))
 
 
-_pools: dict[int, ThreadPoolExecutor] = {}
+_pools: dict[int, Any] = {}
 
 
-def _pool(threads: int) -> ThreadPoolExecutor:
+def _pool(threads: int) -> Any:
     """A pool of ``threads`` threads, kept for the process: its threads keep their
     buffers from one picture to the next."""
+    from concurrent.futures import ThreadPoolExecutor  # here: ~3 ms of start-up spared
+
     if threads not in _pools:
         _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="convtool-fft")
     return _pools[threads]

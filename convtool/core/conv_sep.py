@@ -26,25 +26,32 @@ ROWS_PER_TASK = 8  # output rows per parallel task: a row buffer allocated per t
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def sep_forward(x, cols, rows, bias, out, sh, sw, pad_top, pad_left):
+def sep_forward(x, cols, rows, bias, out, sh, sw, pad_top, pad_left, org_top):
     """out[n, 0, i, j] = bias[0] + sum_q sum_a cols[q, a] sum_b rows[q, b] x[n, 0, r, c]
 
     with r = i*sh + a - pad_top and c = j*sw + b - pad_left; pixels outside ``x``
     count as zero (skipped down the columns, zeros along the rows). ``x`` and
     ``out`` have one channel; ``cols`` is (rank, kH), ``rows`` (rank, kW).
+    ``org_top``: the whole output's row of out's first row. Without a row stride,
+    output rows are made in pairs (an even row of the whole output and the next)
+    where both windows lie in the picture: each input row is read once for both.
+    Pairs and tasks sit on the whole output's grid, so a tile makes each row as the
+    whole picture does.
     """
     n_img = x.shape[0]
     h_out = out.shape[2]
     per = ROWS_PER_TASK
-    n_chunks = (h_out + per - 1) // per
+    first = -(org_top % per)  # tasks start on the whole output's multiples of per
+    n_chunks = (h_out - first + per - 1) // per
     for task in prange(n_img * n_chunks):
         n = task // n_chunks
-        i0 = (task % n_chunks) * per
-        _sep_rows(out, x, cols, rows, bias, n, i0, min(h_out, i0 + per), sh, sw, pad_top, pad_left)
+        i0 = first + (task % n_chunks) * per
+        i1 = min(h_out, i0 + per)
+        _sep_rows(out, x, cols, rows, bias, n, max(0, i0), i1, sh, sw, pad_top, pad_left, org_top)
 
 
 @njit(fastmath=FASTMATH, **INNER)
-def _sep_rows(out, x, cols, rows, bias, n, i0, i1, sh, sw, pad_top, pad_left):
+def _sep_rows(out, x, cols, rows, bias, n, i0, i1, sh, sw, pad_top, pad_left, org_top):
     """Output rows i0 .. i1 - 1 of picture n: one task of :func:`sep_forward`."""
     height, width = x.shape[2], x.shape[3]
     rank, kh = cols.shape
@@ -53,10 +60,25 @@ def _sep_rows(out, x, cols, rows, bias, n, i0, i1, sh, sw, pad_top, pad_left):
     span = (w_out - 1) * sw + kw  # the padded columns the outputs read
     used = max(0, min(width, span - pad_left))  # the picture's columns among them
     buf = np.zeros(max(span, pad_left + used), dtype=x.dtype)
-    for i in range(i0, i1):
+    buf2 = np.zeros(max(span, pad_left + used), dtype=x.dtype)
+    i = i0
+    while i < i1:
+        top = i * sh - pad_top
+        if sh == 1 and (org_top + i) % 2 == 0 and i + 1 < i1 and top >= 0 and top + kh < height:
+            out[n, 0, i, :] = bias[0]
+            out[n, 0, i + 1, :] = bias[0]
+            for q in range(rank):
+                d0, d1 = buf[pad_left : pad_left + used], buf2[pad_left : pad_left + used]
+                if _symmetric(cols[q]):
+                    _down_folded2(d0, d1, x, n, cols[q], top)
+                else:
+                    _down2(d0, d1, x, n, cols[q], top)
+                _along_any(out[n, 0, i], buf, rows[q], sw)
+                _along_any(out[n, 0, i + 1], buf2, rows[q], sw)
+            i += 2
+            continue
         row = out[n, 0, i]
         row[:] = bias[0]
-        top = i * sh - pad_top
         inside = top >= 0 and top + kh <= height
         for q in range(rank):
             dst = buf[pad_left : pad_left + used]
@@ -64,10 +86,93 @@ def _sep_rows(out, x, cols, rows, bias, n, i0, i1, sh, sw, pad_top, pad_left):
                 _down_folded(dst, x, n, cols[q], top, 0)
             else:
                 _down(dst, x, n, cols[q], top, height, 0)
-            if sw == 1 and _symmetric(rows[q]):
-                _along_folded(row, buf, rows[q])
-            else:
-                _along(row, buf, rows[q], sw)
+            _along_any(row, buf, rows[q], sw)
+        i += 1
+
+
+@njit(inline="always")
+def _along_any(row, buf, taps, sw):
+    if sw == 1 and _symmetric(taps):
+        _along_folded(row, buf, taps)
+    else:
+        _along(row, buf, taps, sw)
+
+
+@njit(inline="always")
+def _taps3x2(d0, d1, s0, s1, s2, s3, w0, w1, w2):
+    """Three taps into two consecutive output rows' sums: four rows read for six taps."""
+    for k in range(d0.shape[0]):
+        x1, x2 = s1[k], s2[k]
+        d0[k] += w0 * s0[k] + w1 * x1 + w2 * x2
+        d1[k] += w0 * x1 + w1 * x2 + w2 * s3[k]
+
+
+@njit(inline="always")
+def _tap2(d0, d1, s0, s1, w0):
+    for k in range(d0.shape[0]):
+        d0[k] += w0 * s0[k]
+        d1[k] += w0 * s1[k]
+
+
+@njit(fastmath=FASTMATH, **INNER)
+def _down2(d0, d1, x, n, taps, top):
+    """:func:`_down` for output rows with windows at top and top + 1, both wholly in the
+    picture: each input row read once for the two."""
+    kh, m = taps.shape[0], d0.shape[0]
+    first, second, w0 = x[n, 0, top, :m], x[n, 0, top + 1, :m], taps[0]
+    for k in range(m):
+        d0[k] = w0 * first[k]
+        d1[k] = w0 * second[k]
+    a = 1
+    while a + 2 < kh:
+        r = top + a
+        s0, s1, s2, s3 = x[n, 0, r, :m], x[n, 0, r + 1, :m], x[n, 0, r + 2, :m], x[n, 0, r + 3, :m]
+        _taps3x2(d0, d1, s0, s1, s2, s3, taps[a], taps[a + 1], taps[a + 2])
+        a += 3
+    while a < kh:
+        _tap2(d0, d1, x[n, 0, top + a, :m], x[n, 0, top + a + 1, :m], taps[a])
+        a += 1
+
+
+@njit(inline="always")
+def _pairs3x2(d0, d1, lo0, lo1, lo2, lo3, h_1, h0, h1, h2, w0, w1, w2):
+    """Three mirrored pairs into two consecutive rows' sums: the first takes rows
+    (lo_j, h_j), the second (lo_j+1, h_j-1); eight rows read for twelve taps."""
+    for k in range(d0.shape[0]):
+        a1, a2, b0, b1 = lo1[k], lo2[k], h0[k], h1[k]
+        d0[k] += w0 * (lo0[k] + b0) + w1 * (a1 + b1) + w2 * (a2 + h2[k])
+        d1[k] += w0 * (a1 + h_1[k]) + w1 * (a2 + b0) + w2 * (lo3[k] + b1)
+
+
+@njit(fastmath=FASTMATH, **INNER)
+def _down_folded2(d0, d1, x, n, taps, top):
+    """:func:`_down_folded` for the output rows with windows at top and top + 1, both
+    wholly in the picture."""
+    kh, m = taps.shape[0], d0.shape[0]
+    half = kh // 2
+    if kh % 2:
+        c0, c1, wc = x[n, 0, top + half, :m], x[n, 0, top + 1 + half, :m], taps[half]
+        for k in range(m):
+            d0[k] = wc * c0[k]
+            d1[k] = wc * c1[k]
+    else:
+        d0[:] = 0
+        d1[:] = 0
+    a = 0
+    while a + 2 < half:
+        lo, hi = top + a, top + kh - 1 - a
+        _pairs3x2(
+            d0, d1,
+            x[n, 0, lo, :m], x[n, 0, lo + 1, :m], x[n, 0, lo + 2, :m], x[n, 0, lo + 3, :m],
+            x[n, 0, hi + 1, :m], x[n, 0, hi, :m], x[n, 0, hi - 1, :m], x[n, 0, hi - 2, :m],
+            taps[a], taps[a + 1], taps[a + 2],
+        )  # fmt: skip
+        a += 3
+    while a < half:
+        lo, hi = top + a, top + kh - 1 - a
+        _pair(d0, x[n, 0, lo, :m], x[n, 0, hi, :m], taps[a])
+        _pair(d1, x[n, 0, lo + 1, :m], x[n, 0, hi + 1, :m], taps[a])
+        a += 1
 
 
 @njit(inline="always")

@@ -103,8 +103,9 @@ class Engine:
         self._run("conv", "conv2d_grad_weight", x, grad_out, partial, sh, pad_top, pad_left)
 
     # :mod:`convtool.core.conv_sep`
-    def sep_forward(self, x, cols, rows, bias, out, sh, sw, pad_top, pad_left) -> None:
-        self._run("conv_sep", "sep_forward", x, cols, rows, bias, out, sh, sw, pad_top, pad_left)
+    def sep_forward(self, x, cols, rows, bias, out, sh, sw, pad_top, pad_left, org_top) -> None:
+        args = (x, cols, rows, bias, out, sh, sw, pad_top, pad_left, org_top)
+        self._run("conv_sep", "sep_forward", *args)
 
     # :mod:`convtool.core.conv_box`
     def box_forward(self, x, scale, bias, out, kh, kw, pad_top, pad_left, org_top, org_left):

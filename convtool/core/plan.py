@@ -174,7 +174,8 @@ def _plan(w: np.ndarray, dtype: np.dtype, stride: tuple[int, int]) -> Plan:
         cols, rows = factors(w, dtype)
         cost = _separable_cost(cols.shape[0], kh, kw, stride[1])
         if cost < best.cost:
-            best = Plan("separable", cost, cols, rows)
+            # rows in pairs on the whole output's grid (conv_sep): a tile starts on one
+            best = Plan("separable", cost, cols, rows, block=(2 if stride[0] == 1 else 1, 1))
     return best
 
 
@@ -208,7 +209,8 @@ def run(
     if plan.path == "separable":
         cols = np.ascontiguousarray(plan.cols, dtype=dtype)
         rows = np.ascontiguousarray(plan.rows, dtype=dtype)
-        engine.sep_forward(x, cols, rows, bias, out, stride[0], stride[1], pads[0], pads[1])
+        sh, sw = stride
+        engine.sep_forward(x, cols, rows, bias, out, sh, sw, pads[0], pads[1], origin[0])
         return
     if plan.path == "box":
         scale = np.full(1, weights.flat[0], dtype=dtype)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from convtool import ops
-from convtool.core import conv, conv_sep, engine, fit, pool
+from convtool.core import conv, conv_box, conv_sep, engine, fit, pool
 
 
 def test_every_kernel_has_a_door():
     """Each cached kernel of the core is run through the engine, under its own name."""
-    for module in (conv, conv_sep, pool, fit):
+    for module in (conv, conv_box, conv_sep, pool, fit):
         kernels = {
             name
             for name, value in vars(module).items()
