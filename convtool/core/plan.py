@@ -38,16 +38,17 @@ __all__ = ["BOX_RESTART", "COSTS", "Plan", "direct_plan", "factors", "plan_filte
 
 # The cost model, in ns per output pixel on one thread (1024x1024 float32, measured
 # here with ``benchmarks/bench_kernels.py --only calibrate``): direct, per tap (it
-# grows from 0.048 a tap at 3x3 to 0.062 at 15x15); separable, per term of the rank,
+# grows from 0.048 a tap at 3x3 to 0.062 at 15x15); separable, per term of the rank:
 # the vertical pass (per tap and per input column a stride covers), the horizontal
-# pass (per tap) and the two passes' set-up. The FFT's is conv_fft.block_cost.
+# pass (per tap) and the two passes' set-up (3x3 kernels stay direct); box, the same
+# for any size (2048x2048). The FFT's is conv_fft.block_cost.
 COSTS = {
     "direct_tap": 0.055,
     "direct_base": 0.0,
-    "down_tap": 0.053,
-    "along_tap": 0.053,
-    "term_base": 0.2,
-    "box": 1.5,  # running sums: the same for any size
+    "down_tap": 0.04,
+    "along_tap": 0.04,
+    "term_base": 0.3,
+    "box": 2.2,  # running sums: the same for any size
 }
 
 # conv_box.RESTART (that module imports numba; this one may not): the running sums'
