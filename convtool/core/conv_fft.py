@@ -30,7 +30,7 @@ __all__ = ["SIZES", "block_cost", "blocks", "fft_forward", "sizes_for"]
 # float32 input, one thread; measured here with benchmarks/bench_kernels.py). numpy's
 # unscaled transforms run several times slower than its scaled ones here (numpy 2.4),
 # so both directions use norm="ortho", whose scales cancel.
-SIZES = (64, 96, 128, 192, 256, 384, 512, 768, 1024)
+SIZES = (384, 512, 768, 1024)
 PIXEL_NS = 5.5
 OVERHEAD_NS = 1.0  # per output pixel: cutting windows, the product, writing out
 BLOCKS_PER_CALL = 4  # blocks transformed together: a batch for numpy, a task for a thread
@@ -38,10 +38,11 @@ NORM = "ortho"
 
 
 def sizes_for(k: int) -> int:
-    """The transform side for a kernel side ``k``: about 12k, at most 512 unless the
-    kernel needs more (blocks over four-fifths useful, and still few enough to a picture
-    that small pictures and the last, partial blocks waste little)."""
-    fitting = [n for n in SIZES if n >= min(12 * k, 512) and n >= 2 * k]
+    """The transform side for a kernel side ``k``: the first of SIZES from 384 on that
+    is at least 8k (blocks over four-fifths useful; larger transforms cost numpy less a
+    pixel, smaller ones waste less of small pictures and of the last, partial blocks),
+    else a power of two of at least 2k."""
+    fitting = [n for n in SIZES if n >= max(8 * k, 384)]
     return fitting[0] if fitting else 1 << (2 * k - 1).bit_length()
 
 
