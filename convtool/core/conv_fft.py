@@ -19,6 +19,7 @@ only: no numba here.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -159,6 +160,8 @@ def _blocks(x, out, job, shape, pads, spectrum, bias, w, direct) -> None:
 
 
 _pools: dict[int, Any] = {}
+if hasattr(os, "register_at_fork"):  # a forked batch worker starts its own threads
+    os.register_at_fork(after_in_child=_pools.clear)
 
 
 def _pool(threads: int) -> Any:
