@@ -105,7 +105,7 @@ def _filtered(
     on the box widened to the planned path's blocks (the whole picture's grid), cut back."""
     o0, o1, p0, p1 = box
     rows, cols = axes
-    bh, bw = block_grid(kernel, options.stride)
+    bh, bw = block_grid(kernel, options.color, source.channels, options.stride)
     a0, a1 = o0 - o0 % bh, min(rows.outputs, -(-o1 // bh) * bh)
     b0, b1 = p0 - p0 % bw, min(cols.outputs, -(-p1 // bw) * bw)
     y = _filtered_blocks(source, kernel, axes, (a0, a1, b0, b1), options, engine)

@@ -34,7 +34,8 @@ import numpy as np
 from convtool.core import conv_fft
 from convtool.core.engine import default_threads
 
-__all__ = ["BOX_RESTART", "COSTS", "Plan", "direct_plan", "factors", "plan_filter", "run"]
+__all__ = ["BOX_RESTART", "COSTS", "Plan", "direct_plan", "factors", "plan_channels"]
+__all__ += ["plan_filter", "run"]
 
 # The cost model, in ns per output pixel on one thread (1024x1024 float32, measured
 # here with ``benchmarks/bench_kernels.py --only calibrate``): direct, per tap (it
@@ -71,6 +72,7 @@ class Plan:
     cols: np.ndarray | None = field(default=None, repr=False)
     rows: np.ndarray | None = field(default=None, repr=False)
     block: tuple[int, int] = (1, 1)  # output blocks anchored on the whole output's grid
+    parts: tuple = field(default=(), repr=False)  # 'channels': each pair's plan, row-major
 
     @property
     def taps(self) -> float:
@@ -87,6 +89,8 @@ class Plan:
         'separable', 'low-rank 2'."""
         if self.path == "separable":
             return "separable" if self.rank == 1 else f"low-rank {self.rank}"
+        if self.path == "channels":
+            return "per channel pair: " + ", ".join(sorted({p.describe() for p in self.parts}))
         return self.path
 
 
@@ -180,6 +184,57 @@ def _plan(w: np.ndarray, dtype: np.dtype, stride: tuple[int, int]) -> Plan:
     return best
 
 
+SUM_NS = 0.3  # ns per output pixel to add one channel pair's result into its sum
+_channel_plans: dict[tuple, Plan] = {}
+
+
+def plan_channels(w: np.ndarray, dtype: Any, stride: tuple[int, int] = (1, 1)) -> Plan:
+    """The plan for a (C_out, C_in, kH, kW) kernel: 'channels' (each channel pair on its
+    own planned path, the pairs summed in input-channel order) where that costs less
+    than the direct path, which takes the channels' taps together; else 'direct'.
+
+    Costs are per channel pair, as :func:`plan_filter`'s; remembered as it does.
+    """
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    dtype = np.dtype(dtype)
+    c_out, c_in, kh, kw = w.shape
+    key = (w.tobytes(), w.shape, tuple(stride), dtype.str)
+    found = _channel_plans.get(key)
+    if found is not None:
+        return found
+    found = direct_plan(kh, kw)
+    least = min(_separable_cost(1, kh, kw, stride[1]), COSTS["box"]) + SUM_NS
+    if least < found.cost:  # else no pair can pay: spare the factoring
+        parts = tuple(
+            plan_filter(w[o, c], dtype, stride) for o in range(c_out) for c in range(c_in)
+        )
+        cost = sum(p.cost + SUM_NS for p in parts) / len(parts)
+        if all(p.path != "direct" for p in parts) and cost < found.cost:
+            block = (int(np.lcm.reduce([p.block[0] for p in parts])),
+                     int(np.lcm.reduce([p.block[1] for p in parts])))  # fmt: skip
+            found = Plan("channels", cost, block=block, parts=parts)
+    if len(_channel_plans) >= _CACHE_SIZE:
+        _channel_plans.clear()
+    _channel_plans[key] = found
+    return found
+
+
+def _run_channels(plan, engine, x, bias, out, stride, pads, origin, weights) -> None:
+    """out[:, o] = bias[o] + the sum over c of x[:, c] on pair (o, c)'s path, in order."""
+    c_out, c_in = weights.shape[:2]
+    part = np.empty((x.shape[0], 1, *out.shape[2:]), dtype=x.dtype)
+    zero = np.zeros(1, dtype=x.dtype)
+    planes = [np.ascontiguousarray(x[:, c : c + 1]) for c in range(c_in)]
+    for o in range(c_out):
+        for c in range(c_in):
+            pair = plan.parts[o * c_in + c]
+            run(pair, engine, planes[c], zero, part, stride, pads, origin, weights[o, c])
+            if c == 0:
+                np.add(part[:, 0], bias[o], out=out[:, o])
+            else:
+                out[:, o] += part[:, 0]
+
+
 def _threads(engine: Any) -> int:
     """Threads for the FFT's blocks: the JIT's thread count (as a batch worker may have
     set it), one for the compiled core (one thread, as its kernels)."""
@@ -200,7 +255,8 @@ def run(
     origin: tuple[int, int] = (0, 0),
     weights: np.ndarray | None = None,
 ) -> None:
-    """Run ``plan`` (not 'direct') by ``engine`` on x (N, 1, H, W) into out (N, 1, H', W'),
+    """Run ``plan`` (not 'direct') by ``engine`` on x (N, C, H, W) into out (N, O, H', W')
+    (one channel each, but for 'channels'),
     zero padding ``pads`` (top, left) before, the rest implied by ``out``'s shape.
 
     ``origin``: where out's first pixel lies in the whole output, when out is a tile of
@@ -225,5 +281,8 @@ def run(
 
         threads = _threads(engine)
         conv_fft.fft_forward(x, weights, bias, out, pads, origin, direct, threads)
+        return
+    if plan.path == "channels":
+        _run_channels(plan, engine, x, bias, out, stride, pads, origin, weights)
         return
     raise ValueError(f"no such path: {plan.path!r}")

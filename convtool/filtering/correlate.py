@@ -127,19 +127,29 @@ def plan_of(kernel: Prepared, color: str = "channels", channels: int = 1, stride
     """The path :func:`correlate` takes for ``kernel`` on a picture of ``channels``
     channels (:func:`convtool.core.plan.plan_filter`'s plan; the direct path where the
     kernel mixes channels: a 4-D kernel, or 'sum' on colour)."""
-    from convtool.core.plan import direct_plan, plan_filter
+    from convtool.core.plan import plan_channels, plan_filter
 
-    w = kernel.weights
-    if (w.ndim == 4 and w.shape[:2] != (1, 1)) or (color == "sum" and channels > 1):
-        return direct_plan(*w.shape[-2:])
-    return plan_filter(w.reshape(w.shape[-2:]), np.float32, as_pair(stride, "stride"))
+    w, stride = kernel.weights, as_pair(stride, "stride")
+    if color == "sum" and channels > 1 and w.ndim == 2:  # as correlate runs it
+        w = np.repeat(w[None, None], channels, axis=1)
+    if w.ndim == 4 and w.shape[:2] != (1, 1):
+        return plan_channels(w, np.float32, stride) if w[0, 0].size > 9 else _direct(w)
+    return plan_filter(w.reshape(w.shape[-2:]), np.float32, stride)
 
 
-def block_grid(kernel: Prepared, stride: Any = 1) -> tuple[int, int]:
-    """The output blocks (rows, columns) the planned path of a one-channel ``kernel`` works
-    in (:attr:`convtool.core.plan.Plan.block`; (1, 1) for the others): a tile widened to
-    whole blocks, with its ``origin``, gives the whole picture's bytes."""
-    return plan_of(kernel, stride=stride).block
+def _direct(w: np.ndarray) -> Any:
+    from convtool.core.plan import direct_plan
+
+    return direct_plan(*w.shape[-2:])
+
+
+def block_grid(
+    kernel: Prepared, color: str = "channels", channels: int = 1, stride: Any = 1
+) -> tuple[int, int]:
+    """The output blocks (rows, columns) that :func:`plan_of`'s path works in
+    (:attr:`convtool.core.plan.Plan.block`): a tile widened to whole blocks, with its
+    ``origin``, gives the whole picture's bytes."""
+    return plan_of(kernel, color, channels, stride).block
 
 
 def correlate(

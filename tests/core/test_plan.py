@@ -298,3 +298,41 @@ def test_box_non_finite_values_stay_in_their_windows():
     assert np.array_equal(np.isinf(got), np.isinf(want)) and np.isinf(got).any()
     finite = np.isfinite(want)
     assert np.abs(got[finite] - want[finite]).max() <= 1e-6
+
+
+# ---------------------------------------------------------------- channel pairs
+
+
+def mixed_kernel() -> np.ndarray:
+    """(2, 3, 15, 15): Gaussians, a box, a difference of Gaussians and a full-rank pair."""
+    w = np.stack([np.stack([gaussian_kernel(15, 1 + o + c) for c in range(3)]) for o in range(2)])
+    w[0, 1] = box_kernel(15)
+    w[1, 0] = dog(15)
+    w[1, 2] = np.random.default_rng(12).standard_normal((15, 15))
+    return w
+
+
+def test_channel_pairs_on_their_own_paths():
+    w = mixed_kernel()
+    found = plan.plan_channels(w, np.float32)
+    assert found.path == "channels"
+    assert found.describe() == "per channel pair: fft, low-rank 2, separable"
+    assert found.block == (int(np.lcm(370, 2)), 370)  # every pair's blocks tile it
+    # full-rank 5x5 pairs (a CNN layer's) stay direct: no pair can pay
+    assert plan.plan_channels(np.random.default_rng(1).random((4, 3, 5, 5)), np.float32).path == (
+        "direct"
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channel_pairs_match_the_naive_loop(dtype):
+    w = mixed_kernel()
+    x = np.random.default_rng(13).random((2, 3, 33, 40))
+    b = np.array([0.25, -1.0])
+    scale = np.abs(w).sum(axis=(1, 2, 3)).max() * np.abs(x).max()
+    tol = (1e-6 if dtype == np.float32 else 1e-12) * scale
+    for stride, padding in (((1, 1), 7), ((2, 1), (3, 9)), ((1, 3), 0)):
+        got = ops.conv2d(x.astype(dtype), w, b, stride=stride, padding=padding)
+        ph, pw = (padding, padding) if isinstance(padding, int) else padding
+        want = naive.conv2d(x, w, b, stride, (ph, ph, pw, pw))
+        assert got.dtype == dtype and np.abs(got - want).max() <= tol
