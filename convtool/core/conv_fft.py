@@ -34,7 +34,7 @@ __all__ = ["SIZES", "block_cost", "blocks", "fft_forward", "sizes_for"]
 SIZES = (384, 512, 768, 1024)
 PIXEL_NS = 5.5
 OVERHEAD_NS = 1.0  # per output pixel: cutting windows, the product, writing out
-BLOCKS_PER_CALL = 4  # blocks transformed together: a batch for numpy, a task for a thread
+BLOCKS_PER_CALL = 2  # blocks transformed together: a batch for numpy, a task for a thread
 NORM = "ortho"
 
 
