@@ -136,7 +136,8 @@ def _blocks(x, out, job, shape, pads, spectrum, bias, w, direct) -> None:
     # the band of input rows under the block row, zero outside the picture
     r0 = i0 - pads[0]
     c0 = starts[0] - pads[1]
-    band = np.zeros((lh, (len(starts) - 1) * bw + lw), dtype=x.dtype)
+    band = _buffer("band", (lh, (len(starts) - 1) * bw + lw), x.dtype)
+    band[...] = 0
     rs, re = max(r0, 0), min(r0 + lh, height)
     cs, ce = max(c0, 0), min(c0 + band.shape[1], width)
     if rs < re and cs < ce:
@@ -146,7 +147,9 @@ def _blocks(x, out, job, shape, pads, spectrum, bias, w, direct) -> None:
         band, (len(starts), lh, lw), (bw * s1, s0, s1), writeable=False
     )
     blocks = _transformed(windows, spectrum, (nh, nw), (kh - 1, kw - 1), (bh, bw))
-    finite = np.isfinite(windows).all(axis=(1, 2)) if not np.isfinite(band).all() else None
+    # a finite sum: every value is (a NaN or an infinity, or an overflow, makes it not:
+    # then each window is looked at)
+    finite = None if np.isfinite(band.sum()) else np.isfinite(windows).all(axis=(1, 2))
     top, bottom = max(i0, 0), min(i0 + bh, h_out)
     for b, j0 in enumerate(starts):
         left, right = max(j0, 0), min(j0 + bw, w_out)
