@@ -137,11 +137,17 @@ def _blocks(x, out, job, shape, pads, spectrum, bias, w, direct) -> None:
     r0 = i0 - pads[0]
     c0 = starts[0] - pads[1]
     band = _buffer("band", (lh, (len(starts) - 1) * bw + lw), x.dtype)
-    band[...] = 0
     rs, re = max(r0, 0), min(r0 + lh, height)
     cs, ce = max(c0, 0), min(c0 + band.shape[1], width)
     if rs < re and cs < ce:
         band[rs - r0 : re - r0, cs - c0 : ce - c0] = x[n, 0, rs:re, cs:ce]
+        # zeros around what the picture fills (the buffer holds the last job's values)
+        band[: rs - r0] = 0
+        band[re - r0 :] = 0
+        band[:, : cs - c0] = 0
+        band[:, ce - c0 :] = 0
+    else:
+        band[...] = 0
     s0, s1 = band.strides
     windows = np.lib.stride_tricks.as_strided(
         band, (len(starts), lh, lw), (bw * s1, s0, s1), writeable=False
