@@ -45,6 +45,7 @@ from convtool.filtering import (
     correlate_premultiplied,
     resample_alpha,
 )
+from convtool.filtering.correlate import plan_of
 from convtool.filtering.tiles import auto_tile, check_tile
 from convtool.shapes import PaddingSpec
 
@@ -55,6 +56,7 @@ __all__ = [
     "check_sizes",
     "engine_for",
     "plan_outputs",
+    "plans",
     "run_task",
     "work_of",
 ]
@@ -136,11 +138,15 @@ def work_of(image_shape: tuple[int, ...], options: Options, needed: set[int]) ->
     channels = 1 if len(image_shape) == 2 else image_shape[2]
     total = 0.0
     for k in needed:
-        weights = options.kernels[k].weights
+        kernel = options.kernels[k]
+        weights = kernel.weights
         fan = channels if options.color != "gray" or weights.ndim == 4 else 1
         outs = weights.shape[0] if weights.ndim == 4 else 1
-        parts = max(1, len(options.kernels[k].parts)) + len(options.kernels[k].chain)
-        total += h * w * fan * outs * parts * weights.shape[-2] * weights.shape[-1]
+        # a magnitude's parts and an ImageMagick list's steps each filter the picture;
+        # each at the planned path's cost, in the direct path's multiply-adds
+        steps = max(1, len(kernel.parts)) + len(kernel.chain)
+        taps = plan_of(kernel, options.color, channels, options.stride).taps
+        total += h * w * fan * outs * steps * taps
     return total / (options.stride[0] * options.stride[1])
 
 
@@ -394,4 +400,15 @@ def _write(
             meta=None if options.strip else image.meta.strided(options.stride),
             quality=options.quality,
         )
-    return post.record(y.shape, input=_label(image.source), output=out.path, kernel=out.label)
+    record = post.record(y.shape, input=_label(image.source), output=out.path, kernel=out.label)
+    return record | {"plan": plans(image.data.shape, out, options)}
+
+
+def plans(image_shape: tuple[int, ...], out: Output, options: Options) -> str:
+    """The path each of the output's kernels takes (:func:`plan_of`), for its record:
+    'separable', 'low-rank 2', 'box', 'fft' or 'direct', joined by '+' when combined."""
+    channels = 1 if len(image_shape) == 2 else image_shape[2]
+    found = [
+        plan_of(options.kernels[k], options.color, channels, options.stride) for k in out.kernels
+    ]
+    return "+".join(p.describe() for p in found)

@@ -30,6 +30,7 @@ import numpy as np
 from convtool.batch.outputs import output_depth, output_format
 from convtool.batch.postprocess import PostProcess
 from convtool.filtering import Prepared, combine, correlate
+from convtool.filtering.correlate import block_grid
 from convtool.filtering.tiles import Axis, axes, boxes, core_padding
 from convtool.imaging.tiff import TiffSource, Unsupported, is_tiff
 
@@ -100,7 +101,26 @@ def _filtered(
     options: Any,
     engine: Any,
 ) -> np.ndarray:
-    """One kernel's raw result on output rows o0:o1, columns p0:p1, by ``engine``."""
+    """One kernel's raw result on output rows o0:o1, columns p0:p1, by ``engine``: computed
+    on the box widened to the planned path's blocks (the whole picture's grid), cut back."""
+    o0, o1, p0, p1 = box
+    rows, cols = axes
+    bh, bw = block_grid(kernel, options.color, source.channels, options.stride)
+    a0, a1 = o0 - o0 % bh, min(rows.outputs, -(-o1 // bh) * bh)
+    b0, b1 = p0 - p0 % bw, min(cols.outputs, -(-p1 // bw) * bw)
+    y = _filtered_blocks(source, kernel, axes, (a0, a1, b0, b1), options, engine)
+    return y[o0 - a0 : o1 - a0, p0 - b0 : p1 - b0]
+
+
+def _filtered_blocks(
+    source: TiffSource,
+    kernel: Prepared,
+    axes: tuple[Axis, Axis],
+    box: tuple[int, int, int, int],
+    options: Any,
+    engine: Any,
+) -> np.ndarray:
+    """:func:`_filtered` on a box of whole blocks (``origin`` tells the core where it is)."""
     o0, o1, p0, p1 = box
     rows, cols = axes
     ridx, rlo, rhi = rows.span(o0, o1)
@@ -110,12 +130,24 @@ def _filtered(
     data, _ = source.region(ridx, cidx)
     if options.border != "zero":  # the border's pixels are in the region
         return correlate(
-            data, kernel, color=options.color, padding=0, stride=options.stride, engine=engine
+            data,
+            kernel,
+            color=options.color,
+            padding=0,
+            stride=options.stride,
+            engine=engine,
+            origin=(o0, p0),
         )
     ph, first_row = core_padding(rlo, rhi, rows.s)
     pw, first_col = core_padding(clo, chi, cols.s)
     y = correlate(
-        data, kernel, color=options.color, padding=(ph, pw), stride=options.stride, engine=engine
+        data,
+        kernel,
+        color=options.color,
+        padding=(ph, pw),
+        stride=options.stride,
+        engine=engine,
+        origin=(o0 - first_row, p0 - first_col),
     )
     return y[first_row : first_row + o1 - o0, first_col : first_col + p1 - p0]
 
@@ -218,7 +250,11 @@ def _write(source: TiffSource, out: Any, options: Any, tile: int, engine: Any) -
         overwrite=options.overwrite,
         meta=None if options.strip else source.meta.strided(options.stride),
     )
-    return plan.post.record(plan.shape, input=source.path, output=out.path, kernel=out.label)
+    from convtool.batch.apply_task import plans
+
+    record = plan.post.record(plan.shape, input=source.path, output=out.path, kernel=out.label)
+    shape = (source.height, source.width, source.channels)
+    return record | {"plan": plans(shape, out, options)}
 
 
 def fits(source: TiffSource, task: Any, options: Any) -> bool:

@@ -207,6 +207,13 @@ Examples:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON record per output on standard output."
 )
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Say on stderr how each kernel is run: direct, separable, low-rank N, box "
+    "(running sums) or fft.",
+)
 @max_pixels_option
 @tile_option
 @scheduler_option
@@ -232,6 +239,7 @@ def apply(
     overwrite,
     n_jobs,
     as_json,
+    verbose,
     max_pixels,
     tile,
     scheduler,
@@ -276,10 +284,27 @@ def apply(
     text = "building the compiled core for this machine (once, about 30 s)"
     with announced(options.notice, text) as announce:
         engine.compiled(announce=announce)  # built here, once, not in every worker
+    if verbose:
+        _say_plans(options)
     workers = n_jobs or os.cpu_count() or 1
     if not scheduler:  # pictures at a time share the memory (a cluster's workers do not)
         options = dataclasses.replace(options, workers=min(workers, len(tasks)))
     _finish(_run(tasks, options, tile, scheduler, workers, as_json, value_map is not None))
+
+
+def _say_plans(options: Any) -> None:
+    """Each kernel's path, on stderr (on one channel; a kernel that mixes channels, or
+    'sum' on colour, runs direct)."""
+    from convtool.filtering.correlate import plan_of
+
+    for kernel in options.kernels:
+        plan = plan_of(kernel, options.color, 1, options.stride)
+        kh, kw = kernel.size
+        click.echo(
+            f"convtool: {kernel.name}: {plan.describe()} (about {plan.taps:.0f} multiply-adds "
+            f"a pixel's worth; direct: {kh * kw})",
+            err=True,
+        )
 
 
 def _run(

@@ -120,6 +120,16 @@ class Engine:
     def conv2d_grad_weight(self, x, grad_out, partial, sh, pad_top, pad_left) -> None:
         self._share("conv", "conv2d_grad_weight", x, grad_out, partial, sh, pad_top, pad_left)
 
+    # :mod:`convtool.core.conv_sep`
+    def sep_forward(self, x, cols, rows, bias, out, sh, sw, pad_top, pad_left, org_top) -> None:
+        args = (x, cols, rows, bias, out, sh, sw, pad_top, pad_left, org_top)
+        self._share("conv_sep", "sep_forward", *args)
+
+    # :mod:`convtool.core.conv_box`
+    def box_forward(self, x, scale, bias, out, kh, kw, pad_top, pad_left, org_top, org_left):
+        args = (x, scale, bias, out, kh, kw, pad_top, pad_left, org_top, org_left)
+        self._share("conv_box", "box_forward", *args)
+
     # :mod:`convtool.core.pool`
     def max_pool2d_forward(self, x, out, argmax, kh, kw, sh, sw, pad_top, pad_left) -> None:
         args = (x, out, argmax, kh, kw, sh, sw, pad_top, pad_left)

@@ -33,7 +33,8 @@ from convtool._shared import Param, naming
 from convtool.filtering.colour import to_gray
 from convtool.shapes import PaddingSpec, as_pair, resolve_padding
 
-__all__ = ["Prepared", "combine", "correlate", "prepare_kernel", "resample_alpha"]
+__all__ = ["Prepared", "block_grid", "combine", "correlate", "plan_of", "prepare_kernel"]
+__all__ += ["resample_alpha"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,17 +125,47 @@ def _conv(
     padding: PaddingSpec,
     stride: Any,
     engine: Any = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """conv2d of x (N, C, H, W) with w (O, C, kH, kW), the border as asked."""
     if border == "zero":  # the core pads with zeros itself: no padded copy
-        return ops.conv2d(x, w, b, stride=stride, padding=padding, engine=engine)
+        return ops.conv2d(x, w, b, stride=stride, padding=padding, engine=engine, origin=origin)
     sh, sw = as_pair(stride, "stride")
     if sh < 1 or sw < 1:
         raise ValueError(f"stride must be at least 1, got {stride!r}")
     top, bottom, left, right = resolve_padding(padding, x.shape[2:], w.shape[2:], (sh, sw))
     if top or bottom or left or right:
         x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=vocab.pad_mode(border))
-    return ops.conv2d(x, w, b, stride=(sh, sw), padding=0, engine=engine)
+    return ops.conv2d(x, w, b, stride=(sh, sw), padding=0, engine=engine, origin=origin)
+
+
+def plan_of(kernel: Prepared, color: str = "channels", channels: int = 1, stride: Any = 1) -> Any:
+    """The path :func:`correlate` takes for ``kernel`` on a picture of ``channels``
+    channels (:func:`convtool.core.plan.plan_filter`'s plan; the direct path where the
+    kernel mixes channels: a 4-D kernel, or 'sum' on colour)."""
+    from convtool.core.plan import plan_channels, plan_filter
+
+    w, stride = kernel.weights, as_pair(stride, "stride")
+    if color == "sum" and channels > 1 and w.ndim == 2:  # as correlate runs it
+        w = np.repeat(w[None, None], channels, axis=1)
+    if w.ndim == 4 and w.shape[:2] != (1, 1):
+        return plan_channels(w, np.float32, stride) if w[0, 0].size > 9 else _direct(w)
+    return plan_filter(w.reshape(w.shape[-2:]), np.float32, stride)
+
+
+def _direct(w: np.ndarray) -> Any:
+    from convtool.core.plan import direct_plan
+
+    return direct_plan(*w.shape[-2:])
+
+
+def block_grid(
+    kernel: Prepared, color: str = "channels", channels: int = 1, stride: Any = 1
+) -> tuple[int, int]:
+    """The output blocks (rows, columns) that :func:`plan_of`'s path works in
+    (:attr:`convtool.core.plan.Plan.block`): a tile widened to whole blocks, with its
+    ``origin``, gives the whole picture's bytes."""
+    return plan_of(kernel, color, channels, stride).block
 
 
 def correlate(
@@ -146,6 +177,7 @@ def correlate(
     padding: PaddingSpec = "same",
     stride: int | tuple[int, int] = 1,
     engine: Any = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Filter one picture with one kernel; the raw float32 result, nothing clipped.
 
@@ -166,6 +198,9 @@ def correlate(
     stride : int or (int, int)
     engine : convtool.core.engine.Engine, optional
         What runs the convolution, as in :func:`convtool.ops.conv2d` (None: the JIT).
+    origin : (int, int)
+        Where the result's first pixel lies in the whole picture's result, for a tile
+        of it (:func:`block_grid`).
 
     Returns
     -------
@@ -184,14 +219,14 @@ def correlate(
     vocab.check("color", color, vocab.COLORS)
     x = _planes(data)
     if prepared.chain:
-        return _chained(x, data, prepared, color, border, padding, stride, engine)
+        return _chained(x, data, prepared, color, border, padding, stride, engine, origin)
     if not prepared.parts:
-        return _correlate(x, data, prepared, color, border, padding, stride, engine)
+        return _correlate(x, data, prepared, color, border, padding, stride, engine, origin)
     # a gradient magnitude: each kernel without the bias, then sqrt(mean of squares) + bias
     total = None
     for part in prepared.parts:
         one = Prepared(part, prepared.name, prepared.slug)
-        r = _correlate(x, data, one, color, border, padding, stride, engine)
+        r = _correlate(x, data, one, color, border, padding, stride, engine, origin)
         total = r * r if total is None else total + r * r
     y = np.sqrt(total * np.float32(1.0 / len(prepared.parts)))
     if prepared.bias is not None:
@@ -208,6 +243,7 @@ def _chained(
     padding: PaddingSpec,
     stride: Any,
     engine: Any,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """A chain: each kernel on the result of the one before, clipped to [0, 1] and rounded
     to 16 bits in between, as ImageMagick's kernel lists on its Q16 pixels (each step
@@ -219,12 +255,12 @@ def _chained(
             "needs 'same' padding and stride 1"
         )
     first = Prepared(prepared.weights, prepared.name, prepared.slug, prepared.bias)
-    y = _correlate(x, data, first, color, border, padding, stride, engine)
+    y = _correlate(x, data, first, color, border, padding, stride, engine, origin)
     for w in prepared.chain:
         # ImageMagick's Q16 pixels between the steps: clipped, and whole 16-bit levels
         y = np.rint(np.clip(y, 0.0, 1.0) * np.float32(65535)) * np.float32(1 / 65535)
         step = Prepared(w, prepared.name, prepared.slug, prepared.bias)
-        y = _correlate(_planes(y), y, step, "channels", border, padding, stride, engine)
+        y = _correlate(_planes(y), y, step, "channels", border, padding, stride, engine, origin)
     return y
 
 
@@ -237,6 +273,7 @@ def _correlate(
     padding: PaddingSpec,
     stride: Any,
     engine: Any,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """:func:`correlate` for one kernel, the picture already as planes ``x``."""
     w, bias = prepared.weights, prepared.bias
@@ -247,15 +284,15 @@ def _correlate(
                 f"kernel {prepared.name} takes {w.shape[1]} input channel(s), shape "
                 f"{tuple(w.shape)}, but the picture has {channels}"
             )
-        y = _conv(x[None], w, bias, border, padding, stride, engine)[0]
+        y = _conv(x[None], w, bias, border, padding, stride, engine, origin)[0]
     elif channels == 1 or color == "gray":
         plane = x if channels == 1 else to_gray(np.asarray(data))[None]
-        y = _conv(plane[None], w[None, None], bias, border, padding, stride, engine)[0]
+        y = _conv(plane[None], w[None, None], bias, border, padding, stride, engine, origin)[0]
     elif color == "sum":
         w_sum = np.repeat(w[None, None], channels, axis=1)
-        y = _conv(x[None], w_sum, bias, border, padding, stride, engine)[0]
+        y = _conv(x[None], w_sum, bias, border, padding, stride, engine, origin)[0]
     else:  # each channel as its own picture, one kernel for all
-        y = _conv(x[:, None], w[None, None], bias, border, padding, stride, engine)[:, 0]
+        y = _conv(x[:, None], w[None, None], bias, border, padding, stride, engine, origin)[:, 0]
     if y.shape[0] == 1:
         return y[0]
     return y.transpose(1, 2, 0)  # a view: the planes stay planes in memory

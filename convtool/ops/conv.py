@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from convtool.core.engine import or_jit, reduction_chunks
+from convtool.core.plan import plan_channels, plan_filter
+from convtool.core.plan import run as run_plan
 from convtool.ops._checks import ArrayLike, as_bias, as_image, as_kernel, as_stride, restore
 from convtool.shapes import PaddingSpec, output_size_padded, resolve_padding
 
@@ -62,6 +64,15 @@ def _column_phases(x4: np.ndarray, w4: np.ndarray, sw: int, pad_left: int, w_out
     )
 
 
+def _weights64(w: ArrayLike, flip: bool) -> np.ndarray:
+    """The kernel in float64, as given (the planner factors it before any rounding to
+    the image's type): (kH, kW) for one channel, else (C_out, C_in, kH, kW)."""
+    w64 = np.asarray(w, dtype=np.float64)
+    if w64.ndim != 4 or w64.shape[:2] == (1, 1):
+        w64 = w64.reshape(w64.shape[-2:])
+    return w64[..., ::-1, ::-1] if flip else w64
+
+
 def conv2d(
     x: ArrayLike,
     w: ArrayLike,
@@ -71,6 +82,7 @@ def conv2d(
     padding: PaddingSpec = 0,
     flip: bool = False,
     engine: Engine | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Multi-input, multi-output 2-D cross-correlation with zero padding.
 
@@ -94,6 +106,10 @@ def conv2d(
     engine : convtool.core.engine.Engine, optional
         What runs the kernel: None (the default) is numba's JIT; the compiled core
         (:func:`convtool.core.engine.compiled`) starts faster, on one thread.
+    origin : (int, int)
+        Where the result's first row and column lie in a larger output that this one
+        is a tile of: paths that work in blocks (:mod:`convtool.core.plan`) anchor them
+        on the larger output's grid, so tiles give its bytes.
 
     Returns
     -------
@@ -117,6 +133,16 @@ def conv2d(
     bias = as_bias(b, x4.dtype, w4.shape[0])
     (sh, sw), (pt, pl), (h_out, w_out) = _conv_geometry(x4, w4, stride, padding)
     out = np.empty((x4.shape[0], w4.shape[0], h_out, w_out), dtype=x4.dtype)
+    plan = None
+    if w4.shape[:2] == (1, 1):  # one channel: the planner may pick a cheaper exact path
+        w64 = _weights64(w, flip)
+        plan = plan_filter(w64, x4.dtype, (sh, sw))
+    elif w4.shape[2] * w4.shape[3] > 9:  # channel pairs, each on its path, may pay
+        w64 = _weights64(w, flip)
+        plan = plan_channels(w64, x4.dtype, (sh, sw))
+    if plan is not None and plan.path != "direct":
+        run_plan(plan, or_jit(engine), x4, bias, out, (sh, sw), (pt, pl), origin, w64)
+        return restore(out, ndim)
     if sw > 1:
         x4, w4 = _column_phases(x4, w4, sw, pl, w_out)
         pl = 0

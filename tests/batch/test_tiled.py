@@ -108,6 +108,31 @@ def test_every_border_odd_and_even_kernels(tmp_path, border, size, picture):
         assert_same(*both(tmp_path, source, options))
 
 
+@pytest.mark.parametrize("border", BORDERS)
+@pytest.mark.parametrize("spec", ["fft", "box:31", "gaussian:15", "dog", "sum", "4-D"])
+def test_planned_paths_in_tiles(tmp_path, border, spec):
+    """Kernels the planner gives to the FFT (blocks on the whole picture's grid) or to
+    1-D passes: tiles of any side give the whole picture's bytes."""
+    rng = np.random.default_rng(11)
+    if spec == "fft":
+        k = random_kernel(rng, 15, 13)
+    elif spec == "dog":
+        k = filtering.prepare_kernel(
+            parse_kernel_spec("gaussian:21,2").weights - parse_kernel_spec("gaussian:21,4").weights
+        )
+    elif spec == "4-D":  # channel pairs on their own paths: separable and FFT
+        w = np.repeat(parse_kernel_spec("gaussian:15").weights[None, None], 3, axis=1)
+        w[0, 2] = rng.standard_normal((15, 15))
+        k = filtering.prepare_kernel(w)
+    else:
+        k = kernel("gaussian:15" if spec == "sum" else spec)
+    source = make_tiff(tmp_path / "in.tif", (300, 270, 3), bits=16, seed=3)
+    color = "sum" if spec == "sum" else "channels"
+    options = apply_task.Options(kernels=(k,), border=border, depth=32, color=color)
+    for tile in (48, 256):
+        assert_same(*both(tmp_path, source, options, tile=tile))
+
+
 @pytest.mark.parametrize(
     "shape",
     [(16, 16), (15, 17), (17, 15), (1, 40), (40, 1), (33, 16), (5, 5)],

@@ -538,6 +538,21 @@ def test_jobs_give_the_same_files_and_records(tmp_path):
     assert outputs["1"] == outputs["2"]
 
 
+def test_plans_in_records_and_verbose(tmp_path):
+    specs = ["sobel_x", "gaussian:31,5", "unsharp:15,3", "box:31", "@" + str(tmp_path / "r.npy")]
+    np.save(tmp_path / "r.npy", np.random.default_rng(0).standard_normal((15, 15)))
+    args = [a for spec in specs for a in ("-k", spec)]
+    result = run(SAMPLES / "scene.png", *args, "-o", tmp_path, "--json", "-v")
+    assert result.exit_code == 0, result.output
+    plans = [json.loads(line)["plan"] for line in result.stdout.splitlines()]
+    assert plans == ["direct", "separable", "low-rank 2", "box", "fft"]
+    said = [line for line in result.stderr.splitlines() if "multiply-adds" in line]
+    assert [line.split(": ")[2].split(" (")[0] for line in said] == plans
+    combined = run(SAMPLES / "gray.png", "-k", "sobel_x", "-k", "gaussian:9", "--combine", "max",
+                   "-o", tmp_path / "m.png", "--json")  # fmt: skip
+    assert json.loads(combined.stdout)["plan"] == "direct+separable"
+
+
 def test_json_records(tmp_path):
     result = run(SAMPLES / "scene.png", "-k", "sobel_x", "-k", "blur", "-o", tmp_path, "--json")
     assert result.exit_code == 0

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from convtool import ops
-from convtool.core import aot, aot_pycc, conv, engine, fit, pool
+from convtool.core import aot, aot_pycc, conv, conv_box, conv_sep, engine, fit, pool
 from tests.core.fit_calls import fit_run, fit_statistics
 
 FRESH = {"kernels": None, "tried": False, "error": None, "installed": None}
@@ -49,13 +49,20 @@ def compiled():
 def test_every_kernel_is_compiled(compiled):
     jitted = {
         name
-        for module in (conv, pool, fit)
+        for module in (conv, conv_box, conv_sep, pool, fit)
         for name, value in vars(module).items()
         if not name.startswith("_") and hasattr(value, "py_func")
     }
     assert set(aot_pycc.KERNELS) == jitted
     for kernel, (module, *_, types) in aot_pycc.KERNELS.items():
-        assert kernel in vars({"conv": conv, "pool": pool, "fit": fit}[module])
+        modules = {
+            "conv": conv,
+            "conv_box": conv_box,
+            "conv_sep": conv_sep,
+            "pool": pool,
+            "fit": fit,
+        }
+        assert kernel in vars(modules[module])
         for t in types:
             assert callable(getattr(compiled._compiled.module, f"{kernel}_{t}"))
 
@@ -259,7 +266,16 @@ def test_switched_off(fresh_aot, monkeypatch, name, value):
 def test_the_digests_follow_the_sources_they_compile(monkeypatch, tmp_path):
     files = aot.sources()
     # the kernels' modules and what they import
-    assert set(files) == {"conv", "conv_rows", "conv_lines", "fastmath", "pool", "fit"}
+    assert set(files) == {
+        "conv",
+        "conv_box",
+        "conv_rows",
+        "conv_lines",
+        "conv_sep",
+        "fastmath",
+        "pool",
+        "fit",
+    }
     assert aot.key(files) == aot.key() and aot.digest(files) == aot.digest()
     assert 0 < aot.digest() < 2**63  # exported as an int64
     for name in files:
@@ -300,7 +316,14 @@ def test_the_signatures_cover_every_argument():
     assert aot_pycc.signature("fit_iterate", "f8").startswith("UniTuple(i8, 2)(i8, f8[:, ::1]")
     assert "i8[:, :], i8, i8, i8, i8, b1" in aot_pycc.signature("fit_gather", "f8")  # any layout
     for kernel, (module, args, *_) in aot_pycc.KERNELS.items():
-        jitted = getattr({"conv": conv, "pool": pool, "fit": fit}[module], kernel).py_func
+        modules = {
+            "conv": conv,
+            "conv_box": conv_box,
+            "conv_sep": conv_sep,
+            "pool": pool,
+            "fit": fit,
+        }
+        jitted = getattr(modules[module], kernel).py_func
         assert jitted.__code__.co_argcount == len(args.split()), kernel
 
 

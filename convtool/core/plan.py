@@ -1,0 +1,283 @@
+"""The planner: which path filters one channel with one kernel, chosen in one place.
+
+Paths (each exact to the image's float rounding; results within that rounding of
+the direct path):
+
+- ``direct``: the core's convolution (:mod:`convtool.core.conv`), k_h k_w
+  multiply-adds a pixel;
+- ``separable``: the kernel as a sum of r outer products (r = 1: separable; more:
+  low rank), run as r pairs of 1-D passes (:mod:`convtool.core.conv_sep`),
+  r (k_h + k_w) multiply-adds a pixel. The factors come from an exact rank-1 test
+  (a column times a row, equal in float64: Sobel, Prewitt, binomials), else from the
+  singular value decomposition, keeping the fewest terms whose dropped rest sums to
+  at most the image's unit roundoff times sum|w|: a change to any result below one
+  rounding of its scale, sum|w| max|x|.
+
+The choice rests on the kernel, the stride and the dtype alone, never on the
+picture's size: a tile of a picture is planned as the whole picture is, and every
+path adds each output's terms in an order set by its own window, so tiles give the
+whole picture's bytes and ``--jobs`` changes nothing. Costs are in nanoseconds per
+output pixel on one thread (:data:`COSTS`, measured with ``benchmarks/bench_kernels.py``).
+
+This module imports numpy only: planning needs no numba, and a plan is run by the
+engine the caller passes (:func:`run`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from convtool.core import conv_fft, tasks
+
+__all__ = ["BOX_RESTART", "COSTS", "Plan", "direct_plan", "factors", "plan_channels"]
+__all__ += ["plan_filter", "run"]
+
+# The cost model, in ns per output pixel on one thread (1024x1024 float32, measured
+# here with ``benchmarks/bench_kernels.py --only calibrate``): direct, per tap (it
+# grows from 0.048 a tap at 3x3 to 0.062 at 15x15); separable, per term of the rank:
+# the vertical pass (per tap and per input column a stride covers), the horizontal
+# pass (per tap) and the two passes' set-up (3x3 kernels stay direct); box, the same
+# for any size (2048x2048). The FFT's is conv_fft.block_cost.
+COSTS = {
+    "direct_tap": 0.055,
+    "direct_base": 0.0,
+    "down_tap": 0.04,
+    "along_tap": 0.04,
+    "term_base": 0.3,
+    "box": 2.2,  # running sums: the same for any size
+}
+
+# conv_box.RESTART (that module imports numba; this one may not): the running sums'
+# restart grid, and the tiles' block for boxes
+BOX_RESTART = 32
+
+_UNIT_ROUNDOFF = {np.dtype(np.float32): 2.0**-24, np.dtype(np.float64): 2.0**-53}
+_CACHE_SIZE = 64  # plans remembered, by kernel bytes, stride and dtype
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """How one channel is filtered: the path, its factors, and its estimated cost.
+
+    ``cols`` (rank, kH) and ``rows`` (rank, kW) are float64, for the separable path.
+    """
+
+    path: str
+    cost: float  # ns per output pixel, one thread (see COSTS)
+    cols: np.ndarray | None = field(default=None, repr=False)
+    rows: np.ndarray | None = field(default=None, repr=False)
+    block: tuple[int, int] = (1, 1)  # output blocks anchored on the whole output's grid
+    parts: tuple = field(default=(), repr=False)  # 'channels': each pair's plan, row-major
+
+    @property
+    def taps(self) -> float:
+        """The direct path's multiply-adds a pixel that cost as much: the work an engine
+        is chosen by (:func:`convtool.core.engine.choose`)."""
+        return self.cost / COSTS["direct_tap"]
+
+    @property
+    def rank(self) -> int:
+        return 0 if self.cols is None else int(self.cols.shape[0])
+
+    def describe(self) -> str:
+        """The plan in a few words, for ``--verbose`` and ``--json``: 'direct',
+        'separable', 'low-rank 2'."""
+        if self.path == "separable":
+            return "separable" if self.rank == 1 else f"low-rank {self.rank}"
+        if self.path == "channels":
+            return "per channel pair: " + ", ".join(sorted({p.describe() for p in self.parts}))
+        return self.path
+
+
+def direct_plan(kh: int, kw: int) -> Plan:
+    """The direct path for a kH x kW kernel."""
+    return Plan("direct", _direct_cost(kh, kw))
+
+
+def _exact_rank1(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(column, row) whose outer product is ``w`` exactly in float64, or None."""
+    i, j = np.unravel_index(np.argmax(np.abs(w)), w.shape)
+    pivot = w[i, j]
+    if pivot == 0:
+        return None
+    col, row = w[:, j].copy(), w[i, :] / pivot
+    if not np.array_equal(np.outer(col, row), w):
+        return None
+    # balance the two factors' scales, in powers of two (exact)
+    shift = np.round(np.log2(np.abs(col).max() / np.abs(row).max()) / 2)
+    return col * 2.0**-shift, row * 2.0**shift
+
+
+def factors(w: np.ndarray, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """The fewest outer products whose sum is ``w`` to within ``dtype``'s rounding.
+
+    Returns (cols, rows), (rank, kH) and (rank, kW) float64, with
+    ``sum|w - cols^T rows| <= u sum|w|`` (u: ``dtype``'s unit roundoff), the rank-1
+    case found exactly where it is exact.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    exact = _exact_rank1(w)
+    if exact is not None:
+        return exact[0][None], exact[1][None]
+    u, s, vt = np.linalg.svd(w, full_matrices=False)
+    tol = _UNIT_ROUNDOFF.get(np.dtype(dtype), 2.0**-24) * np.abs(w).sum()
+    root = np.sqrt(s)
+    for r in range(1, s.size + 1):
+        cols, rows = (u[:, :r] * root[:r]).T, vt[:r] * root[:r, None]
+        if np.abs(w - cols.T @ rows).sum() <= tol:
+            return cols, rows
+    return (u * root).T, vt * root[:, None]
+
+
+def _direct_cost(kh: int, kw: int) -> float:
+    return COSTS["direct_base"] + COSTS["direct_tap"] * kh * kw
+
+
+def _separable_cost(rank: int, kh: int, kw: int, sw: int) -> float:
+    per_term = COSTS["term_base"] + COSTS["down_tap"] * kh * sw + COSTS["along_tap"] * kw
+    return rank * per_term
+
+
+_plans: dict[tuple, Plan] = {}
+
+
+def plan_filter(w: np.ndarray, dtype: Any, stride: tuple[int, int] = (1, 1)) -> Plan:
+    """The cheapest exact path for kernel ``w`` (kH, kW) on an image of ``dtype``.
+
+    Remembered for the process (by the kernel's bytes, the stride and the dtype): a
+    batch plans each kernel once.
+    """
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    key = (w.tobytes(), w.shape, tuple(stride), np.dtype(dtype).str)
+    found = _plans.get(key)
+    if found is None:
+        found = _plan(w, np.dtype(dtype), stride)
+        if len(_plans) >= _CACHE_SIZE:
+            _plans.clear()
+        _plans[key] = found
+    return found
+
+
+def _plan(w: np.ndarray, dtype: np.dtype, stride: tuple[int, int]) -> Plan:
+    kh, kw = w.shape
+    best = direct_plan(kh, kw)
+    if not np.isfinite(w).all():
+        return best
+    if tuple(stride) == (1, 1) and w.flat[0] != 0 and (w == w.flat[0]).all():
+        box = Plan("box", COSTS["box"], block=(BOX_RESTART, BOX_RESTART))
+        best = box if box.cost < best.cost else best
+    if tuple(stride) == (1, 1) and min(kh, kw) > 1:
+        fft = Plan("fft", conv_fft.block_cost(kh, kw), block=conv_fft.blocks(kh, kw))
+        best = fft if fft.cost < best.cost else best
+    # the least a separable plan can cost is rank 1's: factor only if that would pay
+    if _separable_cost(1, kh, kw, stride[1]) < best.cost:
+        cols, rows = factors(w, dtype)
+        cost = _separable_cost(cols.shape[0], kh, kw, stride[1])
+        if cost < best.cost:
+            # rows in pairs on the whole output's grid (conv_sep): a tile starts on one
+            best = Plan("separable", cost, cols, rows, block=(2 if stride[0] == 1 else 1, 1))
+    return best
+
+
+SUM_NS = 0.3  # ns per output pixel to add one channel pair's result into its sum
+_channel_plans: dict[tuple, Plan] = {}
+
+
+def plan_channels(w: np.ndarray, dtype: Any, stride: tuple[int, int] = (1, 1)) -> Plan:
+    """The plan for a (C_out, C_in, kH, kW) kernel: 'channels' (each channel pair on its
+    own planned path, the pairs summed in input-channel order) where that costs less
+    than the direct path, which takes the channels' taps together; else 'direct'.
+
+    Costs are per channel pair, as :func:`plan_filter`'s; remembered as it does.
+    """
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    dtype = np.dtype(dtype)
+    c_out, c_in, kh, kw = w.shape
+    key = (w.tobytes(), w.shape, tuple(stride), dtype.str)
+    found = _channel_plans.get(key)
+    if found is not None:
+        return found
+    found = direct_plan(kh, kw)
+    least = min(_separable_cost(1, kh, kw, stride[1]), COSTS["box"]) + SUM_NS
+    if least < found.cost:  # else no pair can pay: spare the factoring
+        parts = tuple(
+            plan_filter(w[o, c], dtype, stride) for o in range(c_out) for c in range(c_in)
+        )
+        cost = sum(p.cost + SUM_NS for p in parts) / len(parts)
+        if all(p.path != "direct" for p in parts) and cost < found.cost:
+            block = (int(np.lcm.reduce([p.block[0] for p in parts])),
+                     int(np.lcm.reduce([p.block[1] for p in parts])))  # fmt: skip
+            found = Plan("channels", cost, block=block, parts=parts)
+    if len(_channel_plans) >= _CACHE_SIZE:
+        _channel_plans.clear()
+    _channel_plans[key] = found
+    return found
+
+
+def _run_channels(plan, engine, x, bias, out, stride, pads, origin, weights) -> None:
+    """out[:, o] = bias[o] + the sum over c of x[:, c] on pair (o, c)'s path, in order."""
+    c_out, c_in = weights.shape[:2]
+    part = np.empty((x.shape[0], 1, *out.shape[2:]), dtype=x.dtype)
+    zero = np.zeros(1, dtype=x.dtype)
+    planes = [np.ascontiguousarray(x[:, c : c + 1]) for c in range(c_in)]
+    for o in range(c_out):
+        for c in range(c_in):
+            pair = plan.parts[o * c_in + c]
+            run(pair, engine, planes[c], zero, part, stride, pads, origin, weights[o, c])
+            if c == 0:
+                np.add(part[:, 0], bias[o], out=out[:, o])
+            else:
+                out[:, o] += part[:, 0]
+
+
+def _threads(engine: Any) -> int:
+    """Threads for the FFT's blocks: the JIT's (:mod:`convtool.core.tasks`), one for the
+    compiled core (one thread, as its kernels)."""
+    return tasks.threads() if engine.name == "jit" else 1
+
+
+def run(
+    plan: Plan,
+    engine: Any,
+    x: np.ndarray,
+    bias: np.ndarray,
+    out: np.ndarray,
+    stride: tuple[int, int],
+    pads: tuple[int, int],
+    origin: tuple[int, int] = (0, 0),
+    weights: np.ndarray | None = None,
+) -> None:
+    """Run ``plan`` (not 'direct') by ``engine`` on x (N, C, H, W) into out (N, O, H', W')
+    (one channel each, but for 'channels'),
+    zero padding ``pads`` (top, left) before, the rest implied by ``out``'s shape.
+
+    ``origin``: where out's first pixel lies in the whole output, when out is a tile of
+    it (blocks are anchored there); ``weights``: the kernel (float64), for the FFT.
+    """
+    dtype = x.dtype
+    if plan.path == "separable":
+        cols = np.ascontiguousarray(plan.cols, dtype=dtype)
+        rows = np.ascontiguousarray(plan.rows, dtype=dtype)
+        sh, sw = stride
+        engine.sep_forward(x, cols, rows, bias, out, sh, sw, pads[0], pads[1], origin[0])
+        return
+    if plan.path == "box":
+        scale = np.full(1, weights.flat[0], dtype=dtype)
+        kh, kw = weights.shape
+        engine.box_forward(x, scale, bias, out, kh, kw, pads[0], pads[1], origin[0], origin[1])
+        return
+    if plan.path == "fft":
+
+        def direct(window: np.ndarray, w: np.ndarray, b: np.ndarray, y: np.ndarray) -> None:
+            engine.conv2d_forward(window, w, b, y, 1, 0, 0)
+
+        threads = _threads(engine)
+        conv_fft.fft_forward(x, weights, bias, out, pads, origin, direct, threads)
+        return
+    if plan.path == "channels":
+        _run_channels(plan, engine, x, bias, out, stride, pads, origin, weights)
+        return
+    raise ValueError(f"no such path: {plan.path!r}")
