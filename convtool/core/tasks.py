@@ -65,20 +65,38 @@ def running() -> bool:
 
 
 def run(kernel: Callable[..., Any], *args: Any) -> None:
-    """``kernel(*args, part, parts)`` for every share, on :func:`threads` threads."""
+    """``kernel(*args, part, parts)`` for every share, on :func:`threads` threads.
+
+    A call from inside a share (the FFT's blocks filter a block directly) runs whole on
+    its own thread: the pool's threads are busy with the shares around it, and waiting
+    for them there would wait forever.
+    """
     parts = threads()
-    if parts == 1:
+    if parts == 1 or getattr(_running, "share", False):
         kernel(*args, 0, 1)
         return
     pool = _pool(parts - 1)
-    waiting: list[Future] = [pool.submit(kernel, *args, part, parts) for part in range(1, parts)]
+    waiting: list[Future] = [
+        pool.submit(_share, kernel, args, part, parts) for part in range(1, parts)
+    ]
     try:
-        kernel(*args, 0, parts)
+        _share(kernel, args, 0, parts)
     finally:  # never return while a thread still writes into the caller's arrays
         for future in waiting:
             future.exception()
     for future in waiting:
         future.result()
+
+
+_running = threading.local()  # .share: this thread runs a share now
+
+
+def _share(kernel: Callable[..., Any], args: tuple, part: int, parts: int) -> None:
+    _running.share = True
+    try:
+        kernel(*args, part, parts)
+    finally:
+        _running.share = False
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:

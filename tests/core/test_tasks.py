@@ -97,3 +97,39 @@ def test_one_thread_runs_on_the_caller(threads):
     seen = []
     tasks.run(lambda part, parts: seen.append((part, parts, threading.current_thread())))
     assert seen == [(0, 1, threading.current_thread())]
+
+
+def test_a_call_from_inside_a_share_runs_whole_on_its_thread(threads):
+    """The FFT's blocks filter a block directly: a nested call must not wait for the
+    pool's threads, all busy with the shares around it (that waited forever)."""
+    threads(3)
+    inner: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def nested(part, parts):
+        with lock:
+            inner.append((part, parts))
+
+    def outer(part, parts):
+        tasks.run(nested)
+
+    runner = threading.Thread(target=tasks.run, args=(outer,), daemon=True)
+    runner.start()
+    runner.join(timeout=60)
+    assert not runner.is_alive(), "a nested call waited forever"
+    assert inner == [(0, 1)] * 3
+
+
+def test_the_fft_path_filters_its_non_finite_blocks_on_threads(threads):
+    """The FFT path's blocks run on the threads and call the direct path for a block
+    with a NaN: the nested call that once hung the threads."""
+    threads(2)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, 1, 300, 300)).astype(np.float32)
+    x[0, 0, 150, 150] = np.nan
+    w = rng.standard_normal((1, 1, 31, 31)).astype(np.float32)
+    y = ops.conv2d(x, w, padding=15)
+    threads(1)
+    one = ops.conv2d(x, w, padding=15)
+    assert np.array_equal(np.isnan(y), np.isnan(one))
+    np.testing.assert_allclose(y, one, rtol=1e-4, atol=1e-3)
