@@ -49,9 +49,9 @@ SIZE_TARGET = 1.3  # convtool's PNG bytes / ImageMagick's, the same pixels
 def photograph(picture: np.ndarray, seed: int = 0) -> np.ndarray:
     """A drawn picture made to compress like a photograph: softened a little (a lens)
     and given noise of about 3 levels (a sensor)."""
-    from scipy.ndimage import gaussian_filter
+    from PIL import ImageFilter
 
-    soft = gaussian_filter(picture.astype(np.float32), sigma=(0.8, 0.8, 0))
+    soft = np.asarray(Image.fromarray(picture).filter(ImageFilter.GaussianBlur(0.8)), np.float32)
     noise = np.random.default_rng(seed).normal(0.0, 3.0, picture.shape)
     return np.clip(np.rint(soft + noise), 0, 255).astype(np.uint8)
 
