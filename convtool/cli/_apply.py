@@ -272,6 +272,8 @@ def apply(
         notice=CompileNotice(),
     )
     _check_sizes(options, None)
+    if len(inputs) == 1 and inputs[0] != "-":
+        _check_picture_sizes(options, inputs[0])
     stdin_image = read_stdin(max_pixels) if "-" in inputs else None
     if stdin_image is not None:
         _check_sizes(options, stdin_image)
@@ -397,6 +399,25 @@ def _check_sizes(options: Any, image: Any) -> None:
         shape = (1 if data.ndim == 2 else data.shape[2], *data.shape[:2])
     try:
         check_sizes(shape, options, floor=floor)
+    except SizeError as e:
+        raise click.BadParameter(said(e), param_hint=f"'{e.option}'") from None
+
+
+def _check_picture_sizes(options: Any, path: str) -> None:
+    """One picture: its own sizes, from its header, refused (exit 2) before the job starts,
+    as the options' are; a TIFF may be filtered in tiles, so its pixel counts alone. (In a
+    batch each picture is sized as it is read, and a refusal fails that picture.)"""
+    from convtool import imaging
+    from convtool.batch.apply_task import check_sizes
+    from convtool.shapes import SizeError
+
+    limit = imaging.DEFAULT if options.max_pixels == -1 else options.max_pixels
+    found = imaging.picture_shape(path, limit)
+    if found is None:  # the read will say what is wrong
+        return
+    fmt, shape = found
+    try:
+        check_sizes(shape, options, memory=fmt != "TIFF")
     except SizeError as e:
         raise click.BadParameter(said(e), param_hint=f"'{e.option}'") from None
 

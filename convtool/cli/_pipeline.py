@@ -297,8 +297,9 @@ def pipeline(
 
 def _check_sizes(tasks: list[Any], options: Any, image: Any) -> None:
     """Refuse options whose maps or figures would be over --max-pixels or the machine's
-    memory (exit 2): for every picture (the smallest there is), and for the one read
-    from '-'."""
+    memory (exit 2): for every picture (the smallest there is), for the one read from
+    '-', and for a single picture (from its header)."""
+    from convtool import imaging
     from convtool.batch import pipeline_task as pj
     from convtool.pipeline import source_planes
     from convtool.shapes import SizeError
@@ -309,6 +310,14 @@ def _check_sizes(tasks: list[Any], options: Any, image: Any) -> None:
             if task.source is image and image is not None:
                 shape = source_planes(image.data, options.color)[0].shape
                 pj.check_sizes(shape, options, task)
+        if len(tasks) == 1 and isinstance(tasks[0].source, str) and tasks[0].source != "-":
+            # one picture: its own sizes, from its header (in a batch, as each is read)
+            limit = imaging.DEFAULT if options.max_pixels == -1 else options.max_pixels
+            found = imaging.picture_shape(tasks[0].source, limit)
+            if found is not None:
+                channels, height, width = found[1]
+                planes = 1 if options.color == "gray" else channels
+                pj.check_sizes((planes, height, width), options, tasks[0])
     except SizeError as e:
         raise click.BadParameter(said(e), param_hint=f"'{e.option}'") from None
 

@@ -34,7 +34,7 @@ from convtool.imaging.formats import (
     written_as,
 )
 from convtool.imaging.image import Image, unit_scaled
-from convtool.imaging.read import read_image
+from convtool.imaging.read import picture_shape, read_image
 from convtool.imaging.source import DEFAULT, check_pixel_count, default_max_pixels
 from convtool.imaging.write import prepare_pixels, write_image
 
@@ -57,6 +57,7 @@ __all__ = [
     "format_named",
     "load_array",
     "one_line",
+    "picture_shape",
     "prepare_pixels",
     "quiet_decoders",
     "read_image",

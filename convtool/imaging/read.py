@@ -14,12 +14,13 @@ import warnings
 from dataclasses import replace
 from typing import IO
 
+import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageOps
 
 from convtool.imaging.arrays import image_from_npy, parse_npy
 from convtool.imaging.errors import ImageReadError, label, one_line, quiet_decoders
-from convtool.imaging.formats import NPY_MAGIC
+from convtool.imaging.formats import NPY_MAGIC, PIL_FORMATS
 from convtool.imaging.image import Image, mode_of
 from convtool.imaging.metadata import from_pillow
 from convtool.imaging.read_deep import read_png16, read_tiff
@@ -39,7 +40,7 @@ from convtool.imaging.source import (
     read_source,
 )
 
-__all__ = ["read_image"]
+__all__ = ["picture_shape", "read_image"]
 
 PathLike = str | os.PathLike
 
@@ -104,6 +105,55 @@ def read_image(path_or_file: PathLike | IO[bytes], *, max_pixels: MaxPixels = DE
         if ext == ".npy":
             raise ImageReadError(f"cannot read {name}: not a .npy file (no NumPy header)")
         return _read_picture(buf, source, max_pixels)
+
+
+# Pillow modes read as one grey plane (alpha apart); the others give three colour planes
+_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def picture_shape(
+    path: PathLike, max_pixels: MaxPixels = DEFAULT
+) -> tuple[str, tuple[int, int, int]] | None:
+    """The format and the (channels, height, width) of the picture's data at ``path``, as
+    :func:`read_image` gives it (alpha apart, upright), from its header alone.
+
+    None where the header does not tell (a file that cannot be opened, a TIFF only
+    tifffile reads), or where the picture itself has more pixels than ``max_pixels``
+    (as in :func:`read_image`): reading it then says what is wrong.
+    """
+    found = _header_shape(path)
+    limit = pixel_limit(max_pixels)
+    if found is None or (limit is not None and found[1][1] * found[1][2] > limit):
+        return None
+    return found
+
+
+def _header_shape(path: PathLike) -> tuple[str, tuple[int, int, int]] | None:
+    try:
+        with open(path, "rb") as f, quiet_decoders():
+            if f.read(len(NPY_MAGIC)) == NPY_MAGIC:
+                f.seek(0)
+                version = np.lib.format.read_magic(f)
+                read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                    version, np.lib.format.read_array_header_2_0
+                )
+                shape = read(f)[0]
+                if len(shape) == 2:
+                    return "NPY", (1, shape[0], shape[1])
+                if len(shape) == 3 and 1 <= shape[2] <= 4:
+                    return "NPY", (1 if shape[2] <= 2 else 3, shape[0], shape[1])
+                return None
+            f.seek(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+                im = PILImage.open(f, formats=PIL_FORMATS)
+            width, height = im.size
+            fmt = "JPEG" if im.format == "MPO" else str(im.format)
+            if fmt == "JPEG" and im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                width, height = height, width  # read upright: a quarter turn
+            return fmt, (1 if im.mode in _GREY_MODES else 3, height, width)
+    except Exception:  # anything the header cannot tell: the read itself will say
+        return None
 
 
 def _read_picture(buf: bytes, source: str, max_pixels: int | None) -> Image:

@@ -93,11 +93,12 @@ CASES: dict[str, Case] = {
         2,
         "--padding 3000 would take 3.4e+10 multiply-adds even from a 1x1 picture",
     ),
+    # one picture: sized from its header before the job starts, a usage error
     "apply-padding-over-max-pixels": C(
         f"{APPLY} --padding 2 --max-pixels 500 -o {{out}}/x.png",
-        1,
-        "ok.png: --padding 2 would make an output of 22x26 (572 pixels), more than the limit of "
-        "500 (--max-pixels)",
+        2,
+        "'--padding': --padding 2 would make an output of 22x26 (572 pixels), more than the "
+        "limit of 500 (--max-pixels)",
     ),
     "apply-two-inputs-one-name": C(
         "apply {ok.png} {ok.png} -k blur -o {out}/", 2, "would both write"

@@ -73,10 +73,11 @@ CASES: dict[str, Case] = {
     "pipeline-padding-huge": C(
         "pipeline {ok.png} -k blur --padding 99999999 --max-pixels none", 2, "'--padding': stage 1"
     ),
+    # one picture: sized from its header before the job starts, a usage error
     "pipeline-chain-over-max-pixels": C(
         "pipeline {ok.png} --stage conv:blur,p=2->relu --max-pixels 500 -o {out}/x.npy",
-        1,
-        "ok.png: stage 1 (conv:blur,s=1,p=2) would make an output of 22x26 (572 pixels)",
+        2,
+        "stage 1 (conv:blur,s=1,p=2) would make an output of 22x26 (572 pixels)",
     ),
     "pipeline-kernel-overflow": C("pipeline {ok.png} -k 1e39,1", 2, "beyond float32"),
     # a file where a folder should be

@@ -276,3 +276,31 @@ def test_an_rgb_tiff_with_an_undeclared_fourth_sample_is_refused():
     path = Path(__file__).resolve().parents[1] / "data/fuzz/rgb_four_samples_no_extrasamples.tif"
     with pytest.raises(ImageReadError, match=r"unsupported TIFF \(photometric 2, 4 samples\)"):
         read_image(path)
+
+
+def test_picture_shape_from_the_header_as_the_read_gives_the_data(tmp_path):
+    """What the single-picture size checks read before a job: the read's planes (alpha
+    apart), upright; None where the picture is over the limit or is not one."""
+    from convtool.imaging import picture_shape
+
+    rng = np.random.default_rng(3)
+    cases = {
+        "rgb.png": (rng.random((7, 5, 3)) * 255).astype(np.uint8),
+        "rgba.png": (rng.random((7, 5, 4)) * 255).astype(np.uint8),
+        "grey.png": (rng.random((7, 5)) * 255).astype(np.uint8),
+    }
+    for name, pixels in cases.items():
+        PILImage.fromarray(pixels).save(tmp_path / name)
+    np.save(tmp_path / "la.npy", rng.random((7, 5, 2)))
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # stored on its side: read upright, 5 wide and 7 high become 7 x 5
+    PILImage.fromarray(cases["rgb.png"]).save(tmp_path / "turned.jpg", exif=exif)
+    for name in [*cases, "la.npy", "turned.jpg"]:
+        data = read_image(tmp_path / name).data
+        fmt, shape = picture_shape(tmp_path / name)
+        assert shape == (1 if data.ndim == 2 else data.shape[2], *data.shape[:2]), name
+    assert picture_shape(tmp_path / "rgb.png", max_pixels=34) is None  # 35 pixels
+    assert picture_shape(tmp_path / "rgb.png", max_pixels=35)[1] == (3, 7, 5)
+    (tmp_path / "text.png").write_text("not a picture")
+    assert picture_shape(tmp_path / "text.png") is None
+    assert picture_shape(tmp_path / "missing.png") is None
