@@ -298,6 +298,7 @@ def test_picture_shape_from_the_header_as_the_read_gives_the_data(tmp_path):
     for name in [*cases, "la.npy", "turned.jpg"]:
         data = read_image(tmp_path / name).data
         fmt, shape = picture_shape(tmp_path / name)
+        assert fmt == {"png": "PNG", "npy": "NPY", "jpg": "JPEG"}[name.rsplit(".", 1)[1]]
         assert shape == (1 if data.ndim == 2 else data.shape[2], *data.shape[:2]), name
     assert picture_shape(tmp_path / "rgb.png", max_pixels=34) is None  # 35 pixels
     assert picture_shape(tmp_path / "rgb.png", max_pixels=35)[1] == (3, 7, 5)
