@@ -23,6 +23,7 @@ decides the channels itself.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,15 +219,23 @@ def correlate(
     vocab.check("border", border, vocab.BORDERS)
     vocab.check("color", color, vocab.COLORS)
     x = _planes(data)
+    # the geometry, bound once: every convolution below pads and strides alike
+    conv = functools.partial(
+        _conv, border=border, padding=padding, stride=stride, engine=engine, origin=origin
+    )
     if prepared.chain:
-        return _chained(x, data, prepared, color, border, padding, stride, engine, origin)
+        if padding != "same" or as_pair(stride, "stride") != (1, 1):
+            raise ValueError(
+                f"kernel {prepared.name} is a list applied one kernel after another: it "
+                "needs 'same' padding and stride 1"
+            )
+        return _chained(x, data, prepared, color, conv)
     if not prepared.parts:
-        return _correlate(x, data, prepared, color, border, padding, stride, engine, origin)
+        return _correlate(x, data, prepared, color, conv)
     # a gradient magnitude: each kernel without the bias, then sqrt(mean of squares) + bias
     total = None
     for part in prepared.parts:
-        one = Prepared(part, prepared.name, prepared.slug)
-        r = _correlate(x, data, one, color, border, padding, stride, engine, origin)
+        r = _correlate(x, data, Prepared(part, prepared.name, prepared.slug), color, conv)
         total = r * r if total is None else total + r * r
     y = np.sqrt(total * np.float32(1.0 / len(prepared.parts)))
     if prepared.bias is not None:
@@ -234,48 +243,24 @@ def correlate(
     return y
 
 
-def _chained(
-    x: np.ndarray,
-    data: Any,
-    prepared: Prepared,
-    color: str,
-    border: str,
-    padding: PaddingSpec,
-    stride: Any,
-    engine: Any,
-    origin: tuple[int, int] = (0, 0),
-) -> np.ndarray:
+def _chained(x: np.ndarray, data: Any, prepared: Prepared, color: str, conv: Any) -> np.ndarray:
     """A chain: each kernel on the result of the one before, clipped to [0, 1] and rounded
     to 16 bits in between, as ImageMagick's kernel lists on its Q16 pixels (each step
     amplifies what the one before rounded: Kirsch's eight turns, 15x each); the bias at
-    every step."""
-    if padding != "same" or as_pair(stride, "stride") != (1, 1):
-        raise ValueError(
-            f"kernel {prepared.name} is a list applied one kernel after another: it "
-            "needs 'same' padding and stride 1"
-        )
+    every step. ``conv``: :func:`_conv` with the geometry bound."""
     first = Prepared(prepared.weights, prepared.name, prepared.slug, prepared.bias)
-    y = _correlate(x, data, first, color, border, padding, stride, engine, origin)
+    y = _correlate(x, data, first, color, conv)
     for w in prepared.chain:
         # ImageMagick's Q16 pixels between the steps: clipped, and whole 16-bit levels
         y = np.rint(np.clip(y, 0.0, 1.0) * np.float32(65535)) * np.float32(1 / 65535)
         step = Prepared(w, prepared.name, prepared.slug, prepared.bias)
-        y = _correlate(_planes(y), y, step, "channels", border, padding, stride, engine, origin)
+        y = _correlate(_planes(y), y, step, "channels", conv)
     return y
 
 
-def _correlate(
-    x: np.ndarray,
-    data: Any,
-    prepared: Prepared,
-    color: str,
-    border: str,
-    padding: PaddingSpec,
-    stride: Any,
-    engine: Any,
-    origin: tuple[int, int] = (0, 0),
-) -> np.ndarray:
-    """:func:`correlate` for one kernel, the picture already as planes ``x``."""
+def _correlate(x: np.ndarray, data: Any, prepared: Prepared, color: str, conv: Any) -> np.ndarray:
+    """:func:`correlate` for one kernel, the picture already as planes ``x``; ``conv``:
+    :func:`_conv` with the geometry bound."""
     w, bias = prepared.weights, prepared.bias
     channels = x.shape[0]
     if prepared.full:
@@ -284,15 +269,14 @@ def _correlate(
                 f"kernel {prepared.name} takes {w.shape[1]} input channel(s), shape "
                 f"{tuple(w.shape)}, but the picture has {channels}"
             )
-        y = _conv(x[None], w, bias, border, padding, stride, engine, origin)[0]
+        y = conv(x[None], w, bias)[0]
     elif channels == 1 or color == "gray":
         plane = x if channels == 1 else to_gray(np.asarray(data))[None]
-        y = _conv(plane[None], w[None, None], bias, border, padding, stride, engine, origin)[0]
+        y = conv(plane[None], w[None, None], bias)[0]
     elif color == "sum":
-        w_sum = np.repeat(w[None, None], channels, axis=1)
-        y = _conv(x[None], w_sum, bias, border, padding, stride, engine, origin)[0]
+        y = conv(x[None], np.repeat(w[None, None], channels, axis=1), bias)[0]
     else:  # each channel as its own picture, one kernel for all
-        y = _conv(x[:, None], w[None, None], bias, border, padding, stride, engine, origin)[:, 0]
+        y = conv(x[:, None], w[None, None], bias)[:, 0]
     if y.shape[0] == 1:
         return y[0]
     return y.transpose(1, 2, 0)  # a view: the planes stay planes in memory
