@@ -77,6 +77,7 @@ class Options:
     format: str | None = None  # None: from each output's extension
     strip: bool = False  # write no ICC profile, resolution or EXIF (kept by default)
     quality: int | None = None  # JPEG and WebP; None: JPEG 95, WebP lossless
+    compression: int = 1  # PNG's effort, 0-9 (see convtool.imaging.png)
     overwrite: bool = False
     max_pixels: int | None = -1  # -1: io's default (Pillow's limit)
     engine: str = "auto"  # 'auto', 'aot' or 'jit' (see convtool.core.engine.choose)
@@ -399,6 +400,7 @@ def _write(
             format=fmt,
             meta=None if options.strip else image.meta.strided(options.stride),
             quality=options.quality,
+            compress_level=options.compression,
         )
     record = post.record(y.shape, input=_label(image.source), output=out.path, kernel=out.label)
     return record | {"plan": plans(image.data.shape, out, options)}

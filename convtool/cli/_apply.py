@@ -188,6 +188,17 @@ Examples:
     "filtered pictures stay free of visible artefacts), WebP lossless.",
 )
 @click.option(
+    "--compression",
+    type=click.IntRange(0, 9),
+    default=1,
+    show_default=True,
+    metavar="LEVEL",
+    help="PNG compression effort, 0-9 (ImageMagick: -define png:compression-level). 1 is "
+    "fast: a 1024x1024 picture in a third of libpng's time, for a file a few percent "
+    "larger; 6-8 try every row filter, as ImageMagick does; 9 writes the smallest file, "
+    "many times slower.",
+)
+@click.option(
     "--strip",
     is_flag=True,
     help="Write no ICC profile, resolution (dpi) or EXIF; by default they are kept, "
@@ -235,6 +246,7 @@ def apply(
     depth,
     fmt,
     quality,
+    compression,
     strip,
     overwrite,
     n_jobs,
@@ -267,6 +279,7 @@ def apply(
         format=fmt,
         strip=strip,
         quality=quality,
+        compression=compression,
         overwrite=overwrite,
         max_pixels=-1 if max_pixels is None else (max_pixels or None),
         notice=CompileNotice(),

@@ -5,8 +5,8 @@ The only place pillow, tifffile and imagecodecs are imported. The modules, by to
 their one-line messages), ``image`` (the picture a reader returns, the pixel
 policy), ``source`` (the bytes to read, the size limits), ``read`` with
 ``read_pillow`` and ``read_deep`` (the decoders), ``arrays`` (.npy), ``write``
-(quantise and encode), ``atomic`` (files that appear whole), ``png16`` (16-bit
-colour PNG through imagecodecs), ``metadata`` (ICC profile, resolution, EXIF) and
+(quantise and encode), ``atomic`` (files that appear whole), ``png`` (PNG through
+imagecodecs), ``metadata`` (ICC profile, resolution, EXIF) and
 ``tiff`` (a TIFF read region by region).
 """
 

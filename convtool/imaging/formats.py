@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from convtool.imaging.png16 import SIGNATURE as PNG_SIGNATURE
+from convtool.imaging.png import SIGNATURE as PNG_SIGNATURE
 
 __all__ = [
     "FORMAT_NAMES",

@@ -17,8 +17,6 @@ import zlib
 from dataclasses import dataclass, replace
 from typing import Any
 
-from PIL import Image as PILImage
-
 __all__ = ["Metadata", "from_pillow", "pillow_options", "png_chunks", "tiff_options"]
 
 _ORIENTATION = 0x0112
@@ -64,6 +62,8 @@ def from_pillow(im: Any, upright: bool = False, decoded: bool = True) -> Metadat
         if len(tags):
             exif = tags.tobytes()
             if upright and tags.get(_ORIENTATION, 1) != 1:
+                from PIL import Image as PILImage  # Pillow opened the picture already
+
                 copy = PILImage.Exif()
                 copy.load(exif)
                 copy[_ORIENTATION] = 1

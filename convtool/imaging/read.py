@@ -1,41 +1,28 @@
 """Read a picture or a .npy array: the content decides which decoder reads it.
 
-Bytes with the NumPy header are an array (:mod:`convtool.imaging.arrays`); any
-other picture is opened by Pillow, which decodes it unless it would read it down
-to 8 bits (16-bit colour PNG and TIFF) or cannot read it (float colour TIFF):
-those go to :mod:`convtool.imaging.read_deep`.
+Bytes with the NumPy header are an array (:mod:`convtool.imaging.arrays`); PNGs of 8
+or 16 bits without a palette are decoded by imagecodecs (:mod:`convtool.imaging.read_deep`),
+the fastest route, with Pillow not even imported; any other picture goes to Pillow
+(:mod:`convtool.imaging.read_pillow`), which hands what it would read down to 8 bits
+(16-bit colour TIFF) or cannot read (float colour TIFF) to ``read_deep`` too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import warnings
-from dataclasses import replace
 from typing import IO
 
 import numpy as np
-from PIL import Image as PILImage
-from PIL import ImageOps
 
+from convtool.imaging import png
 from convtool.imaging.arrays import image_from_npy, parse_npy
-from convtool.imaging.errors import ImageReadError, label, one_line, quiet_decoders
-from convtool.imaging.formats import NPY_MAGIC, PIL_FORMATS
+from convtool.imaging.errors import ImageReadError, label, quiet_decoders
+from convtool.imaging.formats import NPY_MAGIC
 from convtool.imaging.image import Image, mode_of
-from convtool.imaging.metadata import from_pillow
-from convtool.imaging.read_deep import read_png16, read_tiff
-from convtool.imaging.read_pillow import (
-    arrays_from_pillow,
-    libtiff_muted,
-    must_lift,
-    open_pillow,
-    pillow_downconverts,
-    pillow_limit_lifted,
-)
+from convtool.imaging.read_deep import read_png
 from convtool.imaging.source import (
     DEFAULT,
     MaxPixels,
-    check_pixel_count,
     pixel_limit,
     read_source,
 )
@@ -104,11 +91,11 @@ def read_image(path_or_file: PathLike | IO[bytes], *, max_pixels: MaxPixels = DE
             return Image(data, alpha, 32, mode_of(data, alpha), source, "NPY")
         if ext == ".npy":
             raise ImageReadError(f"cannot read {name}: not a .npy file (no NumPy header)")
-        return _read_picture(buf, source, max_pixels)
+        if png.decodable(buf):
+            return read_png(buf, source, max_pixels)
+        from convtool.imaging.read_pillow import read_with_pillow  # Pillow: imported here only
 
-
-# Pillow modes read as one grey plane (alpha apart); the others give three colour planes
-_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+        return read_with_pillow(buf, source, max_pixels)
 
 
 def picture_shape(
@@ -144,48 +131,12 @@ def _header_shape(path: PathLike) -> tuple[str, tuple[int, int, int]] | None:
                     return "NPY", (1 if shape[2] <= 2 else 3, shape[0], shape[1])
                 return None
             f.seek(0)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-                im = PILImage.open(f, formats=PIL_FORMATS)
-            width, height = im.size
-            fmt = "JPEG" if im.format == "MPO" else str(im.format)
-            if fmt == "JPEG" and im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                width, height = height, width  # read upright: a quarter turn
-            return fmt, (1 if im.mode in _GREY_MODES else 3, height, width)
+            head = png.header(f.read(64))
+            if head is not None:  # Pillow reads palettes as RGB: only grey is one plane
+                return "PNG", (1 if head.colour_type in (0, 4) else 3, head.height, head.width)
+            from convtool.imaging.read_pillow import header_shape
+
+            f.seek(0)
+            return header_shape(f)
     except Exception:  # anything the header cannot tell: the read itself will say
         return None
-
-
-def _read_picture(buf: bytes, source: str, max_pixels: int | None) -> Image:
-    name = label(source)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-        im = open_pillow(buf, name)
-        if im is None:
-            return read_tiff(buf, source, max_pixels)
-        fmt = "JPEG" if im.format == "MPO" else str(im.format)
-        meta = from_pillow(im, upright=fmt == "JPEG", decoded=fmt == "JPEG")
-        try:
-            check_pixel_count(*im.size, max_pixels, name)
-            if fmt == "PNG" and buf[12:16] == b"IHDR" and buf[24] == 16 and buf[25] in (2, 4, 6):
-                return replace(read_png16(buf, source, max_pixels), meta=meta)
-            if fmt == "TIFF" and pillow_downconverts(im):
-                return replace(read_tiff(buf, source, max_pixels), meta=meta)
-            with pillow_limit_lifted(must_lift(max_pixels)), libtiff_muted(fmt == "TIFF"):
-                im.load()  # decode everything now, so that truncation shows here
-            if fmt == "JPEG":
-                with contextlib.suppress(Exception):  # broken EXIF: keep the stored orientation
-                    im = ImageOps.exif_transpose(im)
-            data, alpha, bit_depth = arrays_from_pillow(im, name)
-        except ImageReadError:
-            raise
-        except MemoryError:
-            w, h = im.size
-            raise ImageReadError(f"cannot read {name}: out of memory decoding {w}x{h}") from None
-        except Exception as e:
-            raise ImageReadError(
-                f"cannot read {name}: truncated or corrupt {fmt} file ({one_line(e)})"
-            ) from e
-    if meta.exif is None and fmt != "JPEG":  # PNG's eXIf may follow the pixels
-        meta = replace(meta, exif=from_pillow(im).exif)
-    return Image(data, alpha, bit_depth, mode_of(data, alpha), source, fmt, meta)

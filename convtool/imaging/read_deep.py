@@ -1,7 +1,6 @@
-"""Pictures Pillow reads down to 8 bits or not at all: 16-bit colour PNG and TIFF, float TIFF.
-
-16-bit colour PNGs go through :mod:`convtool.imaging.png16` (imagecodecs);
-TIFFs through ``tifffile``; both imported only when needed.
+"""Pictures read without Pillow: PNG through :mod:`convtool.imaging.png` (imagecodecs:
+faster, and the only way to 16-bit colour), and the TIFFs Pillow reads down to 8 bits or
+not at all (16-bit colour, float) through ``tifffile``; both imported only when needed.
 """
 
 from __future__ import annotations
@@ -11,13 +10,14 @@ import struct
 
 import numpy as np
 
-from convtool.imaging import png16
+from convtool.imaging import png
 from convtool.imaging.errors import ImageReadError, label, one_line
 from convtool.imaging.image import Image, mode_of, unit_scaled
+from convtool.imaging.metadata import Metadata
 from convtool.imaging.source import check_pixel_count
 from convtool.imaging.tiff import import_tifffile
 
-__all__ = ["read_png16", "read_tiff"]
+__all__ = ["read_png", "read_tiff"]
 
 
 def read_tiff(buf: bytes, source: str, max_pixels: int | None) -> Image:
@@ -71,10 +71,15 @@ def read_tiff(buf: bytes, source: str, max_pixels: int | None) -> Image:
     return Image(data, alpha, bit_depth, mode_of(data, alpha), source, "TIFF")
 
 
-def read_png16(buf: bytes, source: str, max_pixels: int | None) -> Image:
+def read_png(buf: bytes, source: str, max_pixels: int | None) -> Image:
+    """Read a PNG that :func:`convtool.imaging.png.decodable` accepts, with its ICC profile
+    and resolution, as Pillow would read it."""
     name = label(source)
+    head = png.header(buf)
+    assert head is not None  # the caller checked
+    check_pixel_count(head.width, head.height, max_pixels, name)
     try:
-        pixels, trns = png16.decode(buf)
+        pixels, trns = png.decode(buf)
     except ImportError as e:
         raise ImageReadError(f"cannot read {name}: {e}") from None
     except MemoryError:
@@ -83,13 +88,15 @@ def read_png16(buf: bytes, source: str, max_pixels: int | None) -> Image:
         raise ImageReadError(
             f"cannot read {name}: truncated or corrupt PNG file ({one_line(e)})"
         ) from e
-    planes = [pixels] if pixels.ndim == 2 else [pixels[:, :, c] for c in range(pixels.shape[2])]
-    alpha = None
-    if len(planes) in (2, 4):
-        alpha = unit_scaled(planes.pop(), 16)
-    elif trns is not None and len(trns) == 6:
-        key = struct.unpack(">3H", trns)
-        alpha = np.any([p != k for p, k in zip(planes, key, strict=True)], axis=0)
-        alpha = alpha.astype(np.float32)
-    data = unit_scaled(planes[0] if len(planes) == 1 else np.stack(planes, axis=-1), 16)
-    return Image(data, alpha, 16, mode_of(data, alpha), source, "PNG")
+    depth = 8 if pixels.dtype == np.uint8 else 16
+    samples = 1 if pixels.ndim == 2 else pixels.shape[2]
+    colours = pixels[..., : samples - 1] if samples in (2, 4) else pixels
+    alpha = unit_scaled(pixels[..., -1], depth) if samples in (2, 4) else None
+    if trns is not None and alpha is None and len(trns) == 2 * samples:  # a see-through colour
+        key = struct.unpack(f">{samples}H", trns)
+        planes = [pixels] if pixels.ndim == 2 else [pixels[..., c] for c in range(samples)]
+        see = np.any([p != k for p, k in zip(planes, key, strict=True)], axis=0)
+        alpha = see.astype(np.float32)
+    data = unit_scaled(colours[..., 0] if colours.ndim == 3 and samples == 2 else colours, depth)
+    meta = Metadata(*png.profile_and_dpi(buf))
+    return Image(data, alpha, depth, mode_of(data, alpha), source, "PNG", meta)

@@ -14,12 +14,16 @@ import os
 import struct
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
+from dataclasses import replace
+from typing import IO
 
 import numpy as np
 from PIL import Image as PILImage
+from PIL import ImageOps
 
-from convtool.imaging.errors import ImageReadError, one_line
+from convtool.imaging.errors import ImageReadError, label, one_line
 from convtool.imaging.formats import (
     FORMAT_NAMES,
     PIL_FORMATS,
@@ -27,16 +31,20 @@ from convtool.imaging.formats import (
     TIFF_MAGICS,
     claimed_format,
 )
-from convtool.imaging.image import unit_scaled
+from convtool.imaging.image import Image, mode_of, unit_scaled
+from convtool.imaging.metadata import from_pillow
+from convtool.imaging.read_deep import read_png, read_tiff
 from convtool.imaging.source import check_pixel_count
 
 __all__ = [
     "arrays_from_pillow",
+    "header_shape",
     "libtiff_muted",
     "must_lift",
     "open_pillow",
     "pillow_downconverts",
     "pillow_limit_lifted",
+    "read_with_pillow",
 ]
 
 
@@ -182,3 +190,56 @@ def arrays_from_pillow(im: PILImage.Image, name: str) -> tuple[np.ndarray, np.nd
             alpha = alpha.astype(np.uint16) * 257
     data = unit_scaled(arr, bit_depth)
     return data, None if alpha is None else unit_scaled(alpha, bit_depth), bit_depth
+
+
+def read_with_pillow(buf: bytes, source: str, max_pixels: int | None) -> Image:
+    """Read any picture Pillow opens (see :func:`convtool.imaging.read_image`)."""
+    name = label(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        im = open_pillow(buf, name)
+        if im is None:
+            return read_tiff(buf, source, max_pixels)
+        fmt = "JPEG" if im.format == "MPO" else str(im.format)
+        meta = from_pillow(im, upright=fmt == "JPEG", decoded=fmt == "JPEG")
+        try:
+            check_pixel_count(*im.size, max_pixels, name)
+            if fmt == "PNG" and buf[24] == 16 and buf[25] in (2, 4, 6):  # 16-bit colour, EXIF
+                return replace(read_png(buf, source, max_pixels), meta=meta)
+            if fmt == "TIFF" and pillow_downconverts(im):
+                return replace(read_tiff(buf, source, max_pixels), meta=meta)
+            with pillow_limit_lifted(must_lift(max_pixels)), libtiff_muted(fmt == "TIFF"):
+                im.load()  # decode everything now, so that truncation shows here
+            if fmt == "JPEG":
+                with contextlib.suppress(Exception):  # broken EXIF: keep the stored orientation
+                    im = ImageOps.exif_transpose(im)
+            data, alpha, bit_depth = arrays_from_pillow(im, name)
+        except ImageReadError:
+            raise
+        except MemoryError:
+            w, h = im.size
+            raise ImageReadError(f"cannot read {name}: out of memory decoding {w}x{h}") from None
+        except Exception as e:
+            raise ImageReadError(
+                f"cannot read {name}: truncated or corrupt {fmt} file ({one_line(e)})"
+            ) from e
+    if meta.exif is None and fmt != "JPEG":  # PNG's eXIf may follow the pixels
+        meta = replace(meta, exif=from_pillow(im).exif)
+    return Image(data, alpha, bit_depth, mode_of(data, alpha), source, fmt, meta)
+
+
+# Pillow modes read as one grey plane (alpha apart); the others give three colour planes
+_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def header_shape(f: IO[bytes]) -> tuple[str, tuple[int, int, int]]:
+    """The format and (channels, height, width) of the picture Pillow opens from ``f``, as
+    it is read (upright); raises what Pillow raises where the header does not tell."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        im = PILImage.open(f, formats=PIL_FORMATS)
+    width, height = im.size
+    fmt = "JPEG" if im.format == "MPO" else str(im.format)
+    if fmt == "JPEG" and im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+        width, height = height, width  # read upright: a quarter turn
+    return fmt, (1 if im.mode in _GREY_MODES else 3, height, width)

@@ -14,7 +14,6 @@ import sys
 from typing import IO, Any
 
 import numpy as np
-from PIL import Image as PILImage
 
 from convtool.imaging.errors import ImageReadError, one_line
 
@@ -30,6 +29,10 @@ __all__ = [
 PathLike = str | os.PathLike
 
 
+# Pillow's own default, PIL.Image.MAX_IMAGE_PIXELS, for when Pillow is not imported
+PILLOW_MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3
+
+
 class _Default(enum.Enum):
     DEFAULT = "default"
 
@@ -43,7 +46,8 @@ MaxPixels = int | _Default | None
 
 def default_max_pixels() -> int | None:
     """The limit ``max_pixels=DEFAULT`` stands for: Pillow's MAX_IMAGE_PIXELS (or None)."""
-    limit = PILImage.MAX_IMAGE_PIXELS
+    pillow = sys.modules.get("PIL.Image")  # a limit set on Pillow means Pillow is imported
+    limit = pillow.MAX_IMAGE_PIXELS if pillow is not None else PILLOW_MAX_IMAGE_PIXELS
     return None if limit is None else int(limit)
 
 

@@ -1,8 +1,8 @@
 """Write pictures: validate and quantise the pixels, encode them, write atomically.
 
-Pillow encodes PNG (8-bit), JPEG, BMP and WebP; 16-bit PNGs are encoded by
-:mod:`convtool.imaging.png16` (imagecodecs: Pillow writes no 16-bit colour PNG), TIFFs by
-``tifffile``, imported only when needed, and ``.npy`` here.
+PNGs are encoded by :mod:`convtool.imaging.png` (imagecodecs: faster, and Pillow writes no
+16-bit colour PNG); JPEG, BMP and WebP by Pillow, TIFFs by ``tifffile``, each imported only
+when needed, and ``.npy`` here.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import os
 from typing import IO, Any
 
 import numpy as np
-from PIL import Image as PILImage
 
-from convtool.imaging import png16
+from convtool.imaging import png
 from convtool.imaging.atomic import atomic_write, write_stdout
 from convtool.imaging.errors import ImageWriteError, label, one_line
 from convtool.imaging.formats import WRITE_BIT_DEPTHS, format_for, write_format
@@ -61,9 +60,10 @@ def write_image(
     overwrite : bool
         Refuse to replace an existing file unless True.
     compress_level : int
-        PNG zlib level 0-9. Default 1, for speed: Pillow's default 6 took 2 to 3
-        times as long on the sample pictures, upscaled to 1024x1024, for files 8 to
-        15 % smaller.
+        PNG compression effort 0-9. Default 1, for speed: rows filtered by Up and
+        deflated by libdeflate, a third of libpng's time at its level 1 on a 1024x1024
+        picture. 0-5 take that route; 6-9 go through libpng, which tries every filter
+        on each row, as ImageMagick does: the smallest files (9), several times slower.
     format : str, optional
         'png', 'jpeg'/'jpg', 'tiff'/'tif', 'bmp', 'webp' or 'npy'; overrides the
         extension.
@@ -155,16 +155,18 @@ def prepare_pixels(data: Any, alpha: Any, fmt: str, bit_depth: int, target: str)
 
 
 def _encode_pillow(f: IO[bytes], pixels: np.ndarray, *, fmt: str, **options: Any) -> None:
+    from PIL import Image as PILImage
+
     PILImage.fromarray(pixels).save(f, format=fmt, **options)
 
 
 def _encode_png(f: IO[bytes], pixels: np.ndarray, *, bit_depth: int, **options: Any) -> None:
     level, meta = options.get("compress_level", 1), options.get("meta")
     if bit_depth == 16:
-        png16.write(f, pixels, level, png_chunks(meta))
+        png.write(f, pixels, level, png_chunks(meta))
         return
-    try:  # libpng through imagecodecs: a fifth faster than Pillow's encoder
-        png16.write(f, pixels, level, png_chunks(meta))
+    try:  # imagecodecs: libdeflate (or libpng, levels 6-9), faster than Pillow's encoder
+        png.write(f, pixels, level, png_chunks(meta))
     except ImportError:
         _encode_pillow(f, pixels, fmt="PNG", compress_level=level, **pillow_options(meta, "png"))
 

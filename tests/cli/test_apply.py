@@ -733,3 +733,23 @@ def test_imagemagick_kernel_lists_need_same_padding_and_no_tiles(tmp_path):
     # and the pipeline's layers take one kernel each
     done = CliRunner().invoke(cli, ["pipeline", str(SAMPLES / "disc.png"), "-k", "im:Sobel:>"])
     assert done.exit_code == 2 and "its own conv stage" in done.output
+
+
+def test_compression_trades_time_for_size_and_never_changes_pixels(tmp_path):
+    scene = str(SAMPLES / "scene.png")
+    sizes = {}
+    for level in ("0", "1", "9"):
+        out = tmp_path / f"{level}.png"
+        result = CliRunner().invoke(
+            cli, ["apply", scene, "-k", "blur", "-o", str(out), "--compression", level]
+        )
+        assert result.exit_code == 0, result.output
+        sizes[level] = out.stat().st_size
+        with Image.open(out) as im:
+            pixels = np.asarray(im)
+        if level == "0":
+            first = pixels
+        assert np.array_equal(pixels, first)
+    assert sizes["0"] > sizes["1"] > sizes["9"]
+    result = CliRunner().invoke(cli, ["apply", scene, "-k", "blur", "--compression", "10"])
+    assert result.exit_code == 2 and "--compression" in result.output

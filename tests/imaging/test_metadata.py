@@ -112,7 +112,7 @@ def test_write_image_refuses_a_bad_quality(tmp_path):
 
 
 def test_eight_bit_png_without_imagecodecs_goes_through_pillow(tmp_path, monkeypatch):
-    from convtool.imaging import png16
+    from convtool.imaging import png
 
     def missing():
         raise ImportError("16-bit colour PNG needs the imagecodecs package")
@@ -120,7 +120,7 @@ def test_eight_bit_png_without_imagecodecs_goes_through_pillow(tmp_path, monkeyp
     pixels = np.random.default_rng(4).random((6, 7, 3))
     meta = Metadata(PROFILE, (100.0, 100.0), exif(1))
     imaging.write_image(tmp_path / "a.png", pixels, meta=meta)
-    monkeypatch.setattr(png16, "_codecs", missing)
+    monkeypatch.setattr(png, "_codecs", missing)
     imaging.write_image(tmp_path / "b.png", pixels, meta=meta)
     with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
         assert np.array_equal(np.asarray(a), np.asarray(b))
