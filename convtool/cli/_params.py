@@ -120,3 +120,40 @@ def max_pixels_limit(value: int | None) -> Any:
     if value is None:
         return imaging.DEFAULT
     return value or None
+
+
+def encoding_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """How outputs are encoded: ``--quality`` (JPEG, WebP), ``--compression`` (PNG) and
+    ``--strip`` (no metadata), as ImageMagick's ``-quality``, ``-define
+    png:compression-level`` and ``-strip``."""
+    for option in reversed(_ENCODING):
+        function = option(function)
+    return function
+
+
+_ENCODING = [
+    click.option(
+        "--quality",
+        type=click.IntRange(1, 100),
+        metavar="N",
+        help="JPEG and WebP quality, 1-100. Default: JPEG 95 (edges and fine texture of "
+        "filtered pictures stay free of visible artefacts), WebP lossless.",
+    ),
+    click.option(
+        "--compression",
+        type=click.IntRange(0, 9),
+        default=1,
+        show_default=True,
+        metavar="LEVEL",
+        help="PNG compression effort, 0-9 (ImageMagick: -define png:compression-level). 1 is "
+        "fast: a 1024x1024 picture in a third of libpng's time, for a file a few percent "
+        "larger; 6-8 try every row filter, as ImageMagick does; 9 writes the smallest file, "
+        "many times slower.",
+    ),
+    click.option(
+        "--strip",
+        is_flag=True,
+        help="Write no ICC profile, resolution (dpi) or EXIF; by default they are kept, "
+        "as ImageMagick keeps them.",
+    ),
+]

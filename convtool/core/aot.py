@@ -5,8 +5,9 @@ import (~350 ms) and the first call of a cached kernel (~300 ms, LLVM's set-up),
 where the work itself takes a few milliseconds. The compiled core is the same
 Python source as the JIT's kernels, compiled ahead of time into an extension module
 that imports in under a millisecond and needs no numba (:mod:`convtool.core.aot_pycc`
-builds it, with ``numba.pycc``). It runs on one thread: right for a picture or for a
-batch worker; the multi-threaded JIT stays the engine for the largest jobs.
+builds it, with ``numba.pycc``, its kernels releasing the GIL as the JIT's do). It runs
+on one thread, or on every core for a big enough job (:func:`convtool.core.engine.choose`);
+the JIT stays the engine for the largest jobs.
 
 Where :func:`load` finds it, in this order:
 

@@ -145,6 +145,7 @@ def digest(files: dict[str, bytes] | None = None) -> int:
     is built from, as a 60-bit number (``files``: :func:`sources`)."""
     h = hashlib.sha256(files_digest(sources() if files is None else files).encode())
     h.update(repr(sorted(KERNELS.items())).encode())
+    h.update(GIL_RELEASED.encode())
     return int(h.hexdigest()[:15], 16)
 
 
@@ -203,11 +204,32 @@ def _compiler(name: str, tree: Path, expected: str, cpu: str = "") -> Any:
         return value
 
     cc.export("sources_digest", "i8()")(sources_digest)
+    _releasing_the_gil()
     if cpu == "host":
         _with_host_features()
     cc.target_cpu = cpu
     cc.verbose = False
     return cc
+
+
+# part of the digest: a module built before its kernels released the GIL is rebuilt
+GIL_RELEASED = "kernels release the GIL"
+
+
+def _releasing_the_gil() -> None:
+    """Make pycc's wrappers release the GIL while a kernel runs, as the JIT's
+    ``nogil=True`` does, so that the engine can run a big call's shares on threads
+    (:mod:`convtool.core.tasks`); the kernels touch no Python object. pycc takes no
+    such option: its compiler's flags are made with it set. Only in a build process.
+    """
+    from numba.pycc import compiler
+
+    class Flags(compiler.Flags):  # type: ignore[misc,name-defined]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.release_gil = True
+
+    compiler.Flags = Flags
 
 
 def _with_host_features() -> None:

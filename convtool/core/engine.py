@@ -6,8 +6,9 @@ Two engines run the same kernels, compiled from the same Python source:
   (cached on disk) and runs it on every core (:mod:`convtool.core.tasks`);
 - the compiled core (:func:`compiled`): every kernel compiled ahead of time
   (:mod:`convtool.core.aot`, at install or once at run time), which imports in under
-  a millisecond and needs no numba, on one thread; for arguments it was not compiled
-  for (another dtype, a strided array) it hands the call to the JIT.
+  a millisecond and needs no numba; on one thread, or on every core for a job big
+  enough to pay for starting the threads (``threaded``); for arguments it was not
+  compiled for (another dtype, a strided array) it hands the call to the JIT.
 
 An engine is a plain object. Whoever chooses it (``convtool apply``'s task, by the
 size of the picture) passes it down as ``engine=`` through
@@ -59,12 +60,17 @@ class Engine:
         'jit' or 'aot' (the compiled core).
     path : Path or None
         The compiled module's file; None for the JIT.
+    threaded : bool
+        Whether the compiled core's kernels run on every core, as the JIT's always do.
     """
 
-    def __init__(self, compiled: Any = None, notice: Notice | None = None) -> None:
+    def __init__(
+        self, compiled: Any = None, notice: Notice | None = None, threaded: bool = False
+    ) -> None:
         self._compiled = compiled  # an aot.Kernels, or None for the JIT
         self.name = "jit" if compiled is None else "aot"
         self.path: Path | None = None if compiled is None else compiled.path
+        self.threaded = threaded or compiled is None
         self.notice = notice  # told when a JIT kernel compiles (see :func:`jit`)
         self._ready: set[tuple] = set()  # JIT kernels and argument types known compiled
 
@@ -77,11 +83,11 @@ class Engine:
         return function(*args)
 
     def _share(self, module: str, kernel: str, *args: Any) -> None:
-        """A kernel with tasks: the compiled core runs them all, on this thread; the JIT
-        cuts them into one share per thread (:mod:`convtool.core.tasks`)."""
+        """A kernel with tasks, cut into one share per thread (:mod:`convtool.core.tasks`),
+        or run whole on this thread by an engine that is not ``threaded``."""
         whole = (*args, 0, 1)
         function, compiled = self._find(module, kernel, whole)
-        if compiled:
+        if compiled and not self.threaded:
             function(*whole)
         else:
             tasks.run(function, *args)
@@ -173,12 +179,15 @@ Notice = Callable[[str], Callable[[], None]]
 NOTICE_AFTER = 0.5  # seconds: loading numba's cache takes less, compiling a kernel more
 COMPILE_SECONDS = 5  # about what one kernel's cold compile takes here (2-4 s), for the notice
 
-# Engine choice. The compiled core (one thread) runs about 15 GMAC/s here, the JIT
-# (every core) about 45, after ~0.45 s of numba start-up: past ~1e10 multiply-adds
-# the JIT wins. The two round differently in the last bit (host code fuses
-# multiply-adds), so the choice rests on the job at hand alone, never on the jobs
-# before it: a batch then gives the same bytes whatever --jobs splits it into.
+# Engine choice. The compiled core runs about 15 GMAC/s a thread here, the JIT about
+# 22, after ~0.45 s of numba start-up: past ~1e10 multiply-adds the JIT wins. The two
+# round differently in the last bit (host code fuses multiply-adds), so the choice
+# rests on the job at hand alone, never on the jobs before it: a batch then gives the
+# same bytes whatever --jobs splits it into (and the threads never change the bytes).
 LARGE_WORK = 1e10
+# The compiled core's threads cost ~5 ms to start (the pool's import): worth it past
+# ~2e8 multiply-adds (13 ms on one thread), a blur of sigma 10 on a 1024x1024 photo.
+THREADED_WORK = 2e8
 
 
 def jit(notice: Notice | None = None) -> Engine:
@@ -196,7 +205,7 @@ def choose(work: float, prefer: str = "auto", *, notice: Notice | None = None) -
     """
     if prefer == "jit" or (prefer == "auto" and work > LARGE_WORK):
         return jit(notice)
-    return compiled(build_missing=False) or jit(notice)
+    return compiled(build_missing=False, threaded=work >= THREADED_WORK) or jit(notice)
 
 
 @contextlib.contextmanager
@@ -227,10 +236,13 @@ def or_jit(engine: Engine | None) -> Engine:
     return _JIT if engine is None else engine
 
 
-def compiled(*, build_missing: bool = True, announce: Any = None) -> Engine | None:
+def compiled(
+    *, build_missing: bool = True, announce: Any = None, threaded: bool = False
+) -> Engine | None:
     """The compiled core's engine: the extension built at install, else the run-time
     build, building it first if missing and allowed; None if unavailable
-    (:func:`convtool.core.aot.error` tells why).
+    (:func:`convtool.core.aot.error` tells why). ``threaded``: its kernels run on every
+    core (:mod:`convtool.core.tasks`), as the JIT's do; else on the calling thread.
 
     ``announce()`` is called before a build starts. The outcome is remembered for the
     process, so later calls cost nothing.
@@ -238,7 +250,7 @@ def compiled(*, build_missing: bool = True, announce: Any = None) -> Engine | No
     from convtool.core import aot
 
     kernels = aot.load(build_missing=build_missing, announce=announce)
-    return None if kernels is None else Engine(kernels)
+    return None if kernels is None else Engine(kernels, threaded=threaded)
 
 
 def reduction_chunks(rows: int) -> int:

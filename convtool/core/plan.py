@@ -234,9 +234,9 @@ def _run_channels(plan, engine, x, bias, out, stride, pads, origin, weights) -> 
 
 
 def _threads(engine: Any) -> int:
-    """Threads for the FFT's blocks: the JIT's (:mod:`convtool.core.tasks`), one for the
-    compiled core (one thread, as its kernels)."""
-    return tasks.threads() if engine.name == "jit" else 1
+    """Threads for the FFT's blocks: the engine's (:mod:`convtool.core.tasks`), one for a
+    compiled core that is not ``threaded``, as its kernels."""
+    return tasks.threads() if engine.threaded else 1
 
 
 def run(

@@ -109,13 +109,14 @@ def prepare_kernel(
 
 
 def _planes(data: np.ndarray) -> np.ndarray:
-    """(H, W) or (H, W, C) -> contiguous float32 (C, H, W)."""
+    """(H, W) or (H, W, C) -> float32 (C, H, W), a view where it can be: the padded copy
+    a border makes, or the core's contiguous input, lays the planes out once."""
     a = np.asarray(data, dtype=np.float32)
     if a.ndim == 2:
         return a[None]
     if a.ndim != 3 or 0 in a.shape:
         raise ValueError(f"a picture must be (H, W) or (H, W, C); got shape {a.shape}")
-    return np.ascontiguousarray(a.transpose(2, 0, 1))
+    return a.transpose(2, 0, 1)
 
 
 def _conv(

@@ -1,8 +1,9 @@
 """Read a picture or a .npy array: the content decides which decoder reads it.
 
 Bytes with the NumPy header are an array (:mod:`convtool.imaging.arrays`); PNGs of 8
-or 16 bits without a palette are decoded by imagecodecs (:mod:`convtool.imaging.read_deep`),
-the fastest route, with Pillow not even imported; any other picture goes to Pillow
+or 16 bits without a palette, and JPEGs without EXIF, are decoded by imagecodecs
+(:mod:`convtool.imaging.read_deep`), the fastest route, with Pillow not even imported;
+any other picture goes to Pillow
 (:mod:`convtool.imaging.read_pillow`), which hands what it would read down to 8 bits
 (16-bit colour TIFF) or cannot read (float colour TIFF) to ``read_deep`` too.
 """
@@ -14,12 +15,12 @@ from typing import IO
 
 import numpy as np
 
-from convtool.imaging import png
+from convtool.imaging import jpeg, png
 from convtool.imaging.arrays import image_from_npy, parse_npy
 from convtool.imaging.errors import ImageReadError, label, quiet_decoders
 from convtool.imaging.formats import NPY_MAGIC
 from convtool.imaging.image import Image, mode_of
-from convtool.imaging.read_deep import read_png
+from convtool.imaging.read_deep import read_jpeg, read_png
 from convtool.imaging.source import (
     DEFAULT,
     MaxPixels,
@@ -93,6 +94,9 @@ def read_image(path_or_file: PathLike | IO[bytes], *, max_pixels: MaxPixels = DE
             raise ImageReadError(f"cannot read {name}: not a .npy file (no NumPy header)")
         if png.decodable(buf):
             return read_png(buf, source, max_pixels)
+        head = jpeg.header(buf)
+        if jpeg.decodable(head):
+            return read_jpeg(buf, source, max_pixels, head)
         from convtool.imaging.read_pillow import read_with_pillow  # Pillow: imported here only
 
         return read_with_pillow(buf, source, max_pixels)
@@ -131,9 +135,13 @@ def _header_shape(path: PathLike) -> tuple[str, tuple[int, int, int]] | None:
                     return "NPY", (1 if shape[2] <= 2 else 3, shape[0], shape[1])
                 return None
             f.seek(0)
-            head = png.header(f.read(64))
+            start = f.read(1 << 16)
+            head = png.header(start)
             if head is not None:  # Pillow reads palettes as RGB: only grey is one plane
                 return "PNG", (1 if head.colour_type in (0, 4) else 3, head.height, head.width)
+            found = jpeg.header(start)  # the segments before the pixels: most JPEGs' first 64 KB
+            if jpeg.decodable(found):
+                return "JPEG", (found.components, found.height, found.width)
             from convtool.imaging.read_pillow import header_shape
 
             f.seek(0)

@@ -1,6 +1,8 @@
 """Pictures read without Pillow: PNG through :mod:`convtool.imaging.png` (imagecodecs:
-faster, and the only way to 16-bit colour), and the TIFFs Pillow reads down to 8 bits or
-not at all (16-bit colour, float) through ``tifffile``; both imported only when needed.
+faster, and the only way to 16-bit colour), JPEG without EXIF through
+:mod:`convtool.imaging.jpeg` (imagecodecs: the same pixels, faster), and the TIFFs Pillow
+reads down to 8 bits or not at all (16-bit colour, float) through ``tifffile``; each
+imported only when needed.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ import struct
 
 import numpy as np
 
-from convtool.imaging import png
+from convtool.imaging import jpeg, png
 from convtool.imaging.errors import ImageReadError, label, one_line
 from convtool.imaging.image import Image, mode_of, unit_scaled
 from convtool.imaging.metadata import Metadata
 from convtool.imaging.source import check_pixel_count
 from convtool.imaging.tiff import import_tifffile
 
-__all__ = ["read_png", "read_tiff"]
+__all__ = ["read_jpeg", "read_png", "read_tiff"]
 
 
 def read_tiff(buf: bytes, source: str, max_pixels: int | None) -> Image:
@@ -100,3 +102,20 @@ def read_png(buf: bytes, source: str, max_pixels: int | None) -> Image:
     data = unit_scaled(colours[..., 0] if colours.ndim == 3 and samples == 2 else colours, depth)
     meta = Metadata(*png.profile_and_dpi(buf))
     return Image(data, alpha, depth, mode_of(data, alpha), source, "PNG", meta)
+
+
+def read_jpeg(buf: bytes, source: str, max_pixels: int | None, head: jpeg.Header) -> Image:
+    """Read a JPEG that :func:`convtool.imaging.jpeg.decodable` accepts (``head``: its
+    header), with its ICC profile and resolution, as Pillow would read it."""
+    name = label(source)
+    check_pixel_count(head.width, head.height, max_pixels, name)
+    try:
+        pixels = jpeg.decode(buf)
+    except MemoryError:
+        raise ImageReadError(f"cannot read {name}: out of memory decoding the JPEG") from None
+    except Exception as e:
+        raise ImageReadError(
+            f"cannot read {name}: truncated or corrupt JPEG file ({one_line(e)})"
+        ) from e
+    data = unit_scaled(pixels, 8)
+    return Image(data, None, 8, mode_of(data, None), source, "JPEG", Metadata(head.icc, head.dpi))

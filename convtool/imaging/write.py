@@ -1,7 +1,8 @@
 """Write pictures: validate and quantise the pixels, encode them, write atomically.
 
 PNGs are encoded by :mod:`convtool.imaging.png` (imagecodecs: faster, and Pillow writes no
-16-bit colour PNG); JPEG, BMP and WebP by Pillow, TIFFs by ``tifffile``, each imported only
+16-bit colour PNG), JPEGs by :mod:`convtool.imaging.jpeg` (imagecodecs: Pillow's bytes,
+faster); BMP and WebP by Pillow, TIFFs by ``tifffile``, each imported only
 when needed, and ``.npy`` here.
 """
 
@@ -13,7 +14,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from convtool.imaging import png
+from convtool.imaging import jpeg, png
 from convtool.imaging.atomic import atomic_write, write_stdout
 from convtool.imaging.errors import ImageWriteError, label, one_line
 from convtool.imaging.formats import WRITE_BIT_DEPTHS, format_for, write_format
@@ -144,14 +145,27 @@ def prepare_pixels(data: Any, alpha: Any, fmt: str, bit_depth: int, target: str)
         arr = arr[:, :, 0] if arr.shape[2] == 1 else arr
     if fmt == "npy" or bit_depth == 32:
         return np.ascontiguousarray(arr, dtype=np.float32)
-    # in place on one working copy: inf clips to the range's ends, NaN becomes 0
-    # (np.nan_to_num's isposinf/isneginf cost several passes over a big picture)
-    work = arr.astype(np.float32 if arr.dtype == np.float32 else np.float64)
-    np.clip(work, 0.0, 1.0, out=work)
-    np.copyto(work, 0.0, where=np.isnan(work))
-    work *= 255 if bit_depth == 8 else 65535
-    np.rint(work, out=work)
-    return work.astype(np.uint8 if bit_depth == 8 else np.uint16)
+    return _quantised(arr, 255 if bit_depth == 8 else 65535)
+
+
+def _quantised(arr: np.ndarray, top: int) -> np.ndarray:
+    """``rint(clip(arr, 0, 1) * top)`` with NaN as 0, as contiguous uint8 or uint16.
+
+    Worked in blocks of rows that stay in cache, each through one small buffer, into
+    the result laid out as the encoders want it: a picture-sized float copy would cost
+    more in fresh memory than in arithmetic. fmax and fmin turn NaN into the bound, so
+    NaN becomes 0 and infinities the range's ends.
+    """
+    out = np.empty(arr.shape, np.uint8 if top == 255 else np.uint16)
+    work = np.float32 if arr.dtype == np.float32 else np.float64
+    rows = max(1, (1 << 16) // max(1, arr[0].size))  # about 64 K values a block
+    for i in range(0, arr.shape[0], rows):
+        block = np.multiply(arr[i : i + rows], top, dtype=work)
+        np.fmax(block, 0, out=block)
+        np.fmin(block, top, out=block)
+        np.rint(block, out=block)
+        out[i : i + rows] = block
+    return out
 
 
 def _encode_pillow(f: IO[bytes], pixels: np.ndarray, *, fmt: str, **options: Any) -> None:
@@ -172,9 +186,13 @@ def _encode_png(f: IO[bytes], pixels: np.ndarray, *, bit_depth: int, **options: 
 
 
 def _encode_jpeg(f: IO[bytes], pixels: np.ndarray, **options: Any) -> None:
-    quality = options.get("quality") or JPEG_QUALITY
-    meta = pillow_options(options.get("meta"), "jpeg")
-    _encode_pillow(f, pixels, fmt="JPEG", quality=quality, subsampling=0, **meta)
+    quality, meta = options.get("quality") or JPEG_QUALITY, options.get("meta")
+    try:  # libjpeg-turbo through imagecodecs: Pillow's bytes, without importing Pillow
+        found = {} if not meta else {"icc": meta.icc, "dpi": meta.dpi, "exif": meta.exif}
+        f.write(jpeg.encode(pixels, quality, **found))
+    except ImportError:
+        meta_options = pillow_options(meta, "jpeg")
+        _encode_pillow(f, pixels, fmt="JPEG", quality=quality, subsampling=0, **meta_options)
 
 
 def _encode_webp(f: IO[bytes], pixels: np.ndarray, **options: Any) -> None:

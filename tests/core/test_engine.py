@@ -137,3 +137,11 @@ def test_a_forked_child_runs_the_jit_on_threads_of_its_own():
         "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
     )
     assert out == ["0"]
+
+
+def test_the_compiled_core_threads_only_jobs_that_pay_for_it():
+    small, big = engine.choose(engine.THREADED_WORK / 10), engine.choose(engine.THREADED_WORK)
+    if small.name == "aot":  # the compiled core is built (it is in CI)
+        assert not small.threaded and big.threaded and big.name == "aot"
+    assert engine.jit().threaded  # the JIT's kernels always run on every core
+    assert engine.choose(engine.LARGE_WORK * 2).name == "jit"

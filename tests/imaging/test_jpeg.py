@@ -1,0 +1,151 @@
+"""JPEG through imagecodecs (convtool.imaging.jpeg): the pixels Pillow reads, the bytes
+Pillow writes, the metadata laid out as Pillow lays it out, and which files go to Pillow."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from convtool import imaging
+from convtool.imaging import jpeg
+from convtool.imaging.metadata import Metadata
+from convtool.imaging.read_pillow import read_with_pillow
+from tests.imaging.pictures import ints
+
+SMOOTH = np.clip(
+    np.add.outer(np.arange(45), np.arange(67))[:, :, None] * [2.0, 1.5, 3.0]
+    + ints((45, 67, 3), 40),
+    0,
+    255,
+).astype(np.uint8)
+
+
+def pillow_jpeg(pixels: np.ndarray, mode: str | None = None, **options) -> bytes:
+    buf = io.BytesIO()
+    PILImage.fromarray(pixels).convert(mode).save(buf, "JPEG", **options)
+    return buf.getvalue()
+
+
+def exif_bytes(orientation: int) -> bytes:
+    tags = PILImage.Exif()
+    tags[0x010F], tags[0x0112] = "TestCam", orientation
+    return tags.tobytes()
+
+
+def made_elsewhere() -> dict[str, bytes]:
+    files = {
+        "pillow 4:4:4": pillow_jpeg(SMOOTH, quality=90, subsampling=0),
+        "pillow 4:2:2": pillow_jpeg(SMOOTH, quality=90, subsampling=1),
+        "pillow 4:2:0": pillow_jpeg(SMOOTH, quality=75, subsampling=2),
+        "pillow progressive": pillow_jpeg(SMOOTH, quality=80, progressive=True),
+        "pillow grey": pillow_jpeg(SMOOTH[:, :, 0], quality=85),
+        "opencv": cv2.imencode(".jpg", SMOOTH[:, :, ::-1])[1].tobytes(),
+        "opencv restarts": cv2.imencode(
+            ".jpg", SMOOTH[:, :, ::-1], [cv2.IMWRITE_JPEG_RST_INTERVAL, 2]
+        )[1].tobytes(),
+    }
+    convert = shutil.which("convert")
+    if convert is not None:  # ImageMagick: installed by the CI script
+        done = subprocess.run(
+            [convert, "png:-", "-quality", "85", "jpg:-"],
+            input=cv2.imencode(".png", SMOOTH)[1].tobytes(),
+            capture_output=True,
+            check=True,
+        )
+        files["imagemagick"] = done.stdout
+    return files
+
+
+@pytest.mark.parametrize(("maker", "buf"), list(made_elsewhere().items()))
+def test_jpegs_read_as_pillow_reads_them(maker, buf):
+    assert jpeg.decodable(jpeg.header(buf)), maker
+    got = imaging.read_image(io.BytesIO(buf))
+    want = read_with_pillow(buf, "<x>", None)
+    assert (got.mode, got.bit_depth, got.format, got.meta) == (
+        want.mode,
+        want.bit_depth,
+        want.format,
+        want.meta,
+    )
+    assert np.array_equal(got.data, want.data)
+
+
+def test_profile_and_resolution_read_as_pillow_reads_them():
+    profile = bytes(range(256)) * 600  # 153,600 bytes: three segments
+    buf = pillow_jpeg(SMOOTH, icc_profile=profile, dpi=(300, 72))
+    got = imaging.read_image(io.BytesIO(buf))
+    assert got.meta == read_with_pillow(buf, "<x>", None).meta
+    assert got.meta.icc == profile and got.meta.dpi == (300.0, 72.0)
+
+
+@pytest.mark.parametrize("quality", [1, 50, 95, 100])
+@pytest.mark.parametrize("grey", [False, True])
+def test_written_bytes_are_pillows(quality, grey):
+    pixels = SMOOTH[:, :, 1] if grey else SMOOTH
+    assert jpeg.encode(pixels, quality) == pillow_jpeg(pixels, quality=quality, subsampling=0)
+
+
+def test_metadata_is_laid_out_as_pillow_lays_it_out():
+    profile = bytes(range(256)) * 600
+    exif = exif_bytes(1)
+    mine = jpeg.encode(SMOOTH, 95, icc=profile, dpi=(300.4, 150), exif=exif)
+    theirs = pillow_jpeg(
+        SMOOTH, quality=95, subsampling=0, icc_profile=profile, dpi=(300.4, 150), exif=exif
+    )
+    assert mine == theirs
+
+
+def test_too_much_exif_is_refused(tmp_path):
+    meta = Metadata(exif=b"Exif\x00\x00" + bytes(70000))
+    with pytest.raises(imaging.ImageWriteError, match="EXIF data is too long"):
+        imaging.write_image(tmp_path / "x.jpg", SMOOTH / 255, meta=meta)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("buf", "why"),
+    [
+        (pillow_jpeg(SMOOTH, exif=exif_bytes(6)), "EXIF: Pillow turns it upright"),
+        (pillow_jpeg(SMOOTH)[:-300], "cut short: Pillow says so"),
+        (pillow_jpeg(SMOOTH, mode="CMYK"), "CMYK"),
+        (b"\xff\xd8\xff\xe0\x00", "a broken header"),
+    ],
+)
+def test_jpegs_left_to_pillow(buf, why):
+    assert not jpeg.decodable(jpeg.header(buf)), why
+
+
+def test_an_exif_jpeg_is_still_turned_upright():
+    buf = pillow_jpeg(SMOOTH, quality=95, exif=exif_bytes(6))  # turn 90 degrees clockwise
+    got = imaging.read_image(io.BytesIO(buf))
+    assert got.data.shape == (67, 45, 3)
+
+
+def test_jpeg_in_and_out_never_imports_pillow(tmp_path):
+    source = tmp_path / "in.jpg"
+    source.write_bytes(pillow_jpeg(SMOOTH, icc_profile=b"icc" * 30, dpi=(200, 200)))
+    code = (
+        "import sys\n"
+        "from convtool import imaging\n"
+        "im = imaging.read_image(sys.argv[1])\n"
+        "imaging.write_image(sys.argv[2], im.data, meta=im.meta)\n"
+        "print(imaging.picture_shape(sys.argv[1]))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('PIL')))\n"
+    )
+    out = tmp_path / "out.jpg"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(source), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.splitlines() == ["('JPEG', (3, 45, 67))", "[]"]
+    with PILImage.open(out) as im:
+        assert im.info["icc_profile"] == b"icc" * 30 and im.info["dpi"] == (200, 200)
