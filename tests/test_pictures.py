@@ -316,3 +316,45 @@ def test_import_convtool_stays_light():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split("\n")[:2] == ["[]", "True False"]
+
+
+# ------------------------------------------------------------ fit_kernel, run_pipeline
+
+
+def test_run_pipeline_takes_the_command_lines_words(tmp_path):
+    out = tmp_path / "out.npy"
+    args = ["pipeline", str(SAMPLES / "disc.png"), "--stage", "conv:sobel_x -> relu",
+            "--color", "gray", "--scale", "2", "--bias", "0.25", "--normalize",
+            "--border", "replicate", "--padding", "same", "-o", str(out)]  # fmt: skip
+    done = CliRunner().invoke(cli, args)
+    assert done.exit_code == 0, done.output
+    planes = np.moveaxis(convtool.read_image(SAMPLES / "disc.png"), -1, 0)
+    results = convtool.run_pipeline(
+        planes, "conv:sobel_x -> relu", color="gray", scale=2.0, bias=0.25, normalize=True,
+        border="replicate", padding="same",
+    )  # fmt: skip
+    assert results[-1].data[0].tobytes() == np.load(out).tobytes()
+    assert (
+        results[0].stage.describe()
+        == "conv:sobel_x,s=1,p=same,border=replicate,normalize,scale=2,bias=0.25"
+    )
+    # the old keywords, and a stage's own words over the defaults
+    plain = convtool.run_pipeline(planes, kernels=["sobel_x"], stride=1, padding="valid")
+    assert [r.shape for r in plain] == [(1, 78, 78), (1, 78, 78), (1, 39, 39)]
+    with pytest.raises(ValueError, match="'grey'"):
+        convtool.run_pipeline(planes, "relu", color="grey")
+    with pytest.raises(ValueError, match="'edge'"):
+        convtool.run_pipeline(planes, "conv:blur", border="edge")
+
+
+@pytest.mark.parametrize("color", ["channels", "gray", "sum"])
+def test_fit_kernel_undoes_apply_with_the_same_color(color):
+    rng = np.random.default_rng(4)
+    x = rng.random((24, 26, 3), dtype=np.float32)
+    k = rng.normal(size=(3, 3))
+    y = convtool.apply(x, k, color=color, border="zero")
+    planes = np.moveaxis(y, -1, 0) if y.ndim == 3 else y
+    found = convtool.fit_kernel(np.moveaxis(x, -1, 0), planes, color=color, size=3)
+    np.testing.assert_allclose(found.kernel, k, atol=1e-4)
+    with pytest.raises(ValueError, match="'grey'"):
+        convtool.fit_kernel(np.moveaxis(x, -1, 0), planes, color="grey")

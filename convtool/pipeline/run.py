@@ -193,6 +193,10 @@ def run_pipeline(
     padding: PaddingSpec = "valid",
     border: str = "zero",
     flip: bool = False,
+    normalize: bool = False,
+    scale: float = 1.0,
+    bias: float | None = None,
+    color: str = "sum",
     engine: Any = None,
 ) -> list[StageResult]:
     """Run a chain of conv, relu and pool stages on an array, stage by stage.
@@ -206,8 +210,13 @@ def run_pipeline(
         joined by ``->``. Empty: ``conv -> relu -> maxpool:2`` with ``kernels``.
     kernels : sequence of str
         Kernel specs for conv stages that name none.
-    stride, padding, border, flip
-        Defaults for conv stages that do not set them.
+    stride, padding, border, flip, normalize, scale, bias
+        Defaults for conv stages that do not set them, as ``convtool pipeline``'s
+        options of those names.
+    color : {'sum', 'gray'}
+        'sum': a conv's 2-D kernels sum over the input's channels (the chapter's 3-in,
+        1-out filter); 'gray': a colour input (3 channels or more) becomes its ITU-R
+        601 luma first, as ``convtool pipeline --color gray``.
     engine : convtool.core.engine.Engine, optional
         What runs the kernels, as in :func:`convtool.ops.conv2d`.
 
@@ -228,7 +237,10 @@ def run_pipeline(
     """
     from convtool.shapes import as_pair
 
-    defaults = ConvDefaults(as_pair(stride, "stride"), padding, border, flip)
+    vocab.check("border", border, vocab.BORDERS)
+    defaults = ConvDefaults(
+        as_pair(stride, "stride"), padding, border, flip, bias, normalize, scale
+    )
     specs = [stages] if isinstance(stages, str) else list(stages)
     if all(isinstance(s, Stage) for s in specs) and specs:
         parsed = list(specs)
@@ -238,5 +250,7 @@ def run_pipeline(
             raise TypeError("stages must be all strings or all Stage objects")
         parsed = parse_stages(texts, kernels=kernels, defaults=defaults)
     a = np.asarray(x)
+    if vocab.check("color", color, COLORS) == "gray" and a.ndim == 3 and a.shape[0] >= 3:
+        a = source_planes(np.moveaxis(a, 0, -1), "gray")[0]
     labels = _SOURCE_LABELS.get(a.shape[0]) if a.ndim == 3 else ("grey",)
     return run_stages(a, parsed, labels, engine=engine)
