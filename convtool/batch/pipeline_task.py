@@ -65,6 +65,7 @@ class Options:
     cmap: str = "viridis"
     tile: int = 240
     columns: int | None = None
+    stretch: tuple[float, float] | None = None  # percentiles drawn maps span; None: min..max
     title: str | None = None  # None: the input's name and the chain
     grid_stage: int | None = None  # None: the last stage
     notice: Any = None  # told when the JIT must compile (see convtool.core.engine.jit)
@@ -395,7 +396,12 @@ def _figures(task: Task, x: np.ndarray, results: list[StageResult], name: str, o
     from convtool.pipeline import figures
 
     names = figures.stage_names([r.stage.kind for r in results])
-    look = {"cmap": options.cmap, "tile": options.tile, "columns": options.columns}
+    look = {
+        "cmap": options.cmap,
+        "tile": options.tile,
+        "columns": options.columns,
+        "stretch": options.stretch,
+    }
     out = []
     if task.panel is not None:
         title = options.title
@@ -441,6 +447,6 @@ def _stage_files(task: Task, results: list[StageResult], options: Options):
         suffixes = [""] if len(slugs) == 1 else ["." + s for s in unique_slugs(slugs)]
         for c, suffix in enumerate(suffixes):
             record = {"what": "stage", "stage": r.index, "channel": r.labels[c]}
-            pixels = figures.colorize(r.data[c], options.cmap)
+            pixels = figures.colorize(r.data[c], options.cmap, options.stretch)
             out.append(_picture(f"{base}{suffix}.png", pixels, record, options.overwrite))
     return out
