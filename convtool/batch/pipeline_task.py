@@ -237,11 +237,12 @@ def _size_step(index: int, stage: Stage) -> Any:
 
 
 def _figure(cells: int, tile: int) -> Any:
-    """A drawn figure of ``cells`` tiles: each cell with its titles, caption and gaps about
-    twice its picture; drawn in 8 bits, then float32 for writing, quantised again."""
+    """A drawn figure of ``cells`` tiles: each cell a picture up to ``tile`` tall and twice
+    as wide (:func:`convtool.pipeline.figures.tile_box`), with its titles, colour bar and
+    gaps; drawn in 8 bits, then float32 for writing, quantised again."""
     from convtool.shapes import budget
 
-    return budget.Array("a figure", (cells, 2 * tile, tile, 3), 1 + 1 + 4 + 4 + 1 + 1)
+    return budget.Array("a figure", (cells, 5 * tile // 2, tile, 3), 1 + 1 + 4 + 4 + 1 + 1)
 
 
 def _figure_arrays(job: Any, options: Options, task: Task) -> list[Any]:
