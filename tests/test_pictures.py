@@ -358,3 +358,20 @@ def test_fit_kernel_undoes_apply_with_the_same_color(color):
     np.testing.assert_allclose(found.kernel, k, atol=1e-4)
     with pytest.raises(ValueError, match="'grey'"):
         convtool.fit_kernel(np.moveaxis(x, -1, 0), planes, color="grey")
+
+
+def test_the_readmes_picture_example_runs_as_written(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Pictures") :]
+    code = section[
+        section.index("```python\n") + 10 : section.index("```\n", section.index("```python"))
+    ]
+    (tmp_path / "samples").symlink_to(SAMPLES)
+    monkeypatch.chdir(tmp_path)
+    names: dict = {}
+    exec(compile(code, "README.md", "exec"), names)
+    # the shapes its comments state
+    assert names["photo"].shape == names["edges"].shape == (512, 512, 3)
+    assert names["soft"].shape == (512, 512) and names["small"].shape == (255, 255, 3)
+    assert names["k"].shape == (3, 3) and (tmp_path / "edges.png").exists()
+    assert np.allclose(names["same"], convtool.apply(names["photo"], "blur"), atol=3e-3)
