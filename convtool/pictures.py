@@ -188,6 +188,12 @@ def apply(
     TypeError
         An image or kernel that is not numbers of a picture's dtype.
 
+    Notes
+    -----
+    It runs on the compiled core, as the command line does (a job past 10^10
+    multiply-adds on numba's threads); where the install could not compile it, the first
+    call builds it once into ``~/.cache/convtool`` (about 30 s).
+
     Examples
     --------
     >>> import numpy as np, convtool
