@@ -59,11 +59,13 @@ def _pixels(image: Any, name: str = "image") -> np.ndarray:
 
 
 def _split_alpha(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Colour and alpha as the command line reads a .npy picture (the last of 2 or 4
-    channels is alpha; one channel is grey)."""
-    from convtool.imaging.arrays import image_from_npy
-
-    return image_from_npy(a, "image")
+    """Colour and alpha as the command line reads a .npy picture (:func:`convtool.imaging.
+    arrays.image_from_npy`): the last of 2 or 4 channels is alpha; one channel is grey."""
+    if a.ndim == 2 or a.shape[2] == 3:
+        return a, None  # no copy: the filters read it as it is
+    if a.shape[2] == 1:
+        return a[:, :, 0], None
+    return np.array(a[:, :, :-1] if a.shape[2] == 4 else a[:, :, 0]), np.array(a[:, :, -1])
 
 
 def _prepared(spec: Any, *, bias: Any, normalize: bool, scale: float, flip: bool) -> Any:
