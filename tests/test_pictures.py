@@ -69,6 +69,25 @@ def test_apply_equals_scipy_correlate_for_each_border(border, case):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
 
 
+@pytest.mark.parametrize("border", list(SCIPY_MODES))
+@settings(deadline=None, max_examples=25)
+@given(case=picture_and_kernel(), sh=st.integers(1, 3), sw=st.integers(1, 3))
+def test_apply_same_and_strided_samples_scipys_result(border, case, sh, sw):
+    """'same' with a stride: output i is the window whose anchor ((k - 1) // 2 into it)
+    sits on input row i*S - top, top being half the padding 'same' needs (torch's)."""
+    x, k = case
+    got = convtool.apply(x, k, border=border, stride=(sh, sw))
+    full = scipy_reference(x, k, border)
+    index = []
+    for n, kn, s in zip(x.shape, k.shape, (sh, sw), strict=True):
+        out = -(-n // s)
+        top = max((out - 1) * s + kn - n, 0) // 2
+        index.append(np.arange(out) * s - top + (kn - 1) // 2)
+    want = full[np.ix_(*index)]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(k).sum() * 4)
+
+
 @settings(deadline=None, max_examples=40)
 @given(case=picture_and_kernel(), sh=st.integers(1, 3), sw=st.integers(1, 3))
 def test_apply_valid_and_strided_is_scipys_interior_subsampled(case, sh, sw):
@@ -301,11 +320,16 @@ def test_write_image_round_trips_and_is_atomic(tmp_path):
 
 
 def test_the_docstrings_examples_run(monkeypatch):
+    import convtool.fit.kernel_fit
     import convtool.pictures
+    import convtool.pipeline.run
 
     monkeypatch.chdir(ROOT)  # the examples read samples/
     failed, tried = doctest.testmod(convtool.pictures)
     assert tried >= 8 and failed == 0
+    for module in (convtool.pipeline.run, convtool.fit.kernel_fit):  # fit_kernel, run_pipeline
+        failed, tried = doctest.testmod(module)
+        assert tried >= 3 and failed == 0
 
 
 def test_import_convtool_stays_light():

@@ -234,6 +234,9 @@ def run_pipeline(
     [(1, 78, 78), (1, 78, 78), (1, 39, 39)]
     >>> run_pipeline(x, "conv:blur,p=same -> avgpool:4")[-1].shape
     (1, 20, 20)
+    >>> x[:, :, 40:] = 1  # an edge: its luma, scaled as the command's --color gray --scale 2
+    >>> run_pipeline(x, "conv:sobel_x -> relu", color="gray", scale=2)[-1].range
+    (0.0, 8.0)
     """
     from convtool.shapes import as_pair
 
