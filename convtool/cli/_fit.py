@@ -13,7 +13,6 @@ from convtool import vocab
 from convtool._shared import same_file
 from convtool.cli._fit_figure import residual_of, write_figure
 from convtool.cli._params import (
-    STRETCH_HELP,
     PairParam,
     StretchParam,
     max_pixels_limit,
@@ -95,7 +94,9 @@ def _positive_float(ctx, param, value):
 @click.option("--report", "figure_path", type=click.Path(dir_okay=False),
               help="Draw the fit: the kernel beside its named match, the residual map and "
               "the loss curve (PNG).")  # fmt: skip
-@click.option("--stretch", type=StretchParam(), help="--report: the residual's " + STRETCH_HELP)
+@click.option("--stretch", type=StretchParam(),
+              help="--report: the residual's colours span its LO-th..HI-th percentiles "
+              "(1,99 brings out a faint residual). Default: min..max.")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace existing output files (never an input).")
 @click.option("--compare", metavar="SPEC", help="Say whether the kernel is allclose to SPEC.")
 @click.option("--atol", type=float, default=0.01, show_default=True, callback=_positive_float,
