@@ -16,6 +16,7 @@ command line reads a ``.npy`` picture. 8- and 16-bit unsigned integers are read 
 from __future__ import annotations
 
 import os
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -59,8 +60,8 @@ def _pixels(image: Any, name: str = "image") -> np.ndarray:
 
 
 def _split_alpha(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Colour and alpha as the command line reads a .npy picture (:func:`convtool.imaging.
-    arrays.image_from_npy`): the last of 2 or 4 channels is alpha; one channel is grey."""
+    """Colour and alpha as the command line reads a .npy picture: the last of 2 or 4
+    channels is alpha; one channel is grey (see ``convtool.imaging.arrays.image_from_npy``)."""
     if a.ndim == 2 or a.shape[2] == 3:
         return a, None  # no copy: the filters read it as it is
     if a.shape[2] == 1:
@@ -86,9 +87,9 @@ def _prepared(spec: Any, *, bias: Any, normalize: bool, scale: float, flip: bool
         check_size(w.shape)
         check_finite(w, "kernel")
         parsed = KernelSpec(w, "kernel")
-    if not (isinstance(scale, int | float) and np.isfinite(scale)):
+    if not (isinstance(scale, Real) and np.isfinite(scale)):
         raise ValueError(f"scale must be a finite number, got {scale!r}")
-    if bias is not None and not (isinstance(bias, int | float) and np.isfinite(bias)):
+    if bias is not None and not (isinstance(bias, Real) and np.isfinite(bias)):
         raise ValueError(f"bias must be a finite number or None, got {bias!r}")
     return prepare_kernel(
         parsed.weights,
@@ -96,7 +97,7 @@ def _prepared(spec: Any, *, bias: Any, normalize: bool, scale: float, flip: bool
         slug=parsed.slug,
         bias=parsed.bias if bias is None else float(bias),
         normalize=normalize,
-        scale=scale,
+        scale=float(scale),
         flip=flip,
         parts=parsed.parts,
         chain=parsed.chain,

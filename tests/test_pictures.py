@@ -241,6 +241,13 @@ def test_bad_values_raise_naming_the_value(call, error, named):
         call()
 
 
+def test_numpy_numbers_are_numbers():
+    x = np.random.default_rng(8).random((6, 6), dtype=np.float32)
+    want = convtool.apply(x, "blur", scale=2.0, bias=0.5, stride=2)
+    got = convtool.apply(x, "blur", scale=np.float32(2), bias=np.float64(0.5), stride=np.int64(2))
+    assert np.array_equal(got, want)
+
+
 def test_keywords_are_keyword_only():
     with pytest.raises(TypeError):
         convtool.apply(np.zeros((4, 4)), "blur", "zero")  # type: ignore[misc]
