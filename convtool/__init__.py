@@ -14,6 +14,10 @@ from convtool._version import __version__
 
 # public name -> module that defines it
 _API = {
+    "apply": "convtool.pictures",
+    "kernel": "convtool.pictures",
+    "read_image": "convtool.pictures",
+    "write_image": "convtool.pictures",
     "conv2d": "convtool.ops",
     "conv2d_backward": "convtool.ops",
     "relu": "convtool.ops",

@@ -55,8 +55,10 @@ __all__ = [
     "Task",
     "check_sizes",
     "engine_for",
+    "filter_picture",
     "plan_outputs",
     "plans",
+    "result_of",
     "run_task",
     "work_of",
 ]
@@ -343,8 +345,18 @@ def _run_whole(task: Task, options: Options) -> list[dict[str, Any]]:
     needed = {k for out in task.outputs for k in out.kernels}
     data = image.data
     check_sizes((1 if data.ndim == 2 else data.shape[2], *data.shape[:2]), options, needed)
-    results: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
-    engine = engine_for(options, work_of(image.data.shape, options, needed))
+    results = filter_picture(data, image.alpha, options, needed)
+    return [_write(image, out, results, options) for out in task.outputs]
+
+
+Results = dict[int, tuple[np.ndarray, "np.ndarray | None"]]
+
+
+def filter_picture(data: np.ndarray, alpha: Any, options: Options, needed: set[int]) -> Results:
+    """The kernels ``needed`` on one picture's pixels ``data`` (its ``alpha`` apart), as
+    ``apply`` filters a whole picture: kernel index -> (raw float32 result, its alpha where
+    it was filtered with the colour, premultiplied; else None)."""
+    engine = engine_for(options, work_of(data.shape, options, needed))
     geometry = {
         "color": options.color,
         "border": options.border,
@@ -352,36 +364,43 @@ def _run_whole(task: Task, options: Options) -> list[dict[str, Any]]:
         "stride": options.stride,
         "engine": engine,
     }
-    alpha = image.alpha
     # an opaque alpha (RGBA written by many programs) changes nothing premultiplied
     premultiply = alpha is not None and options.alpha != "keep" and bool((alpha < 1).any())
+    results: Results = {}
     for k in sorted(needed):
         kernel = options.kernels[k]
         if premultiply:
-            results[k] = correlate_premultiplied(image.data, alpha, kernel, **geometry)
+            results[k] = correlate_premultiplied(data, alpha, kernel, **geometry)
         else:
-            results[k] = (correlate(image.data, kernel, **geometry), None)
-    return [_write(image, out, results, options) for out in task.outputs]
+            results[k] = (correlate(data, kernel, **geometry), None)
+    return results
+
+
+def result_of(alpha: Any, out: Output, results: Results, options: Options) -> tuple[Any, Any]:
+    """One output's raw values (combined when it combines kernels) and its alpha on the
+    output's grid (None for a picture without alpha), before any value map."""
+    parts = [results[k][0] for k in out.kernels]
+    y = parts[0] if out.combine is None else combine(parts, out.combine)
+    filtered = results[out.kernels[0]][1]  # the first kernel's, when several are combined
+    if alpha is not None and filtered is None:
+        size = options.kernels[out.kernels[0]].size
+        filtered = resample_alpha(alpha, size, padding=options.padding, stride=options.stride)
+    return y, filtered
 
 
 def _write(
     image: Any,
     out: Output,
-    results: dict[int, tuple[np.ndarray, np.ndarray | None]],
+    results: Results,
     options: Options,
 ) -> dict:
     from convtool import imaging
 
-    parts = [results[k][0] for k in out.kernels]
-    y = parts[0] if out.combine is None else combine(parts, out.combine)
+    y, alpha = result_of(image.alpha, out, results, options)
     fmt = output_format(out.path, options.format, image.format)
     post = PostProcess.chosen(options.map, output_depth(fmt, image.bit_depth, options.depth))
     post.measure(y)
     y = post.mapped(y)
-    alpha = results[out.kernels[0]][1]  # the first kernel's, when several are combined
-    if image.alpha is not None and alpha is None:
-        size = options.kernels[out.kernels[0]].size
-        alpha = resample_alpha(image.alpha, size, padding=options.padding, stride=options.stride)
     channels = 1 if y.ndim == 2 else y.shape[2]
     if channels not in (1, 3):
         if fmt != "npy":

@@ -65,6 +65,7 @@ class Options:
     cmap: str = "viridis"
     tile: int = 240
     columns: int | None = None
+    stretch: tuple[float, float] | None = None  # percentiles drawn maps span; None: min..max
     title: str | None = None  # None: the input's name and the chain
     grid_stage: int | None = None  # None: the last stage
     notice: Any = None  # told when the JIT must compile (see convtool.core.engine.jit)
@@ -236,11 +237,12 @@ def _size_step(index: int, stage: Stage) -> Any:
 
 
 def _figure(cells: int, tile: int) -> Any:
-    """A drawn figure of ``cells`` tiles: each cell with its titles, caption and gaps about
-    twice its picture; drawn in 8 bits, then float32 for writing, quantised again."""
+    """A drawn figure of ``cells`` tiles: each cell a picture up to ``tile`` tall and twice
+    as wide (:func:`convtool.pipeline.figures.tile_box`), with its titles, colour bar and
+    gaps; drawn in 8 bits, then float32 for writing, quantised again."""
     from convtool.shapes import budget
 
-    return budget.Array("a figure", (cells, 2 * tile, tile, 3), 1 + 1 + 4 + 4 + 1 + 1)
+    return budget.Array("a figure", (cells, 5 * tile // 2, tile, 3), 1 + 1 + 4 + 4 + 1 + 1)
 
 
 def _figure_arrays(job: Any, options: Options, task: Task) -> list[Any]:
@@ -395,7 +397,12 @@ def _figures(task: Task, x: np.ndarray, results: list[StageResult], name: str, o
     from convtool.pipeline import figures
 
     names = figures.stage_names([r.stage.kind for r in results])
-    look = {"cmap": options.cmap, "tile": options.tile, "columns": options.columns}
+    look = {
+        "cmap": options.cmap,
+        "tile": options.tile,
+        "columns": options.columns,
+        "stretch": options.stretch,
+    }
     out = []
     if task.panel is not None:
         title = options.title
@@ -441,6 +448,6 @@ def _stage_files(task: Task, results: list[StageResult], options: Options):
         suffixes = [""] if len(slugs) == 1 else ["." + s for s in unique_slugs(slugs)]
         for c, suffix in enumerate(suffixes):
             record = {"what": "stage", "stage": r.index, "channel": r.labels[c]}
-            pixels = figures.colorize(r.data[c], options.cmap)
+            pixels = figures.colorize(r.data[c], options.cmap, options.stretch)
             out.append(_picture(f"{base}{suffix}.png", pixels, record, options.overwrite))
     return out

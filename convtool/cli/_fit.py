@@ -12,7 +12,13 @@ import click
 from convtool import vocab
 from convtool._shared import same_file
 from convtool.cli._fit_figure import residual_of, write_figure
-from convtool.cli._params import PairParam, max_pixels_limit, max_pixels_option, said
+from convtool.cli._params import (
+    PairParam,
+    StretchParam,
+    max_pixels_limit,
+    max_pixels_option,
+    said,
+)
 
 
 class _StepParam(click.ParamType):
@@ -88,6 +94,9 @@ def _positive_float(ctx, param, value):
 @click.option("--report", "figure_path", type=click.Path(dir_okay=False),
               help="Draw the fit: the kernel beside its named match, the residual map and "
               "the loss curve (PNG).")  # fmt: skip
+@click.option("--stretch", type=StretchParam(),
+              help="--report: the residual's colours span its LO-th..HI-th percentiles "
+              "(1,99 brings out a faint residual). Default: min..max.")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace existing output files (never an input).")
 @click.option("--compare", metavar="SPEC", help="Say whether the kernel is allclose to SPEC.")
 @click.option("--atol", type=float, default=0.01, show_default=True, callback=_positive_float,
@@ -97,8 +106,8 @@ def _positive_float(ctx, param, value):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the report.")
 @max_pixels_option
 def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, bias,
-        per_channel, color, grey, border, keep_clipped, stages, output, figure_path, overwrite,
-        compare, atol, log_path, as_json, max_pixels) -> None:  # fmt: skip
+        per_channel, color, grey, border, keep_clipped, stages, output, figure_path, stretch,
+        overwrite, compare, atol, log_path, as_json, max_pixels) -> None:  # fmt: skip
     """Recover the kernel that turned INPUT into TARGET.
 
     The loss is the chapter's, sum((z - y)^2) / 2 / m over the m target pixels fitted,
@@ -164,7 +173,7 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
         _write_text(imaging, log_path, report.loss_curve_csv(result), overwrite)
     if figure_path:
         title = f"{os.path.basename(input_path)} -> {os.path.basename(target_path)}"
-        write_figure(imaging, figure_path, result, matches, residual(), title, overwrite)
+        write_figure(imaging, figure_path, result, matches, residual(), title, overwrite, stretch)
     if as_json:
         import json
 

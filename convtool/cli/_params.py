@@ -157,3 +157,29 @@ _ENCODING = [
         "as ImageMagick keeps them.",
     ),
 ]
+
+
+class StretchParam(click.ParamType):
+    """``LO,HI``: the percentiles drawn maps span
+    (:func:`convtool.pipeline.colours.check_stretch`)."""
+
+    name = "LO,HI"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        from convtool.pipeline.colours import check_stretch
+
+        parts = value.replace(" ", "").split(",")
+        try:
+            if len(parts) != 2:
+                raise ValueError(f"give two percentiles LO,HI such as 1,99; got {value!r}")
+            return check_stretch(parts)
+        except ValueError as e:
+            self.fail(said(e), param, ctx)
+
+
+STRETCH_HELP = (
+    "Drawn maps' colours span their LO-th..HI-th percentiles (1,99 brings out faint "
+    "maps; values beyond take the end colours). Default: min..max."
+)

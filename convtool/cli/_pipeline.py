@@ -11,9 +11,11 @@ import click
 from convtool import vocab
 from convtool.cli._notices import CompileNotice
 from convtool.cli._params import (
+    STRETCH_HELP,
     FiniteFloatParam,
     PaddingParam,
     PairParam,
+    StretchParam,
     max_pixels_option,
     said,
 )
@@ -66,7 +68,8 @@ Outputs (each optional):
                      01-conv.npy, 01-conv.png; several maps: one
                      NN-KIND.<kernel>.png each (DIR is created)
 Maps are drawn normalised for viewing (min..max, or 0-centred with
---cmap diverging). With several inputs, -o, --panel and --grid name
+--cmap diverging; --stretch 1,99: percentiles), a colour bar under each
+giving its range; tiles take the maps' shape. With several inputs, -o, --panel and --grid name
 folders (DIR/<stem>.pipeline.<ext>, <stem>.panel.png, <stem>.grid.png)
 and stage files start with <stem>. Existing files are kept unless
 --overwrite; a picture that fails writes nothing.
@@ -203,6 +206,7 @@ Examples:
     metavar="N",
     help="Tiles per row: --panel wraps its stages, --grid its maps (default: a square).",
 )
+@click.option("--stretch", type=StretchParam(), help=STRETCH_HELP)
 @click.option("--title", metavar="TEXT", help="Title of --panel and --grid ('' for none).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (never an input).")
 @click.option(
@@ -243,6 +247,7 @@ def pipeline(
     cmap,
     tile,
     columns,
+    stretch,
     title,
     overwrite,
     n_jobs,
@@ -273,6 +278,7 @@ def pipeline(
         cmap=cmap,
         tile=tile,
         columns=columns,
+        stretch=stretch,
         title=title,
         grid_stage=grid_stage,
         notice=CompileNotice(),

@@ -43,6 +43,7 @@ def fit_kernel(
     lossy: bool = False,
     callback: Callable[[int, float], object] | None = None,
     engine: Any = None,
+    color: str | None = None,
 ) -> FitResult:
     """Find the kernel w (and bias b) with ``y ~ conv2d(x, w) + b`` in least squares.
 
@@ -101,6 +102,10 @@ def fit_kernel(
         ``callback(iteration, loss)``, called as the iterations go.
     engine : convtool.core.engine.Engine, optional
         What runs the core's kernels, as in :func:`convtool.ops.conv2d`.
+    color : {'channels', 'gray', 'sum'}, optional
+        What ``convtool apply --color`` did to a colour input ``x`` (3 or more channels):
+        filtered each channel (a colour target); its luma (both are fitted on their
+        ITU-R 601 luma); or the channels summed (a grey target). None: as given.
 
     Returns
     -------
@@ -119,6 +124,7 @@ def fit_kernel(
     'gd'
     """
     _check_options(method, border, tol, max_iter, lr)
+    x, y = _colour(x, y, color)
     auto_bias = bias is None
     leave_out = _Leave(clip, quantum, exclude, lossy)
     problem = _set_up(x, y, size, stride, border, bias is not False, per_channel, leave_out,
@@ -178,6 +184,23 @@ def _check_options(method: str, border: str, tol: float, max_iter: int, lr: floa
         raise FitError(f"max_iter must be a non-negative integer, got {max_iter!r}")
     if lr != "auto" and not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
         raise FitError(f"lr must be a positive number or 'auto', got {lr!r}")
+
+
+def _colour(x: Any, y: Any, color: str | None) -> tuple[Any, Any]:
+    """``x`` and ``y`` ((H, W) or (C, H, W)) as ``color`` makes them one colour model, as
+    the command line's ``--color`` does (:func:`convtool.fit.pairs.prepare_pair`)."""
+    if color is None:
+        return x, y
+    from convtool.filtering import to_gray
+
+    vocab.check("color", color, vocab.COLORS)
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 3 or x.shape[0] < 3 or color == "channels":
+        return x, y  # a grey input: apply's colour modes do not apply
+    if color == "sum":
+        return x[:3].astype(np.float64).sum(axis=0), y
+    grey = to_gray(np.moveaxis(x, 0, -1))
+    return grey, to_gray(np.moveaxis(y, 0, -1)) if y.ndim == 3 else y
 
 
 class _Problem(NamedTuple):

@@ -193,6 +193,10 @@ def run_pipeline(
     padding: PaddingSpec = "valid",
     border: str = "zero",
     flip: bool = False,
+    normalize: bool = False,
+    scale: float = 1.0,
+    bias: float | None = None,
+    color: str = "sum",
     engine: Any = None,
 ) -> list[StageResult]:
     """Run a chain of conv, relu and pool stages on an array, stage by stage.
@@ -206,8 +210,13 @@ def run_pipeline(
         joined by ``->``. Empty: ``conv -> relu -> maxpool:2`` with ``kernels``.
     kernels : sequence of str
         Kernel specs for conv stages that name none.
-    stride, padding, border, flip
-        Defaults for conv stages that do not set them.
+    stride, padding, border, flip, normalize, scale, bias
+        Defaults for conv stages that do not set them, as ``convtool pipeline``'s
+        options of those names.
+    color : {'sum', 'gray'}
+        'sum': a conv's 2-D kernels sum over the input's channels (the chapter's 3-in,
+        1-out filter); 'gray': a colour input (3 channels or more) becomes its ITU-R
+        601 luma first, as ``convtool pipeline --color gray``.
     engine : convtool.core.engine.Engine, optional
         What runs the kernels, as in :func:`convtool.ops.conv2d`.
 
@@ -225,10 +234,16 @@ def run_pipeline(
     [(1, 78, 78), (1, 78, 78), (1, 39, 39)]
     >>> run_pipeline(x, "conv:blur,p=same -> avgpool:4")[-1].shape
     (1, 20, 20)
+    >>> x[:, :, 40:] = 1  # an edge: its luma, scaled as the command's --color gray --scale 2
+    >>> run_pipeline(x, "conv:sobel_x -> relu", color="gray", scale=2)[-1].range
+    (0.0, 8.0)
     """
     from convtool.shapes import as_pair
 
-    defaults = ConvDefaults(as_pair(stride, "stride"), padding, border, flip)
+    vocab.check("border", border, vocab.BORDERS)
+    defaults = ConvDefaults(
+        as_pair(stride, "stride"), padding, border, flip, bias, normalize, scale
+    )
     specs = [stages] if isinstance(stages, str) else list(stages)
     if all(isinstance(s, Stage) for s in specs) and specs:
         parsed = list(specs)
@@ -238,5 +253,7 @@ def run_pipeline(
             raise TypeError("stages must be all strings or all Stage objects")
         parsed = parse_stages(texts, kernels=kernels, defaults=defaults)
     a = np.asarray(x)
+    if vocab.check("color", color, COLORS) == "gray" and a.ndim == 3 and a.shape[0] >= 3:
+        a = source_planes(np.moveaxis(a, 0, -1), "gray")[0]
     labels = _SOURCE_LABELS.get(a.shape[0]) if a.ndim == 3 else ("grey",)
     return run_stages(a, parsed, labels, engine=engine)

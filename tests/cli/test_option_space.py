@@ -143,6 +143,7 @@ def pipeline_lines(draw) -> list[str]:
     args += _option(draw, "--save-stages", st.just("{out}/st"), 5)
     args += _option(draw, "--tile", st.sampled_from(["16", "240", "2048", "5000"]), 4)
     args += _option(draw, "--columns", st.sampled_from(["1", "3", "1000000000"]), 4)
+    args += _option(draw, "--stretch", st.sampled_from(["1,99", "0,100", "49.9,50"]), 4)
     return args
 
 

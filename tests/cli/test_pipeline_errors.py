@@ -177,7 +177,7 @@ def test_pipeline_warns_when_a_map_holds_nan_or_infinity(files, tmp_path):
 
 
 def test_figures_and_stage_pictures_are_sized_before_anything_runs(files, tmp_path):
-    # 1024 maps of one conv: a grid of 2048-pixel tiles would take 297 GiB
+    # 1024 maps of one conv: a grid of 2048-pixel tiles would take 372 GiB
     np.save(tmp_path / "w.npy", np.ones((1024, 3, 1, 1)))
     args = ["pipeline", files["ok.png"], "--stage", f"conv:@{tmp_path / 'w.npy'}"]
     before = snapshot(tmp_path)
@@ -186,7 +186,7 @@ def test_figures_and_stage_pictures_are_sized_before_anything_runs(files, tmp_pa
         grid,
         2,
         "'--grid': --grid " + str(tmp_path / "g.png") + " would make a figure "
-        "of 1057x4096x2048x3 (297 GiB) even from a 1x1 picture",
+        "of 1057x5120x2048x3 (372 GiB) even from a 1x1 picture",
         before,
         snapshot(tmp_path),
     )

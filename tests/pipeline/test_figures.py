@@ -153,7 +153,7 @@ def test_panel_is_figure_17_7_source_conv_relu_pool_side_by_side():
     for top, left, _, w in boxes:
         band = a[top - 30 : top - 2, left : left + w]
         assert (band.sum(axis=2) < 200).any()
-    assert (a[: boxes[0][0] - 40].sum(axis=2) < 200).any()
+    assert (a[: boxes[0][0] - 25].sum(axis=2) < 200).any()  # above the tiles' titles
 
 
 def test_panel_gives_a_row_per_channel_and_wraps_columns():
@@ -218,3 +218,112 @@ def test_names_and_texts():
     ]
     assert figures.shape_text((1, 78, 78)) == "(1, 78, 78)"
     assert figures.range_text(np.array([-12.0, 3.5, np.nan])) == "-12 .. 3.5"
+
+
+# ------------------------------------------------------------ photographs
+
+
+def blank_share(figure) -> float:
+    """The share of a figure that is background: neither a picture (inside its frame),
+    nor text, nor a colour bar."""
+    a = np.asarray(figure)
+    blank = np.all(a == figures.BACKGROUND, axis=2)
+    for top, left, h, w in frames(figure):
+        blank[top - 1 : top + h + 1, left - 1 : left + w + 1] = False
+    return float(blank.mean())
+
+
+@pytest.fixture(scope="module")
+def photograph() -> np.ndarray:
+    """The sample scene cut to a 3:2 landscape photograph, (3, 341, 512) in [0, 1]."""
+    from pathlib import Path
+
+    from convtool import imaging
+
+    scene = imaging.read_image(Path(__file__).resolve().parents[2] / "samples" / "scene.png")
+    return np.ascontiguousarray(scene.data[86:427].transpose(2, 0, 1))
+
+
+def test_a_landscape_photographs_panel_and_grid_are_at_most_a_quarter_blank(photograph):
+    from convtool.pipeline import run_pipeline
+
+    results = run_pipeline(photograph, kernels=["sobel_x"])  # figure 17-7's chain
+    maps = [(r.stage.kind, r.data, r.labels) for r in results]
+    panel = figures.panel_figure(photograph, maps, title="conv -> relu -> maxpool")
+    assert blank_share(panel) <= 0.25
+    boxes = frames(panel)
+    assert all(h == 240 and w in (360, 361) for _, _, h, w in boxes[:3])  # the maps' shape
+    chapter = "sharpness+vertical_edge+surround+sobel_y+nothing+horizontal_edge+blur+sobel_x"
+    nine = run_pipeline(photograph, f"conv:{chapter}+embossing,p=same")[0]
+    grid = figures.grid_figure(nine.data, nine.labels, title="figure 17-6")
+    assert blank_share(grid) <= 0.25
+    assert len({top for top, *_ in frames(grid)}) == 3  # 3 by 3
+    portrait = figures.grid_figure(nine.data.transpose(0, 2, 1), nine.labels)
+    assert frames(portrait)[0][2:] == (240, 160)
+
+
+def test_tiles_take_their_maps_shape_and_grids_choose_few_empty_cells():
+    assert figures.tile_box((341, 512), 240) == (360, 240)
+    assert figures.tile_box((512, 341), 240) == (160, 240)
+    assert figures.tile_box((10, 1000), 100) == (200, 2)  # very wide: less tall
+    assert figures.tile_box((1000, 10), 100) == (50, 100)  # very tall: at least half wide
+    px = np.random.default_rng(6).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    im = figures.scaled(px, 360, 240)
+    assert im.size == (360, 240)  # a whole factor, 12, fills the box
+    np.testing.assert_array_equal(np.asarray(im), enlarged(px, 12))
+    for n in range(1, 30):
+        for box in ((240, 240), (360, 240), (160, 240)):
+            c = figures.grid_columns(n, box)
+            rows = -(-n // c)
+            assert c * rows - n < rows  # never a whole empty row
+            assert c * rows - n <= max(1, n // 4)
+
+
+def test_stretch_spans_percentiles_and_the_default_min_to_max():
+    v = np.random.default_rng(7).normal(size=(50, 60)) ** 3  # faint but for a few pixels
+    lo, hi = np.percentile(v, [1, 99])
+    assert figures.display_range(v, "viridis", (1, 99)) == (lo, hi)
+    assert figures.display_range(v, "gray") == (v.min(), v.max())
+    assert figures.display_range(v, "gray", (0, 100)) == (v.min(), v.max())
+    top = np.percentile(np.abs(v), 99)
+    assert figures.display_range(v, "diverging", (1, 99)) == (-top, top)
+    table = figures.lookup_table("viridis")
+    shown = figures.colorize(v, "viridis", (1, 99))
+    assert (shown[v <= lo] == table[0]).all() and (shown[v >= hi] == table[-1]).all()
+    inner = (v > lo) & (v < hi)
+    plain = figures.colorize(v)
+    # the stretch spreads the middle: more distinct colours where the plain map is faint
+    assert len(np.unique(shown[inner], axis=0)) > 2 * len(np.unique(plain[inner], axis=0))
+    assert np.array_equal(figures.colorize(v, "viridis", None), plain)
+    for bad in ((99, 1), (-1, 50), (5, 101), (3,), "1,99", (1, np.nan)):
+        with pytest.raises(ValueError, match="stretch"):
+            figures.check_stretch(bad)
+
+
+def test_each_map_tile_has_a_colour_bar_of_its_range():
+    v = np.linspace(-2.0, 5.0, 64 * 96).reshape(64, 96)
+    for cmap in ("viridis", "diverging"):
+        fig = figures.grid_figure(v[None], ["k"], tile=120, cmap=cmap)
+        a = np.asarray(fig)
+        top, left, h, w = frames(fig)[0]
+        band = a[top + h + 1 :, left - 1 : left + w + 1]
+        table = [tuple(c) for c in figures.lookup_table(cmap)]
+        index = {c: i for i, c in enumerate(table)}
+        rows = [[index.get(tuple(p)) for p in row] for row in band]
+        row = max(rows, key=lambda r: sum(i is not None for i in r))
+        found = [i for i in row if i is not None]
+        assert len(found) > w // 2  # a bar across most of the tile
+        assert found == sorted(found) and found[0] <= 2 and found[-1] >= len(table) - 3
+    tile = figures.map_tile(v, "diverging")
+    assert tile.bar == (-5.0, 5.0, "diverging")
+    assert figures.map_tile(np.full((2, 2), np.nan), "gray").bar is None
+
+
+def test_the_modules_examples_run():
+    import doctest
+
+    from convtool.pipeline import colours
+
+    for module in (figures, colours):
+        failed, tried = doctest.testmod(module)
+        assert tried and not failed
