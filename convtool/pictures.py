@@ -314,6 +314,7 @@ def write_image(
     *,
     depth: int | None = None,
     quality: int | None = None,
+    compression: int = 1,
     overwrite: bool = True,
 ) -> None:
     """Write a picture, atomically (the file appears whole or not at all), as ``apply`` writes.
@@ -331,6 +332,8 @@ def write_image(
         8 bits where the format has no other.
     quality : int, optional
         1..100 for JPEG (default 95) and WebP (default lossless).
+    compression : int
+        PNG's effort, 0..9, as ``apply --compression``: 1 is fast, 9 the smallest file.
     overwrite : bool
         Replace an existing file (False: refuse it, as the command line does without
         ``--overwrite``).
@@ -359,5 +362,11 @@ def write_image(
     stored = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(raw.dtype, 32)
     bits = output_depth(fmt, stored, None if depth is None else int(depth))
     imaging.write_image(
-        target, pixels, bit_depth=bits, overwrite=overwrite, format=fmt, quality=quality
+        target,
+        pixels,
+        bit_depth=bits,
+        overwrite=overwrite,
+        format=fmt,
+        quality=quality,
+        compress_level=compression,
     )
