@@ -40,6 +40,14 @@ class Result(NamedTuple):
     err: str
 
 
+def as_in_a_terminal() -> None:
+    """A child's Ctrl-C as a terminal leaves it (``preexec_fn``): a shell's background job,
+    and so a test run started with ``&``, ignores SIGINT, and its children inherit that."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_main(args, input: bytes | None = None, env: dict | None = None) -> Result:
     """``convtool.cli.main(args)`` with click's isolated streams: main's own error handling."""
     with CliRunner().isolation(input=input, env=env) as (out, err, _):

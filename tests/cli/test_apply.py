@@ -23,6 +23,7 @@ from PIL import Image
 
 from convtool.cli import cli
 from convtool.kernels import KernelSpec, list_kernels
+from tests.cli.hardening import as_in_a_terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
@@ -619,6 +620,7 @@ def test_ctrl_c_leaves_only_whole_files(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=as_in_a_terminal,
     )
     deadline = time.monotonic() + 120
 

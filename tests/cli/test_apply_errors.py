@@ -31,6 +31,7 @@ from tests.cli.hardening import (
     SPECS,
     C,
     Case,
+    as_in_a_terminal,
     check_case,
     check_failure,
     run_limited,
@@ -294,7 +295,11 @@ def test_ctrl_c_mid_batch_keeps_whole_files_and_says_how_far(jobs, whom, batch, 
         jobs,
     ]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=as_in_a_terminal,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
