@@ -80,8 +80,9 @@ def header(buf: bytes) -> Header | None:
     return Header(width, height, components, precision, exif, icc, dpi, ends)
 
 
-def decodable(head: Header | None) -> bool:
-    """True for a JPEG read here exactly as Pillow reads it (see the module's note)."""
+def plain(head: Header | None) -> bool:
+    """True for a JPEG of 8 bits, grey or colour, read as stored (no EXIF orientation):
+    its header tells the picture's shape."""
     return (
         head is not None
         and head.precision == 8
@@ -89,8 +90,13 @@ def decodable(head: Header | None) -> bool:
         and head.width > 0
         and head.height > 0
         and not head.exif
-        and head.ends
     )
+
+
+def decodable(head: Header | None) -> bool:
+    """True for a JPEG read here exactly as Pillow reads it (see the module's note): a
+    :func:`plain` one, whole."""
+    return plain(head) and head is not None and head.ends
 
 
 def _codecs() -> Any:

@@ -140,7 +140,7 @@ def _header_shape(path: PathLike) -> tuple[str, tuple[int, int, int]] | None:
             if head is not None:  # Pillow reads palettes as RGB: only grey is one plane
                 return "PNG", (1 if head.colour_type in (0, 4) else 3, head.height, head.width)
             found = jpeg.header(start)  # the segments before the pixels: most JPEGs' first 64 KB
-            if jpeg.decodable(found):
+            if jpeg.plain(found):
                 return "JPEG", (found.components, found.height, found.width)
             from convtool.imaging.read_pillow import header_shape
 

@@ -149,3 +149,20 @@ def test_jpeg_in_and_out_never_imports_pillow(tmp_path):
     assert done.stdout.splitlines() == ["('JPEG', (3, 45, 67))", "[]"]
     with PILImage.open(out) as im:
         assert im.info["icc_profile"] == b"icc" * 30 and im.info["dpi"] == (200, 200)
+
+
+def test_a_big_jpegs_shape_comes_from_its_header_alone(tmp_path):
+    pixels = ints((700, 900, 3)).astype(np.uint8)  # noise: far more than the 64 KB read
+    path = tmp_path / "big.jpg"
+    path.write_bytes(pillow_jpeg(pixels, quality=95))
+    assert path.stat().st_size > 1 << 16
+    code = (
+        "import sys\n"
+        "from convtool import imaging\n"
+        "print(imaging.picture_shape(sys.argv[1]))\n"
+        "print('PIL' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.splitlines() == ["('JPEG', (3, 700, 900))", "False"]
