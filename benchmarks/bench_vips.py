@@ -13,7 +13,8 @@ and given sensor noise, so that it compresses as a photograph does, not as a dra
 - PNG in and out, Sobel: ``convtool apply in.png -k sobel_x -o out.png`` against
   ``vips conv in.png out.png sobel.mat`` and ``convert in.png -morphology Convolve
   Sobel out.png``;
-- the same with JPEG in and out;
+- the same with JPEG in and out, beside ``python -c "import numpy, click"``: the floor
+  of any command over numpy, which the JPEG job's ratio is measured against too;
 - PNG, a Gaussian of sigma 10: ``convtool apply in.png -k gaussian:63,10`` against
   ``vips gaussblur in.png out.png 10`` and ``convert in.png -blur 31x10 out.png``;
 - 24 PNGs of 512x512, two at a time: ``convtool apply ... --jobs 2`` against
@@ -44,6 +45,7 @@ from _timing import Contender, fmt_ratio, fmt_time, format_table, measure, ratio
 # job -> (convtool / vips at most, convtool / ImageMagick at most, or None)
 TARGETS = {"png sobel": 1.2, "jpeg sobel": 2.0, "png gaussian 10": 1.5, "batch 24 png": 0.6}
 SIZE_TARGET = 1.3  # convtool's PNG bytes / ImageMagick's, the same pixels
+PEERS = ("convtool", "libvips", "ImageMagick")
 
 
 def photograph(picture: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -83,6 +85,8 @@ def commands(work: Path, vips: str, convert: str, mogrify: str) -> dict[str, dic
             "convtool": [*apply, "in.jpg", "-k", "sobel_x", "-o", "ct.jpg"],
             "libvips": [vips, "conv", "in.jpg", "vips.jpg", "sobel.mat"],
             "ImageMagick": [convert, "in.jpg", "-morphology", "Convolve", "Sobel", "im.jpg"],
+            # the floor of any command over numpy: the interpreter and the two imports
+            "python floor": [sys.executable, "-c", "import numpy, click"],
         },
         "png gaussian 10": {
             "convtool": [*apply, "in.png", "-k", "gaussian:63,10", "-o", "ct_blur.png"],
@@ -124,7 +128,7 @@ def main() -> int:
         raise SystemExit("needs libvips and ImageMagick: apt-get install libvips-tools imagemagick")
     print(f"convtool: {' '.join(convtool_command())}; {os.cpu_count()} CPUs; "
           f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
-    rows, verdicts = [], []
+    rows, verdicts, notes = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-vips-") as tmp:
         work = Path(tmp)
         make_pictures(work)
@@ -138,9 +142,17 @@ def main() -> int:
             vs_vips = ratio_stats(res["convtool"], res["libvips"])
             vs_im = ratio_stats(res["convtool"], res["ImageMagick"])
             rows.append(
-                [job, *(fmt_time(res[n].median) for n in contenders), fmt_ratio(vs_vips),
+                [job, *(fmt_time(res[n].median) for n in PEERS), fmt_ratio(vs_vips),
                  fmt_ratio(vs_im)]
             )  # fmt: skip
+            if "python floor" in res:
+                floor = res["python floor"]
+                over = ratio_stats(res["convtool"], floor)
+                notes.append(
+                    f"{job}: python -c 'import numpy, click' alone takes {fmt_time(floor.median)}"
+                    f", {fmt_ratio(ratio_stats(floor, res['libvips']))}x libvips; convtool "
+                    f"takes {fmt_ratio(over)}x that floor"
+                )
             verdicts.append((f"{job}: convtool / libvips <= {TARGETS[job]:g}x",
                              fmt_ratio(vs_vips), vs_vips.median <= TARGETS[job]))  # fmt: skip
         size = png_size_ratio(work, convert)
@@ -148,6 +160,8 @@ def main() -> int:
                          f"{size:.2f}", size <= SIZE_TARGET))  # fmt: skip
     headers = ["job", "convtool", "libvips", "ImageMagick", "ct / vips", "ct / IM"]
     print(format_table(headers, rows))
+    for note in notes:
+        print(note)
     failed = False
     for name, value, ok in verdicts:
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {value}")
