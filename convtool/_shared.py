@@ -36,6 +36,11 @@ def typed_line(error: BaseException, spell: Callable[[Param], str] | None = None
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def shape_text(shape: Any) -> str:
+    """``(1, 78, 78)``, as figures' titles and the stage tables show an array's shape."""
+    return "(" + ", ".join(str(int(n)) for n in shape) + ")"
+
+
 def same_file(a: str, b: str) -> bool:
     """Whether two paths name one file: the same file on disk, or (where either does
     not exist yet) the same absolute path."""

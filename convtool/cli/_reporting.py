@@ -203,7 +203,7 @@ class PipelineReporter:
         from rich.console import Console
         from rich.table import Table
 
-        from convtool.pipeline.figures import shape_text
+        from convtool._shared import shape_text
 
         name = "standard input" if record["input"] == "-" else record["input"]
         table = Table(box=None, pad_edge=False)

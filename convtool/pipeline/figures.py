@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from convtool._shared import shape_text
 from convtool.pipeline.colours import (
     CMAPS,
     check_stretch,
@@ -238,11 +239,6 @@ def _colour_bar(figure, pen, bar: tuple[float, float, str], at: tuple[int, int, 
     figure.paste(
         Image.fromarray(np.ascontiguousarray(np.repeat(ramp[None], thick, 0))), (start, top)
     )
-
-
-def shape_text(shape: Sequence[int]) -> str:
-    """``(1, 78, 78)``, as titles and tables show shapes."""
-    return "(" + ", ".join(str(int(n)) for n in shape) + ")"
 
 
 def range_text(values: np.ndarray) -> str:

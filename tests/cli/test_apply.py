@@ -660,6 +660,31 @@ def test_single_picture_does_not_start_numba(tmp_path):
     assert (tmp_path / "x.png").exists()
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["apply", "{disc}", "-k", "sobel_x", "-o", "{out}.png"],
+        ["apply", "{disc}", "-k", "blur", "-o", "{out}.jpg"],
+        ["pipeline", "{disc}", "-k", "sobel_x", "-o", "{out}.npy"],
+        ["fit", "{disc}", "{disc}", "--size", "3"],
+    ],
+)
+def test_png_and_jpeg_jobs_import_neither_numba_nor_pillow(tmp_path, args):
+    """Whole commands on PNG and JPEG pictures: imagecodecs decodes and encodes them, the
+    compiled core filters, and the stage table is text: nothing of numba or Pillow."""
+    argv = [a.format(disc=SAMPLES / "disc.png", out=tmp_path / "x") for a in args]
+    code = (
+        "import sys\n"
+        "from convtool.cli import main\n"
+        f"sys.argv = ['probe', *{argv!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numba', 'PIL'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_the_command_leaves_other_code_on_the_jit(tmp_path, monkeypatch):
     from convtool import ops
     from convtool.core import conv
