@@ -225,7 +225,9 @@ def _size_step(index: int, stage: Stage) -> Any:
     if stage.kind != "conv":
         return budget.Pool(label, "--stage", stage.size, stage.stride,
                            as_pair(stage.padding, "padding"), stage.ceil_mode)  # fmt: skip
-    kernels = tuple((k.weights.shape[0] if k.full else 1, *k.size) for k in stage.kernels)
+    # a 2-D kernel gives one map, or one per input channel (0) with --color channels
+    maps = 0 if stage.per_channel else 1
+    kernels = tuple((k.weights.shape[0] if k.full else maps, *k.size) for k in stage.kernels)
     option = "--stage"
     if not isinstance(stage.padding, str) and not _OWN_PADDING.search(stage.text):
         ph, pw = as_pair(stage.padding, "padding")

@@ -115,6 +115,7 @@ Examples:
     "zero is the chapter's.",
 )
 @click.option(
+    "-p",
     "--padding",
     type=PaddingParam(),
     default="same",
@@ -123,6 +124,7 @@ Examples:
     help="'same' (output size = input size / stride), 'valid' (none), N or HxW.",
 )
 @click.option(
+    "-s",
     "--stride",
     type=PairParam(),
     default="1",

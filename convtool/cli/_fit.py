@@ -12,7 +12,14 @@ import click
 from convtool import vocab
 from convtool._shared import same_file
 from convtool.cli._fit_figure import residual_of, write_figure
-from convtool.cli._params import PairParam, max_pixels_limit, max_pixels_option, said
+from convtool.cli._params import (
+    PairParam,
+    alias_option,
+    max_pixels_limit,
+    max_pixels_option,
+    merged,
+    said,
+)
 
 
 class _StepParam(click.ParamType):
@@ -41,9 +48,11 @@ def _positive_float(ctx, param, value):
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
 @click.argument("target_path", metavar="TARGET", type=click.Path(dir_okay=False))
-@click.option("-s", "--size", type=PairParam(), help="Kernel size K or KxL (rows x columns).")
-@click.option("--stride", type=PairParam(),
-              help="Stride S or SxT (default: found from the sizes).")  # fmt: skip
+@click.option("--size", type=PairParam(), metavar="N|HxW",
+              help="Kernel size N or HxW (rows x columns; default: from the sizes).")  # fmt: skip
+@alias_option("fit", "-s", "old_size", type=PairParam())
+@click.option("--stride", type=PairParam(), metavar="N|HxW",
+              help="Stride N or HxW (default: found from the sizes).")  # fmt: skip
 @click.option(
     "-m", "--method", type=click.Choice(vocab.METHODS), default=None,
     help="cg (default): conjugate gradient; gd: the chapter's gradient descent (the default "
@@ -69,7 +78,7 @@ def _positive_float(ctx, param, value):
     "3-in, 1-out filter). Default: channels for colour targets; for grey ones, gray or "
     "sum, whichever fits.",
 )  # fmt: skip
-@click.option("--grey", "--gray", "grey", is_flag=True, help="--color gray: fit on luma.")
+@alias_option("fit", "--grey/--gray", "grey", is_flag=True)
 @click.option(
     "--border", type=click.Choice(vocab.FIT_BORDERS), default="interior", show_default=True,
     help="Same-size targets: fit only the pixels the border cannot touch (interior), or "
@@ -96,7 +105,7 @@ def _positive_float(ctx, param, value):
               help="Write the loss curve as CSV (iteration,loss).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the report.")
 @max_pixels_option
-def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, bias,
+def fit(input_path, target_path, size, old_size, stride, method, lr, tol, max_iter, seed, bias,
         per_channel, color, grey, border, keep_clipped, stages, output, figure_path, overwrite,
         compare, atol, log_path, as_json, max_pixels) -> None:  # fmt: skip
     """Recover the kernel that turned INPUT into TARGET.
@@ -126,6 +135,7 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
       convtool fit in.png out.png --json --log loss.csv --report fig.png
       convtool fit photo.png t.npy --stage "conv -> relu -> maxpool:2"
     """
+    size = merged(size, old_size, "fit", "-s")
     if stages:
         layers = _stage_layers(stages, size, method, lr, seed, stride, per_channel, border, color)
     else:

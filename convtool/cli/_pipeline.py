@@ -14,7 +14,9 @@ from convtool.cli._params import (
     FiniteFloatParam,
     PaddingParam,
     PairParam,
+    alias_option,
     max_pixels_option,
+    merged,
     said,
 )
 from convtool.cli._pictures import check_stdout, planning, read_stdin
@@ -131,13 +133,15 @@ Examples:
 )
 @click.option(
     "--color",
-    type=click.Choice(vocab.PIPELINE_COLORS),
+    type=click.Choice(vocab.COLORS),
     default="sum",
     show_default=True,
-    help="Colour pictures: keep the channels, 2-D kernels summing over them (the chapter's "
-    "3-in, 1-out filter), or take the ITU-R 601 luma first (gray).",
+    help="Colour pictures, for 2-D kernels: one map summed over the channels (sum, the "
+    "chapter's 3-in, 1-out filter), the ITU-R 601 luma first (gray), or each channel "
+    "filtered alike, a map per channel (channels).",
 )
 @click.option(
+    "-p",
     "--padding",
     type=PaddingParam(),
     default="valid",
@@ -146,6 +150,7 @@ Examples:
     help="Conv padding where a stage does not give p=.",
 )
 @click.option(
+    "-s",
     "--stride",
     type=PairParam(),
     default="1",
@@ -190,13 +195,13 @@ Examples:
     "blue, positive red), or gray.",
 )
 @click.option(
-    "--tile",
+    "--cell",
     type=click.IntRange(16, 2048),
-    default=240,
-    show_default=True,
+    default=None,
     metavar="PX",
-    help="Size of each map in --panel and --grid.",
+    help="Size of each map in --panel and --grid, in pixels  [default: 240]",
 )
+@alias_option("pipeline", "--tile", "old_cell", type=click.IntRange(16, 2048))
 @click.option(
     "--columns",
     type=click.IntRange(min=1),
@@ -241,7 +246,8 @@ def pipeline(
     depth,
     fmt,
     cmap,
-    tile,
+    cell,
+    old_cell,
     columns,
     title,
     overwrite,
@@ -254,7 +260,10 @@ def pipeline(
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no linear algebra here
     from convtool.batch import pipeline_task as pj
 
-    stages = _stages(specs, stage_specs, stride, padding, border, flip, bias, normalize, scale)
+    cell = merged(cell, old_cell, "pipeline", "--tile") or 240
+    stages = _stages(
+        specs, stage_specs, stride, padding, border, flip, bias, normalize, scale, color
+    )
     _check_grid_stage(grid, grid_stage, len(stages))
     _check_usage(inputs, output, as_json, fmt, depth, value_map)
     _check_channels(stages, output, fmt)
@@ -271,7 +280,7 @@ def pipeline(
         overwrite=overwrite,
         max_pixels=-1 if max_pixels is None else (max_pixels or None),
         cmap=cmap,
-        tile=tile,
+        tile=cell,
         columns=columns,
         title=title,
         grid_stage=grid_stage,
@@ -348,7 +357,7 @@ def _finish(report: Any, total: int) -> None:
         sys.exit(1)
 
 
-def _stages(specs, stage_specs, stride, padding, border, flip, bias, normalize, scale) -> list:
+def _stages(specs, stage_specs, stride, padding, border, flip, bias, normalize, scale, color):
     """The chain: --stage's stages, the conv defaults and -k's kernels filled in."""
     from convtool import pipeline as pl
     from convtool.kernels import KernelSpecError, parse_kernel_spec
@@ -363,7 +372,9 @@ def _stages(specs, stage_specs, stride, padding, border, flip, bias, normalize, 
         raise click.UsageError(
             "nothing to run: give a kernel (-k sobel_x runs conv -> relu -> maxpool:2) or --stage"
         )
-    defaults = pl.ConvDefaults(stride, padding, border, flip, bias, normalize, scale)
+    defaults = pl.ConvDefaults(
+        stride, padding, border, flip, bias, normalize, scale, per_channel=color == "channels"
+    )
     try:
         stages = pl.parse_stages(stage_specs, kernels=kernels, defaults=defaults)
     except pl.StageError as e:
@@ -395,8 +406,10 @@ def _check_usage(inputs, output, as_json, fmt, depth, value_map) -> None:
 def _check_channels(stages, output, fmt) -> None:
     """A picture takes 1 or 3 channels: refuse a chain ending in other counts up front."""
     convs = [s for s in stages if s.kind == "conv"]
-    if output is None or not convs:
-        return  # without a conv the source's 1 or 3 channels flow through
+    if output is None or not convs or convs[-1].per_channel:
+        # without a conv the source's 1 or 3 channels flow through; per channel, the
+        # picture's channels count (said when it is written)
+        return
     channels = len(convs[-1].labels(()))
     kind = (fmt or "").lstrip(".").lower()
     if not kind and output != "-" and not output.endswith(("/", os.sep)):

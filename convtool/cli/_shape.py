@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from convtool.cli._params import PaddingParam, PairParam, said
+from convtool.cli._params import PaddingParam, PairParam, alias_option, merged, said
 
 
 def _dims_text(values, square: bool) -> str:
@@ -122,11 +122,11 @@ torch, a last window that starts inside the input or its leading padding is kept
 even where it overhangs.
 
 \b
-  convtool shape 28 -k 5                     24
-  convtool shape 28x32 -k 5 -s 2 -p 1        13x15
-  convtool shape 28 -k 3 -p same -s 2        14
-  convtool shape 5 -k 2 --ceil               3   (a 2x2 pool, stride 2, ceil mode)
-  convtool shape 28 -k 5 --json              {"height": 24, "width": 24}
+  convtool shape 28 --size 5                     24
+  convtool shape 28x32 --size 5 -s 2 -p 1        13x15
+  convtool shape 28 --size 3 -p same             28
+  convtool shape 5 --size 2 --ceil               3   (a 2x2 pool, stride 2, ceil mode)
+  convtool shape 28 --size 5 --json              {"height": 24, "width": 24}
 
 \b
 Solve for padding: --keep prints the padding per side that keeps the input size,
@@ -134,9 +134,9 @@ Solve for padding: --keep prints the padding per side that keeps the input size,
 when no symmetric padding fits (an even kernel keeping the size).
 
 \b
-  convtool shape 28 -k 5 --keep              2
-  convtool shape 28 -k 4 --keep              1+2
-  convtool shape 28 -k 3 -s 2 --target 14    1
+  convtool shape 28 --size 5 --keep              2
+  convtool shape 28 --size 4 --keep              1+2
+  convtool shape 28 --size 3 -s 2 --target 14    1
 
 \b
 A chain: INPUT is CxHxW (HxW: one channel; N: a flat vector of N features),
@@ -165,7 +165,8 @@ Long option names work too: stride=, padding=, dilation=.
 @click.command(help=_SHAPE_HELP, short_help="Output sizes of convolutions, pools and layer chains.")
 @click.argument("input_shape", metavar="INPUT")
 @click.argument("layers", nargs=-1, metavar="[LAYER]...")
-@click.option("-k", "--kernel", type=PairParam(), metavar="N|HxW", help="Kernel (or pool window).")
+@click.option("--size", type=PairParam(), metavar="N|HxW", help="Kernel size (or pool window).")
+@alias_option("shape", "-k/--kernel", "old_size", type=PairParam())
 @click.option(
     "-s", "--stride", type=PairParam(), metavar="N|HxW", help="Stride  [default: 1; pools: K]"
 )
@@ -185,17 +186,19 @@ Long option names work too: stride=, padding=, dilation=.
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def shape(
-    input_shape, layers, kernel, stride, padding, dilation, pool, ceil, keep, target, as_json
-) -> None:
-
+    input_shape, layers, size, old_size, stride, padding, dilation, pool, ceil, keep, target,
+    as_json,
+) -> None:  # fmt: skip
     from convtool import shapes
+
+    kernel = merged(size, old_size, "shape", "-k/--kernel")
 
     try:
         dims = shapes.parse_dims(input_shape)
     except ValueError as e:
         raise click.BadParameter(said(e), param_hint="INPUT") from None
     one_layer = {
-        "-k": kernel, "-s": stride, "-p": padding, "-d": dilation,
+        "--size": kernel, "-s": stride, "-p": padding, "-d": dilation,
         "--pool": pool, "--ceil": ceil, "--keep": keep, "--target": target,
     }  # fmt: skip
     given = [name for name, value in one_layer.items() if value not in (None, False)]
@@ -210,7 +213,7 @@ def shape(
         return
     if kernel is None:
         raise click.UsageError(
-            "give a kernel (-k 5) for one layer, or layers after the input for a chain; "
+            "give a kernel size (--size 5) for one layer, or layers after the input for a chain; "
             "see 'convtool shape --help'"
         )
     if len(dims) == 3:

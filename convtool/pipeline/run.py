@@ -65,8 +65,9 @@ def count_nonfinite(data: np.ndarray) -> int:
 def source_planes(data: Any, color: str = "sum") -> tuple[np.ndarray, tuple[str, ...]]:
     """A picture as read ((H, W) or (H, W, C), alpha split off) -> (C, H, W) float32 and names.
 
-    ``color='gray'`` takes the ITU-R 601 luma of a colour picture first; ``'sum'``
-    keeps the channels (each conv's 2-D kernels then sum over them).
+    ``color='gray'`` takes the ITU-R 601 luma of a colour picture first; ``'sum'`` and
+    ``'channels'`` keep the channels (each conv's 2-D kernels then sum over them, or,
+    for stages parsed with ``ConvDefaults(per_channel=True)``, filter each alike).
     """
     from convtool.filtering import to_gray
 
@@ -96,6 +97,18 @@ def _warm_up(stages: Sequence[Stage], engine: Any) -> None:
         ops.avg_pool2d(x, 1, engine=engine)
 
 
+def _full(k: Prepared, channels: int, per_channel: bool) -> np.ndarray:
+    """A conv's kernel as (C_out, C_in, kH, kW): a 2-D kernel on every channel, summed (the
+    (1, C, kH, kW) kernel of that sum), or on each alike (C, C, kH, kW), zero off the diagonal."""
+    if k.full:
+        return k.weights
+    if per_channel:
+        w = np.zeros((channels, channels, *k.weights.shape), k.weights.dtype)
+        w[np.arange(channels), np.arange(channels)] = k.weights
+        return w
+    return np.repeat(k.weights[None, None], channels, axis=1)
+
+
 def _conv(x: np.ndarray, stage: Stage, engine: Any) -> np.ndarray:
     """Every kernel of a conv stage on x (C, H, W); kernels of one size run as one call."""
     channels = x.shape[0]
@@ -110,10 +123,8 @@ def _conv(x: np.ndarray, stage: Stage, engine: Any) -> np.ndarray:
         groups.setdefault(k.size, []).append(i)
     maps: dict[int, np.ndarray] = {}
     for members in groups.values():
-        # a 2-D kernel on every channel, summed: the (1, C, kH, kW) kernel of that sum
         weights = [
-            k.weights if k.full else np.repeat(k.weights[None, None], channels, axis=1)
-            for k in (stage.kernels[i] for i in members)
+            _full(k, channels, stage.per_channel) for k in (stage.kernels[i] for i in members)
         ]
         biases = [
             np.broadcast_to(np.asarray(stage.kernels[i].bias or 0.0, np.float64), (w.shape[0],))

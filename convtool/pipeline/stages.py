@@ -36,7 +36,7 @@ FORMS = {
     "avgpool": "avgpool[:K][,s=S][,p=P][,ceil]",
 }
 DEFAULT_CHAIN = ("conv", "relu", "maxpool:2")
-COLORS = vocab.PIPELINE_COLORS
+COLORS = vocab.COLORS
 _KEYS = {
     "s": "stride",
     "stride": "stride",
@@ -82,6 +82,7 @@ class ConvDefaults:
     bias: float | None = None
     normalize: bool = False
     scale: float = 1.0
+    per_channel: bool = False  # 2-D kernels on each channel alike (--color channels)
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,6 +103,7 @@ class Stage:
     normalize: bool = False
     scale: float = 1.0
     bias: float | None = None
+    per_channel: bool = False  # a 2-D kernel gives a map per input channel, not their sum
 
     def labels(self, inputs: Sequence[str]) -> tuple[str, ...]:
         """Names of the output channels, given the input's: kernel names for a conv."""
@@ -109,6 +111,9 @@ class Stage:
             return tuple(inputs)
         out: list[str] = []
         for k in self.kernels:
+            if self.per_channel and not k.full and len(inputs) > 1:
+                out += [f"{k.name}[{c}]" for c in inputs]
+                continue
             n = k.weights.shape[0] if k.full else 1
             out += [k.name] if n == 1 else [f"{k.name}[{o}]" for o in range(n)]
         return tuple(out)
@@ -296,6 +301,7 @@ def _conv_stage(raw, head, fields, kernels, defaults: ConvDefaults) -> Stage:
         border=fields.get("border", defaults.border),
         shared=shared,
         bias=bias,
+        per_channel=defaults.per_channel,
         **how,
     )
 

@@ -141,7 +141,7 @@ def pipeline_lines(draw) -> list[str]:
     args += _option(draw, "--panel", st.just("{out}/p.png"), 3)
     args += _option(draw, "--grid", st.just("{out}/g.png"), 4)
     args += _option(draw, "--save-stages", st.just("{out}/st"), 5)
-    args += _option(draw, "--tile", st.sampled_from(["16", "240", "2048", "5000"]), 4)
+    args += _option(draw, "--cell", st.sampled_from(["16", "240", "2048", "5000"]), 4)
     args += _option(draw, "--columns", st.sampled_from(["1", "3", "1000000000"]), 4)
     return args
 
@@ -173,7 +173,7 @@ def shape_lines(draw) -> list[str]:
         layers = [f"conv:{draw(NUMBERS)}@{draw(size())}", "relu", f"maxpool:{draw(size())}",
                   "flatten", f"fc:{draw(NUMBERS)}"]  # fmt: skip
         return ["shape", dims, *draw(st.lists(st.sampled_from(layers), max_size=4))]
-    args = ["shape", draw(size()), "-k", draw(size())]
+    args = ["shape", draw(size()), "--size", draw(size())]
     args += _option(draw, "-s", size(1), 2)
     args += _option(draw, "-p", PADDING, 2)
     args += _option(draw, "-d", size(), 3)
@@ -251,7 +251,7 @@ def test_apply_over_its_option_space(files, args):
 @example(["pipeline", "{ok.png}", "--stage", "conv:sobel_x,p=99999999"])
 @example(["pipeline", "{ok.png}", "--stage", "conv:blur,p=1500", "--stage", "conv:blur,p=1500",
           "--max-pixels", "none", "-o", "{out}/m.npy"])  # fmt: skip
-@example(["pipeline", "{ok.png}", "-k", "blur", "--panel", "{out}/p.png", "--tile", "2048"])
+@example(["pipeline", "{ok.png}", "-k", "blur", "--panel", "{out}/p.png", "--cell", "2048"])
 def test_pipeline_over_its_option_space(files, args):
     run_case(args, files)
 

@@ -351,7 +351,7 @@ def test_existing_output_is_kept_and_nothing_else_written(tmp_path):
         (["-k", "sobel_x", "-o", "o.jpg", "--depth", "16"], "JPEG takes depth 8"),
         (["-k", "sobel_x", "-k", "sobel_y", "-o", "o.png"], "the chain ends in 2 maps"),
         (["-k", "sobel_x", "--save-stages", "missing/st"], "does not exist"),
-        (["-k", "sobel_x", "--tile", "8"], "--tile"),
+        (["-k", "sobel_x", "--cell", "8"], "--cell"),
     ],
 )
 def test_usage_errors_exit_2(tmp_path, monkeypatch, args, needle):

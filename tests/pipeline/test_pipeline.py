@@ -159,7 +159,22 @@ def test_gray_source_takes_the_luma():
     colour, names = pl.source_planes(disc())
     assert colour.shape == (3, 80, 80) and names == ("red", "green", "blue")
     with pytest.raises(ValueError, match="color"):
-        pl.source_planes(disc(), "channels")
+        pl.source_planes(disc(), "colour")
+
+
+def test_channels_filters_each_channel_alike():
+    # --color channels: a 2-D kernel on each channel gives a map per channel (depthwise),
+    # where the default sums them; scipy's correlate of each plane is the reference
+    planes, names = pl.source_planes(disc(), "channels")
+    defaults = pl.ConvDefaults(padding="same", per_channel=True)
+    stages = pl.parse_stages(["conv:sobel_x+blur"], defaults=defaults)
+    (result,) = pl.run_stages(planes, stages, names)
+    assert result.labels == tuple(f"{k}[{c}]" for k in ("sobel_x", "blur") for c in names)
+    for i, spec in enumerate(("sobel_x", "blur")):
+        weights = parse_kernel(spec)
+        for c in range(3):
+            want = ndi.correlate(planes[c].astype(np.float64), weights, mode="constant")
+            np.testing.assert_allclose(result.data[3 * i + c], want, atol=1e-5)
 
 
 # ------------------------------------------------------------ conv stages
