@@ -205,7 +205,7 @@ def _stage_layers(stages, size, method, lr, seed, stride, per_channel, border, c
         raise click.UsageError("--border does not apply to --stage: give border= in the conv")
     size = size or (3, 3)
     try:
-        parsed = parse_stages(stages, kernels=[f"box:{size[1]}x{size[0]}"])
+        parsed = parse_stages(stages, kernels=[f"box:{size[0]}x{size[1]}"])
     except StageError as e:
         raise click.BadParameter(said(e), param_hint="--stage") from None
     convs = [s for s in parsed if s.kind == "conv"]

@@ -476,7 +476,7 @@ def test_match_finds_scale_and_name():
     assert describe_match(match_kernel(-sobel)) == "-1 x sobel_x"  # ImageMagick's Sobel
     assert match_kernel(np.full((3, 3), 0.11)).name == "blur"  # not 0.99 x box3
     assert match_kernel(np.full((3, 3), 1 / 9)).name == "box3"
-    assert match_kernel(np.full((3, 5), 1 / 15)).name == "box:5x3"
+    assert match_kernel(np.full((3, 5), 1 / 15)).name == "box:3x5"
     close = match_kernel(sobel + np.random.default_rng(0).normal(0, 0.02, (3, 3)))
     assert close.name == "sobel_x" and not close.exact
     assert match_kernel(np.random.default_rng(1).normal(size=(3, 3))) is None
