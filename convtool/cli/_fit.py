@@ -329,11 +329,13 @@ def _check_outputs(
             raise click.BadParameter(
                 f"{a} is given to {flag_a} and {flag_b}; choose two files", param_hint=flag_b
             )
-    for path, what in outputs:
+    for path, _ in outputs:
         if path and os.path.lexists(path) and not overwrite:
             from convtool.imaging import exists_error
 
-            raise click.BadParameter(said(exists_error(path)), param_hint=what)
+            # a failure (1), as in apply and pipeline: the command line is right, the
+            # folder's state is not, and the same line succeeds once the file is gone
+            raise click.ClickException(said(exists_error(path)))
     if output:
         from convtool.kernels.files import WRITE_SUFFIXES
 

@@ -14,8 +14,8 @@ Spec forms
     A parameterised name: the parameters follow a colon, separated by commas.
     ``gaussian[:SIZE[,SIGMA]]`` (SIZE odd, SIGMA > 0, default
     ``0.3*((SIZE-1)/2-1)+0.8`` as OpenCV's getGaussianKernel), ``box[:H[xW]]``
-    (also ``box:H,W``; H rows, W columns, as every size is written), ``unsharp[:SIZE[,SIGMA[,AMOUNT]]]``
-    and ``motion[:LENGTH[,ANGLE]]``.
+    (also ``box:H,W``; H rows, W columns, as every size is written),
+    ``unsharp[:SIZE[,SIGMA[,AMOUNT]]]`` and ``motion[:LENGTH[,ANGLE]]``.
 ``sobel_x@90``, ``kirsch@45``, ``motion:9@90``
     Rotation, one rule: ``@ANGLE`` after any name, with or without parameters.
     For a name that takes no parameters, ImageMagick's ``sobel_x:90`` is
