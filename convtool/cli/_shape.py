@@ -207,7 +207,7 @@ def shape(
             raise click.UsageError(
                 f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for a single layer; "
                 "in a chain, put the options "
-                "in each layer, e.g. conv:8@3,s=2,p=same"
+                "in each layer, e.g. conv:8@3,s=2,p=1"
             )
         _shape_chain(dims, layers, as_json)
         return
@@ -253,6 +253,7 @@ def _shape_layer(dims, kernel, stride, padding, dilation, pool, ceil, square, as
             "a pool's padding is a number, not 'same'/'valid'", param_hint="'-p' / '--padding'"
         )
     try:
+        shapes.check_torch_padding(padding, dims, kernel, stride, dilation)
         top, bottom, left, right = shapes.resolve_padding(padding, dims, kernel, stride, dilation)
     except ValueError as e:
         raise click.BadParameter(said(e), param_hint="'-p' / '--padding'") from None

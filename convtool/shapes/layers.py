@@ -9,6 +9,7 @@ from convtool.shapes.sizes import (
     PaddingSpec,
     Pair,
     as_pair,
+    check_torch_padding,
     output_size_padded,
     pool_output_size,
     resolve_padding,
@@ -160,6 +161,7 @@ def _apply(layer: Layer, shape: tuple[int, ...]) -> Row:
         (kh, kw), (dh, dw) = layer.kernel, layer.dilation
         if layer.kind == "conv":
             sh, sw = layer.stride or (1, 1)
+            check_torch_padding(layer.padding, (h, w), layer.kernel, (sh, sw), layer.dilation)
             top, bottom, left, right = resolve_padding(
                 layer.padding, (h, w), layer.kernel, (sh, sw), layer.dilation
             )

@@ -30,6 +30,7 @@ USAGE = [  # the command line itself is wrong: exit 2, with click's usage block
     ["fit", DISC, DISC, "--method", "newton"],
     ["fit", DISC, DISC, "--per-channel", "--color", "gray"],
     ["shape", "28", "--size", "0"],
+    ["shape", "28", "--size", "3", "-p", "same", "-s", "2"],  # torch refuses it too
     ["kernels", "gaussian:0"],
     ["kernels", "--nope"],
 ]

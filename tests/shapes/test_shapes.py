@@ -285,7 +285,7 @@ def test_resnet_stem():
 
 
 def test_chain_options():
-    rows = chain((3, 32, 32), layers("conv:16@3,p=same,nobias conv:8@4,p=same,s=2 avgpool:3,ceil"))
+    rows = chain((3, 32, 32), layers("conv:16@3,p=same,nobias conv:8@4,p=1,s=2 avgpool:3,ceil"))
     assert [r.shape for r in rows] == [(16, 32, 32), (8, 16, 16), (8, 6, 6)]
     assert rows[0].params == 16 * 3 * 9  # no bias
     assert chain((2, 9, 9), layers("maxpool:3,d=2"))[0].shape == (2, 2, 2)
@@ -300,6 +300,7 @@ def test_chain_options():
         ((28,), "conv:3@3", r"needs a CxHxW input, got the flat 28 \(an input N is a flat"),
         ((1, 4, 4), "flatten maxpool:2", r"layer 2 \(maxpool:2\) on input 16: needs a CxHxW"),
         ((1, 8, 8), "maxpool:2,p=2", "padding 2 must be at most half the pool window 2"),
+        ((1, 8, 8), "conv:3@3,s=2,p=same", "torch refuses padding .same. with stride 2"),
     ],
 )
 def test_chain_errors(shape, text, message):
