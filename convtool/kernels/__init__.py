@@ -82,7 +82,13 @@ pyproject.toml holds it to that).
 
 from __future__ import annotations
 
-from convtool.kernels.bank import KernelInfo, kernel_info, list_kernels, resolve_name
+from convtool.kernels.bank import (
+    KernelInfo,
+    kernel_info,
+    kernels_equal_to,
+    list_kernels,
+    resolve_name,
+)
 from convtool.kernels.base import MAX_SIDE, MAX_WEIGHTS, KernelSpec, KernelSpecError
 from convtool.kernels.builders import (
     box_kernel,
@@ -108,6 +114,7 @@ __all__ = [
     "gaussian_kernel",
     "kernel_file_bytes",
     "kernel_info",
+    "kernels_equal_to",
     "list_kernels",
     "motion_kernel",
     "normalize_kernel",

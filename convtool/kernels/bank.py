@@ -267,3 +267,19 @@ def kernel_info(name: str) -> KernelInfo:
 def list_kernels() -> list[KernelInfo]:
     """Every bank entry, in display order (the chapter's nine first)."""
     return [kernel_info(name) for name in _BANK]
+
+
+def kernels_equal_to(weights: np.ndarray) -> list[KernelInfo]:
+    """The bank's fixed kernels (no parameters, not a magnitude) equal to ``weights``:
+    what a rotated kernel is, so that it is named by the kernel it is.
+
+    >>> from convtool.kernels.builders import rotate_kernel
+    >>> [i.name for i in kernels_equal_to(rotate_kernel(kernel_info("kirsch").kernel, 45))]
+    ['kirsch_nw']
+    """
+    w = np.asarray(weights)
+    return [
+        kernel_info(e.name)
+        for e in _BANK.values()
+        if not e.params and not e.parts and np.array_equal(e.build([]), w)
+    ]
