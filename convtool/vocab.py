@@ -98,6 +98,7 @@ OPTIONS = {
     "overwrite": Option("--overwrite", None, ""),
     "json": Option("--json", None, ""),
     "max_pixels": Option("--max-pixels", None, "N|none"),
+    "seed": Option("--seed", None, "N"),
     "tile": Option("--tile", None, "N"),
     "cell": Option("--cell", None, "PX"),
 }

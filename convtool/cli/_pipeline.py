@@ -41,15 +41,20 @@ and summed into one map (the chapter's 3-in, 1-out filter). A table shows
 each stage's spec, output shape, min, max and time.
 
 \b
-Stages (--stage, repeated for a chain, or several in one joined by ->):
-  conv[:KERNEL[+KERNEL...]][,s=S][,p=P][,border=B][,flip][,bias=B][,normalize][,scale=F]
+Stages (--stage, repeated for a chain, or several in one joined by ->; the
+grammar of convtool shape's layers, which sizes any of these chains):
+  conv[:C@K|KERNEL[+KERNEL...]][,s=S][,p=P][,d=D][,border=B][,flip][,bias=B]
+      [,normalize][,scale=F]
   relu
   maxpool[:K][,s=S][,p=P][,ceil]
   avgpool[:K][,s=S][,p=P][,ceil]
 KERNEL is any -k spec (convtool kernels); kernels joined by + give one map
 each, flowing on as channels; a (C_out, C_in, kH, kW) @FILE.npy takes C_in
-channels and gives C_out. A conv naming no kernel (conv, conv:p=same) takes
-the -k kernels. S and K are N or HxW. A conv's P is N, HxW, same or valid,
+channels and gives C_out. C@K is a network's layer: C random KxK kernels
+over every input channel, as torch's Conv2d starts them (--seed; nobias
+leaves out their biases). D spreads a conv's taps D apart (dilation, as
+torch's). A conv naming no kernel (conv, conv:p=same) takes the -k
+kernels. S, K and D are N or HxW. A conv's P is N, HxW, same or valid,
 a pool's N or HxW (at most half its window); a pool's window defaults to 2,
 its stride to its window; pools follow torch's max_pool2d and avg_pool2d
 (padding counts as zeros in an average). What a conv stage does not set
@@ -165,6 +170,15 @@ Examples:
     show_default=True,
     help="Outside the picture, where a conv stage does not give border= (as apply's).",
 )
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Seed of the random kernels of C@K convs (torch's start: uniform in "
+    "+-1/sqrt(C_in kH kW)); each run the same.",
+)
 @click.option("--flip", is_flag=True, help="Rotate every conv's kernels 180 degrees.")
 @click.option("--normalize", is_flag=True, help="Divide every conv kernel by its sum.")
 @click.option(
@@ -238,6 +252,7 @@ def pipeline(
     padding,
     stride,
     border,
+    seed,
     flip,
     normalize,
     scale,
@@ -261,9 +276,10 @@ def pipeline(
     from convtool.batch import pipeline_task as pj
 
     cell = merged(cell, old_cell, "pipeline", "--tile") or 240
-    stages = _stages(
-        specs, stage_specs, stride, padding, border, flip, bias, normalize, scale, color
-    )
+    defaults = {"stride": stride, "padding": padding, "border": border, "flip": flip,
+                "bias": bias, "normalize": normalize, "scale": scale, "seed": seed,
+                "per_channel": color == "channels"}  # fmt: skip
+    stages = _stages(specs, stage_specs, defaults)
     _check_grid_stage(grid, grid_stage, len(stages))
     _check_usage(inputs, output, as_json, fmt, depth, value_map)
     _check_channels(stages, output, fmt)
@@ -357,7 +373,7 @@ def _finish(report: Any, total: int) -> None:
         sys.exit(1)
 
 
-def _stages(specs, stage_specs, stride, padding, border, flip, bias, normalize, scale, color):
+def _stages(specs, stage_specs, conv_defaults: dict) -> list:
     """The chain: --stage's stages, the conv defaults and -k's kernels filled in."""
     from convtool import pipeline as pl
     from convtool.kernels import KernelSpecError, parse_kernel_spec
@@ -372,9 +388,7 @@ def _stages(specs, stage_specs, stride, padding, border, flip, bias, normalize, 
         raise click.UsageError(
             "nothing to run: give a kernel (-k sobel_x runs conv -> relu -> maxpool:2) or --stage"
         )
-    defaults = pl.ConvDefaults(
-        stride, padding, border, flip, bias, normalize, scale, per_channel=color == "channels"
-    )
+    defaults = pl.ConvDefaults(**conv_defaults)
     try:
         stages = pl.parse_stages(stage_specs, kernels=kernels, defaults=defaults)
     except pl.StageError as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from convtool import vocab
 from convtool.cli._params import PaddingParam, PairParam, alias_option, merged, said
 
 
@@ -27,15 +28,55 @@ def _split_note(pairs, square: bool) -> str:
     return f"rows {top}+{bottom} and columns {left}+{right} (before+after)"
 
 
+def _kernel_shape(spec: str) -> tuple[int, ...]:
+    """The weights' shape of a kernel a conv names, as the pipeline would run it (numpy
+    is loaded for it only when a layer names a kernel)."""
+    from convtool.kernels import KernelSpecError, parse_kernel_spec
+
+    try:
+        parsed = parse_kernel_spec(spec)
+    except KernelSpecError as e:
+        raise ValueError(str(e)) from None
+    if parsed.parts:
+        raise ValueError(
+            f"{parsed.name} is the gradient magnitude of two kernels; a conv takes "
+            f"{parsed.base}_x or {parsed.base}_y"
+        )
+    if parsed.chain:
+        raise ValueError(f"{parsed.name} is a list of kernels; give each its own conv")
+    return parsed.weights.shape
+
+
+def _check_conv(spec: str) -> None:
+    """What the sizes do not show but the pipeline checks: a conv's border; and a note
+    for conv:N, one 1x1 kernel of weight N, where conv:N@K may have been meant."""
+    from convtool.shapes import grammar
+
+    name, _, rest = spec.partition(":")
+    if grammar.kind_of(name) != "conv":
+        return
+    head, given = grammar.split(rest, "conv")
+    border = grammar.options(given, "conv").get("border")
+    if border is not None:
+        vocab.check("border", border, vocab.BORDERS, sep=",")
+    if grammar.lone_number(head):
+        click.echo(
+            f"note: {spec.strip()} is one 1x1 kernel of weight {head.strip()} (as pipeline "
+            f"runs it); {head.strip()} kernels of size K are conv:{head.strip()}@K",
+            err=True,
+        )
+
+
 def _shape_chain(dims: tuple, specs: tuple, as_json: bool) -> None:
     import json
 
     from convtool import shapes
 
     layers = []
-    for spec in specs:
+    for spec in shapes.grammar.split_chain(specs):  # a pipeline's "a -> b" too
         try:
-            layers.append(shapes.parse_layer(spec))
+            layers.append(shapes.parse_layer(spec, kernel_shape=_kernel_shape))
+            _check_conv(spec)
         except ValueError as e:
             raise click.BadParameter(said(e), param_hint="LAYER") from None
     if len(dims) == 2:

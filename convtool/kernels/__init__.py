@@ -92,6 +92,7 @@ from convtool.kernels.bank import (
 from convtool.kernels.base import MAX_SIDE, MAX_WEIGHTS, KernelSpec, KernelSpecError
 from convtool.kernels.builders import (
     box_kernel,
+    dilate_kernel,
     gaussian_kernel,
     motion_kernel,
     normalize_kernel,
@@ -109,6 +110,7 @@ __all__ = [
     "KernelSpec",
     "KernelSpecError",
     "box_kernel",
+    "dilate_kernel",
     "format_kernel",
     "format_number",
     "gaussian_kernel",

@@ -53,6 +53,7 @@ from convtool.pipeline.stages import (
     StageError,
     parse_stage,
     parse_stages,
+    random_kernel,
 )
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "count_nonfinite",
     "parse_stage",
     "parse_stages",
+    "random_kernel",
     "run_pipeline",
     "run_stages",
     "source_planes",

@@ -11,7 +11,14 @@ import numpy as np
 
 from convtool import ops, vocab
 from convtool.filtering import Prepared, correlate, stats
-from convtool.pipeline.stages import COLORS, ConvDefaults, Stage, StageError, parse_stages
+from convtool.pipeline.stages import (
+    COLORS,
+    ConvDefaults,
+    Stage,
+    StageError,
+    parse_stages,
+    random_kernel,
+)
 from convtool.shapes import PaddingSpec
 
 _SOURCE_LABELS = {1: ("grey",), 3: ("red", "green", "blue")}
@@ -113,8 +120,9 @@ def _conv(x: np.ndarray, stage: Stage, engine: Any) -> np.ndarray:
     """Every kernel of a conv stage on x (C, H, W); kernels of one size run as one call."""
     channels = x.shape[0]
     picture = x[0] if channels == 1 else x.transpose(1, 2, 0)
+    kernels = stage.kernels or (random_kernel(stage, channels),)
     groups: dict[tuple[int, int], list[int]] = {}
-    for i, k in enumerate(stage.kernels):
+    for i, k in enumerate(kernels):
         if k.full and k.weights.shape[1] != channels:
             raise ValueError(
                 f"kernel {k.name} takes {k.weights.shape[1]} input channel(s), shape "
@@ -123,11 +131,9 @@ def _conv(x: np.ndarray, stage: Stage, engine: Any) -> np.ndarray:
         groups.setdefault(k.size, []).append(i)
     maps: dict[int, np.ndarray] = {}
     for members in groups.values():
-        weights = [
-            _full(k, channels, stage.per_channel) for k in (stage.kernels[i] for i in members)
-        ]
+        weights = [_full(k, channels, stage.per_channel) for k in (kernels[i] for i in members)]
         biases = [
-            np.broadcast_to(np.asarray(stage.kernels[i].bias or 0.0, np.float64), (w.shape[0],))
+            np.broadcast_to(np.asarray(kernels[i].bias or 0.0, np.float64), (w.shape[0],))
             for i, w in zip(members, weights, strict=True)
         ]
         merged = Prepared(np.concatenate(weights), bias=tuple(np.concatenate(biases).tolist()))
@@ -144,11 +150,10 @@ def _conv(x: np.ndarray, stage: Stage, engine: Any) -> np.ndarray:
         for i, w in zip(members, weights, strict=True):
             maps[i] = y[start : start + w.shape[0]]
             start += w.shape[0]
-    ordered = [maps[i] for i in range(len(stage.kernels))]
+    ordered = [maps[i] for i in range(len(kernels))]
     if len({m.shape[1:] for m in ordered}) > 1:
         found = ", ".join(
-            f"{k.name} {m.shape[1]}x{m.shape[2]}"
-            for k, m in zip(stage.kernels, ordered, strict=True)
+            f"{k.name} {m.shape[1]}x{m.shape[2]}" for k, m in zip(kernels, ordered, strict=True)
         )
         raise ValueError(f"its kernels give maps of different sizes ({found}); use p=same")
     return np.ascontiguousarray(np.concatenate(ordered), dtype=np.float32)

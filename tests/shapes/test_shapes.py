@@ -213,20 +213,22 @@ def test_parse_layer_grammar():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("conv:4", r"missing '@K'"),
-        ("conv:", "is incomplete: expected conv:C@K"),
-        ("conv", "is incomplete"),
+        ("conv:4", r"'4' names kernels; give C@K"),  # a 1x1 kernel, sized with kernel_shape
+        ("conv:4@", "expected C@K after 4@"),
+        ("conv:", r"missing '@K' .* or kernels; expected conv\[:C@K\|KERNEL"),
+        ("conv", "missing '@K'"),
+        ("conv:sobel_x", "'sobel_x' names kernels; give C@K"),  # without kernel_shape
         ("conv:0@3", "output channels must be at least 1, got 0"),
         ("conv:4@3,q=1", "unknown option 'q'"),
         ("conv:4@3,s=1,s=2", "stride given twice"),
         ("conv:4@3,ceil", "unknown flag 'ceil'"),
         ("conv:4@3,s=0", "stride must be at least 1, got 0"),
-        ("maxpool:3,p=same", "a pool's padding is a number"),
+        ("maxpool:3,p=same", "a pool's padding is N or HxW, not 'same'"),
         ("avgpool:3,d=2", "unknown option 'd'"),
         ("fc:ten", "output features must be an integer, got 'ten'"),
         ("relu:3", "relu takes no arguments"),
         ("dropout:1.5", r"the dropout rate must be in \[0, 1\)"),
-        ("pool:2", "unknown layer 'pool:2'; known layers: conv:C@K"),
+        ("pooling:2", r"unknown layer 'pooling:2'; known layers: conv\[:C@K"),
     ],
 )
 def test_parse_layer_errors(spec, message):
