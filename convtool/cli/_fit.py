@@ -218,6 +218,10 @@ def _stage_layers(stages, size, method, lr, seed, stride, per_channel, border, c
     from convtool.fit.through import ConvSpec, Layer
 
     c = parsed[0]
+    if c.dilation != (1, 1):
+        raise click.BadParameter(
+            "the conv to recover is fitted undilated: leave d= out", param_hint="--stage"
+        )
     conv = ConvSpec(size, c.stride, c.padding, c.border)
     layers = [
         Layer("relu")
