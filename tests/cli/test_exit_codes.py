@@ -46,10 +46,25 @@ FAILURE = [  # the command line is right, the work could not be done: exit 1, on
 ]
 
 
+DONE = [
+    ["apply", DISC, "-k", "blur", "-o", "{out}/a.png"],
+    ["pipeline", DISC, "-k", "blur", "-o", "{out}/p.npy"],
+    ["fit", DISC, DISC, "--size", "3"],
+    ["shape", "28", "--size", "5"],
+    ["kernels", "kirsch@45"],
+]
+
+
 def _expand(args: list[str], tmp_path: Path) -> list[str]:
     old = tmp_path / "old.png"
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(old)
     return [a.format(out=tmp_path, old=old) for a in args]
+
+
+@pytest.mark.parametrize("args", DONE, ids=lambda a: a[0])
+def test_done_exits_0(args, tmp_path):
+    done = run_main(_expand(args, tmp_path))
+    assert done.code == 0, done
 
 
 @pytest.mark.parametrize("args", USAGE, ids=lambda a: " ".join(a[:1] + a[2:])[:50])
