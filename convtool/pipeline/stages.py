@@ -90,7 +90,7 @@ class Stage:
         if self.kind != "conv":
             return tuple(inputs)
         if self.random is not None:
-            return tuple(f"{self.random_name}[{o}]" for o in range(self.random[0]))
+            return tuple(f"random[{o}]" for o in range(self.random[0]))
         out: list[str] = []
         for k in self.kernels:
             if self.per_channel and not k.full and len(inputs) > 1:
