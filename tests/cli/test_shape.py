@@ -299,3 +299,14 @@ def test_shape_imports_neither_numpy_nor_numba(args):
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stderr
     assert done.stdout
+
+
+def test_a_chain_naming_kernels_loads_numpy_alone():
+    # a pipeline's stage string: the kernels are read (numpy), numba and pillow are not
+    args = ["3x64x64", "conv:sobel_x+gaussian:5,p=same -> relu -> maxpool:2"]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY ['numpy']" in done.stderr
+    assert "2x32x32" in done.stdout
