@@ -205,9 +205,7 @@ def _conv_stage(raw, head, fields, kernels, defaults: ConvDefaults) -> Stage:
     }
     random = None if shared else grammar.random_head(head)
     if random is not None:
-        for flag in ("flip", "normalize", "scale", "bias"):
-            if flag in fields:
-                raise ValueError(f"{flag} is for named kernels; C@K's are random")
+        grammar.check_random(fields)
         return Stage("conv", raw, random=random, seed=(defaults.seed, 0),
                      random_bias=not fields.get("nobias", False), **placed)  # fmt: skip
     specs = list(kernels) if shared else grammar.kernel_specs(head)

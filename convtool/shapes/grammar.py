@@ -182,6 +182,13 @@ def random_head(head: str) -> tuple[int, Pair] | None:
     return parse_int(match[1], "output channels", 1), parse_pair(match[2], "kernel")
 
 
+def check_random(fields: dict[str, Any]) -> None:
+    """Refuse the options of named kernels on a ``C@K`` conv (its kernels are random)."""
+    for flag in ("flip", "normalize", "scale", "bias"):
+        if flag in fields:
+            raise ValueError(f"{flag} is for named kernels; C@K's are random")
+
+
 def lone_number(head: str) -> bool:
     """Whether a conv head is a whole number alone (``conv:4``): one 1x1 kernel of that
     weight, which a network's ``conv:4@K`` may have meant (worth a note).

@@ -75,7 +75,7 @@ padding='same', dilation=(1, 1), ceil_mode=False, bias=True, kernels=())
     try:
         head, given = grammar.split(rest if colon else "", kind)
         fields = grammar.options(given, kind)
-        found = _head(kind, head, kernel_shape)
+        found = _head(kind, head, fields, kernel_shape)
     except ValueError as e:
         raise ValueError(f"layer {text!r}: {e}; expected {form}") from None
     if kind in ("conv", "fc") and not found.get("kernels"):
@@ -90,7 +90,7 @@ padding='same', dilation=(1, 1), ceil_mode=False, bias=True, kernels=())
     return Layer(kind, text, **found)
 
 
-def _head(kind: str, head: str, kernel_shape: KernelShape | None) -> dict:
+def _head(kind: str, head: str, fields: dict, kernel_shape: KernelShape | None) -> dict:
     """The fields a layer's head gives: output channels and kernel, features, or window."""
     if kind == "fc":
         if not head:
@@ -102,6 +102,7 @@ def _head(kind: str, head: str, kernel_shape: KernelShape | None) -> dict:
         raise ValueError("missing '@K' (output channels @ kernel, e.g. conv:8@3) or kernels")
     random = grammar.random_head(head)
     if random is not None:
+        grammar.check_random(fields)
         return {"size": random[0], "kernel": random[1]}
     if kernel_shape is None:
         raise ValueError(f"{head!r} names kernels; give C@K (output channels @ kernel)")

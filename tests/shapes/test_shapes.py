@@ -222,6 +222,7 @@ def test_parse_layer_grammar():
         ("conv:4@3,q=1", "unknown option 'q'"),
         ("conv:4@3,s=1,s=2", "stride given twice"),
         ("conv:4@3,ceil", "unknown flag 'ceil'"),
+        ("conv:4@3,scale=2", "scale is for named kernels; C@K's are random"),
         ("conv:4@3,s=0", "stride must be at least 1, got 0"),
         ("maxpool:3,p=same", "a pool's padding is N or HxW, not 'same'"),
         ("avgpool:3,d=2", "unknown option 'd'"),
