@@ -187,7 +187,8 @@ def dilate_kernel(w: np.ndarray, dilation: tuple[int, int]) -> np.ndarray:
     w = np.asarray(w)
     dh, dw = dilation
     kh, kw = w.shape[-2:]
-    spread = np.zeros((*w.shape[:-2], dh * (kh - 1) + 1, dw * (kw - 1) + 1), w.dtype)
+    size = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    check_size((*w.shape[:-2], *size), "dilated kernel")  # before anything that size is made
+    spread = np.zeros((*w.shape[:-2], *size), w.dtype)
     spread[..., ::dh, ::dw] = w
-    check_size(spread.shape[-2:], "dilated kernel")
     return spread

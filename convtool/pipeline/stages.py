@@ -206,6 +206,10 @@ def _conv_stage(raw, head, fields, kernels, defaults: ConvDefaults) -> Stage:
     random = None if shared else grammar.random_head(head)
     if random is not None:
         grammar.check_random(fields)
+        try:  # the spread kernel's size, refused here rather than when it is drawn
+            dilate_kernel(np.zeros(random[1]), dilation)
+        except KernelSpecError as e:
+            raise StageError(f"stage {raw!r}: {e}") from None
         return Stage("conv", raw, random=random, seed=(defaults.seed, 0),
                      random_bias=not fields.get("nobias", False), **placed)  # fmt: skip
     specs = list(kernels) if shared else grammar.kernel_specs(head)

@@ -381,6 +381,8 @@ def test_chains_arrows_and_the_default():
         ("maxpool:3,d=2", "the pipeline's pools take no dilation"),
         ("conv:4@3,flip", "flip is for named kernels; C@K's are random"),
         ("conv:4@", "expected C@K after 4@"),
+        ("conv:blur,d=100000", "dilated kernel is 200001x200001; at most"),  # before it is made
+        ("conv:4@3,d=100000", "dilated kernel is 200001x200001; at most"),
         ("", "an empty stage"),
         ("conv:sobel_q", "stage 'conv:sobel_q': unknown kernel 'sobel_q'; did you mean"),
         ("conv", "no kernel: name one (conv:sobel_x) or give -k"),
