@@ -522,8 +522,8 @@ def test_a_pair_that_cannot_be_fitted_is_refused():
     with pytest.raises(ShapeError) as taller:
         prepare_pair(rgb[:4], rgb[:, :4], target_bit_depth=8)
     assert str(taller.value) == (
-        "the target (4x6) is taller than the input (6x4), but filtering never makes a "
-        "picture larger"  # whole, and width x height: 4 wide, 6 tall
+        "the target (6x4) is taller than the input (4x6), but filtering never makes a "
+        "picture larger"  # whole, and rows x columns as every size: 6 tall, 4 wide
     )
     bad = rgb.copy()
     bad[0, 0] = [np.nan, np.inf, 0.5]
