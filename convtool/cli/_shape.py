@@ -186,20 +186,24 @@ followed by layers. It prints a table of each layer's output shape, parameters
 gives the same as {"layers": [...], "total_params", "total_macs", "output"}.
 
 \b
-Layers (K, S, P, D are N or HxW; options in any order):
+Layers, the grammar of pipeline's stages (K, S, P, D are N or HxW, rows x
+columns; options in any order; stages of one argument joined by ->):
   conv:C@K[,s=S][,p=P|same|valid][,d=D][,nobias]   C output channels, KxK kernel
-  maxpool:K[,s=S][,p=P][,d=D][,ceil]               stride defaults to K
-  avgpool:K[,s=S][,p=P][,ceil]
+  conv:KERNEL[+KERNEL...][,s=S][,p=P][,d=D]...     pipeline's: any -k spec, a map each
+  maxpool[:K][,s=S][,p=P][,d=D][,ceil]             window 2, stride the window
+  avgpool[:K][,s=S][,p=P][,ceil]
   fc:N[,nobias]  (or linear:N)                     N outputs; needs a flat input
   flatten    relu  leakyrelu  sigmoid  tanh  gelu  softmax    dropout[:RATE]
   bn         batch norm: 2 parameters (scale, shift) per channel
-Long option names work too: stride=, padding=, dilation=.
+Long option names work too: stride=, padding=, dilation=. As torch does, a conv
+refuses p=same with a stride, and a pool padding over half its window.
 
 \b
   convtool shape 1x28x28 conv:4@5 relu maxpool:2 conv:6@5 relu maxpool:2 \\
       flatten fc:120 fc:10
   convtool shape 3x224x224 conv:64@7,s=2,p=3 bn relu maxpool:3,s=2,p=1
   convtool shape 784 fc:128 relu fc:10 --json
+  convtool shape 3x64x64 "conv:sobel_x+blur,p=same -> relu -> maxpool:2"
 """
 
 

@@ -237,8 +237,8 @@ def test_help_documents_the_grammar_with_examples():
     assert result.exit_code == 0
     for text in (
         "conv:C@K[,s=S][,p=P|same|valid][,d=D][,nobias]",
-        "maxpool:K[,s=S][,p=P][,d=D][,ceil]",
-        "avgpool:K[,s=S][,p=P][,ceil]",
+        "maxpool[:K][,s=S][,p=P][,d=D][,ceil]",
+        "avgpool[:K][,s=S][,p=P][,ceil]",
         "fc:N[,nobias]",
         "convtool shape 1x28x28 conv:4@5 relu maxpool:2 conv:6@5 relu maxpool:2",
         "convtool shape 28 --size 5 --keep",
