@@ -1,5 +1,6 @@
-"""Every name a user types, once: borders, value maps, colour modes, combining, colour
-maps, fit methods and bit depths, with the help text that explains them.
+"""Every name a user types, once: the options every command spells alike, borders,
+value maps, colour modes, combining, colour maps, fit methods and bit depths, with the
+help text that explains them.
 
 The command line offers these as choices and the library checks them with
 :func:`check`, so a name means the same everywhere. :func:`pad_mode` is the one
@@ -12,8 +13,16 @@ Standard library only: the command line reads this module at start-up.
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import NamedTuple
 
 from convtool._shared import Param
+
+# Two sizes are written HxW: rows x columns (height x width), as numpy, torch and the
+# chapter write an array's shape. Only ImageMagick's own forms keep its WxH geometry,
+# where they say so: inline 'WxH: ...' kernels and im:NAME:ARGS.
+PAIR_ORDER = "HxW"
+PAIR = "N|HxW"
+
 
 # Borders: what lies outside the picture, for a row ``a b c d``
 #   zero       0 0 | a b c d   the chapter's and torch's zero padding
@@ -40,9 +49,10 @@ _PAD_MODES = {
 # Values outside [0, 1] in a picture
 MAPS = ("clip", "abs", "normalize", "offset")
 
-# Colour pictures: apply's modes for 2-D kernels; the pipeline's (it keeps channels as maps)
+# Colour pictures, for 2-D kernels, in every command: each channel filtered alike
+# (channels), the ITU-R 601 luma first (gray), or the kernel on every channel summed into
+# one map (sum: the chapter's 3-in, 1-out filter)
 COLORS = ("channels", "gray", "sum")
-PIPELINE_COLORS = ("sum", "gray")
 
 # Alpha in apply: filtered with the picture, premultiplied (as ImageMagick), or kept as read
 ALPHAS = ("premultiply", "keep")
@@ -58,6 +68,59 @@ METHODS = ("cg", "gd", "lstsq")
 
 # Bits per sample of written pictures, as the command line takes them
 DEPTHS = ("8", "16", "32")
+
+
+class Option(NamedTuple):
+    """One idea's option: its long name, short name (or None) and what it takes."""
+
+    long: str
+    short: str | None
+    takes: str
+
+
+# The options that mean the same in every command that has them (tests/cli hold the
+# commands to this table, and README.md's). A short option means one thing everywhere.
+OPTIONS = {
+    "kernel": Option("--kernel", "-k", "SPEC"),
+    "size": Option("--size", None, PAIR),
+    "stride": Option("--stride", "-s", PAIR),
+    "padding": Option("--padding", "-p", f"same|valid|{PAIR}"),
+    "dilation": Option("--dilation", "-d", PAIR),
+    "output": Option("--output", "-o", "PATH"),
+    "jobs": Option("--jobs", "-j", "N"),
+    "method": Option("--method", "-m", "|".join(METHODS)),
+    "verbose": Option("--verbose", "-v", ""),
+    "color": Option("--color", None, "|".join(COLORS)),
+    "border": Option("--border", None, "|".join(BORDERS)),
+    "map": Option("--map", None, "|".join(MAPS)),
+    "depth": Option("--depth", None, "|".join(DEPTHS)),
+    "format": Option("--format", None, "EXT"),
+    "overwrite": Option("--overwrite", None, ""),
+    "json": Option("--json", None, ""),
+    "max_pixels": Option("--max-pixels", None, "N|none"),
+    "seed": Option("--seed", None, "N"),
+    "tile": Option("--tile", None, "N"),
+    "cell": Option("--cell", None, "PX"),
+}
+
+# Old spellings kept working, hidden, with a line on stderr: (command, old) -> the new
+# option and why it changed
+ALIASES = {
+    ("shape", "-k/--kernel"): ("--size", "-k names a kernel spec in every command"),
+    ("fit", "-s"): ("--size", "-s is the stride in every command"),
+    ("fit", "--grey/--gray"): ("--color gray", "--color is colour in every command"),
+    ("pipeline", "--tile"): ("--cell", "--tile is apply's TIFF tiling"),
+}
+
+
+def deprecation(command: str, old: str) -> str:
+    """The line on stderr for an old spelling (see :data:`ALIASES`).
+
+    >>> deprecation("fit", "-s")
+    'convtool fit: -s is now --size (-s is the stride in every command); -s will go'
+    """
+    new, why = ALIASES[(command, old)]
+    return f"convtool {command}: {old} is now {new} ({why}); {old} will go"
 
 
 def check(name: str, value: str, choices: Collection[str], sep: str = ";") -> str:
@@ -85,7 +148,7 @@ def pad_mode(border: str) -> str:
 FLAGS = {
     "overwrite": "--overwrite",
     "padding": "--padding",
-    "grey": "--grey",
+    "grey": "--color gray",
     "tol": "--tol",
     "max_iter": "--max-iter",
     "scale": "--scale",

@@ -208,6 +208,8 @@ def _engine(x: np.ndarray, options: Options) -> Any:
     from convtool.core import engine
 
     taps = sum(k.weights.size for s in options.stages if s.kind == "conv" for k in s.kernels)
+    taps += sum(s.random[0] * 3 * s.random[1][0] * s.random[1][1]  # C@K on up to 3 channels
+                for s in options.stages if s.random is not None)  # fmt: skip
     return engine.choose(float(x.size) * max(taps, 1), notice=options.notice)
 
 
@@ -226,7 +228,12 @@ def _size_step(index: int, stage: Stage) -> Any:
     if stage.kind != "conv":
         return budget.Pool(label, "--stage", stage.size, stage.stride,
                            as_pair(stage.padding, "padding"), stage.ceil_mode)  # fmt: skip
-    kernels = tuple((k.weights.shape[0] if k.full else 1, *k.size) for k in stage.kernels)
+    # a 2-D kernel gives one map, or one per input channel (0) with --color channels
+    maps = 0 if stage.per_channel else 1
+    kernels = tuple((k.weights.shape[0] if k.full else maps, *k.size) for k in stage.kernels)
+    if stage.random is not None:  # C@K: C maps of the dilated K, on every input channel
+        (count, (kh, kw)), (dh, dw) = stage.random, stage.dilation
+        kernels = ((count, dh * (kh - 1) + 1, dw * (kw - 1) + 1),)
     option = "--stage"
     if not isinstance(stage.padding, str) and not _OWN_PADDING.search(stage.text):
         ph, pw = as_pair(stage.padding, "padding")

@@ -51,7 +51,7 @@ def cli() -> None:
       convtool apply photo.png -k sobel_x -o edges.png
       convtool pipeline disc.png -k sobel_x -o pooled.png
       convtool fit in.png out.png
-      convtool shape 28 --kernel 5
+      convtool shape 28 --size 5
       convtool kernels
     """
 

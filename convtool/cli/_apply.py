@@ -116,6 +116,7 @@ Examples:
     "zero is the chapter's.",
 )
 @click.option(
+    "-p",
     "--padding",
     type=PaddingParam(),
     default="same",
@@ -124,6 +125,7 @@ Examples:
     help="'same' (output size = input size / stride), 'valid' (none), N or HxW.",
 )
 @click.option(
+    "-s",
     "--stride",
     type=PairParam(),
     default="1",

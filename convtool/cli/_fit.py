@@ -15,8 +15,10 @@ from convtool.cli._fit_figure import residual_of, write_figure
 from convtool.cli._params import (
     PairParam,
     StretchParam,
+    alias_option,
     max_pixels_limit,
     max_pixels_option,
+    merged,
     said,
 )
 
@@ -47,9 +49,11 @@ def _positive_float(ctx, param, value):
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
 @click.argument("target_path", metavar="TARGET", type=click.Path(dir_okay=False))
-@click.option("-s", "--size", type=PairParam(), help="Kernel size K or KxL (rows x columns).")
-@click.option("--stride", type=PairParam(),
-              help="Stride S or SxT (default: found from the sizes).")  # fmt: skip
+@click.option("--size", type=PairParam(), metavar="N|HxW",
+              help="Kernel size N or HxW (rows x columns; default: from the sizes).")  # fmt: skip
+@alias_option("fit", "-s", "old_size", type=PairParam())
+@click.option("--stride", type=PairParam(), metavar="N|HxW",
+              help="Stride N or HxW (default: found from the sizes).")  # fmt: skip
 @click.option(
     "-m", "--method", type=click.Choice(vocab.METHODS), default=None,
     help="cg (default): conjugate gradient; gd: the chapter's gradient descent (the default "
@@ -75,7 +79,7 @@ def _positive_float(ctx, param, value):
     "3-in, 1-out filter). Default: channels for colour targets; for grey ones, gray or "
     "sum, whichever fits.",
 )  # fmt: skip
-@click.option("--grey", "--gray", "grey", is_flag=True, help="--color gray: fit on luma.")
+@alias_option("fit", "--grey/--gray", "grey", is_flag=True)
 @click.option(
     "--border", type=click.Choice(vocab.FIT_BORDERS), default="interior", show_default=True,
     help="Same-size targets: fit only the pixels the border cannot touch (interior), or "
@@ -105,7 +109,7 @@ def _positive_float(ctx, param, value):
               help="Write the loss curve as CSV (iteration,loss).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the report.")
 @max_pixels_option
-def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, bias,
+def fit(input_path, target_path, size, old_size, stride, method, lr, tol, max_iter, seed, bias,
         per_channel, color, grey, border, keep_clipped, stages, output, figure_path, stretch,
         overwrite, compare, atol, log_path, as_json, max_pixels) -> None:  # fmt: skip
     """Recover the kernel that turned INPUT into TARGET.
@@ -135,6 +139,7 @@ def fit(input_path, target_path, size, stride, method, lr, tol, max_iter, seed, 
       convtool fit in.png out.png --json --log loss.csv --report fig.png
       convtool fit photo.png t.npy --stage "conv -> relu -> maxpool:2"
     """
+    size = merged(size, old_size, "fit", "-s")
     if stages:
         layers = _stage_layers(stages, size, method, lr, seed, stride, per_channel, border, color)
     else:
@@ -204,7 +209,7 @@ def _stage_layers(stages, size, method, lr, seed, stride, per_channel, border, c
         raise click.UsageError("--border does not apply to --stage: give border= in the conv")
     size = size or (3, 3)
     try:
-        parsed = parse_stages(stages, kernels=[f"box:{size[1]}x{size[0]}"])
+        parsed = parse_stages(stages, kernels=[f"box:{size[0]}x{size[1]}"])
     except StageError as e:
         raise click.BadParameter(said(e), param_hint="--stage") from None
     convs = [s for s in parsed if s.kind == "conv"]
@@ -217,6 +222,10 @@ def _stage_layers(stages, size, method, lr, seed, stride, per_channel, border, c
     from convtool.fit.through import ConvSpec, Layer
 
     c = parsed[0]
+    if c.dilation != (1, 1):
+        raise click.BadParameter(
+            "the conv to recover is fitted undilated: leave d= out", param_hint="--stage"
+        )
     conv = ConvSpec(size, c.stride, c.padding, c.border)
     layers = [
         Layer("relu")
@@ -328,11 +337,13 @@ def _check_outputs(
             raise click.BadParameter(
                 f"{a} is given to {flag_a} and {flag_b}; choose two files", param_hint=flag_b
             )
-    for path, what in outputs:
+    for path, _ in outputs:
         if path and os.path.lexists(path) and not overwrite:
             from convtool.imaging import exists_error
 
-            raise click.BadParameter(said(exists_error(path)), param_hint=what)
+            # a failure (1), as in apply and pipeline: the command line is right, the
+            # folder's state is not, and the same line succeeds once the file is gone
+            raise click.ClickException(said(exists_error(path)))
     if output:
         from convtool.kernels.files import WRITE_SUFFIXES
 

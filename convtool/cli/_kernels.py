@@ -65,16 +65,31 @@ def _parse(spec: str):
 
 
 def _describe(k) -> tuple[tuple[str, ...], str]:
-    """A parsed spec's aliases and description: the bank's, or where the kernel came from."""
-    from convtool.kernels import kernel_info
+    """A parsed spec's aliases and description: the bank's, or where the kernel came from.
+
+    A rotated kernel is named by the bank's kernels it equals (kirsch@45 is kirsch_nw),
+    never by the aliases or description of the kernel it was turned from."""
+    from convtool.kernels import kernel_info, kernels_equal_to
 
     if k.base is None:
         return (), "custom kernel" if k.name == "custom" else f"kernel from {k.name}"
     if k.base.startswith("im:"):
         spec = k.name[3:]
         return (), f"ImageMagick's {spec}, as -morphology Convolve uses it (--flip in apply)"
-    info = kernel_info(k.base)
-    return info.aliases, info.description
+    if not _rotated(k):
+        info = kernel_info(k.base)
+        return info.aliases, info.description
+    base, angle = k.name.rsplit("@", 1)
+    turned = f"{base} turned {angle} degrees clockwise"
+    same = kernels_equal_to(k.weights) if k.weights.ndim == 2 and not k.parts else []
+    if not same:
+        return (), f"{turned}; {kernel_info(k.base).name}: {kernel_info(k.base).description}"
+    names = tuple(n for i in same for n in (i.name, *i.aliases))
+    return names, f"{turned}, which is {same[0].name}: {same[0].description}"
+
+
+def _rotated(k) -> bool:
+    return k.base is not None and "@" in k.name and not k.base.startswith("im:")
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -113,6 +128,8 @@ def _specs_json(parsed) -> str:
             "description": description,
             "bias": k.bias,
         }
+        if _rotated(k):  # the bank's kernel it is, if any
+            record["is"] = aliases[0] if aliases else None
         if k.parts:  # a gradient magnitude: every kernel it takes
             record["parts"] = [p.tolist() for p in k.parts]
         if k.chain:  # a kernel list: the kernels after the first, in order
@@ -188,9 +205,8 @@ def _spec_panel(k):
 
     aliases, description = _describe(k)
     w = k.weights
-    if k.base is not None and "@" in k.name and not k.base.startswith("im:"):
-        base, angle = k.name.rsplit("@", 1)
-        description = f"{base} turned {angle} degrees clockwise. {description}"
+    title = k.name + (f" = {aliases[0]}" if aliases and _rotated(k) else "")
+    aliases = aliases[1:] if _rotated(k) else aliases
     parts = []
     if k.chain:  # ImageMagick's kernel list: each kernel, one after another
         for n, step in enumerate((w, *k.chain)[:_MAX_SLICES]):
@@ -211,5 +227,5 @@ def _spec_panel(k):
         facts += " · also " + ", ".join(aliases)
     parts += [Text(facts, style="dim"), Text(description, style="dim")]
     return Panel(
-        Group(*parts), title=Text(k.name, style="bold cyan"), title_align="left", expand=False
+        Group(*parts), title=Text(title, style="bold cyan"), title_align="left", expand=False
     )

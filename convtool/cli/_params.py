@@ -19,6 +19,29 @@ def said(error: BaseException) -> str:
 CLIP_NOTE_SHARE = 0.05  # tell the user when clipping changed at least this share of pixels
 
 
+def alias_option(command: str, old: str, dest: str, **kwargs: Any) -> Callable[..., Any]:
+    """A hidden option for an old spelling (:data:`convtool.vocab.ALIASES`), whose use
+    is told on stderr; the command receives its value as ``dest``."""
+
+    def told(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value not in (None, False, ()):
+            click.echo(vocab.deprecation(command, old), err=True)
+        return value
+
+    names = old.split("/")
+    return click.option(*names, dest, hidden=True, callback=told, **kwargs)
+
+
+def merged(new: Any, old: Any, command: str, old_flag: str) -> Any:
+    """The value of an option given by its name or by its old spelling, not both."""
+    if old in (None, False, ()):
+        return new
+    if new not in (None, False, ()):
+        flag = vocab.ALIASES[(command, old_flag)][0]
+        raise click.UsageError(f"{old_flag} is {flag}: give {flag} once")
+    return old
+
+
 class PairParam(click.ParamType):
     """``N`` or ``HxW``, each at least ``minimum``."""
 

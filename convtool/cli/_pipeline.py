@@ -16,7 +16,9 @@ from convtool.cli._params import (
     PaddingParam,
     PairParam,
     StretchParam,
+    alias_option,
     max_pixels_option,
+    merged,
     said,
 )
 from convtool.cli._pictures import check_stdout, planning, read_stdin
@@ -41,15 +43,20 @@ and summed into one map (the chapter's 3-in, 1-out filter). A table shows
 each stage's spec, output shape, min, max and time.
 
 \b
-Stages (--stage, repeated for a chain, or several in one joined by ->):
-  conv[:KERNEL[+KERNEL...]][,s=S][,p=P][,border=B][,flip][,bias=B][,normalize][,scale=F]
+Stages (--stage, repeated for a chain, or several in one joined by ->; the
+grammar of convtool shape's layers, which sizes any of these chains):
+  conv[:C@K|KERNEL[+KERNEL...]][,s=S][,p=P][,d=D][,border=B][,flip][,bias=B]
+      [,normalize][,scale=F]
   relu
   maxpool[:K][,s=S][,p=P][,ceil]
   avgpool[:K][,s=S][,p=P][,ceil]
 KERNEL is any -k spec (convtool kernels); kernels joined by + give one map
 each, flowing on as channels; a (C_out, C_in, kH, kW) @FILE.npy takes C_in
-channels and gives C_out. A conv naming no kernel (conv, conv:p=same) takes
-the -k kernels. S and K are N or HxW. A conv's P is N, HxW, same or valid,
+channels and gives C_out. C@K is a network's layer: C random KxK kernels
+over every input channel, as torch's Conv2d starts them (--seed; nobias
+leaves out their biases). D spreads a conv's taps D apart (dilation, as
+torch's). A conv naming no kernel (conv, conv:p=same) takes the -k
+kernels. S, K and D are N or HxW. A conv's P is N, HxW, same or valid,
 a pool's N or HxW (at most half its window); a pool's window defaults to 2,
 its stride to its window; pools follow torch's max_pool2d and avg_pool2d
 (padding counts as zeros in an average). What a conv stage does not set
@@ -134,13 +141,15 @@ Examples:
 )
 @click.option(
     "--color",
-    type=click.Choice(vocab.PIPELINE_COLORS),
+    type=click.Choice(vocab.COLORS),
     default="sum",
     show_default=True,
-    help="Colour pictures: keep the channels, 2-D kernels summing over them (the chapter's "
-    "3-in, 1-out filter), or take the ITU-R 601 luma first (gray).",
+    help="Colour pictures, for 2-D kernels: one map summed over the channels (sum, the "
+    "chapter's 3-in, 1-out filter), the ITU-R 601 luma first (gray), or each channel "
+    "filtered alike, a map per channel (channels).",
 )
 @click.option(
+    "-p",
     "--padding",
     type=PaddingParam(),
     default="valid",
@@ -149,6 +158,7 @@ Examples:
     help="Conv padding where a stage does not give p=.",
 )
 @click.option(
+    "-s",
     "--stride",
     type=PairParam(),
     default="1",
@@ -162,6 +172,15 @@ Examples:
     default="zero",
     show_default=True,
     help="Outside the picture, where a conv stage does not give border= (as apply's).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Seed of the random kernels of C@K convs (torch's start: uniform in "
+    "+-1/sqrt(C_in kH kW)); each run the same.",
 )
 @click.option("--flip", is_flag=True, help="Rotate every conv's kernels 180 degrees.")
 @click.option("--normalize", is_flag=True, help="Divide every conv kernel by its sum.")
@@ -193,13 +212,13 @@ Examples:
     "blue, positive red), or gray.",
 )
 @click.option(
-    "--tile",
+    "--cell",
     type=click.IntRange(16, 2048),
-    default=240,
-    show_default=True,
+    default=None,
     metavar="PX",
-    help="Size of each map in --panel and --grid.",
+    help="Size of each map in --panel and --grid, in pixels  [default: 240]",
 )
+@alias_option("pipeline", "--tile", "old_cell", type=click.IntRange(16, 2048))
 @click.option(
     "--columns",
     type=click.IntRange(min=1),
@@ -237,6 +256,7 @@ def pipeline(
     padding,
     stride,
     border,
+    seed,
     flip,
     normalize,
     scale,
@@ -245,7 +265,8 @@ def pipeline(
     depth,
     fmt,
     cmap,
-    tile,
+    cell,
+    old_cell,
     columns,
     stretch,
     title,
@@ -259,7 +280,11 @@ def pipeline(
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no linear algebra here
     from convtool.batch import pipeline_task as pj
 
-    stages = _stages(specs, stage_specs, stride, padding, border, flip, bias, normalize, scale)
+    cell = merged(cell, old_cell, "pipeline", "--tile") or 240
+    defaults = {"stride": stride, "padding": padding, "border": border, "flip": flip,
+                "bias": bias, "normalize": normalize, "scale": scale, "seed": seed,
+                "per_channel": color == "channels"}  # fmt: skip
+    stages = _stages(specs, stage_specs, defaults)
     _check_grid_stage(grid, grid_stage, len(stages))
     _check_usage(inputs, output, as_json, fmt, depth, value_map)
     _check_channels(stages, output, fmt)
@@ -276,7 +301,7 @@ def pipeline(
         overwrite=overwrite,
         max_pixels=-1 if max_pixels is None else (max_pixels or None),
         cmap=cmap,
-        tile=tile,
+        tile=cell,
         columns=columns,
         stretch=stretch,
         title=title,
@@ -354,7 +379,7 @@ def _finish(report: Any, total: int) -> None:
         sys.exit(1)
 
 
-def _stages(specs, stage_specs, stride, padding, border, flip, bias, normalize, scale) -> list:
+def _stages(specs, stage_specs, conv_defaults: dict) -> list:
     """The chain: --stage's stages, the conv defaults and -k's kernels filled in."""
     from convtool import pipeline as pl
     from convtool.kernels import KernelSpecError, parse_kernel_spec
@@ -369,7 +394,7 @@ def _stages(specs, stage_specs, stride, padding, border, flip, bias, normalize, 
         raise click.UsageError(
             "nothing to run: give a kernel (-k sobel_x runs conv -> relu -> maxpool:2) or --stage"
         )
-    defaults = pl.ConvDefaults(stride, padding, border, flip, bias, normalize, scale)
+    defaults = pl.ConvDefaults(**conv_defaults)
     try:
         stages = pl.parse_stages(stage_specs, kernels=kernels, defaults=defaults)
     except pl.StageError as e:
@@ -401,8 +426,10 @@ def _check_usage(inputs, output, as_json, fmt, depth, value_map) -> None:
 def _check_channels(stages, output, fmt) -> None:
     """A picture takes 1 or 3 channels: refuse a chain ending in other counts up front."""
     convs = [s for s in stages if s.kind == "conv"]
-    if output is None or not convs:
-        return  # without a conv the source's 1 or 3 channels flow through
+    if output is None or not convs or convs[-1].per_channel:
+        # without a conv the source's 1 or 3 channels flow through; per channel, the
+        # picture's channels count (said when it is written)
+        return
     channels = len(convs[-1].labels(()))
     kind = (fmt or "").lstrip(".").lower()
     if not kind and output != "-" and not output.endswith(("/", os.sep)):

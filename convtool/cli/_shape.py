@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from convtool.cli._params import PaddingParam, PairParam, said
+from convtool import vocab
+from convtool.cli._params import PaddingParam, PairParam, alias_option, merged, said
 
 
 def _dims_text(values, square: bool) -> str:
@@ -27,15 +28,55 @@ def _split_note(pairs, square: bool) -> str:
     return f"rows {top}+{bottom} and columns {left}+{right} (before+after)"
 
 
+def _kernel_shape(spec: str) -> tuple[int, ...]:
+    """The weights' shape of a kernel a conv names, as the pipeline would run it (numpy
+    is loaded for it only when a layer names a kernel)."""
+    from convtool.kernels import KernelSpecError, parse_kernel_spec
+
+    try:
+        parsed = parse_kernel_spec(spec)
+    except KernelSpecError as e:
+        raise ValueError(str(e)) from None
+    if parsed.parts:
+        raise ValueError(
+            f"{parsed.name} is the gradient magnitude of two kernels; a conv takes "
+            f"{parsed.base}_x or {parsed.base}_y"
+        )
+    if parsed.chain:
+        raise ValueError(f"{parsed.name} is a list of kernels; give each its own conv")
+    return parsed.weights.shape
+
+
+def _check_conv(spec: str) -> None:
+    """What the sizes do not show but the pipeline checks: a conv's border; and a note
+    for conv:N, one 1x1 kernel of weight N, where conv:N@K may have been meant."""
+    from convtool.shapes import grammar
+
+    name, _, rest = spec.partition(":")
+    if grammar.kind_of(name) != "conv":
+        return
+    head, given = grammar.split(rest, "conv")
+    border = grammar.options(given, "conv").get("border")
+    if border is not None:
+        vocab.check("border", border, vocab.BORDERS, sep=",")
+    if grammar.lone_number(head):
+        click.echo(
+            f"note: {spec.strip()} is one 1x1 kernel of weight {head.strip()} (as pipeline "
+            f"runs it); {head.strip()} kernels of size K are conv:{head.strip()}@K",
+            err=True,
+        )
+
+
 def _shape_chain(dims: tuple, specs: tuple, as_json: bool) -> None:
     import json
 
     from convtool import shapes
 
     layers = []
-    for spec in specs:
+    for spec in shapes.grammar.split_chain(specs):  # a pipeline's "a -> b" too
         try:
-            layers.append(shapes.parse_layer(spec))
+            layers.append(shapes.parse_layer(spec, kernel_shape=_kernel_shape))
+            _check_conv(spec)
         except ValueError as e:
             raise click.BadParameter(said(e), param_hint="LAYER") from None
     if len(dims) == 2:
@@ -122,11 +163,11 @@ torch, a last window that starts inside the input or its leading padding is kept
 even where it overhangs.
 
 \b
-  convtool shape 28 -k 5                     24
-  convtool shape 28x32 -k 5 -s 2 -p 1        13x15
-  convtool shape 28 -k 3 -p same -s 2        14
-  convtool shape 5 -k 2 --ceil               3   (a 2x2 pool, stride 2, ceil mode)
-  convtool shape 28 -k 5 --json              {"height": 24, "width": 24}
+  convtool shape 28 --size 5                     24
+  convtool shape 28x32 --size 5 -s 2 -p 1        13x15
+  convtool shape 28 --size 3 -p same             28
+  convtool shape 5 --size 2 --ceil               3   (a 2x2 pool, stride 2, ceil mode)
+  convtool shape 28 --size 5 --json              {"height": 24, "width": 24}
 
 \b
 Solve for padding: --keep prints the padding per side that keeps the input size,
@@ -134,9 +175,9 @@ Solve for padding: --keep prints the padding per side that keeps the input size,
 when no symmetric padding fits (an even kernel keeping the size).
 
 \b
-  convtool shape 28 -k 5 --keep              2
-  convtool shape 28 -k 4 --keep              1+2
-  convtool shape 28 -k 3 -s 2 --target 14    1
+  convtool shape 28 --size 5 --keep              2
+  convtool shape 28 --size 4 --keep              1+2
+  convtool shape 28 --size 3 -s 2 --target 14    1
 
 \b
 A chain: INPUT is CxHxW (HxW: one channel; N: a flat vector of N features),
@@ -145,27 +186,32 @@ followed by layers. It prints a table of each layer's output shape, parameters
 gives the same as {"layers": [...], "total_params", "total_macs", "output"}.
 
 \b
-Layers (K, S, P, D are N or HxW; options in any order):
+Layers, the grammar of pipeline's stages (K, S, P, D are N or HxW, rows x
+columns; options in any order; stages of one argument joined by ->):
   conv:C@K[,s=S][,p=P|same|valid][,d=D][,nobias]   C output channels, KxK kernel
-  maxpool:K[,s=S][,p=P][,d=D][,ceil]               stride defaults to K
-  avgpool:K[,s=S][,p=P][,ceil]
+  conv:KERNEL[+KERNEL...][,s=S][,p=P][,d=D]...     pipeline's: any -k spec, a map each
+  maxpool[:K][,s=S][,p=P][,d=D][,ceil]             window 2, stride the window
+  avgpool[:K][,s=S][,p=P][,ceil]
   fc:N[,nobias]  (or linear:N)                     N outputs; needs a flat input
   flatten    relu  leakyrelu  sigmoid  tanh  gelu  softmax    dropout[:RATE]
   bn         batch norm: 2 parameters (scale, shift) per channel
-Long option names work too: stride=, padding=, dilation=.
+Long option names work too: stride=, padding=, dilation=. As torch does, a conv
+refuses p=same with a stride, and a pool padding over half its window.
 
 \b
   convtool shape 1x28x28 conv:4@5 relu maxpool:2 conv:6@5 relu maxpool:2 \\
       flatten fc:120 fc:10
   convtool shape 3x224x224 conv:64@7,s=2,p=3 bn relu maxpool:3,s=2,p=1
   convtool shape 784 fc:128 relu fc:10 --json
+  convtool shape 3x64x64 "conv:sobel_x+blur,p=same -> relu -> maxpool:2"
 """
 
 
 @click.command(help=_SHAPE_HELP, short_help="Output sizes of convolutions, pools and layer chains.")
 @click.argument("input_shape", metavar="INPUT")
 @click.argument("layers", nargs=-1, metavar="[LAYER]...")
-@click.option("-k", "--kernel", type=PairParam(), metavar="N|HxW", help="Kernel (or pool window).")
+@click.option("--size", type=PairParam(), metavar="N|HxW", help="Kernel size (or pool window).")
+@alias_option("shape", "-k/--kernel", "old_size", type=PairParam())
 @click.option(
     "-s", "--stride", type=PairParam(), metavar="N|HxW", help="Stride  [default: 1; pools: K]"
 )
@@ -185,17 +231,19 @@ Long option names work too: stride=, padding=, dilation=.
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def shape(
-    input_shape, layers, kernel, stride, padding, dilation, pool, ceil, keep, target, as_json
-) -> None:
-
+    input_shape, layers, size, old_size, stride, padding, dilation, pool, ceil, keep, target,
+    as_json,
+) -> None:  # fmt: skip
     from convtool import shapes
+
+    kernel = merged(size, old_size, "shape", "-k/--kernel")
 
     try:
         dims = shapes.parse_dims(input_shape)
     except ValueError as e:
         raise click.BadParameter(said(e), param_hint="INPUT") from None
     one_layer = {
-        "-k": kernel, "-s": stride, "-p": padding, "-d": dilation,
+        "--size": kernel, "-s": stride, "-p": padding, "-d": dilation,
         "--pool": pool, "--ceil": ceil, "--keep": keep, "--target": target,
     }  # fmt: skip
     given = [name for name, value in one_layer.items() if value not in (None, False)]
@@ -204,13 +252,13 @@ def shape(
             raise click.UsageError(
                 f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for a single layer; "
                 "in a chain, put the options "
-                "in each layer, e.g. conv:8@3,s=2,p=same"
+                "in each layer, e.g. conv:8@3,s=2,p=1"
             )
         _shape_chain(dims, layers, as_json)
         return
     if kernel is None:
         raise click.UsageError(
-            "give a kernel (-k 5) for one layer, or layers after the input for a chain; "
+            "give a kernel size (--size 5) for one layer, or layers after the input for a chain; "
             "see 'convtool shape --help'"
         )
     if len(dims) == 3:
@@ -250,6 +298,7 @@ def _shape_layer(dims, kernel, stride, padding, dilation, pool, ceil, square, as
             "a pool's padding is a number, not 'same'/'valid'", param_hint="'-p' / '--padding'"
         )
     try:
+        shapes.check_torch_padding(padding, dims, kernel, stride, dilation)
         top, bottom, left, right = shapes.resolve_padding(padding, dims, kernel, stride, dilation)
     except ValueError as e:
         raise click.BadParameter(said(e), param_hint="'-p' / '--padding'") from None

@@ -21,7 +21,7 @@ def match_kernel(kernel: Any, *, close: float = 0.03) -> KernelMatch | None:
     """The named kernel that a fitted kernel is a multiple of, if one is within ``close``.
 
     Every kernel of the bank with the kernel's shape is tried (and ``gaussian:K`` and
-    ``box:WxH`` at that size); the scale is fitted by least squares, and the match with
+    ``box:HxW`` at that size); the scale is fitted by least squares, and the match with
     the smallest relative error wins (a scale nearer 1 breaks ties, so 0.11 everywhere
     is ``blur``, not 0.99 x ``box3``).
 
@@ -46,7 +46,7 @@ def match_kernel(kernel: Any, *, close: float = 0.03) -> KernelMatch | None:
     kh, kw = w.shape
     if kh == kw and kh % 2:
         candidates.append((f"gaussian:{kh}", parse_kernel(f"gaussian:{kh}")))
-    candidates.append((f"box:{kw}x{kh}", parse_kernel(f"box:{kw}x{kh}")))
+    candidates.append((f"box:{kh}x{kw}", parse_kernel(f"box:{kh}x{kw}")))
     best = None
     for name, k in candidates:
         kk = float(np.vdot(k, k))

@@ -69,8 +69,9 @@ def planes(a: Any, name: str) -> np.ndarray:
 
 
 def dims(shape: tuple[int, ...]) -> str:
-    """A picture's size as ImageMagick users read it: width x height."""
-    return f"{shape[-1]}x{shape[-2]}"
+    """A picture's size as every size convtool writes: rows x columns (HxW), the order
+    of the kernel sizes beside it in the same messages (vocab.PAIR_ORDER)."""
+    return f"{shape[-2]}x{shape[-1]}"
 
 
 def _fits(n_in: int, n_out: int, k: int | None, s: int) -> bool:

@@ -10,12 +10,12 @@ Spec forms
 ``sobel_x``, ``Sobel X``, ``sobel-x``
     A name from the bank (:func:`list_kernels`). Case does not matter, and
     ``-``, ``_`` and spaces are the same character.
-``gaussian:7,1.5``, ``box:5x3``, ``motion:9,30``
+``gaussian:7,1.5``, ``box:3x5``, ``motion:9,30``
     A parameterised name: the parameters follow a colon, separated by commas.
     ``gaussian[:SIZE[,SIGMA]]`` (SIZE odd, SIGMA > 0, default
-    ``0.3*((SIZE-1)/2-1)+0.8`` as OpenCV's getGaussianKernel), ``box[:W[xH]]``
-    (also ``box:W,H``; W columns, H rows), ``unsharp[:SIZE[,SIGMA[,AMOUNT]]]``
-    and ``motion[:LENGTH[,ANGLE]]``.
+    ``0.3*((SIZE-1)/2-1)+0.8`` as OpenCV's getGaussianKernel), ``box[:H[xW]]``
+    (also ``box:H,W``; H rows, W columns, as every size is written),
+    ``unsharp[:SIZE[,SIGMA[,AMOUNT]]]`` and ``motion[:LENGTH[,ANGLE]]``.
 ``sobel_x@90``, ``kirsch@45``, ``motion:9@90``
     Rotation, one rule: ``@ANGLE`` after any name, with or without parameters.
     For a name that takes no parameters, ImageMagick's ``sobel_x:90`` is
@@ -82,10 +82,17 @@ pyproject.toml holds it to that).
 
 from __future__ import annotations
 
-from convtool.kernels.bank import KernelInfo, kernel_info, list_kernels, resolve_name
+from convtool.kernels.bank import (
+    KernelInfo,
+    kernel_info,
+    kernels_equal_to,
+    list_kernels,
+    resolve_name,
+)
 from convtool.kernels.base import MAX_SIDE, MAX_WEIGHTS, KernelSpec, KernelSpecError
 from convtool.kernels.builders import (
     box_kernel,
+    dilate_kernel,
     gaussian_kernel,
     motion_kernel,
     normalize_kernel,
@@ -103,11 +110,13 @@ __all__ = [
     "KernelSpec",
     "KernelSpecError",
     "box_kernel",
+    "dilate_kernel",
     "format_kernel",
     "format_number",
     "gaussian_kernel",
     "kernel_file_bytes",
     "kernel_info",
+    "kernels_equal_to",
     "list_kernels",
     "motion_kernel",
     "normalize_kernel",

@@ -92,9 +92,11 @@ def _gaussian(args: list[str]) -> np.ndarray:
 
 
 def _box(args: list[str]) -> np.ndarray:
+    # HxW (rows x columns), as every size convtool reads (vocab.PAIR_ORDER)
     if len(args) == 1 and "x" in args[0].lower():
         args = re.split(r"\s*[xX]\s*", args[0].strip(), maxsplit=1)
-    return box_kernel(*_values("box", args, ("width", "height")))
+    values = _values("box", args, ("height", "width"))
+    return box_kernel(*values[::-1]) if values else box_kernel()
 
 
 def _unsharp(args: list[str]) -> np.ndarray:
@@ -186,8 +188,8 @@ _PARAMETERISED = [
     ("gaussian", [], "gaussian[:SIZE[,SIGMA]]", _gaussian,
      "Gaussian, sums to 1; SIZE odd (3), SIGMA 0.3*((SIZE-1)/2-1)+0.8 as OpenCV; "
      "gaussian:0x2 (or 0,2): SIGMA 2, SIZE round(6*SIGMA+1) made odd, as OpenCV"),
-    ("box", ["mean"], "box[:W[xH]]", _box,
-     "Mean filter, W columns by H rows (default 3x3), all 1/(W*H)"),
+    ("box", ["mean"], "box[:H[xW]]", _box,
+     "Mean filter, H rows by W columns (default 3x3), all 1/(H*W)"),
     ("unsharp", ["unsharp_mask"], "unsharp[:SIZE[,SIGMA[,AMOUNT]]]", _unsharp,
      "Sharpen: identity + AMOUNT*(identity - gaussian:SIZE,SIGMA); AMOUNT 1"),
     ("motion", ["motion_blur"], "motion[:LENGTH[,ANGLE]]", _motion,
@@ -265,3 +267,19 @@ def kernel_info(name: str) -> KernelInfo:
 def list_kernels() -> list[KernelInfo]:
     """Every bank entry, in display order (the chapter's nine first)."""
     return [kernel_info(name) for name in _BANK]
+
+
+def kernels_equal_to(weights: np.ndarray) -> list[KernelInfo]:
+    """The bank's fixed kernels (no parameters, not a magnitude) equal to ``weights``:
+    what a rotated kernel is, so that it is named by the kernel it is.
+
+    >>> from convtool.kernels.builders import rotate_kernel
+    >>> [i.name for i in kernels_equal_to(rotate_kernel(kernel_info("kirsch").kernel, 45))]
+    ['kirsch_nw']
+    """
+    w = np.asarray(weights)
+    return [
+        kernel_info(e.name)
+        for e in _BANK.values()
+        if not e.params and not e.parts and np.array_equal(e.build([]), w)
+    ]

@@ -173,3 +173,22 @@ def rotate_kernel(w: np.ndarray, angle: float) -> np.ndarray:
     for i, (r, c) in enumerate(ring):
         out[ring[(i + steps) % 8]] = w[r, c]
     return out
+
+
+def dilate_kernel(w: np.ndarray, dilation: tuple[int, int]) -> np.ndarray:
+    """A kernel spread out by ``dilation`` = (dh, dw): its taps ``dh`` rows and ``dw``
+    columns apart, zeros between, spanning ``d * (k - 1) + 1``: a dilated convolution
+    as an ordinary one (torch's ``dilation``; exact for finite inputs). The last two
+    axes are the kernel's, so a (C_out, C_in, kH, kW) kernel spreads alike.
+
+    >>> dilate_kernel(np.array([[1.0, 2.0]]), (1, 3))
+    array([[1., 0., 0., 2.]])
+    """
+    w = np.asarray(w)
+    dh, dw = dilation
+    kh, kw = w.shape[-2:]
+    size = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    check_size((*w.shape[:-2], *size), "dilated kernel")  # before anything that size is made
+    spread = np.zeros((*w.shape[:-2], *size), w.dtype)
+    spread[..., ::dh, ::dw] = w
+    return spread

@@ -85,7 +85,7 @@ def _parse_text(text: str) -> KernelSpec:
 def _show_arg(text: str) -> str:
     try:
         return format_number(float(text))
-    except ValueError:  # box's WxH
+    except ValueError:  # box's HxW
         return text.replace(" ", "").lower()
 
 

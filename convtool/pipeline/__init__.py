@@ -5,9 +5,12 @@ previous stage's map and records its own output, shape, range and time.
 
 Stage grammar
 -------------
-One stage per string, or several in one string joined by ``->``::
+One stage per string, or several in one string joined by ``->``; the one grammar of
+layers and stages, :mod:`convtool.shapes.grammar`, of which the pipeline runs these::
 
-    conv[:KERNEL[+KERNEL...]][,s=S][,p=P][,border=B][,flip][,bias=B][,normalize][,scale=F]
+    conv[:KERNEL[+KERNEL...]][,s=S][,p=P][,d=D][,border=B][,flip][,bias=B][,normalize]
+        [,scale=F]
+    conv:C@K[,s=S][,p=P][,d=D][,border=B][,nobias]
     relu
     maxpool[:K][,s=S][,p=P][,ceil]
     avgpool[:K][,s=S][,p=P][,ceil]
@@ -19,7 +22,11 @@ One stage per string, or several in one string joined by ``->``::
   (C_out, C_in, kH, kW) file gives C_out maps and needs C_in input channels. A
   ``conv`` without kernels (``conv`` or ``conv:p=same``) takes the kernels given
   apart (``-k`` on the command line, ``kernels=`` here).
-- ``S`` and ``K`` are ``N`` or ``HxW``. A conv's ``P`` is ``N``, ``HxW``, ``same``
+- ``conv:C@K`` is a network's layer: C random KxK kernels over every input channel,
+  drawn as torch's Conv2d starts them, from ``ConvDefaults.seed`` (see
+  :func:`random_kernel`). ``d=D`` spreads a conv's taps D apart (dilation): the
+  kernel runs spread out, zeros between its taps.
+- ``S``, ``K`` and ``D`` are ``N`` or ``HxW``. A conv's ``P`` is ``N``, ``HxW``, ``same``
   or ``valid``; a pool's is ``N`` or ``HxW``, at most half the window. A pool's
   stride defaults to its window, its window to 2.
 - ``border`` is what lies outside the picture: zero, reflect, mirror, replicate
@@ -53,6 +60,7 @@ from convtool.pipeline.stages import (
     StageError,
     parse_stage,
     parse_stages,
+    random_kernel,
 )
 
 __all__ = [
@@ -67,6 +75,7 @@ __all__ = [
     "count_nonfinite",
     "parse_stage",
     "parse_stages",
+    "random_kernel",
     "run_pipeline",
     "run_stages",
     "source_planes",

@@ -11,7 +11,14 @@ import numpy as np
 
 from convtool import ops, vocab
 from convtool.filtering import Prepared, correlate, stats
-from convtool.pipeline.stages import COLORS, ConvDefaults, Stage, StageError, parse_stages
+from convtool.pipeline.stages import (
+    COLORS,
+    ConvDefaults,
+    Stage,
+    StageError,
+    parse_stages,
+    random_kernel,
+)
 from convtool.shapes import PaddingSpec
 
 _SOURCE_LABELS = {1: ("grey",), 3: ("red", "green", "blue")}
@@ -65,8 +72,9 @@ def count_nonfinite(data: np.ndarray) -> int:
 def source_planes(data: Any, color: str = "sum") -> tuple[np.ndarray, tuple[str, ...]]:
     """A picture as read ((H, W) or (H, W, C), alpha split off) -> (C, H, W) float32 and names.
 
-    ``color='gray'`` takes the ITU-R 601 luma of a colour picture first; ``'sum'``
-    keeps the channels (each conv's 2-D kernels then sum over them).
+    ``color='gray'`` takes the ITU-R 601 luma of a colour picture first; ``'sum'`` and
+    ``'channels'`` keep the channels (each conv's 2-D kernels then sum over them, or,
+    for stages parsed with ``ConvDefaults(per_channel=True)``, filter each alike).
     """
     from convtool.filtering import to_gray
 
@@ -96,12 +104,25 @@ def _warm_up(stages: Sequence[Stage], engine: Any) -> None:
         ops.avg_pool2d(x, 1, engine=engine)
 
 
+def _full(k: Prepared, channels: int, per_channel: bool) -> np.ndarray:
+    """A conv's kernel as (C_out, C_in, kH, kW): a 2-D kernel on every channel, summed (the
+    (1, C, kH, kW) kernel of that sum), or on each alike (C, C, kH, kW), zero off the diagonal."""
+    if k.full:
+        return k.weights
+    if per_channel:
+        w = np.zeros((channels, channels, *k.weights.shape), k.weights.dtype)
+        w[np.arange(channels), np.arange(channels)] = k.weights
+        return w
+    return np.repeat(k.weights[None, None], channels, axis=1)
+
+
 def _conv(x: np.ndarray, stage: Stage, engine: Any) -> np.ndarray:
     """Every kernel of a conv stage on x (C, H, W); kernels of one size run as one call."""
     channels = x.shape[0]
     picture = x[0] if channels == 1 else x.transpose(1, 2, 0)
+    kernels = stage.kernels or (random_kernel(stage, channels),)
     groups: dict[tuple[int, int], list[int]] = {}
-    for i, k in enumerate(stage.kernels):
+    for i, k in enumerate(kernels):
         if k.full and k.weights.shape[1] != channels:
             raise ValueError(
                 f"kernel {k.name} takes {k.weights.shape[1]} input channel(s), shape "
@@ -110,13 +131,9 @@ def _conv(x: np.ndarray, stage: Stage, engine: Any) -> np.ndarray:
         groups.setdefault(k.size, []).append(i)
     maps: dict[int, np.ndarray] = {}
     for members in groups.values():
-        # a 2-D kernel on every channel, summed: the (1, C, kH, kW) kernel of that sum
-        weights = [
-            k.weights if k.full else np.repeat(k.weights[None, None], channels, axis=1)
-            for k in (stage.kernels[i] for i in members)
-        ]
+        weights = [_full(k, channels, stage.per_channel) for k in (kernels[i] for i in members)]
         biases = [
-            np.broadcast_to(np.asarray(stage.kernels[i].bias or 0.0, np.float64), (w.shape[0],))
+            np.broadcast_to(np.asarray(kernels[i].bias or 0.0, np.float64), (w.shape[0],))
             for i, w in zip(members, weights, strict=True)
         ]
         merged = Prepared(np.concatenate(weights), bias=tuple(np.concatenate(biases).tolist()))
@@ -133,11 +150,10 @@ def _conv(x: np.ndarray, stage: Stage, engine: Any) -> np.ndarray:
         for i, w in zip(members, weights, strict=True):
             maps[i] = y[start : start + w.shape[0]]
             start += w.shape[0]
-    ordered = [maps[i] for i in range(len(stage.kernels))]
+    ordered = [maps[i] for i in range(len(kernels))]
     if len({m.shape[1:] for m in ordered}) > 1:
         found = ", ".join(
-            f"{k.name} {m.shape[1]}x{m.shape[2]}"
-            for k, m in zip(stage.kernels, ordered, strict=True)
+            f"{k.name} {m.shape[1]}x{m.shape[2]}" for k, m in zip(kernels, ordered, strict=True)
         )
         raise ValueError(f"its kernels give maps of different sizes ({found}); use p=same")
     return np.ascontiguousarray(np.concatenate(ordered), dtype=np.float32)

@@ -5,7 +5,7 @@ See :mod:`convtool.pipeline` for the grammar itself.
 
 from __future__ import annotations
 
-import re
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,47 +15,20 @@ import numpy as np
 from convtool import vocab
 from convtool._shared import Param, naming
 from convtool.filtering import Prepared, prepare_kernel
-from convtool.kernels import KernelSpec, KernelSpecError, parse_kernel_spec
-from convtool.shapes import PaddingSpec, parse_padding, parse_pair
+from convtool.kernels import KernelSpec, KernelSpecError, dilate_kernel, parse_kernel_spec
+from convtool.shapes import PaddingSpec, grammar
 
-KINDS = {
-    "conv": "conv",
-    "conv2d": "conv",
-    "relu": "relu",
-    "maxpool": "maxpool",
-    "max_pool": "maxpool",
-    "pool": "maxpool",
-    "avgpool": "avgpool",
-    "avg_pool": "avgpool",
-}
+# the kinds a pipeline runs, of the one grammar's (convtool.shapes.grammar): aliases included
+KINDS = {name: kind for name, kind in grammar.KINDS.items() if kind in ("conv", "relu",
+         "maxpool", "avgpool")}  # fmt: skip
 FORMS = {
-    "conv": "conv[:KERNEL[+KERNEL...]][,s=S][,p=P][,border=B][,flip][,bias=B][,normalize]"
-    "[,scale=F]",
+    "conv": grammar.FORMS["conv"],
     "relu": "relu",
     "maxpool": "maxpool[:K][,s=S][,p=P][,ceil]",
-    "avgpool": "avgpool[:K][,s=S][,p=P][,ceil]",
+    "avgpool": grammar.FORMS["avgpool"],
 }
 DEFAULT_CHAIN = ("conv", "relu", "maxpool:2")
-COLORS = vocab.PIPELINE_COLORS
-_KEYS = {
-    "s": "stride",
-    "stride": "stride",
-    "p": "padding",
-    "pad": "padding",
-    "padding": "padding",
-    "border": "border",
-    "bias": "bias",
-    "scale": "scale",
-}
-_ALLOWED = {
-    "conv": ({"stride", "padding", "border", "bias", "scale"}, {"flip", "normalize"}),
-    "maxpool": ({"stride", "padding"}, {"ceil"}),
-    "avgpool": ({"stride", "padding"}, {"ceil"}),
-}
-_ARROW = re.compile(r"\s*->\s*")
-# '+' joins kernels where a name or a file follows; '1e+3' and '+1' stay numbers
-_PLUS = re.compile(r"\+(?=\s*[A-Za-z@])")
-_WORD = re.compile(r"\s*[A-Za-z_][A-Za-z_0-9]*\s*\Z")
+COLORS = vocab.COLORS
 
 
 class StageError(ValueError):
@@ -82,6 +55,8 @@ class ConvDefaults:
     bias: float | None = None
     normalize: bool = False
     scale: float = 1.0
+    per_channel: bool = False  # 2-D kernels on each channel alike (--color channels)
+    seed: int = 1  # of C@K's random kernels
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,24 +77,44 @@ class Stage:
     normalize: bool = False
     scale: float = 1.0
     bias: float | None = None
+    per_channel: bool = False  # a 2-D kernel gives a map per input channel, not their sum
+    dilation: tuple[int, int] = (1, 1)  # a conv's, already in its kernels' weights
+    # C@K: C random (C, C_in, kH, kW) kernels, made when C_in is known (random_kernel),
+    # with their biases unless nobias; seeded by (seed, the C@K conv's place in the chain)
+    random: tuple[int, tuple[int, int]] | None = None
+    seed: tuple[int, int] = (1, 0)
+    random_bias: bool = True
 
     def labels(self, inputs: Sequence[str]) -> tuple[str, ...]:
         """Names of the output channels, given the input's: kernel names for a conv."""
         if self.kind != "conv":
             return tuple(inputs)
+        if self.random is not None:
+            return tuple(f"random[{o}]" for o in range(self.random[0]))
         out: list[str] = []
         for k in self.kernels:
+            if self.per_channel and not k.full and len(inputs) > 1:
+                out += [f"{k.name}[{c}]" for c in inputs]
+                continue
             n = k.weights.shape[0] if k.full else 1
             out += [k.name] if n == 1 else [f"{k.name}[{o}]" for o in range(n)]
         return tuple(out)
+
+    @property
+    def random_name(self) -> str:
+        """A C@K conv's head, e.g. ``8@3``."""
+        channels, size = self.random or (0, (0, 0))
+        return f"{channels}@{_pair(size)}"
 
     def describe(self) -> str:
         """The stage as a spec with every setting spelled out (kernels by name)."""
         if self.kind == "relu":
             return "relu"
         if self.kind == "conv":
-            text = "conv:" + "+".join(k.name for k in self.kernels)
-            text += f",s={_pair(self.stride)},p={_pad(self.padding)}"
+            names = self.random_name if self.random else "+".join(k.name for k in self.kernels)
+            text = f"conv:{names},s={_pair(self.stride)},p={_pad(self.padding)}"
+            text += "" if self.dilation == (1, 1) else f",d={_pair(self.dilation)}"
+            text += "" if self.random is None or self.random_bias else ",nobias"
             text += "" if self.border == "zero" else f",border={self.border}"
             text += ",flip" if self.flip else ""
             text += ",normalize" if self.normalize else ""
@@ -160,19 +155,27 @@ def parse_stage(
     """
     raw = text.strip()
     name, colon, rest = raw.partition(":")
-    kind = KINDS.get(name.strip().lower().replace("-", "_"))
-    if kind is None:
+    kind = grammar.kind_of(name)
+    if kind not in FORMS:
         what = f"unknown stage {raw!r}" if raw else "an empty stage"
-        raise StageError(f"{what}; stages are {', '.join(FORMS.values())}")
+        if kind is not None:  # a layer of the grammar that only convtool shape sizes
+            what = f"stage {raw!r} is for convtool shape's tables; pipeline's"
+        else:
+            what += ";"
+        raise StageError(f"{what} stages are {', '.join(FORMS.values())}")
     try:
         if kind == "relu":
             if colon:
                 raise ValueError("relu takes no options")
             return Stage("relu", raw)
-        head, options = _split(rest if colon else "", kind)
-        fields = _options(options, kind)
+        head, given = grammar.split(rest if colon else "", kind)
+        fields = grammar.options(given, kind, hint=lambda word: _hint(word, kind))
+        if "border" in fields:
+            vocab.check("border", fields["border"], vocab.BORDERS, sep=",")
         if kind == "conv":
             return _conv_stage(raw, head, fields, kernels, defaults or ConvDefaults())
+        if "dilation" in fields:
+            raise ValueError("the pipeline's pools take no dilation (convtool shape sizes one)")
         return _pool_stage(raw, kind, head, fields)
     except StageError:
         raise
@@ -180,77 +183,36 @@ def parse_stage(
         raise StageError(f"stage {raw!r}: {e}; expected {FORMS[kind]}") from None
 
 
-def _split(rest: str, kind: str) -> tuple[str, list[str]]:
-    """(kernels or window, options): options start at the first key=value or word after it."""
-    tokens = rest.split(",") if rest.strip() else []
-    flags = _ALLOWED[kind][1]
-    for i, token in enumerate(tokens):
-        word = token.strip().lower()
-        if "=" in token or word in flags or (i > 0 and _WORD.match(token)):
-            return ",".join(tokens[:i]).strip(), tokens[i:]
-    return rest.strip(), []
-
-
-def _options(options: list[str], kind: str) -> dict[str, Any]:
-    allowed, flags = _ALLOWED[kind]
-    fields: dict[str, Any] = {}
-    for option in options:
-        key, eq, value = option.strip().partition("=")
-        key = key.strip().lower()
-        if not eq:
-            if key not in flags:
-                hint = "; several kernels are joined with '+'" if _is_kernel(key, kind) else ""
-                raise ValueError(f"unknown flag {key!r}{hint}" if key else "an empty option")
-            if key in fields:
-                raise ValueError(f"{key!r} given twice")
-            fields[key] = True
-            continue
-        field = _KEYS.get(key)
-        if field not in allowed:
-            raise ValueError(f"unknown option {key!r}")
-        if field in fields:
-            raise ValueError(f"{field} given twice")
-        value = value.strip()
-        if field == "stride":
-            fields[field] = parse_pair(value, "stride")
-        elif field == "padding":
-            fields[field] = parse_padding(value) if kind == "conv" else _pool_padding(value)
-        elif field == "border":
-            if value.lower() not in vocab.BORDERS:
-                choices = ", ".join(vocab.BORDERS)
-                raise ValueError(f"border must be one of {choices}, got {value!r}")
-            fields[field] = value.lower()
-        else:
-            fields[field] = _finite(value, field)
-    return fields
-
-
-def _is_kernel(word: str, kind: str) -> bool:
+def _hint(word: str, kind: str) -> str:
+    """More for an unknown flag that is a kernel: several are joined with '+'."""
     try:
-        return kind == "conv" and bool(parse_kernel_spec(word).name)
+        if kind == "conv" and parse_kernel_spec(word).name:
+            return "; several kernels are joined with '+'"
     except KernelSpecError:
-        return False
-
-
-def _finite(text: str, name: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {text!r}") from None
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {text!r}")
-    return value
-
-
-def _pool_padding(text: str) -> tuple[int, int]:
-    if text.lower() in ("same", "valid"):
-        raise ValueError(f"a pool's padding is N or HxW, not {text!r}")
-    return parse_pair(text, "padding", minimum=0)
+        pass
+    return ""
 
 
 def _conv_stage(raw, head, fields, kernels, defaults: ConvDefaults) -> Stage:
     shared = not head
-    specs = list(kernels) if shared else [s.strip() for s in _PLUS.split(head)]
+    dilation = fields.get("dilation", (1, 1))
+    placed = {
+        "stride": fields.get("stride", defaults.stride),
+        "padding": fields.get("padding", defaults.padding),
+        "border": fields.get("border", defaults.border),
+        "per_channel": defaults.per_channel,
+        "dilation": dilation,
+    }
+    random = None if shared else grammar.random_head(head)
+    if random is not None:
+        grammar.check_random(fields)
+        try:  # the spread kernel's size, refused here rather than when it is drawn
+            dilate_kernel(np.zeros(random[1]), dilation)
+        except KernelSpecError as e:
+            raise StageError(f"stage {raw!r}: {e}") from None
+        return Stage("conv", raw, random=random, seed=(defaults.seed, 0),
+                     random_bias=not fields.get("nobias", False), **placed)  # fmt: skip
+    specs = list(kernels) if shared else grammar.kernel_specs(head)
     if not specs:
         raise ValueError("no kernel: name one (conv:sobel_x) or give -k")
     if any(isinstance(s, str) and not s for s in specs):
@@ -277,9 +239,15 @@ def _conv_stage(raw, head, fields, kernels, defaults: ConvDefaults) -> Stage:
                 f"stage {raw!r}: {parsed.name} is a list of kernels applied one after "
                 "another; give each as its own conv stage"
             )
+        weights = parsed.weights
+        if dilation != (1, 1):
+            try:
+                weights = dilate_kernel(weights, dilation)
+            except KernelSpecError as e:
+                raise StageError(f"stage {raw!r}: {e}") from None
         with np.errstate(over="ignore", invalid="ignore"):  # said below, naming the value
             kernel = prepare_kernel(
-                parsed.weights,
+                weights,
                 name=parsed.name,
                 slug=parsed.slug,
                 bias=parsed.bias if bias is None else bias,
@@ -287,17 +255,25 @@ def _conv_stage(raw, head, fields, kernels, defaults: ConvDefaults) -> Stage:
             )
         _check_float32(raw, kernel, fields, defaults, shared)
         prepared.append(kernel)
-    return Stage(
-        "conv",
-        raw,
-        kernels=tuple(prepared),
-        stride=fields.get("stride", defaults.stride),
-        padding=fields.get("padding", defaults.padding),
-        border=fields.get("border", defaults.border),
-        shared=shared,
-        bias=bias,
-        **how,
-    )
+    return Stage("conv", raw, kernels=tuple(prepared), shared=shared, bias=bias, **placed, **how)
+
+
+def random_kernel(stage: Stage, channels: int) -> Prepared:
+    """A C@K conv's kernels for ``channels`` input channels, as torch's Conv2d starts
+    them: weights and biases uniform in +-1/sqrt(C_in kH kW), here from the stage's seed.
+
+    >>> stage = parse_stage("conv:4@3,d=2")
+    >>> random_kernel(stage, 3).weights.shape
+    (4, 3, 5, 5)
+    """
+    count, (kh, kw) = stage.random
+    rng = np.random.default_rng(stage.seed)
+    bound = 1 / np.sqrt(channels * kh * kw)
+    weights = rng.uniform(-bound, bound, (count, channels, kh, kw))
+    bias = tuple(rng.uniform(-bound, bound, count).tolist()) if stage.random_bias else None
+    if stage.dilation != (1, 1):
+        weights = dilate_kernel(weights, stage.dilation)
+    return Prepared(weights, bias=bias, name=stage.random_name)
 
 
 def _check_float32(
@@ -360,7 +336,7 @@ def _weight_causes(stage_fields: dict[str, Any], defaults: ConvDefaults) -> list
 
 
 def _pool_stage(raw: str, kind: str, head: str, fields: dict[str, Any]) -> Stage:
-    size = parse_pair(head, "window") if head else (2, 2)
+    size = grammar.window(head)
     padding = fields.get("padding", (0, 0))
     if 2 * padding[0] > size[0] or 2 * padding[1] > size[1]:
         raise ValueError(f"padding {_pair(padding)} is more than half the window {_pair(size)}")
@@ -387,9 +363,13 @@ def parse_stages(
     >>> [s.describe() for s in parse_stages(kernels=["sobel_x"])]
     ['conv:sobel_x,s=1,p=valid', 'relu', 'maxpool:2,s=2']
     """
-    texts = [t for spec in specs for t in _ARROW.split(spec.strip())]
+    texts = grammar.split_chain(specs)
     if not texts:
         if not kernels:
             raise StageError("nothing to run: give a kernel (-k) or stages")
         texts = list(DEFAULT_CHAIN)
-    return [parse_stage(t, kernels=kernels, defaults=defaults) for t in texts]
+    stages = [parse_stage(t, kernels=kernels, defaults=defaults) for t in texts]
+    randoms = [i for i, s in enumerate(stages) if s.random is not None]
+    for n, i in enumerate(randoms):  # each C@K conv its own stream of the seed
+        stages[i] = dataclasses.replace(stages[i], seed=(stages[i].seed[0], n))
+    return stages

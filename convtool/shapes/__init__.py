@@ -5,11 +5,14 @@ spans ``D * (K - 1) + 1`` pixels, as torch documents it.
 
 - :mod:`convtool.shapes.sizes`: output sizes, 'same' padding, the padding solver;
 - :mod:`convtool.shapes.parse`: sizes as people type them (``N``, ``HxW``, ``same``);
-- :mod:`convtool.shapes.layers`: the layer grammar and the table of a chain's shapes;
+- :mod:`convtool.shapes.grammar`: the one grammar of layers and stages (``shape``'s
+  layers, ``pipeline``'s and ``fit``'s stages);
+- :mod:`convtool.shapes.layers`: a chain's layers and the table of their shapes;
 - :mod:`convtool.shapes.budget`: the arrays a job will make, held to ``--max-pixels`` and
   to the machine's memory before any is made.
 """
 
+from convtool.shapes import grammar
 from convtool.shapes.budget import (
     Conv,
     Extra,
@@ -28,6 +31,7 @@ from convtool.shapes.sizes import (
     PaddingSpec,
     Pair,
     as_pair,
+    check_torch_padding,
     leftover,
     output_size,
     output_size_padded,
@@ -53,6 +57,8 @@ __all__ = [
     "as_pair",
     "chain",
     "check",
+    "check_torch_padding",
+    "grammar",
     "leftover",
     "machine_memory",
     "output_size",

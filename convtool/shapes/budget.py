@@ -50,7 +50,8 @@ class SizeError(ValueError):
 class Conv(NamedTuple):
     """A convolution step: every kernel on the step's input.
 
-    ``kernels`` holds ``(maps, kh, kw)`` per kernel: the maps it makes and its size.
+    ``kernels`` holds ``(maps, kh, kw)`` per kernel: the maps it makes (0: one per input
+    channel, a 2-D kernel on each channel alike) and its size.
     ``fan_in`` is the channels each kernel reads (None: all of the input's);
     ``copies_border`` is True for a border other than zeros (a padded copy is made).
     """
@@ -144,6 +145,7 @@ def _conv(step: Conv, shape: Shape) -> Sized:
     maps, kept, scratch, macs = 0, [], [], 0
     out = (1, 1)
     for n, kh, kw in step.kernels:
+        n = n or c
         top, bottom, left, right = resolve_padding(step.padding, (h, w), (kh, kw), step.stride)
         sh, sw = step.stride
         out = (

@@ -1,62 +1,32 @@
-"""Layer chains: the ``conv:8@3x3,s=2 relu maxpool:2`` grammar and the table of shapes it gives."""
+"""Layer chains: ``conv:8@3x3,s=2 relu maxpool:2`` (:mod:`convtool.shapes.grammar`) and
+the table of shapes it gives."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
-from convtool.shapes.parse import parse_int, parse_padding, parse_pair
+from convtool.shapes import grammar
+from convtool.shapes.grammar import ACTIVATIONS
+from convtool.shapes.parse import parse_int
 from convtool.shapes.sizes import (
     PaddingSpec,
     Pair,
     as_pair,
+    check_torch_padding,
     output_size_padded,
     pool_output_size,
     resolve_padding,
 )
 
-_KINDS = {
-    "conv": "conv",
-    "conv2d": "conv",
-    "maxpool": "maxpool",
-    "max_pool": "maxpool",
-    "avgpool": "avgpool",
-    "avg_pool": "avgpool",
-    "fc": "fc",
-    "linear": "fc",
-    "dense": "fc",
-    "flatten": "flatten",
-    "bn": "bn",
-    "batchnorm": "bn",
-    "dropout": "dropout",
-}
-ACTIVATIONS = ("relu", "leakyrelu", "sigmoid", "tanh", "gelu", "softmax")
-_OPTION_KEYS = {
-    "s": "stride",
-    "stride": "stride",
-    "p": "padding",
-    "pad": "padding",
-    "padding": "padding",
-    "d": "dilation",
-    "dilation": "dilation",
-}
-# which options and flags each kind takes
-_ALLOWED = {
-    "conv": ({"stride", "padding", "dilation"}, {"nobias"}),
-    "maxpool": ({"stride", "padding", "dilation"}, {"ceil"}),
-    "avgpool": ({"stride", "padding"}, {"ceil"}),
-    "fc": (set(), {"nobias"}),
-}
-_FORMS = {
-    "conv": "conv:C@K[,s=S][,p=P|same|valid][,d=D][,nobias]",
-    "maxpool": "maxpool:K[,s=S][,p=P][,d=D][,ceil]",
-    "avgpool": "avgpool:K[,s=S][,p=P][,ceil]",
-    "fc": "fc:N[,nobias]",
-    "dropout": "dropout[:RATE]",
-}
-
 
 class Layer(NamedTuple):
-    """One parsed layer of a chain; ``text`` is the spec as written."""
+    """One parsed layer of a chain; ``text`` is the spec as written.
+
+    A conv is ``C@K`` (``size`` kernels of ``kernel``, a bias each unless ``nobias``) or
+    named kernels: ``kernels`` then holds each one's (maps, input channels or 0 for a
+    2-D kernel on every channel, kh, kw), and ``bias`` is whether ``bias=B`` was given.
+    """
 
     kind: str
     text: str
@@ -67,26 +37,32 @@ class Layer(NamedTuple):
     dilation: Pair = (1, 1)
     ceil_mode: bool = False
     bias: bool = True
+    kernels: tuple[tuple[int, int, int, int], ...] = ()
 
 
-def parse_layer(text: str) -> Layer:
-    """Parse one layer spec of a chain (the grammar is in ``convtool shape --help``).
+KernelShape = Callable[[str], tuple[int, ...]]
+
+
+def parse_layer(text: str, kernel_shape: KernelShape | None = None) -> Layer:
+    """Parse one layer spec of a chain (:mod:`convtool.shapes.grammar`).
+
+    ``kernel_shape(spec)`` gives the weights' shape of a kernel a conv names ((kh, kw)
+    or (C_out, C_in, kh, kw)); without it such a conv is refused.
 
     >>> parse_layer("conv:8@3x3,s=2,p=same")
     Layer(kind='conv', text='conv:8@3x3,s=2,p=same', size=8, kernel=(3, 3), stride=(2, 2), \
-padding='same', dilation=(1, 1), ceil_mode=False, bias=True)
+padding='same', dilation=(1, 1), ceil_mode=False, bias=True, kernels=())
     """
     name, colon, rest = text.strip().partition(":")
-    name = name.strip().lower()
-    if name in ACTIVATIONS or name in ("flatten", "bn", "batchnorm"):
-        if colon:
-            raise ValueError(f"layer {text!r}: {name} takes no arguments")
-        return Layer(_KINDS.get(name, name), text)
-    kind = _KINDS.get(name)
+    kind = grammar.kind_of(name)
     if kind is None:
-        known = ", ".join([*_FORMS.values(), "flatten", "bn", *ACTIVATIONS])
+        known = ", ".join([*grammar.FORMS.values(), "relu", "flatten", "bn", *ACTIVATIONS[1:]])
         raise ValueError(f"unknown layer {text!r}; known layers: {known}")
-    form = _FORMS[kind]
+    if kind in ACTIVATIONS or kind in ("flatten", "bn"):
+        if colon:
+            raise ValueError(f"layer {text!r}: {name.strip().lower()} takes no arguments")
+        return Layer(kind, text)
+    form = grammar.FORMS[kind]
     if kind == "dropout":
         if colon:
             try:
@@ -96,47 +72,50 @@ padding='same', dilation=(1, 1), ceil_mode=False, bias=True)
             if not 0 <= rate < 1:
                 raise ValueError(f"layer {text!r}: the dropout rate must be in [0, 1)")
         return Layer(kind, text)
-    parts = rest.split(",") if colon else []
-    if not parts or not parts[0].strip():
-        raise ValueError(f"layer {text!r} is incomplete: expected {form}")
-    head, options = parts[0].strip(), parts[1:]
-    fields: dict = {}
     try:
-        if kind == "conv":
-            channels, at, kernel = head.partition("@")
-            if not at:
-                raise ValueError("missing '@K' (output channels @ kernel, e.g. conv:8@3)")
-            fields["size"] = parse_int(channels, "output channels", 1)
-            fields["kernel"] = parse_pair(kernel, "kernel")
-        elif kind == "fc":
-            fields["size"] = parse_int(head, "output features", 1)
-        else:
-            fields["kernel"] = parse_pair(head, "kernel")
-        allowed, flags = _ALLOWED[kind]
-        for option in options:
-            key, eq, value = option.strip().partition("=")
-            key = key.strip().lower()
-            if not eq:
-                if key not in flags:
-                    raise ValueError(f"unknown flag {key!r}")
-                if key in fields or (key == "nobias" and "bias" in fields):
-                    raise ValueError(f"{key!r} given twice")
-                fields["ceil_mode" if key == "ceil" else "bias"] = key == "ceil"
-                continue
-            field = _OPTION_KEYS.get(key)
-            if field not in allowed:
-                raise ValueError(f"unknown option {key!r}")
-            if field in fields:
-                raise ValueError(f"{field} given twice")
-            if field == "padding":
-                fields[field] = parse_padding(value)
-            else:
-                fields[field] = parse_pair(value, field)
+        head, given = grammar.split(rest if colon else "", kind)
+        fields = grammar.options(given, kind)
+        found = _head(kind, head, fields, kernel_shape)
     except ValueError as e:
         raise ValueError(f"layer {text!r}: {e}; expected {form}") from None
-    if kind != "conv" and fields.get("padding") in ("same", "valid"):
-        raise ValueError(f"layer {text!r}: a pool's padding is a number, not 'same'/'valid'")
-    return Layer(kind, text, **fields)
+    if kind in ("conv", "fc") and not found.get("kernels"):
+        found["bias"] = not fields.get("nobias", False)
+    elif kind == "conv":
+        found["bias"] = "bias" in fields
+    if kind in ("maxpool", "avgpool"):
+        found["ceil_mode"] = fields.get("ceil", False)
+    for field in ("stride", "padding", "dilation"):
+        if field in fields:
+            found[field] = fields[field]
+    return Layer(kind, text, **found)
+
+
+def _head(kind: str, head: str, fields: dict, kernel_shape: KernelShape | None) -> dict:
+    """The fields a layer's head gives: output channels and kernel, features, or window."""
+    if kind == "fc":
+        if not head:
+            raise ValueError("missing N (output features, e.g. fc:10)")
+        return {"size": parse_int(head, "output features", 1)}
+    if kind != "conv":
+        return {"kernel": grammar.window(head)}
+    if not head:
+        raise ValueError("missing '@K' (output channels @ kernel, e.g. conv:8@3) or kernels")
+    random = grammar.random_head(head)
+    if random is not None:
+        grammar.check_random(fields)
+        return {"size": random[0], "kernel": random[1]}
+    if kernel_shape is None:
+        raise ValueError(f"{head!r} names kernels; give C@K (output channels @ kernel)")
+    kernels = []
+    for spec in grammar.kernel_specs(head):
+        shape = tuple(kernel_shape(spec))
+        out, inputs = (shape[0], shape[1]) if len(shape) == 4 else (1, 0)
+        kernels.append((out, inputs, shape[-2], shape[-1]))
+    return {
+        "size": sum(k[0] for k in kernels),
+        "kernel": kernels[0][2:],
+        "kernels": tuple(kernels),
+    }
 
 
 class Row(NamedTuple):
@@ -152,6 +131,35 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
 
 
+def _conv(layer: Layer, shape: tuple[int, ...]) -> Row:
+    """A conv's row: C@K's kernels see every input channel; named 2-D kernels too (the
+    chapter's filter, summed over the channels), with their own weights counted once."""
+    c, h, w = shape
+    stride = layer.stride or (1, 1)
+    kernels = layer.kernels or ((layer.size, c, *layer.kernel),)
+    outs, params, macs = set(), 0, 0
+    for maps, inputs, kh, kw in kernels:
+        if inputs and inputs != c:
+            raise ValueError(f"a {maps}x{inputs}x{kh}x{kw} kernel takes {inputs} input "
+                             f"channel(s), but its input has {c}")  # fmt: skip
+        check_torch_padding(layer.padding, (h, w), (kh, kw), stride, layer.dilation)
+        top, bottom, left, right = resolve_padding(
+            layer.padding, (h, w), (kh, kw), stride, layer.dilation
+        )
+        out = (
+            output_size_padded(h, kh, stride[0], top, bottom, layer.dilation[0]),
+            output_size_padded(w, kw, stride[1], left, right, layer.dilation[1]),
+        )
+        outs.add(out)
+        params += maps * (inputs or 1 if layer.kernels else c) * kh * kw
+        macs += maps * out[0] * out[1] * c * kh * kw
+    if len(outs) > 1:
+        found = ", ".join(f"{a}x{b}" for a, b in sorted(outs))
+        raise ValueError(f"its kernels give maps of different sizes ({found}); use p=same")
+    params += layer.size if layer.bias else 0
+    return Row(layer.text, (layer.size, *outs.pop()), params, macs)
+
+
 def _apply(layer: Layer, shape: tuple[int, ...]) -> Row:
     if layer.kind in ("conv", "maxpool", "avgpool"):
         if len(shape) != 3:
@@ -159,15 +167,7 @@ def _apply(layer: Layer, shape: tuple[int, ...]) -> Row:
         c, h, w = shape
         (kh, kw), (dh, dw) = layer.kernel, layer.dilation
         if layer.kind == "conv":
-            sh, sw = layer.stride or (1, 1)
-            top, bottom, left, right = resolve_padding(
-                layer.padding, (h, w), layer.kernel, (sh, sw), layer.dilation
-            )
-            h_out = output_size_padded(h, kh, sh, top, bottom, dh)
-            w_out = output_size_padded(w, kw, sw, left, right, dw)
-            params = layer.size * c * kh * kw + (layer.size if layer.bias else 0)
-            macs = layer.size * h_out * w_out * c * kh * kw
-            return Row(layer.text, (layer.size, h_out, w_out), params, macs)
+            return _conv(layer, shape)
         sh, sw = layer.stride or layer.kernel
         ph, pw = as_pair(layer.padding, "padding")
         h_out = pool_output_size(h, kh, sh, ph, dh, layer.ceil_mode)

@@ -106,6 +106,44 @@ def same_padding(n: int, kernel: int, stride: int = 1, dilation: int = 1) -> Pai
     return total // 2, total - total // 2
 
 
+def check_torch_padding(
+    padding: PaddingSpec, size: Pair, kernel: Pair, stride: Pair, dilation: Pair = (1, 1)
+) -> None:
+    """Refuse (ValueError) what torch's conv2d refuses of a padding: 'same' with a stride
+    (torch: "padding='same' is not supported for strided convolutions"), saying what
+    torch takes instead for the same output size.
+
+    ``convtool apply`` and ``pipeline`` pad 'same' with any stride (output size = input
+    size / stride); ``convtool shape`` answers as torch does, so it refuses.
+
+    >>> try:
+    ...     check_torch_padding("same", (28, 28), (3, 3), (2, 2))
+    ... except ValueError as e:
+    ...     print(str(e).split("; ")[1])
+    for the same output, 14, give padding 1
+    """
+    if not (isinstance(padding, str) and padding.lower() == "same") or tuple(stride) == (1, 1):
+        return
+    wanted = [-(-n // s) for n, s in zip(size, stride, strict=True)]
+    sols = [
+        solve_padding(*args) for args in zip(size, kernel, stride, dilation, wanted, strict=True)
+    ]
+
+    def text(values) -> str:
+        return str(values[0]) if values[0] == values[1] else f"{values[0]}x{values[1]}"
+
+    if all(sol.symmetric is not None for sol in sols):
+        instead = f"give padding {text([sol.symmetric for sol in sols])}"
+    else:  # torch pads both sides alike: the rest goes through F.pad first
+        sides = ", ".join(f"{a} {s.before} before and {s.after} after"
+                          for a, s in zip(("rows", "columns"), sols, strict=True))  # fmt: skip
+        instead = f"pad {sides} first (torch.nn.functional.pad), then padding 0"
+    raise ValueError(
+        f"torch refuses padding 'same' with stride {text(stride)} (not supported for strided "
+        f"convolutions); for the same output, {text(wanted)}, {instead}"
+    )
+
+
 def resolve_padding(
     padding: PaddingSpec, size: Pair, kernel: Pair, stride: Pair, dilation: Pair = (1, 1)
 ) -> tuple[int, int, int, int]:

@@ -722,7 +722,7 @@ def test_the_commands_offer_the_vocabulary():
         ("apply", "alpha"): vocab.ALPHAS,
         ("apply", "combine"): vocab.COMBINES,
         ("apply", "depth"): vocab.DEPTHS,
-        ("pipeline", "color"): vocab.PIPELINE_COLORS,
+        ("pipeline", "color"): vocab.COLORS,
         ("pipeline", "border"): vocab.BORDERS,
         ("pipeline", "value_map"): vocab.MAPS,
         ("pipeline", "depth"): vocab.DEPTHS,

@@ -189,7 +189,7 @@ def test_existing_files_are_kept_unless_overwrite(tmp_path, chapter):
     out = tmp_path / "k.json"
     out.write_text("keep")
     result = run(DISC, chapter, "-o", out)
-    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert result.exit_code == 1 and "--overwrite" in result.output
     assert out.read_text() == "keep"
     assert run(DISC, chapter, "-o", out, "--overwrite").exit_code == 0
     assert parse_kernel_spec(f"@{out}").weights.shape == (3, 3)

@@ -49,7 +49,7 @@ CASES: dict[str, Case] = {
     "fit-output-is-log": C(
         "fit {grey.npy} {target.npy} -o {out}/k.json --log {out}/k.json", 2, "two files"
     ),
-    "fit-output-exists": C("fit {grey.npy} {target.npy} -o {grey.png}", 2, "exists"),
+    "fit-output-exists": C("fit {grey.npy} {target.npy} -o {grey.png}", 1, "exists"),
     "fit-folder-missing": C(
         "fit {grey.npy} {target.npy} -o {out}/nowhere/k.json", 2, "does not exist"
     ),

@@ -209,3 +209,32 @@ def test_imagemagick_kernel_lists_are_shown():
     assert "kernel 4 of 4" in result.output and "turned" not in result.output
     data = json.loads(run("im:Sobel:>", "--json").output)
     assert len(data["chain"]) == 3 and data["chain"][0] == [[1, 2, 1], [0, 0, 0], [-1, -2, -1]]
+
+
+def test_a_rotated_kernel_is_named_by_the_kernel_it_is():
+    # each name a rotated kernel gets is a bank kernel with exactly its weights, and
+    # every bank kernel with its weights is named; the base's own aliases never are
+    from convtool.kernels import kernel_info
+
+    fixed = [i for i in list_kernels() if i.syntax == i.name and i.group != "magnitude"]
+    for info in fixed:
+        steps = 45 if info.kernel.shape == (3, 3) else 90
+        for angle in range(steps, 360, steps):
+            done = CliRunner().invoke(cli, ["kernels", f"{info.name}@{angle}", "--json"])
+            assert done.exit_code == 0, done.output
+            record = json.loads(done.stdout)
+            weights = np.array(record["kernel"])
+            want = {n for i in fixed if np.array_equal(i.kernel, weights)
+                    for n in (i.name, *i.aliases)}  # fmt: skip
+            assert set(record["aliases"]) == want, (info.name, angle)
+            named = record["is"]
+            assert (named is None) == (not want)
+            if named is not None:
+                np.testing.assert_array_equal(kernel_info(named).kernel, weights)
+    compass = ["w", "nw", "n", "ne", "e", "se", "s", "sw"]
+    for step, side in enumerate(compass):
+        done = CliRunner().invoke(cli, ["kernels", f"kirsch@{45 * step}", "--json"])
+        record = json.loads(done.stdout)
+        assert record.get("is", record["name"]) == ("kirsch" if step == 0 else f"kirsch_{side}")
+    shown = CliRunner().invoke(cli, ["kernels", "kirsch@45"]).stdout
+    assert "kirsch@45 = kirsch_nw" in shown and "kirsch_w" not in shown

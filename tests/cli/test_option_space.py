@@ -119,7 +119,10 @@ def stage(draw) -> str:
 
     if kind == "conv":
         head = "+".join(draw(st.lists(KERNELS, max_size=2)))
+        if draw(st.integers(1, 4)) == 1:  # a network's layer: C random kernels of K
+            head = f"{draw(NUMBERS)}@{draw(size())}"
         parts = maybe("s", size(1)) + maybe("p", PADDING) + maybe("border", BORDERS, 3)
+        parts += maybe("d", size(), 4)
     else:
         head = draw(size())
         parts = maybe("s", size(1)) + maybe("p", size(), 3)
@@ -135,13 +138,14 @@ def pipeline_lines(draw) -> list[str]:
     args += [a for s in stages for a in ("--stage", s)]
     args += _option(draw, "--padding", PADDING, 3)
     args += _option(draw, "--stride", size(1), 3)
-    args += _option(draw, "--color", st.sampled_from(["sum", "gray"]), 4)
+    args += _option(draw, "--color", st.sampled_from(["sum", "gray", "channels"]), 4)
+    args += _option(draw, "--seed", st.sampled_from(["0", "1", "4294967296"]), 5)
     args += _option(draw, "--max-pixels", MAX_PIXELS.filter(bool), 3)
     args += _option(draw, "-o", st.sampled_from(["{out}/m.npy", "{out}/m.png"]), 2)
     args += _option(draw, "--panel", st.just("{out}/p.png"), 3)
     args += _option(draw, "--grid", st.just("{out}/g.png"), 4)
     args += _option(draw, "--save-stages", st.just("{out}/st"), 5)
-    args += _option(draw, "--tile", st.sampled_from(["16", "240", "2048", "5000"]), 4)
+    args += _option(draw, "--cell", st.sampled_from(["16", "240", "2048", "5000"]), 4)
     args += _option(draw, "--columns", st.sampled_from(["1", "3", "1000000000"]), 4)
     args += _option(draw, "--stretch", st.sampled_from(["1,99", "0,100", "49.9,50"]), 4)
     return args
@@ -172,9 +176,10 @@ def shape_lines(draw) -> list[str]:
     if draw(st.booleans()):
         dims = "x".join(str(draw(NUMBERS)) for _ in range(3))
         layers = [f"conv:{draw(NUMBERS)}@{draw(size())}", "relu", f"maxpool:{draw(size())}",
-                  "flatten", f"fc:{draw(NUMBERS)}"]  # fmt: skip
+                  "flatten", f"fc:{draw(NUMBERS)}", f"conv:{draw(KERNELS)},d={draw(size())}",
+                  "conv:sobel_x+blur,p=same -> relu -> maxpool:2"]  # fmt: skip
         return ["shape", dims, *draw(st.lists(st.sampled_from(layers), max_size=4))]
-    args = ["shape", draw(size()), "-k", draw(size())]
+    args = ["shape", draw(size()), "--size", draw(size())]
     args += _option(draw, "-s", size(1), 2)
     args += _option(draw, "-p", PADDING, 2)
     args += _option(draw, "-d", size(), 3)
@@ -252,7 +257,7 @@ def test_apply_over_its_option_space(files, args):
 @example(["pipeline", "{ok.png}", "--stage", "conv:sobel_x,p=99999999"])
 @example(["pipeline", "{ok.png}", "--stage", "conv:blur,p=1500", "--stage", "conv:blur,p=1500",
           "--max-pixels", "none", "-o", "{out}/m.npy"])  # fmt: skip
-@example(["pipeline", "{ok.png}", "-k", "blur", "--panel", "{out}/p.png", "--tile", "2048"])
+@example(["pipeline", "{ok.png}", "-k", "blur", "--panel", "{out}/p.png", "--cell", "2048"])
 def test_pipeline_over_its_option_space(files, args):
     run_case(args, files)
 

@@ -338,7 +338,7 @@ def test_existing_output_is_kept_and_nothing_else_written(tmp_path):
         ([], "nothing to run"),
         (["--stage", "conv:sobel_q"], "unknown kernel 'sobel_q'"),
         (["--stage", "conv:sobel_x,q=2"], "Invalid value for '--stage'"),
-        (["--stage", "softmax"], "unknown stage 'softmax'"),
+        (["--stage", "softmax"], "stage 'softmax' is for convtool shape's tables"),
         (["-k", "nope_kernel"], "Invalid value for '-k'"),
         (["-k", "sobel_x", "--stage", "conv:blur"], "these would go unused"),
         (["-k", "sobel_x", "--grid-stage", "1"], "give --grid"),
@@ -351,7 +351,7 @@ def test_existing_output_is_kept_and_nothing_else_written(tmp_path):
         (["-k", "sobel_x", "-o", "o.jpg", "--depth", "16"], "JPEG takes depth 8"),
         (["-k", "sobel_x", "-k", "sobel_y", "-o", "o.png"], "the chain ends in 2 maps"),
         (["-k", "sobel_x", "--save-stages", "missing/st"], "does not exist"),
-        (["-k", "sobel_x", "--tile", "8"], "--tile"),
+        (["-k", "sobel_x", "--cell", "8"], "--cell"),
     ],
 )
 def test_usage_errors_exit_2(tmp_path, monkeypatch, args, needle):
@@ -402,7 +402,7 @@ def test_help_documents_the_grammar_without_loading_numpy():
     first, _, text = done.stdout.partition("\n")
     assert first == "0 False False", done.stderr
     for needle in [
-        "conv[:KERNEL[+KERNEL...]][,s=S][,p=P][,border=B][,flip][,bias=B][,normalize][,scale=F]",
+        "conv[:C@K|KERNEL[+KERNEL...]][,s=S][,p=P][,d=D][,border=B][,flip][,bias=B]",
         "maxpool[:K][,s=S][,p=P][,ceil]",
         "avgpool[:K][,s=S][,p=P][,ceil]",
         "Examples:",

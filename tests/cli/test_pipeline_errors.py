@@ -181,7 +181,7 @@ def test_figures_and_stage_pictures_are_sized_before_anything_runs(files, tmp_pa
     np.save(tmp_path / "w.npy", np.ones((1024, 3, 1, 1)))
     args = ["pipeline", files["ok.png"], "--stage", f"conv:@{tmp_path / 'w.npy'}"]
     before = snapshot(tmp_path)
-    grid = run_limited([*args, "--grid", tmp_path / "g.png", "--tile", "2048"], 2000)
+    grid = run_limited([*args, "--grid", tmp_path / "g.png", "--cell", "2048"], 2000)
     check_failure(
         grid,
         2,

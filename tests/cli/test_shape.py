@@ -33,22 +33,22 @@ def ok(*args: str) -> tuple[str, str]:
     ("args", "expected"),
     [
         ("28 --kernel 5", "24"),
-        ("28 -k 5", "24"),
-        ("5 -k 3 -s 2", "2"),
-        ("4 -k 3 -p 1", "4"),
-        ("28x32 -k 5 -s 2 -p 1", "13x15"),
-        ("28x28 -k 5", "24x24"),
-        ("28 -k 3x5", "26x24"),  # an N input prints HxW once the axes differ
-        ("28 -k 5 -p 1x2", "26x28"),
-        ("28 -k 3 -d 2", "24"),
-        ("28 -k 3 -p same -s 2", "14"),
-        ("28 -k 4 -p same", "28"),
-        ("28 -k 4 -p valid", "25"),
-        ("28 -k 2 --pool", "14"),
-        ("5 -k 2 --ceil", "3"),
-        ("5 -k 2", "4"),
-        ("2 -k 3 -s 2 --ceil", "1"),
-        ("5 -k 2 -p 1 --ceil", "3"),
+        ("28 --size 5", "24"),
+        ("5 --size 3 -s 2", "2"),
+        ("4 --size 3 -p 1", "4"),
+        ("28x32 --size 5 -s 2 -p 1", "13x15"),
+        ("28x28 --size 5", "24x24"),
+        ("28 --size 3x5", "26x24"),  # an N input prints HxW once the axes differ
+        ("28 --size 5 -p 1x2", "26x28"),
+        ("28 --size 3 -d 2", "24"),
+        ("28 --size 3 -p 1 -s 2", "14"),  # torch refuses same with a stride
+        ("28 --size 4 -p same", "28"),
+        ("28 --size 4 -p valid", "25"),
+        ("28 --size 2 --pool", "14"),
+        ("5 --size 2 --ceil", "3"),
+        ("5 --size 2", "4"),
+        ("2 --size 3 -s 2 --ceil", "1"),
+        ("5 --size 2 -p 1 --ceil", "3"),
     ],
 )
 def test_one_layer_prints_just_the_size(args, expected):
@@ -57,37 +57,37 @@ def test_one_layer_prints_just_the_size(args, expected):
 
 
 def test_json():
-    out, _ = ok("28", "-k", "5", "--json")
+    out, _ = ok("28", "--size", "5", "--json")
     assert json.loads(out) == {"height": 24, "width": 24}
-    out, _ = ok("28x32", "-k", "5", "-s", "2", "-p", "1", "--json")
+    out, _ = ok("28x32", "--size", "5", "-s", "2", "-p", "1", "--json")
     assert json.loads(out) == {"height": 13, "width": 15}
 
 
 def test_the_remainder_note_goes_to_stderr_only_when_the_division_is_not_exact():
-    out, err = ok("28", "-k", "5", "-s", "2")
+    out, err = ok("28", "--size", "5", "-s", "2")
     assert out == "12\n"
     assert (
         err == "note: the division is not exact: the last window leaves 1 row and 1 column unused\n"
     )
-    _, err = ok("28x27", "-k", "5", "-s", "2")
+    _, err = ok("28x27", "--size", "5", "-s", "2")
     assert "leaves 1 row unused" in err
-    _, err = ok("27x28", "-k", "5", "-s", "2")
+    _, err = ok("27x28", "--size", "5", "-s", "2")
     assert "leaves 1 column unused" in err
-    _, err = ok("10", "-k", "3", "-s", "4")
+    _, err = ok("10", "--size", "3", "-s", "4")
     assert "leaves 3 rows and 3 columns unused" in err
-    _, err = ok("28", "-k", "5")
+    _, err = ok("28", "--size", "5")
     assert err == ""
-    out, err = ok("28", "-k", "5", "-s", "2", "--json")
+    out, err = ok("28", "--size", "5", "-s", "2", "--json")
     assert json.loads(out) == {"height": 12, "width": 12}
     assert "unused" in err
 
 
 def test_ceil_mode_and_same_notes():
-    _, err = ok("5", "-k", "2", "--ceil")
+    _, err = ok("5", "--size", "2", "--ceil")
     assert "ceil mode: the last window overhangs the padded input by 1 row and 1 column" in err
-    _, err = ok("28", "-k", "4", "-p", "same")
+    _, err = ok("28", "--size", "4", "-p", "same")
     assert "'same' pads 1 before and 2 after" in err
-    _, err = ok("28x20", "-k", "3x4", "-p", "same")
+    _, err = ok("28x20", "--size", "3x4", "-p", "same")
     assert "rows 1+1 and columns 1+2" in err
 
 
@@ -97,16 +97,16 @@ def test_ceil_mode_and_same_notes():
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        ("28 -k 5 --keep", "2"),
-        ("28 -k 3 --keep", "1"),
-        ("28 -k 3 -d 2 --keep", "2"),
-        ("28 -k 4 --keep", "1+2"),
-        ("28x20 -k 3x4 --keep", "1x1+2"),
-        ("28 -k 3 -s 2 --target 14", "1"),
-        ("28 -k 5 --target 24", "0"),
-        ("28 -k 3 --target 32", "3"),
-        ("28 -k 3 --target 31", "2+3"),
-        ("28x28 -k 3 --target 30x32", "2x3"),
+        ("28 --size 5 --keep", "2"),
+        ("28 --size 3 --keep", "1"),
+        ("28 --size 3 -d 2 --keep", "2"),
+        ("28 --size 4 --keep", "1+2"),
+        ("28x20 --size 3x4 --keep", "1x1+2"),
+        ("28 --size 3 -s 2 --target 14", "1"),
+        ("28 --size 5 --target 24", "0"),
+        ("28 --size 3 --target 32", "3"),
+        ("28 --size 3 --target 31", "2+3"),
+        ("28x28 --size 3 --target 30x32", "2x3"),
     ],
 )
 def test_padding_solver(args, expected):
@@ -115,18 +115,18 @@ def test_padding_solver(args, expected):
 
 
 def test_padding_solver_notes_and_json():
-    _, err = ok("28", "-k", "4", "--keep")
+    _, err = ok("28", "--size", "4", "--keep")
     assert "no symmetric padding keeps 28: pad 1 before and 2 after" in err
-    _, err = ok("28", "-k", "3", "-s", "2", "--target", "14")
+    _, err = ok("28", "--size", "3", "-s", "2", "--target", "14")
     assert "leaves 1 row and 1 column unused; the tightest fit pads 0 before and 1 after" in err
-    out, _ = ok("28", "-k", "3", "-s", "2", "--target", "14", "--json")
+    out, _ = ok("28", "--size", "3", "-s", "2", "--target", "14", "--json")
     assert json.loads(out) == {
         "height": 14,
         "width": 14,
         "padding": [0, 1, 0, 1],
         "symmetric": [1, 1],
     }
-    out, _ = ok("28", "-k", "4", "--keep", "--json")
+    out, _ = ok("28", "--size", "4", "--keep", "--json")
     assert json.loads(out)["symmetric"] == [None, None]
 
 
@@ -190,32 +190,37 @@ def test_chain_inputs():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ("3 -k 5", "kernel 5 is larger than the padded input 3 (3 + 2*0)"),
-        ("3x7 -k 5", "height: kernel 5 is larger than the padded input 3 (3 + 2*0)"),
-        ("3 -k 3 -d 2", "kernel 3 with dilation 2 spans 5, more than the padded input 3"),
-        ("28 -k 5 -s 0", "Invalid value for '-s' / '--stride': stride must be at least 1, got 0"),
-        ("28 -k 0", "kernel must be at least 1, got 0"),
-        ("28 -k 3x", "kernel must be an integer, got ''"),
-        ("28 -k 5 -p foo", "padding must be N, HxW, 'same' or 'valid', got 'foo'"),
-        ("28 -k 5 -p -1", "padding must be N, HxW, 'same' or 'valid', got '-1'"),
-        ("28 -k 3 -d 0", "dilation must be at least 1, got 0"),
-        ("abc -k 3", "Invalid value for INPUT: input size must be an integer, got 'abc'"),
-        ("0 -k 3", "input size must be at least 1, got 0"),
-        ("1x28x28 -k 5", "one layer takes N or HxW, got '1x28x28'"),
-        ("28", "give a kernel (-k 5) for one layer, or layers after the input"),
-        ("28 -k 3 -p 2 --ceil", "padding 2 must be at most half the pool window 3"),
-        ("28 -k 3 -p same --pool", "a pool's padding is a number"),
-        ("28 -k 3 --keep --target 5", "give --keep or --target, not both"),
-        ("28 -k 3 -p 1 --keep", "--keep/--target solve for the padding"),
-        ("28 -k 3 --target 20", "no padding gives 20: even unpadded, size 28 gives 26"),
-        ("28 -k 3 --target 0", "target must be at least 1, got 0"),
-        ("1x28x28 conv:4", "layer 'conv:4': missing '@K'"),
+        ("3 --size 5", "kernel 5 is larger than the padded input 3 (3 + 2*0)"),
+        ("3x7 --size 5", "height: kernel 5 is larger than the padded input 3 (3 + 2*0)"),
+        ("3 --size 3 -d 2", "kernel 3 with dilation 2 spans 5, more than the padded input 3"),
+        (
+            "28 --size 5 -s 0",
+            "Invalid value for '-s' / '--stride': stride must be at least 1, got 0",
+        ),
+        ("28 --size 0", "size must be at least 1, got 0"),
+        ("28 --size 3x", "size must be an integer, got ''"),
+        ("28 --size 5 -p foo", "padding must be N, HxW, 'same' or 'valid', got 'foo'"),
+        ("28 --size 5 -p -1", "padding must be N, HxW, 'same' or 'valid', got '-1'"),
+        ("28 --size 3 -d 0", "dilation must be at least 1, got 0"),
+        ("abc --size 3", "Invalid value for INPUT: input size must be an integer, got 'abc'"),
+        ("0 --size 3", "input size must be at least 1, got 0"),
+        ("1x28x28 --size 5", "one layer takes N or HxW, got '1x28x28'"),
+        ("28", "give a kernel size (--size 5) for one layer, or layers after the input"),
+        ("28 --size 3 -p 2 --ceil", "padding 2 must be at most half the pool window 3"),
+        ("28 --size 3 -p same --pool", "a pool's padding is a number"),
+        ("28 --size 3 --keep --target 5", "give --keep or --target, not both"),
+        ("28 --size 3 -p 1 --keep", "--keep/--target solve for the padding"),
+        ("28 --size 3 --target 20", "no padding gives 20: even unpadded, size 28 gives 26"),
+        ("28 --size 3 --target 0", "target must be at least 1, got 0"),
+        ("1x28x28 conv:4@", "layer 'conv:4@': expected C@K after 4@"),
+        ("1x28x28 conv:sobel", "sobel is the gradient magnitude of two kernels"),
+        ("1x28x28 conv:blur,border=edge", "border must be one of zero, reflect"),
         ("1x28x28 conv:4@5,q=3", "unknown option 'q'"),
         ("1x28x28 foo", "unknown layer 'foo'"),
         ("1x28x28 conv:4@3,s=0", "stride must be at least 1, got 0"),
         ("1x28x28 fc:10", "layer 1 (fc:10) on input 1x28x28: needs a flat input"),
         ("1x5x5 conv:3@7", "layer 1 (conv:3@7) on input 1x5x5: kernel 7 is larger"),
-        ("28 -k 5 conv:3@3", "-k is for a single layer"),
+        ("28 --size 5 conv:3@3", "--size is for a single layer"),
         ("28 -s 2 --ceil conv:3@3", "-s, --ceil are for a single layer"),
     ],
 )
@@ -232,11 +237,11 @@ def test_help_documents_the_grammar_with_examples():
     assert result.exit_code == 0
     for text in (
         "conv:C@K[,s=S][,p=P|same|valid][,d=D][,nobias]",
-        "maxpool:K[,s=S][,p=P][,d=D][,ceil]",
-        "avgpool:K[,s=S][,p=P][,ceil]",
+        "maxpool[:K][,s=S][,p=P][,d=D][,ceil]",
+        "avgpool[:K][,s=S][,p=P][,ceil]",
         "fc:N[,nobias]",
         "convtool shape 1x28x28 conv:4@5 relu maxpool:2 conv:6@5 relu maxpool:2",
-        "convtool shape 28 -k 5 --keep",
+        "convtool shape 28 --size 5 --keep",
         "--target",
         "--ceil",
     ):
@@ -256,9 +261,9 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_the_installed_entry_point_answers_and_fails_with_exit_2():
-    done = run("28", "-k", "5")
+    done = run("28", "--size", "5")
     assert (done.returncode, done.stdout, done.stderr) == (0, "24\n", "")
-    done = run("3", "-k", "5")
+    done = run("3", "--size", "5")
     assert done.returncode == 2
     assert "Error: kernel 5 is larger than the padded input 3 (3 + 2*0)" in done.stderr
     assert "Traceback" not in done.stderr
@@ -281,8 +286,8 @@ print("HEAVY", heavy, file=sys.stderr)
 @pytest.mark.parametrize(
     "args",
     [
-        ["28", "-k", "5"],
-        ["28", "-k", "4", "--keep"],
+        ["28", "--size", "5"],
+        ["28", "--size", "4", "--keep"],
         CHAPTER_CNN.split(),
         [*CHAPTER_CNN.split(), "--json"],
     ],
@@ -294,3 +299,14 @@ def test_shape_imports_neither_numpy_nor_numba(args):
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stderr
     assert done.stdout
+
+
+def test_a_chain_naming_kernels_loads_numpy_alone():
+    # a pipeline's stage string: the kernels are read (numpy), numba and pillow are not
+    args = ["3x64x64", "conv:sobel_x+gaussian:5,p=same -> relu -> maxpool:2"]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY ['numpy']" in done.stderr
+    assert "2x32x32" in done.stdout

@@ -8,12 +8,12 @@ import pytest
 from tests.cli.hardening import C, Case, check_case, run_program
 
 CASES: dict[str, Case] = {
-    "shape-kernel-0": C("shape 28 -k 0", 2, "kernel must be at least 1"),
-    "shape-stride-0": C("shape 28 -k 3 -s 0", 2, "stride must be at least 1"),
-    "shape-padding-negative": C("shape 28 -k 3 -p -1", 2, "padding"),
-    "shape-kernel-too-large": C("shape 28 -k 30", 2, "larger than the padded input"),
-    "shape-input-0": C("shape 0 -k 3", 2, "at least 1"),
-    "shape-input-nan": C("shape nan -k 3", 2, "integer"),
+    "shape-kernel-0": C("shape 28 --size 0", 2, "size must be at least 1"),
+    "shape-stride-0": C("shape 28 --size 3 -s 0", 2, "stride must be at least 1"),
+    "shape-padding-negative": C("shape 28 --size 3 -p -1", 2, "padding"),
+    "shape-kernel-too-large": C("shape 28 --size 30", 2, "larger than the padded input"),
+    "shape-input-0": C("shape 0 --size 3", 2, "at least 1"),
+    "shape-input-nan": C("shape nan --size 3", 2, "integer"),
     "shape-layer-unknown": C("shape 1x28x28 conv:4@5 bogus", 2, "unknown layer"),
     "shape-layer-too-large": C("shape 1x28x28 conv:4@50", 2, "larger than the padded input"),
 }

@@ -476,7 +476,7 @@ def test_match_finds_scale_and_name():
     assert describe_match(match_kernel(-sobel)) == "-1 x sobel_x"  # ImageMagick's Sobel
     assert match_kernel(np.full((3, 3), 0.11)).name == "blur"  # not 0.99 x box3
     assert match_kernel(np.full((3, 3), 1 / 9)).name == "box3"
-    assert match_kernel(np.full((3, 5), 1 / 15)).name == "box:5x3"
+    assert match_kernel(np.full((3, 5), 1 / 15)).name == "box:3x5"
     close = match_kernel(sobel + np.random.default_rng(0).normal(0, 0.02, (3, 3)))
     assert close.name == "sobel_x" and not close.exact
     assert match_kernel(np.random.default_rng(1).normal(size=(3, 3))) is None
@@ -522,8 +522,8 @@ def test_a_pair_that_cannot_be_fitted_is_refused():
     with pytest.raises(ShapeError) as taller:
         prepare_pair(rgb[:4], rgb[:, :4], target_bit_depth=8)
     assert str(taller.value) == (
-        "the target (4x6) is taller than the input (6x4), but filtering never makes a "
-        "picture larger"  # whole, and width x height: 4 wide, 6 tall
+        "the target (6x4) is taller than the input (4x6), but filtering never makes a "
+        "picture larger"  # whole, and rows x columns as every size: 6 tall, 4 wide
     )
     bad = rgb.copy()
     bad[0, 0] = [np.nan, np.inf, 0.5]

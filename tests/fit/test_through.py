@@ -97,6 +97,8 @@ def test_stages_that_do_not_fit_are_refused(tmp_path):
         (("--stage", "conv -> relu", "--method", "cg"), "--method does not apply"),
         (("--stage", "conv -> relu", "--color", "channels"), "--color channels does not apply"),
         (("--stage", "conv -> frobnicate"), "unknown stage"),
+        (("--stage", "conv:4@3 -> relu"), "naming no kernel"),
+        (("--stage", "conv:d=2 -> relu"), "leave d= out"),
     ]:
         result = fit(target, *args)
         assert result.exit_code == 2, result.output

@@ -238,7 +238,7 @@ def test_rotation_by_90_of_any_shape_is_exact():
     np.testing.assert_array_equal(rotate_kernel(w, -90), np.rot90(w, 1))
     np.testing.assert_array_equal(rotate_kernel(w, 270), np.rot90(w, 1))
     np.testing.assert_array_equal(rotate_kernel(w, 180), w[::-1, ::-1])
-    assert parse_kernel("box:5x3@90").shape == (5, 3)
+    assert parse_kernel("box:3x5@90").shape == (5, 3)
     np.testing.assert_array_equal(parse_kernel("roberts_x:90"), k("0,1 / -1,0"))
 
 
@@ -280,12 +280,12 @@ def test_gaussian_default_size_and_sigma():
 
 def test_box():
     np.testing.assert_array_equal(parse_kernel("box:5"), np.full((5, 5), 1 / 25))
-    assert parse_kernel("box:5x3").shape == (3, 5)  # W x H, as ImageMagick's geometry
-    np.testing.assert_array_equal(parse_kernel("box:5x3"), parse_kernel("box:5,3"))
-    np.testing.assert_array_equal(parse_kernel("box:5 X 3"), np.full((3, 5), 1 / 15))
+    assert parse_kernel("box:3x5").shape == (3, 5)  # H x W, as every size is written
+    np.testing.assert_array_equal(parse_kernel("box:3x5"), parse_kernel("box:3,5"))
+    np.testing.assert_array_equal(parse_kernel("box:3 X 5"), np.full((3, 5), 1 / 15))
     np.testing.assert_array_equal(parse_kernel("box:2"), np.full((2, 2), 0.25))  # even is fine
     np.testing.assert_array_equal(box_kernel(4, 1), np.full((1, 4), 0.25))
-    assert parse_kernel_spec("box:5x3").name == "box:5x3"
+    assert parse_kernel_spec("box:3x5").name == "box:3x5"
 
 
 @pytest.mark.parametrize(("size", "sigma", "amount"), [(3, None, 1.0), (5, 1.0, 2.0), (7, 2, 0.5)])
@@ -500,7 +500,8 @@ def test_writing_a_kernel_file_keeps_an_existing_one_unless_told(tmp_path):
         ("gaussian:", ["nothing after"]),
         ("box:0", ["box width", "0"]),
         ("box:2.5", ["box width", "2.5"]),
-        ("box:3x0", ["box height", "0"]),
+        ("box:3x0", ["box width", "0"]),
+        ("box:0x3", ["box height", "0"]),
         ("box:5000", ["5000", f"{MAX_SIDE}"]),
         ("motion:0.5", ["motion length", "0.5"]),
         ("motion:5000", ["5000"]),

@@ -159,7 +159,22 @@ def test_gray_source_takes_the_luma():
     colour, names = pl.source_planes(disc())
     assert colour.shape == (3, 80, 80) and names == ("red", "green", "blue")
     with pytest.raises(ValueError, match="color"):
-        pl.source_planes(disc(), "channels")
+        pl.source_planes(disc(), "colour")
+
+
+def test_channels_filters_each_channel_alike():
+    # --color channels: a 2-D kernel on each channel gives a map per channel (depthwise),
+    # where the default sums them; scipy's correlate of each plane is the reference
+    planes, names = pl.source_planes(disc(), "channels")
+    defaults = pl.ConvDefaults(padding="same", per_channel=True)
+    stages = pl.parse_stages(["conv:sobel_x+blur"], defaults=defaults)
+    (result,) = pl.run_stages(planes, stages, names)
+    assert result.labels == tuple(f"{k}[{c}]" for k in ("sobel_x", "blur") for c in names)
+    for i, spec in enumerate(("sobel_x", "blur")):
+        weights = parse_kernel(spec)
+        for c in range(3):
+            want = ndi.correlate(planes[c].astype(np.float64), weights, mode="constant")
+            np.testing.assert_allclose(result.data[3 * i + c], want, atol=1e-5)
 
 
 # ------------------------------------------------------------ conv stages
@@ -360,12 +375,19 @@ def test_chains_arrows_and_the_default():
 @pytest.mark.parametrize(
     ("spec", "needle"),
     [
-        ("sigmoid", "unknown stage 'sigmoid'; stages are conv["),
+        ("sigmoid", "stage 'sigmoid' is for convtool shape's tables; pipeline's stages are conv["),
+        ("bogus", "unknown stage 'bogus'; stages are conv["),
+        ("fc:10", "stage 'fc:10' is for convtool shape's tables"),
+        ("maxpool:3,d=2", "the pipeline's pools take no dilation"),
+        ("conv:4@3,flip", "flip is for named kernels; C@K's are random"),
+        ("conv:4@", "expected C@K after 4@"),
+        ("conv:blur,d=100000", "dilated kernel is 200001x200001; at most"),  # before it is made
+        ("conv:4@3,d=100000", "dilated kernel is 200001x200001; at most"),
         ("", "an empty stage"),
         ("conv:sobel_q", "stage 'conv:sobel_q': unknown kernel 'sobel_q'; did you mean"),
         ("conv", "no kernel: name one (conv:sobel_x) or give -k"),
         ("conv:sobel_x,sobel_y", "unknown flag 'sobel_y'; several kernels are joined with '+'"),
-        ("conv:sobel_x,q=1", "unknown option 'q'; expected conv[:KERNEL"),
+        ("conv:sobel_x,q=1", "unknown option 'q'; expected conv[:C@K|KERNEL"),
         ("conv:sobel_x,s=0", "stride must be at least 1, got 0"),
         ("conv:sobel_x,s=1,stride=2", "stride given twice"),
         ("conv:sobel_x,p=big", "padding must be N, HxW, 'same' or 'valid'"),
@@ -503,3 +525,74 @@ def test_run_pipeline_takes_strings_or_stages():
     assert [r.shape for r in same] == [(1, 6, 6), (1, 6, 6), (1, 3, 3)]
     record = a[0].record()
     assert record["spec"] == "conv:blur,s=1,p=valid" and record["shape"] == [1, 10, 10]
+
+
+# ------------------------------------------------- one grammar with convtool shape
+
+
+def test_random_convs_and_dilation_are_torch_s():
+    # conv:C@K: C kernels over every channel, drawn as torch's Conv2d starts them, and d=
+    # a dilation: both equal torch's conv2d with those weights
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(3).random((3, 23, 31)).astype(np.float32)
+    for spec, dilation in (("conv:4@3,d=2,p=1", 2), ("conv:2@3x5,d=1x2", (1, 2))):
+        (stage,) = pl.parse_stages([spec])
+        (result,) = pl.run_stages(x, [stage])
+        kernel = pl.random_kernel(stage, 3)
+        _, (kh, kw) = stage.random
+        bound = 1 / math.sqrt(3 * kh * kw)
+        assert np.abs(kernel.weights).max() <= bound and np.abs(kernel.bias).max() <= bound
+        raw = kernel.weights[..., :: stage.dilation[0], :: stage.dilation[1]]
+        want = torch.nn.functional.conv2d(
+            torch.from_numpy(x[None].astype(np.float64)),
+            torch.from_numpy(raw),
+            torch.tensor(kernel.bias, dtype=torch.float64),
+            dilation=dilation,
+            padding=stage.padding if stage.padding != "valid" else 0,
+        )[0].numpy()
+        assert result.shape == want.shape and result.labels[0] == "random[0]"
+        np.testing.assert_allclose(result.data, want, atol=1e-5)
+    named = pl.run_stages(x, pl.parse_stages(["conv:sobel_x,d=3,p=3"]))[0].data
+    w = torch.from_numpy(np.repeat(parse_kernel("sobel_x")[None, None], 3, axis=1))
+    want = torch.nn.functional.conv2d(torch.from_numpy(x[None].astype(np.float64)), w,
+                                      dilation=3, padding=3)[0].numpy()  # fmt: skip
+    np.testing.assert_allclose(named, want, atol=1e-5)
+
+
+def test_random_convs_are_seeded():
+    x = np.random.default_rng(4).random((1, 12, 12)).astype(np.float32)
+
+    def maps(specs, seed=1):
+        defaults = pl.ConvDefaults(seed=seed)
+        return [r.data for r in pl.run_stages(x, pl.parse_stages(specs, defaults=defaults))]
+
+    chain = ["conv:2@3,nobias -> conv:2@3"]
+    first, again = maps(chain), maps(chain)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)  # the same every run
+    assert not np.array_equal(maps(chain, seed=2)[0], first[0])
+    # each C@K conv its own stream: the second is not the first's kernel again
+    one = pl.parse_stages(chain)
+    w0, w1 = pl.random_kernel(one[0], 2), pl.random_kernel(one[1], 2)
+    assert w0.bias is None and not np.array_equal(w0.weights, w1.weights)
+
+
+@pytest.mark.parametrize(
+    "chain",
+    [
+        "conv:8@3,d=2,p=same -> relu -> maxpool:2 -> conv:4@3x5,s=2,nobias -> avgpool:3,s=1",
+        "conv:sobel_x+blur,p=same -> relu -> maxpool:3,s=2,p=1,ceil -> conv:2@2",
+    ],
+)
+def test_shape_sizes_a_pipeline_as_it_runs(chain):
+    # the one grammar: convtool shape's table has the shapes the pipeline's maps have
+    from click.testing import CliRunner
+
+    from convtool.cli import cli
+
+    x = np.random.default_rng(5).random((3, 37, 50)).astype(np.float32)
+    ran = [r.shape for r in pl.run_stages(x, pl.parse_stages([chain]))]
+    done = CliRunner().invoke(cli, ["shape", "3x37x50", chain, "--json"])
+    assert done.exit_code == 0, done.output
+    sized = [tuple(layer["shape"]) for layer in json.loads(done.stdout)["layers"]]
+    assert sized == ran

@@ -213,20 +213,23 @@ def test_parse_layer_grammar():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("conv:4", r"missing '@K'"),
-        ("conv:", "is incomplete: expected conv:C@K"),
-        ("conv", "is incomplete"),
+        ("conv:4", r"'4' names kernels; give C@K"),  # a 1x1 kernel, sized with kernel_shape
+        ("conv:4@", "expected C@K after 4@"),
+        ("conv:", r"missing '@K' .* or kernels; expected conv\[:C@K\|KERNEL"),
+        ("conv", "missing '@K'"),
+        ("conv:sobel_x", "'sobel_x' names kernels; give C@K"),  # without kernel_shape
         ("conv:0@3", "output channels must be at least 1, got 0"),
         ("conv:4@3,q=1", "unknown option 'q'"),
         ("conv:4@3,s=1,s=2", "stride given twice"),
         ("conv:4@3,ceil", "unknown flag 'ceil'"),
+        ("conv:4@3,scale=2", "scale is for named kernels; C@K's are random"),
         ("conv:4@3,s=0", "stride must be at least 1, got 0"),
-        ("maxpool:3,p=same", "a pool's padding is a number"),
+        ("maxpool:3,p=same", "a pool's padding is N or HxW, not 'same'"),
         ("avgpool:3,d=2", "unknown option 'd'"),
         ("fc:ten", "output features must be an integer, got 'ten'"),
         ("relu:3", "relu takes no arguments"),
         ("dropout:1.5", r"the dropout rate must be in \[0, 1\)"),
-        ("pool:2", "unknown layer 'pool:2'; known layers: conv:C@K"),
+        ("pooling:2", r"unknown layer 'pooling:2'; known layers: conv\[:C@K"),
     ],
 )
 def test_parse_layer_errors(spec, message):
@@ -285,7 +288,7 @@ def test_resnet_stem():
 
 
 def test_chain_options():
-    rows = chain((3, 32, 32), layers("conv:16@3,p=same,nobias conv:8@4,p=same,s=2 avgpool:3,ceil"))
+    rows = chain((3, 32, 32), layers("conv:16@3,p=same,nobias conv:8@4,p=1,s=2 avgpool:3,ceil"))
     assert [r.shape for r in rows] == [(16, 32, 32), (8, 16, 16), (8, 6, 6)]
     assert rows[0].params == 16 * 3 * 9  # no bias
     assert chain((2, 9, 9), layers("maxpool:3,d=2"))[0].shape == (2, 2, 2)
@@ -300,6 +303,7 @@ def test_chain_options():
         ((28,), "conv:3@3", r"needs a CxHxW input, got the flat 28 \(an input N is a flat"),
         ((1, 4, 4), "flatten maxpool:2", r"layer 2 \(maxpool:2\) on input 16: needs a CxHxW"),
         ((1, 8, 8), "maxpool:2,p=2", "padding 2 must be at most half the pool window 2"),
+        ((1, 8, 8), "conv:3@3,s=2,p=same", "torch refuses padding .same. with stride 2"),
     ],
 )
 def test_chain_errors(shape, text, message):
