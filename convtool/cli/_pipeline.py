@@ -216,7 +216,8 @@ Examples:
     type=click.IntRange(16, 2048),
     default=None,
     metavar="PX",
-    help="Size of each map in --panel and --grid, in pixels  [default: 240]",
+    help="Height of each map's tile in --panel and --grid, in pixels; its width follows "
+    "the map's shape, at most twice that  [default: 240]",
 )
 @alias_option("pipeline", "--tile", "old_cell", type=click.IntRange(16, 2048))
 @click.option(

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.cli.hardening import run_main
+from tests.cli.hardening import as_in_a_terminal, run_main
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 DISC = str(SAMPLES / "disc.png")
@@ -120,7 +120,7 @@ def test_ctrl_c_stops_a_pipeline_batch_with_130(tmp_path):
     cmd = [sys.executable, "-m", "convtool", "pipeline", *map(str, inputs), "-o", f"{out}/"]
     cmd += ["--stage", "conv:gaussian:15,p=same -> relu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True, preexec_fn=as_in_a_terminal)  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
