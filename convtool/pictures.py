@@ -259,7 +259,7 @@ def kernel(spec: str) -> np.ndarray:
     >>> convtool.kernel("sobel_x@90").tolist()
     [[-1.0, -2.0, -1.0], [0.0, 0.0, 0.0], [1.0, 2.0, 1.0]]
     >>> convtool.kernel("box:3x1").shape
-    (1, 3)
+    (3, 1)
     """
     from convtool.kernels import KernelSpecError, parse_kernel_spec
 

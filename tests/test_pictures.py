@@ -261,7 +261,7 @@ def test_kernel_is_the_command_lines_parser():
 
     for spec in ("sobel_x@90", "gaussian:0x2", "box:5x3", "3x3: 1,2,1 2,4,2 1,2,1", "im:LoG:0x1"):
         assert np.array_equal(convtool.kernel(spec), parse_kernel(spec))
-    assert convtool.kernel("box:5x3").shape == (3, 5)  # W x H, as ImageMagick's geometry
+    assert convtool.kernel("box:5x3").shape == (5, 3)  # rows x columns, as every size
     for spec, said in (("sobel", "gradient magnitude"), ("im:Sobel:>", "list of 4")):
         with pytest.raises(ValueError, match=said):
             convtool.kernel(spec)

@@ -20,7 +20,7 @@ from convtool.cli._params import (
     max_pixels_option,
     said,
 )
-from convtool.cli._pictures import check_stdout, planning, read_stdin
+from convtool.cli._pictures import check_stdout, planning, read_stdin, spare_blas_threads
 from convtool.cli._reporting import ApplyReporter
 from convtool.cli._scale import check as _check_scale
 from convtool.cli._scale import run_batch as _run_batch
@@ -236,10 +236,7 @@ def apply(
     tile,
     scheduler,
 ):
-    if "numpy" not in sys.modules:
-        # no linear algebra here: spare OpenBLAS's thread pool (~40 ms of start-up and
-        # exit, and CPU the filter needs on a small machine)
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    spare_blas_threads()
     from convtool.batch import apply_task
     from convtool.batch.outputs import check_depths, unique_slugs
     from convtool.core import engine

@@ -4,6 +4,7 @@ standard input and output, and output planning's refusals as click reports them.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,13 @@ from typing import Any
 import click
 
 from convtool.cli._params import max_pixels_limit, said
+
+
+def spare_blas_threads() -> None:
+    """Before numpy loads: no OpenBLAS thread pool (~40 ms of start-up and exit, and CPU
+    the filters need on a small machine); pictures are filtered by the core's own threads."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 @contextlib.contextmanager
