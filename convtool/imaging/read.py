@@ -138,6 +138,8 @@ def _header_shape(path: PathLike) -> tuple[str, tuple[int, int, int]] | None:
             start = f.read(1 << 16)
             head = png.header(start)
             if head is not None:  # Pillow reads palettes as RGB: only grey is one plane
+                if not (head.width and head.height):
+                    return None  # an empty picture: the read says so
                 return "PNG", (1 if head.colour_type in (0, 4) else 3, head.height, head.width)
             found = jpeg.header(start)  # the segments before the pixels: most JPEGs' first 64 KB
             if jpeg.plain(found):
