@@ -1,0 +1,125 @@
+"""The implicit-GEMM path: a layer of many channels as matrix products run by numpy's BLAS.
+
+A block of output pixels is a product ``W (C_out, K) @ cols (K, pixels)``, K = C_in kH kW,
+the block's patches laid out by :func:`convtool.core.conv_gemm.im2col` (jitted, on the
+engine's threads) into a buffer of about :data:`BLOCK` elements, so that it stays in the
+cache between the copy and the product. The products are numpy's ``matmul`` (OpenBLAS
+or whichever BLAS numpy links, threaded by it). Blocks are whole pictures where a
+picture's patches fit (a batch of small pictures goes as one batched product), else
+bands of output rows. A 1x1 kernel at stride 1 without padding needs no copy at all.
+
+The bias rides along as one more row of ones in ``cols`` and one more column of W.
+Backward, per block: the kernel gradient ``grad_out @ cols^T`` (each block's product
+added up in float64), the input gradient ``W^T @ grad_out`` laid back onto the picture
+by :func:`~convtool.core.conv_gemm.col2im`. Which layers take this path is the
+planner's choice (:func:`convtool.core.plan.plan_layer`).
+
+This module imports numpy only; the engine passed in runs the jitted halves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["BLOCK", "backward", "forward"]
+
+BLOCK = 1 << 20  # elements of cols per block: 4 MB of float32, about the L2 of two cores
+
+
+def _pointwise(w: np.ndarray, stride: tuple[int, int], pads: tuple[int, int], x, out) -> bool:
+    """Whether the layer is a plain product: 1x1, stride 1, no padding, same size."""
+    return (
+        w.shape[2:] == (1, 1)
+        and stride == (1, 1)
+        and pads == (0, 0)
+        and (x.shape[2:] == out.shape[2:])
+    )
+
+
+def _blocks(n: int, h_out: int, w_out: int, k: int):
+    """(first picture, pictures, first output row, rows) of each block of about BLOCK."""
+    per_picture = k * h_out * w_out
+    if per_picture <= BLOCK:
+        step = max(1, BLOCK // per_picture)
+        for n0 in range(0, n, step):
+            yield n0, min(step, n - n0), 0, h_out
+        return
+    rows = max(1, BLOCK // (k * w_out))
+    for n0 in range(n):
+        for i0 in range(0, h_out, rows):
+            yield n0, 1, i0, min(rows, h_out - i0)
+
+
+def _buffer(n: int, h_out: int, w_out: int, k: int, dtype) -> np.ndarray:
+    """A flat buffer for the largest block's columns."""
+    return np.empty(min(n * k * h_out * w_out, max(BLOCK, k * w_out)), dtype=dtype)
+
+
+def forward(
+    engine: Any,
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    out: np.ndarray,
+    stride: tuple[int, int],
+    pads: tuple[int, int],
+) -> None:
+    """out = conv2d(x, w, bias) by blocks of im2col and BLAS (x (N, C, H, W), w (O, C, kH,
+    kW), out (N, O, H', W'), zero padding ``pads`` (top, left) before, the rest implied)."""
+    n, c_in = x.shape[:2]
+    c_out, _, kh, kw = w.shape
+    h_out, w_out = out.shape[2:]
+    out3 = out.reshape(n, c_out, h_out * w_out)
+    k = c_in * kh * kw
+    if _pointwise(w, stride, pads, x, out):
+        np.matmul(w.reshape(c_out, c_in), x.reshape(n, c_in, -1), out=out3)
+        out3 += bias[:, None]
+        return
+    wb = np.empty((c_out, k + 1), dtype=x.dtype)
+    wb[:, :k] = w.reshape(c_out, k)
+    wb[:, k] = bias
+    buffer = _buffer(n, h_out, w_out, k + 1, x.dtype)
+    for n0, pictures, i0, rows in _blocks(n, h_out, w_out, k + 1):
+        size = rows * w_out
+        cols = buffer[: pictures * (k + 1) * size].reshape(pictures, k + 1, size)
+        cols[:, k] = 1
+        engine.im2col(x, cols, n0, i0, kh, kw, w_out, *stride, *pads)
+        block = out3[n0 : n0 + pictures, :, i0 * w_out : i0 * w_out + size]
+        np.matmul(wb, cols, out=block)
+
+
+def backward(
+    engine: Any,
+    x: np.ndarray,
+    w: np.ndarray,
+    grad_out: np.ndarray,
+    stride: tuple[int, int],
+    pads: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(grad_x, grad_w) of :func:`forward` for the incoming gradient ``grad_out``; grad_w
+    in float64 (summed over the blocks' products)."""
+    n, c_in = x.shape[:2]
+    c_out, _, kh, kw = w.shape
+    h_out, w_out = grad_out.shape[2:]
+    k = c_in * kh * kw
+    g3 = grad_out.reshape(n, c_out, h_out * w_out)
+    grad_w = np.zeros((c_out, k), dtype=np.float64)
+    if _pointwise(w, stride, pads, x, grad_out):
+        x3 = x.reshape(n, c_in, -1)
+        grad_x = np.matmul(w.reshape(c_out, c_in).T, g3).reshape(x.shape)
+        grad_w += np.matmul(g3, x3.transpose(0, 2, 1)).sum(axis=0, dtype=np.float64)
+        return grad_x, grad_w.reshape(w.shape)
+    w_t = np.ascontiguousarray(w.reshape(c_out, k).T)
+    grad_x = np.zeros_like(x)
+    buffer = _buffer(n, h_out, w_out, k, x.dtype)
+    for n0, pictures, i0, rows in _blocks(n, h_out, w_out, k):
+        size = rows * w_out
+        cols = buffer[: pictures * k * size].reshape(pictures, k, size)
+        engine.im2col(x, cols, n0, i0, kh, kw, w_out, *stride, *pads)
+        g = g3[n0 : n0 + pictures, :, i0 * w_out : i0 * w_out + size]
+        grad_w += np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0, dtype=np.float64)
+        np.matmul(w_t, g, out=cols)  # the columns' gradient, in the same buffer
+        engine.col2im(cols, grad_x, n0, i0, kh, kw, w_out, *stride, *pads)
+    return grad_x, grad_w.reshape(w.shape)
