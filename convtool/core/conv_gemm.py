@@ -15,7 +15,7 @@ kernel runs the share ``part`` of ``parts`` of its tasks (:mod:`convtool.core.ta
 
 from __future__ import annotations
 
-from numba import njit
+from numba import njit, uint64
 
 from convtool.core.fastmath import ENTRY, _share
 
@@ -28,6 +28,44 @@ def _span(width, w_out, b, sw, pad_left):
     return lo, hi
 
 
+# The loops below index flat views with unsigned integers: a signed index makes numba
+# test it for wrapping around (a negative index counts from the end), which kept LLVM
+# from vectorising the copies (measured: 0.8 ns an element, 0.15 unsigned).
+
+
+@njit(inline="always")
+def _zero(dst, start, count):
+    d = uint64(start)
+    for j in range(uint64(count)):
+        dst[d + j] = 0
+
+
+@njit(inline="always")
+def _take(dst, d0, src, s0, count, step):
+    """dst[d0 + j] = src[s0 + j*step] for j < count."""
+    d, s = uint64(d0), uint64(s0)
+    if step == 1:
+        for j in range(uint64(count)):
+            dst[d + j] = src[s + j]
+    else:
+        st = uint64(step)
+        for j in range(uint64(count)):
+            dst[d + j] = src[s + j * st]
+
+
+@njit(inline="always")
+def _give(dst, d0, src, s0, count, step):
+    """dst[d0 + j*step] += src[s0 + j] for j < count."""
+    d, s = uint64(d0), uint64(s0)
+    if step == 1:
+        for j in range(uint64(count)):
+            dst[d + j] += src[s + j]
+    else:
+        st = uint64(step)
+        for j in range(uint64(count)):
+            dst[d + j * st] += src[s + j]
+
+
 @njit(**ENTRY)
 def im2col(x, cols, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left, part, parts):
     """cols[m, (c*kh + a)*kw + b, r*w_out + j] = x[n0 + m, c, (i0 + r)*sh + a - pt,
@@ -35,34 +73,30 @@ def im2col(x, cols, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left, part, part
 
     cols is (pictures, rows of patches (at least C_in kh kw), output pixels of the
     block); rows past C_in kh kw are left alone (the caller's row of ones, for the bias).
-    A task is one channel's kernel row of one picture: kw rows of cols. Plain indexed
-    loops: a slice costs as much as copying a short row.
+    A task is one channel's kernel row of one picture: kw rows of cols.
     """
     c_in, height, width = x.shape[1], x.shape[2], x.shape[3]
-    n_pic = cols.shape[0]
-    rows = cols.shape[2] // w_out
+    n_pic, n_rows, size = cols.shape
+    rows = size // w_out
+    xf, cf = x.reshape(-1), cols.reshape(-1)
     start, stop = _share(n_pic * c_in * kh, part, parts)
     for task in range(start, stop):
         m = task // (c_in * kh)
         c = (task // kh) % c_in
         a = task % kh
+        plane = ((n0 + m) * c_in + c) * height * width
         for b in range(kw):
-            k = (c * kh + a) * kw + b
             lo, hi = _span(width, w_out, b, sw, pad_left)
-            shift = b - pad_left
+            line = (m * n_rows + (c * kh + a) * kw + b) * size
             for r in range(rows):
                 y = (i0 + r) * sh + a - pad_top
-                base = r * w_out
+                d = line + r * w_out
                 if y < 0 or y >= height:
-                    for j in range(w_out):
-                        cols[m, k, base + j] = 0
+                    _zero(cf, d, w_out)
                     continue
-                for j in range(lo):
-                    cols[m, k, base + j] = 0
-                for j in range(lo, hi):
-                    cols[m, k, base + j] = x[n0 + m, c, y, j * sw + shift]
-                for j in range(hi, w_out):
-                    cols[m, k, base + j] = 0
+                _zero(cf, d, lo)
+                _take(cf, d + lo, xf, plane + y * width + lo * sw + b - pad_left, hi - lo, sw)
+                _zero(cf, d + hi, w_out - hi)
 
 
 @njit(**ENTRY)
@@ -74,20 +108,20 @@ def col2im(cols, grad_x, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left, part,
     taps added in the order (a, b, r, j), the same whatever the threads.
     """
     c_in, height, width = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
-    n_pic = cols.shape[0]
-    rows = cols.shape[2] // w_out
+    n_pic, n_rows, size = cols.shape
+    rows = size // w_out
+    gf, cf = grad_x.reshape(-1), cols.reshape(-1)
     start, stop = _share(n_pic * c_in, part, parts)
     for task in range(start, stop):
         m = task // c_in
         c = task % c_in
+        plane = ((n0 + m) * c_in + c) * height * width
         for a in range(kh):
             for b in range(kw):
-                k = (c * kh + a) * kw + b
                 lo, hi = _span(width, w_out, b, sw, pad_left)
-                shift = b - pad_left
+                line = (m * n_rows + (c * kh + a) * kw + b) * size
                 for r in range(rows):
                     y = (i0 + r) * sh + a - pad_top
                     if 0 <= y < height:
-                        base = r * w_out
-                        for j in range(lo, hi):
-                            grad_x[n0 + m, c, y, j * sw + shift] += cols[m, k, base + j]
+                        at = plane + y * width + lo * sw + b - pad_left
+                        _give(gf, at, cf, line + r * w_out + lo, hi - lo, sw)
