@@ -290,12 +290,12 @@ def run(
 # lines leave the cache); the GEMM path costs per element of its columns (the copy and
 # BLAS's packing) plus per multiply-add, near the machine's peak.
 LAYER_COSTS = {
-    "direct_mac": 0.030,
-    "direct_pointwise": 2.0,  # factor for a 1x1 kernel
-    "direct_strided": 4.0,  # factor for a column stride
-    "direct_deep": 1.9,  # factor past DEEP_K multiply-adds an output
-    "gemm_element": 1.15,
-    "gemm_mac": 0.012,
+    "direct_mac": 0.035,
+    "direct_pointwise": 2.5,  # factor for a 1x1 kernel
+    "direct_strided": 3.5,  # factor for a column stride
+    "direct_deep": 1.7,  # factor past DEEP_K multiply-adds an output
+    "gemm_element": 0.6,
+    "gemm_mac": 0.017,
 }
 DEEP_K = 1024
 
