@@ -7,9 +7,10 @@ peak; the input gradient is ``W^T @ grad_out`` laid back onto the picture (col2i
 the kernel gradient ``grad_out @ cols^T``. The products are numpy's
 (:mod:`convtool.core.gemm` drives them); these kernels only move pixels.
 
-Row ``(c*kH + a)*kW + b`` of a picture's columns is tap (a, b) of channel c; column
-``r*W_out + j`` is output pixel (i0 + r, j), which sees input pixel
-``((i0 + r)*sh + a - pt, j*sw + b - pl)``; pixels outside the picture are zeros. Each
+``cols[(c*kH + a)*kW + b, m, r*W_out + j]`` is tap (a, b) of channel c for output pixel
+(i0 + r, j) of picture n0 + m, which sees input pixel ``((i0 + r)*sh + a - pt,
+j*sw + b - pl)``; pixels outside the picture are zeros. Pictures side by side in each
+row: a block of several small pictures is one product, (K, pictures x pixels). Each
 kernel runs the share ``part`` of ``parts`` of its tasks (:mod:`convtool.core.tasks`).
 """
 
@@ -68,15 +69,15 @@ def _give(dst, d0, src, s0, count, step):
 
 @njit(**ENTRY)
 def im2col(x, cols, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left, part, parts):
-    """cols[m, (c*kh + a)*kw + b, r*w_out + j] = x[n0 + m, c, (i0 + r)*sh + a - pt,
+    """cols[(c*kh + a)*kw + b, m, r*w_out + j] = x[n0 + m, c, (i0 + r)*sh + a - pt,
     j*sw + b - pl], zero outside x, for rows (c, a, b) of the share ``part``.
 
-    cols is (pictures, rows of patches (at least C_in kh kw), output pixels of the
+    cols is (rows of patches (at least C_in kh kw), pictures, output pixels of the
     block); rows past C_in kh kw are left alone (the caller's row of ones, for the bias).
     A task is one channel's kernel row of one picture: kw rows of cols.
     """
     c_in, height, width = x.shape[1], x.shape[2], x.shape[3]
-    n_pic, n_rows, size = cols.shape
+    n_pic, size = cols.shape[1], cols.shape[2]
     rows = size // w_out
     xf, cf = x.reshape(-1), cols.reshape(-1)
     start, stop = _share(n_pic * c_in * kh, part, parts)
@@ -87,7 +88,7 @@ def im2col(x, cols, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left, part, part
         plane = ((n0 + m) * c_in + c) * height * width
         for b in range(kw):
             lo, hi = _span(width, w_out, b, sw, pad_left)
-            line = (m * n_rows + (c * kh + a) * kw + b) * size
+            line = (((c * kh + a) * kw + b) * n_pic + m) * size
             for r in range(rows):
                 y = (i0 + r) * sh + a - pad_top
                 d = line + r * w_out
@@ -101,14 +102,14 @@ def im2col(x, cols, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left, part, part
 
 @njit(**ENTRY)
 def col2im(cols, grad_x, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left, part, parts):
-    """grad_x[n0 + m, c, (i0 + r)*sh + a - pt, j*sw + b - pl] += cols[m, (c*kh + a)*kw + b,
+    """grad_x[n0 + m, c, (i0 + r)*sh + a - pt, j*sw + b - pl] += cols[(c*kh + a)*kw + b, m,
     r*w_out + j] where that pixel lies in grad_x: :func:`im2col`'s transpose.
 
     A task is one channel of one picture (its plane is written by that task alone), its
     taps added in the order (a, b, r, j), the same whatever the threads.
     """
     c_in, height, width = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
-    n_pic, n_rows, size = cols.shape
+    n_pic, size = cols.shape[1], cols.shape[2]
     rows = size // w_out
     gf, cf = grad_x.reshape(-1), cols.reshape(-1)
     start, stop = _share(n_pic * c_in, part, parts)
@@ -119,7 +120,7 @@ def col2im(cols, grad_x, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left, part,
         for a in range(kh):
             for b in range(kw):
                 lo, hi = _span(width, w_out, b, sw, pad_left)
-                line = (m * n_rows + (c * kh + a) * kw + b) * size
+                line = (((c * kh + a) * kw + b) * n_pic + m) * size
                 for r in range(rows):
                     y = (i0 + r) * sh + a - pad_top
                     if 0 <= y < height:

@@ -85,11 +85,15 @@ def forward(
     buffer = _buffer(n, h_out, w_out, k + 1, x.dtype)
     for n0, pictures, i0, rows in _blocks(n, h_out, w_out, k + 1):
         size = rows * w_out
-        cols = buffer[: pictures * (k + 1) * size].reshape(pictures, k + 1, size)
-        cols[:, k] = 1
+        cols = buffer[: (k + 1) * pictures * size].reshape(k + 1, pictures, size)
+        cols[k] = 1
         engine.im2col(x, cols, n0, i0, kh, kw, w_out, *stride, *pads)
-        block = out3[n0 : n0 + pictures, :, i0 * w_out : i0 * w_out + size]
-        np.matmul(wb, cols, out=block)
+        cols2 = cols.reshape(k + 1, pictures * size)
+        if pictures == 1:
+            np.matmul(wb, cols2, out=out3[n0, :, i0 * w_out : i0 * w_out + size])
+        else:  # one product for the pictures, their outputs then put in their places
+            product = np.matmul(wb, cols2).reshape(c_out, pictures, size)
+            out3[n0 : n0 + pictures] = product.transpose(1, 0, 2)
 
 
 def backward(
@@ -118,10 +122,14 @@ def backward(
     buffer = _buffer(n, h_out, w_out, k, x.dtype)
     for n0, pictures, i0, rows in _blocks(n, h_out, w_out, k):
         size = rows * w_out
-        cols = buffer[: pictures * k * size].reshape(pictures, k, size)
+        cols = buffer[: k * pictures * size].reshape(k, pictures, size)
         engine.im2col(x, cols, n0, i0, kh, kw, w_out, *stride, *pads)
-        g = g3[n0 : n0 + pictures, :, i0 * w_out : i0 * w_out + size]
-        grad_w += np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0, dtype=np.float64)
-        np.matmul(w_t, g, out=cols)  # the columns' gradient, in the same buffer
+        cols2 = cols.reshape(k, pictures * size)
+        if pictures == 1:
+            g = g3[n0, :, i0 * w_out : i0 * w_out + size]
+        else:  # the pictures side by side, as in cols
+            g = g3[n0 : n0 + pictures].transpose(1, 0, 2).reshape(c_out, pictures * size)
+        grad_w += np.matmul(g, cols2.T)
+        np.matmul(w_t, g, out=cols2)  # the columns' gradient, in the same buffer
         engine.col2im(cols, grad_x, n0, i0, kh, kw, w_out, *stride, *pads)
     return grad_x, grad_w.reshape(w.shape)
