@@ -170,12 +170,12 @@ def main(argv: list[str] | None = None) -> int:
             res, r = found[kind]
             ratios[kind].append((r.median, layer.name, r.of_best))
             row += [f"{res['convtool'].median * 1e3:.2f}", f"{res['torch'].median * 1e3:.2f}"]
-            row.append(f"{fmt_ratio(r)}x")
+            row.append(f"{fmt_ratio(r)}x, best {r.of_best:.2f}x")
         rows.append(row)
         print(" | ".join(row), flush=True)
     headers = ["layer"]
     for kind in a.kinds:
-        headers += [f"{kind} ms", "torch ms", "ratio (lo..hi)"]
+        headers += [f"{kind} ms", "torch ms", "ratio (lo..hi), best/best"]
     print()
     print(format_table(headers, rows, "float32, convtool / torch, median of rounds"))
     print()
