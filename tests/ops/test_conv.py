@@ -300,6 +300,40 @@ def test_float32_layers_are_within_rounding_on_every_path(layer, path):
     np.testing.assert_allclose(gb, g.sum(axis=(0, 2, 3), dtype=np.float64), rtol=1e-6)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_non_finite_pixels_stay_in_their_windows_on_every_path(stride):
+    """A NaN (and an inf) in the picture spoils exactly the outputs whose windows hold it,
+    forward and backward (zero padding adds no NaN): as the layer in float64 by einsum."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 8, 12, 11)).astype(np.float32)
+    x[0, 3, 5, 4] = np.nan
+    x[1, 0, 0, 10] = np.inf
+    w = rng.standard_normal((40, 8, 3, 3)).astype(np.float32)
+    want = _reference(x, w, np.zeros(40), (stride, stride), 1)
+    g = np.ones(want.shape, dtype=np.float32)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))
+    win = win[:, :, ::stride, ::stride][:, :, : want.shape[2], : want.shape[3]]
+    with np.errstate(invalid="ignore"):
+        want_w = np.einsum("ncijab,noij->ocab", win, g.astype(np.float64))
+    found = {}
+    for path in PATHS:
+        with forced(path):
+            found[path] = ct.conv2d(x, w, stride=stride, padding=1)
+            found[path, "x"], found[path, "w"], _ = ct.conv2d_backward(
+                x, w, g, stride=stride, padding=1
+            )
+    for got, expected in [(found["gemm"], want), (found["gemm", "w"], want_w)]:
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    # the direct path reaches past the windows with zero weights (a column stride's
+    # phases, the kernel gradient's lines): a non-finite pixel there gives NaN, so it
+    # holds every NaN the layer has, and may add some beside them
+    for key, expected in [(None, want), ("w", want_w)]:
+        got = found["direct"] if key is None else found["direct", key]
+        assert not (np.isnan(expected) & ~np.isnan(got)).any()
+
+
 # ---------------------------------------------------------------- errors
 
 
