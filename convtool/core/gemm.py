@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BLOCK", "backward", "forward"]
+__all__ = ["BLOCK", "COLUMNS", "backward", "forward"]
 
-BLOCK = 1 << 22  # elements of cols per block: 16 MB of float32
+BLOCK = 1 << 22  # elements of cols per block at most: 16 MB of float32
+COLUMNS = 2048  # output pixels per block: BLAS ran fastest on products this wide
 
 
 def _pointwise(w: np.ndarray, stride: tuple[int, int], pads: tuple[int, int], x, out) -> bool:
@@ -41,22 +42,26 @@ def _pointwise(w: np.ndarray, stride: tuple[int, int], pads: tuple[int, int], x,
 
 
 def _blocks(n: int, h_out: int, w_out: int, k: int):
-    """(first picture, pictures, first output row, rows) of each block of about BLOCK."""
-    per_picture = k * h_out * w_out
-    if per_picture <= BLOCK:
-        step = max(1, BLOCK // per_picture)
+    """(first picture, pictures, first output row, rows) of each block: about COLUMNS
+    output pixels (whole pictures where they fit), at most BLOCK elements of columns."""
+    wanted = max(1, min(COLUMNS, BLOCK // k))
+    per_picture = h_out * w_out
+    if per_picture <= wanted:
+        step = max(1, wanted // per_picture)
         for n0 in range(0, n, step):
             yield n0, min(step, n - n0), 0, h_out
         return
-    rows = max(1, BLOCK // (k * w_out))
+    rows = max(1, wanted // w_out)
     for n0 in range(n):
         for i0 in range(0, h_out, rows):
             yield n0, 1, i0, min(rows, h_out - i0)
 
 
 def _buffer(n: int, h_out: int, w_out: int, k: int, dtype) -> np.ndarray:
-    """A flat buffer for the largest block's columns."""
-    return np.empty(min(n * k * h_out * w_out, max(BLOCK, k * w_out)), dtype=dtype)
+    """A flat buffer for the largest block's columns (the first: the others are as
+    large but for the last)."""
+    _, pictures, _, rows = next(_blocks(n, h_out, w_out, k))
+    return np.empty(pictures * rows * w_out * k, dtype=dtype)
 
 
 def forward(
