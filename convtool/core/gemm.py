@@ -2,13 +2,12 @@
 
 A block of output pixels is a product ``W (C_out, K) @ cols (K, pixels)``, K = C_in kH kW,
 the block's patches laid out by :func:`convtool.core.conv_gemm.im2col` (jitted, on the
-engine's threads) into a buffer of about :data:`BLOCK` elements: the copy's memory stays
-bounded, and the products stay large enough for BLAS (smaller blocks, fitting a core's
-L2, measured slower: BLAS packs its operands into cache-sized panels itself). The
-products are numpy's ``matmul`` (OpenBLAS or whichever BLAS numpy links, threaded by
-it). Blocks are whole pictures where a picture's patches fit (a batch of small pictures
-goes as one batched product), else bands of output rows. A 1x1 kernel at stride 1
-without padding needs no copy at all.
+engine's threads) into a buffer, about :data:`COLUMNS` output pixels at a time (at most
+:data:`BLOCK` elements): OpenBLAS ran 10-20% faster on products of that width than on a
+whole picture's, and the copy's memory stays bounded. The products are numpy's
+``matmul`` (OpenBLAS or whichever BLAS numpy links, threaded by it). Blocks are whole
+pictures where they fit (several small pictures side by side make one product), else
+bands of output rows. A 1x1 kernel at stride 1 without padding needs no copy at all.
 
 The bias rides along as one more row of ones in ``cols`` and one more column of W.
 Backward, per block: the kernel gradient ``grad_out @ cols^T`` (each block's product
