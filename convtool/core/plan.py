@@ -32,7 +32,7 @@ import numpy as np
 
 from convtool.core import conv_fft, tasks
 
-__all__ = ["BOX_RESTART", "COSTS", "Plan", "direct_plan", "factors", "plan_channels"]
+__all__ = ["BOX_RESTART", "COSTS", "Plan", "direct_plan", "factors", "gemm_plan", "plan_channels"]
 __all__ += ["LAYER_COSTS", "layer_costs", "plan_filter", "plan_layer", "run"]
 
 # The cost model, in ns per output pixel on one thread (1024x1024 float32, measured
@@ -328,3 +328,11 @@ def plan_layer(shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1
         return "direct"
     costs = layer_costs(shape, stride)
     return "gemm" if costs["gemm"] < costs["direct"] else "direct"
+
+
+def gemm_plan(shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1)) -> Plan | None:
+    """The GEMM path's plan for a (C_out, C_in, kH, kW) kernel where :func:`plan_layer`
+    gives it that path, else None; its cost per channel pair, as the other plans'."""
+    if plan_layer(shape, stride) != "gemm":
+        return None
+    return Plan("gemm", layer_costs(shape, stride)["gemm"] / (shape[0] * shape[1]))

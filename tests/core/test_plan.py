@@ -362,3 +362,15 @@ def test_layer_choices(shape, stride, path):
     costs = plan.layer_costs(shape, (stride, stride))
     if shape[0] * shape[1] > 1:
         assert min(costs, key=costs.get) == path
+
+
+def test_the_filters_plan_names_the_gemm_path_for_deep_weights():
+    """What ``apply --verbose`` says and what the engine is chosen by: the GEMM path, at
+    its cost per channel pair, below the direct path's taps."""
+    from convtool.filtering.correlate import Prepared, plan_of
+
+    w = np.random.default_rng(3).standard_normal((64, 16, 3, 3))
+    found = plan_of(Prepared(w, "deep"), channels=16)
+    assert found.path == "gemm" == found.describe()
+    assert 0 < found.taps < 9
+    assert plan.gemm_plan((3, 3, 3, 3)) is None  # a colour filter stays direct
