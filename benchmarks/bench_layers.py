@@ -140,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, help="rounds per comparison (default 7, quick 3)")
     p.add_argument("--threads", type=int, default=2, help="threads for both sides (default 2)")
     p.add_argument(
+        "--min-time",
+        type=float,
+        help="seconds per measurement (default 0.05, quick 0.02; 0: one call, for many"
+        " rounds' best times on a busy machine)",
+    )
+    p.add_argument(
         "--only", action="append", metavar="LAYER", help="layers whose name contains this"
     )
     p.add_argument(
@@ -149,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     a.rounds = a.rounds or (3 if a.quick else 7)
     a.warmup = 1 if a.quick else 2
-    a.min_time = 0.02 if a.quick else 0.05
+    if a.min_time is None:
+        a.min_time = 0.02 if a.quick else 0.05
     a.kinds = a.kind or list(KINDS)
 
     import torch
