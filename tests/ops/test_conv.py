@@ -198,7 +198,8 @@ def _check_backward_by_finite_differences(case, flip):
     np.testing.assert_allclose(gb, naive.numeric_grad(loss_b, b), rtol=1e-6, atol=1e-6)
 
 
-def test_conv2d_backward_same_padding_even_kernel():
+@pytest.mark.parametrize("path", PATHS)
+def test_conv2d_backward_same_padding_even_kernel(path):
     rng = np.random.default_rng(4)
     x, k = rng.standard_normal((1, 2, 7, 6)), rng.standard_normal((3, 2, 4, 2))
     g = rng.standard_normal(ct.conv2d(x, k, stride=2, padding="same").shape)
@@ -206,8 +207,13 @@ def test_conv2d_backward_same_padding_even_kernel():
     def loss(xx):
         return float(np.sum(g * ct.conv2d(xx, k, stride=2, padding="same")))
 
-    gx, _, _ = ct.conv2d_backward(x, k, g, stride=2, padding="same")
-    np.testing.assert_allclose(gx, naive.numeric_grad(loss, x), atol=1e-6)
+    def loss_w(kk):
+        return float(np.sum(g * ct.conv2d(x, kk, stride=2, padding="same")))
+
+    with forced(path):
+        gx, gw, _ = ct.conv2d_backward(x, k, g, stride=2, padding="same")
+        np.testing.assert_allclose(gx, naive.numeric_grad(loss, x), atol=1e-6)
+        np.testing.assert_allclose(gw, naive.numeric_grad(loss_w, k), atol=1e-6)
 
 
 def test_backward_gradients_accumulate_over_the_batch_without_averaging():
