@@ -2,9 +2,10 @@
 
 A block of output pixels is a product ``W (C_out, K) @ cols (K, pixels)``, K = C_in kH kW,
 the block's patches laid out by :func:`convtool.core.conv_gemm.im2col` (jitted, on the
-engine's threads) into a buffer, about :data:`COLUMNS` output pixels at a time (at most
-:data:`BLOCK` elements): OpenBLAS ran 10-20% faster on products of that width than on a
-whole picture's, and the copy's memory stays bounded. The products are numpy's
+engine's threads) into a buffer, about :data:`COLUMNS` output pixels at a time (more
+for a shallow layer, so that each block does :data:`WORK`; at most :data:`BLOCK`
+elements): OpenBLAS ran 10-20% faster on products of that width than on a whole
+picture's, and the copy's memory stays bounded. The products are numpy's
 ``matmul`` (OpenBLAS or whichever BLAS numpy links, threaded by it). Blocks are whole
 pictures where they fit (several small pictures side by side make one product), else
 bands of output rows. A 1x1 kernel at stride 1 without padding needs no copy at all.
@@ -24,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BLOCK", "COLUMNS", "backward", "forward"]
+__all__ = ["BLOCK", "COLUMNS", "WORK", "backward", "forward"]
 
 BLOCK = 1 << 22  # elements of cols per block at most: 16 MB of float32
-COLUMNS = 2048  # output pixels per block: BLAS ran fastest on products this wide
+COLUMNS = 2048  # output pixels per block: BLAS ran fastest on products this wide...
+WORK = 1 << 25  # ...but for products of fewer multiply-adds: each block wakes the threads
 
 
 def _pointwise(w: np.ndarray, stride: tuple[int, int], pads: tuple[int, int], x, out) -> bool:
@@ -40,10 +42,11 @@ def _pointwise(w: np.ndarray, stride: tuple[int, int], pads: tuple[int, int], x,
     )
 
 
-def _blocks(n: int, h_out: int, w_out: int, k: int):
+def _blocks(n: int, h_out: int, w_out: int, k: int, c_out: int):
     """(first picture, pictures, first output row, rows) of each block: about COLUMNS
-    output pixels (whole pictures where they fit), at most BLOCK elements of columns."""
-    wanted = max(1, min(COLUMNS, BLOCK // k))
+    output pixels, more for a product of less than WORK multiply-adds (whole pictures
+    where they fit), at most BLOCK elements of columns."""
+    wanted = max(1, min(max(COLUMNS, WORK // (c_out * k)), BLOCK // k))
     per_picture = h_out * w_out
     if per_picture <= wanted:
         step = max(1, wanted // per_picture)
@@ -56,10 +59,10 @@ def _blocks(n: int, h_out: int, w_out: int, k: int):
             yield n0, 1, i0, min(rows, h_out - i0)
 
 
-def _buffer(n: int, h_out: int, w_out: int, k: int, dtype) -> np.ndarray:
+def _buffer(n: int, h_out: int, w_out: int, k: int, c_out: int, dtype) -> np.ndarray:
     """A flat buffer for the largest block's columns (the first: the others are as
     large but for the last)."""
-    _, pictures, _, rows = next(_blocks(n, h_out, w_out, k))
+    _, pictures, _, rows = next(_blocks(n, h_out, w_out, k, c_out))
     return np.empty(pictures * rows * w_out * k, dtype=dtype)
 
 
@@ -86,8 +89,8 @@ def forward(
     wb = np.empty((c_out, k + 1), dtype=x.dtype)
     wb[:, :k] = w.reshape(c_out, k)
     wb[:, k] = bias
-    buffer = _buffer(n, h_out, w_out, k + 1, x.dtype)
-    for n0, pictures, i0, rows in _blocks(n, h_out, w_out, k + 1):
+    buffer = _buffer(n, h_out, w_out, k + 1, c_out, x.dtype)
+    for n0, pictures, i0, rows in _blocks(n, h_out, w_out, k + 1, c_out):
         size = rows * w_out
         cols = buffer[: (k + 1) * pictures * size].reshape(k + 1, pictures, size)
         cols[k] = 1
@@ -123,8 +126,8 @@ def backward(
         return grad_x, grad_w.reshape(w.shape)
     w_t = np.ascontiguousarray(w.reshape(c_out, k).T)
     grad_x = np.zeros_like(x)
-    buffer = _buffer(n, h_out, w_out, k, x.dtype)
-    for n0, pictures, i0, rows in _blocks(n, h_out, w_out, k):
+    buffer = _buffer(n, h_out, w_out, k, c_out, x.dtype)
+    for n0, pictures, i0, rows in _blocks(n, h_out, w_out, k, c_out):
         size = rows * w_out
         cols = buffer[: k * pictures * size].reshape(k, pictures, size)
         engine.im2col(x, cols, n0, i0, kh, kw, w_out, *stride, *pads)
