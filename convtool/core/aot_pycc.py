@@ -52,6 +52,8 @@ KERNELS = {
     "conv2d_rows": ("conv", "T[4] T[4] T[1] T[4] i8 i8 i8 i8 i8", "void", FLOATS),
     "conv2d_lines": ("conv", "T[4] T[4] T[1] T[4] i8 i8 i8 i8 i8", "void", FLOATS),
     "conv2d_grad_weight": ("conv", "T[4] T[4] f8[5] i8 i8 i8 i8 i8", "void", FLOATS),
+    "im2col": ("conv_gemm", "T[4] T[3] i8 i8 i8 i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
+    "col2im": ("conv_gemm", "T[3] T[4] i8 i8 i8 i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
     "sep_forward": ("conv_sep", "T[4] T[2] T[2] T[1] T[4] i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
     "box_forward": ("conv_box", "T[4] T[1] T[1] T[4] i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
     "max_pool2d_forward": ("pool", "T[4] T[4] i8[4] i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),

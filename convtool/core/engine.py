@@ -126,6 +126,15 @@ class Engine:
     def conv2d_grad_weight(self, x, grad_out, partial, sh, pad_top, pad_left) -> None:
         self._share("conv", "conv2d_grad_weight", x, grad_out, partial, sh, pad_top, pad_left)
 
+    # :mod:`convtool.core.conv_gemm`
+    def im2col(self, x, cols, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left) -> None:
+        args = (x, cols, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left)
+        self._share("conv_gemm", "im2col", *args)
+
+    def col2im(self, cols, grad_x, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left) -> None:
+        args = (cols, grad_x, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left)
+        self._share("conv_gemm", "col2im", *args)
+
     # :mod:`convtool.core.conv_sep`
     def sep_forward(self, x, cols, rows, bias, out, sh, sw, pad_top, pad_left, org_top) -> None:
         args = (x, cols, rows, bias, out, sh, sw, pad_top, pad_left, org_top)

@@ -32,8 +32,8 @@ import numpy as np
 
 from convtool.core import conv_fft, tasks
 
-__all__ = ["BOX_RESTART", "COSTS", "Plan", "direct_plan", "factors", "plan_channels"]
-__all__ += ["plan_filter", "run"]
+__all__ = ["BOX_RESTART", "COSTS", "Plan", "direct_plan", "factors", "gemm_plan", "plan_channels"]
+__all__ += ["LAYER_COSTS", "layer_costs", "plan_filter", "plan_layer", "run"]
 
 # The cost model, in ns per output pixel on one thread (1024x1024 float32, measured
 # here with ``benchmarks/bench_kernels.py --only calibrate``): direct, per tap (it
@@ -281,3 +281,58 @@ def run(
         _run_channels(plan, engine, x, bias, out, stride, pads, origin, weights)
         return
     raise ValueError(f"no such path: {plan.path!r}")
+
+
+# The layer's cost model, in ns per output pixel (every output channel) on one thread,
+# measured here (1 thread each, float32, OpenBLAS 0.3.31) over C_out 4..256, C_in 3..256,
+# 1x1 to 5x5 kernels, strides 1 and 2. The direct path costs per multiply-add, more for a
+# 1x1 kernel (no taps to share a load), a column stride (its phases) or a deep K (its
+# lines leave the cache); the GEMM path costs per element of its columns (the copy and
+# BLAS's packing) plus per multiply-add, near the machine's peak.
+LAYER_COSTS = {
+    "direct_mac": 0.035,
+    "direct_pointwise": 2.5,  # factor for a 1x1 kernel
+    "direct_strided": 3.5,  # factor for a column stride
+    "direct_deep": 1.7,  # factor past DEEP_K multiply-adds an output
+    "gemm_element": 0.6,
+    "gemm_mac": 0.017,
+}
+DEEP_K = 1024
+
+
+def layer_costs(shape: tuple[int, int, int, int], stride: tuple[int, int]) -> dict[str, float]:
+    """The estimated cost of each path for a (C_out, C_in, kH, kW) kernel at ``stride``,
+    in ns per output pixel on one thread (:data:`LAYER_COSTS`)."""
+    c_out, c_in, kh, kw = shape
+    k = c_in * kh * kw
+    direct = LAYER_COSTS["direct_mac"] * c_out * k
+    if kh * kw == 1:
+        direct *= LAYER_COSTS["direct_pointwise"]
+    if stride[1] > 1:
+        direct *= LAYER_COSTS["direct_strided"]
+    if k > DEEP_K:
+        direct *= LAYER_COSTS["direct_deep"]
+    gemm = k * (LAYER_COSTS["gemm_element"] + LAYER_COSTS["gemm_mac"] * c_out)
+    return {"direct": direct, "gemm": gemm}
+
+
+def plan_layer(shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1)) -> str:
+    """'gemm' (:mod:`convtool.core.gemm`) or 'direct' for a (C_out, C_in, kH, kW) kernel at
+    ``stride``, whichever :func:`layer_costs` finds cheaper; one channel pair is always
+    'direct' (:func:`plan_filter` plans it further).
+
+    Like the other plans, the choice rests on the kernel's shape and the stride alone,
+    never on the picture's size: a tile of a picture takes the path the whole takes.
+    """
+    if shape[0] * shape[1] == 1:
+        return "direct"
+    costs = layer_costs(shape, stride)
+    return "gemm" if costs["gemm"] < costs["direct"] else "direct"
+
+
+def gemm_plan(shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1)) -> Plan | None:
+    """The GEMM path's plan for a (C_out, C_in, kH, kW) kernel where :func:`plan_layer`
+    gives it that path, else None; its cost per channel pair, as the other plans'."""
+    if plan_layer(shape, stride) != "gemm":
+        return None
+    return Plan("gemm", layer_costs(shape, stride)["gemm"] / (shape[0] * shape[1]))

@@ -145,12 +145,15 @@ def plan_of(kernel: Prepared, color: str = "channels", channels: int = 1, stride
     """The path :func:`correlate` takes for ``kernel`` on a picture of ``channels``
     channels (:func:`convtool.core.plan.plan_filter`'s plan; the direct path where the
     kernel mixes channels: a 4-D kernel, or 'sum' on colour)."""
-    from convtool.core.plan import plan_channels, plan_filter
+    from convtool.core.plan import gemm_plan, plan_channels, plan_filter
 
     w, stride = kernel.weights, as_pair(stride, "stride")
     if color == "sum" and channels > 1 and w.ndim == 2:  # as correlate runs it
         w = np.repeat(w[None, None], channels, axis=1)
     if w.ndim == 4 and w.shape[:2] != (1, 1):
+        deep = gemm_plan(w.shape, stride)  # a layer of many channels: one product
+        if deep is not None:
+            return deep
         return plan_channels(w, np.float32, stride) if w[0, 0].size > 9 else _direct(w)
     return plan_filter(w.reshape(w.shape[-2:]), np.float32, stride)
 

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from convtool.core import gemm
 from convtool.core.engine import or_jit, reduction_chunks
-from convtool.core.plan import plan_channels, plan_filter
+from convtool.core.plan import plan_channels, plan_filter, plan_layer
 from convtool.core.plan import run as run_plan
 from convtool.ops._checks import ArrayLike, as_bias, as_image, as_kernel, as_stride, restore
 from convtool.shapes import PaddingSpec, output_size_padded, resolve_padding
@@ -133,6 +134,9 @@ def conv2d(
     bias = as_bias(b, x4.dtype, w4.shape[0])
     (sh, sw), (pt, pl), (h_out, w_out) = _conv_geometry(x4, w4, stride, padding)
     out = np.empty((x4.shape[0], w4.shape[0], h_out, w_out), dtype=x4.dtype)
+    if plan_layer(w4.shape, (sh, sw)) == "gemm":
+        gemm.forward(or_jit(engine), x4, w4, bias, out, (sh, sw), (pt, pl))
+        return restore(out, ndim)
     plan = None
     if w4.shape[:2] == (1, 1):  # one channel: the planner may pick a cheaper exact path
         w64 = _weights64(w, flip)
@@ -205,6 +209,9 @@ def conv2d_backward(
             f"grad_out has shape {g.shape} but the convolution's output is {expected}"
         ) from None
     core = or_jit(engine)
+    if plan_layer(w4.shape, (sh, sw)) == "gemm":
+        grad_x, grad_w = gemm.backward(core, x4, w4, g4, (sh, sw), (pt, pl))
+        return _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim)
 
     # input gradient: rotated kernels over the zero-spread, zero-padded gradient
     spread = g4
@@ -230,8 +237,13 @@ def conv2d_backward(
         phases = min(sw, kw)
         grad_w = grad_w.reshape(c_out, c_in, phases, kh, taps).transpose(0, 1, 3, 4, 2)
         grad_w = grad_w.reshape(c_out, c_in, kh, taps * phases)[..., :kw]
-    grad_w = grad_w.astype(x4.dtype)
+    return _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim)
+
+
+def _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim):
+    """The three gradients in the caller's shapes and dtype (grad_w given in float64)."""
+    grad_w = grad_w.astype(grad_x.dtype)
     if flip:
         grad_w = grad_w[:, :, ::-1, ::-1]
-    grad_b = g4.sum(axis=(0, 2, 3), dtype=np.float64).astype(x4.dtype)
+    grad_b = g4.sum(axis=(0, 2, 3), dtype=np.float64).astype(grad_x.dtype)
     return restore(grad_x, ndim).reshape(np.shape(x)), grad_w.reshape(w_in.shape), grad_b

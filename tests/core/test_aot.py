@@ -13,7 +13,18 @@ import numpy as np
 import pytest
 
 from convtool import ops
-from convtool.core import aot, aot_pycc, conv, conv_box, conv_sep, engine, fit, pool
+from convtool.core import (
+    aot,
+    aot_pycc,
+    conv,
+    conv_box,
+    conv_gemm,
+    conv_sep,
+    engine,
+    fit,
+    plan,
+    pool,
+)
 from tests.core.fit_calls import fit_run, fit_statistics
 
 FRESH = {"kernels": None, "tried": False, "error": None, "installed": None}
@@ -49,7 +60,7 @@ def compiled():
 def test_every_kernel_is_compiled(compiled):
     jitted = {
         name
-        for module in (conv, conv_box, conv_sep, pool, fit)
+        for module in (conv, conv_box, conv_gemm, conv_sep, pool, fit)
         for name, value in vars(module).items()
         if not name.startswith("_") and hasattr(value, "py_func")
     }
@@ -58,6 +69,7 @@ def test_every_kernel_is_compiled(compiled):
         modules = {
             "conv": conv,
             "conv_box": conv_box,
+            "conv_gemm": conv_gemm,
             "conv_sep": conv_sep,
             "pool": pool,
             "fit": fit,
@@ -91,6 +103,30 @@ def test_the_convolution_gives_the_jits_results(compiled, dtype):
                 strict=True,
             ):
                 _same(got, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_gemm_path_gives_the_jits_results(compiled, dtype):
+    """A layer the planner gives the GEMM path, its copies run by the compiled kernels."""
+    rng = np.random.default_rng(8)
+    x = rng.random((2, 16, 13, 11)).astype(dtype)
+    w = rng.standard_normal((64, 16, 3, 3))
+    b = rng.standard_normal(64)
+    cols = np.zeros((1, 16 * 9, 11), dtype=dtype)
+    assert compiled._compiled.find("im2col", (x, cols, *[0] * 11)) is not None
+    assert compiled._compiled.find("col2im", (cols, x, *[0] * 11)) is not None
+    for stride, padding in [(1, "same"), (2, 1)]:
+        assert plan.plan_layer(w.shape, (stride, stride)) == "gemm"
+        args = {"stride": stride, "padding": padding}
+        jit = ops.conv2d(x, w, b, **args)
+        _same(ops.conv2d(x, w, b, **args, engine=compiled), jit, dtype)
+        g = rng.standard_normal(jit.shape).astype(dtype)
+        for got, expected in zip(
+            ops.conv2d_backward(x, w, g, **args, engine=compiled),
+            ops.conv2d_backward(x, w, g, **args),
+            strict=True,
+        ):
+            _same(got, expected, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -338,6 +374,7 @@ def test_the_digests_follow_the_sources_they_compile(monkeypatch, tmp_path):
     assert set(files) == {
         "conv",
         "conv_box",
+        "conv_gemm",
         "conv_rows",
         "conv_lines",
         "conv_sep",
@@ -388,6 +425,7 @@ def test_the_signatures_cover_every_argument():
         modules = {
             "conv": conv,
             "conv_box": conv_box,
+            "conv_gemm": conv_gemm,
             "conv_sep": conv_sep,
             "pool": pool,
             "fit": fit,

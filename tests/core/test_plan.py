@@ -339,3 +339,38 @@ def test_channel_pairs_match_the_naive_loop(dtype):
         ph, pw = (padding, padding) if isinstance(padding, int) else padding
         want = naive.conv2d(x, w, b, stride, (ph, ph, pw, pw))
         assert got.dtype == dtype and np.abs(got - want).max() <= tol
+
+
+@pytest.mark.parametrize(
+    ("shape", "stride", "path"),
+    [
+        ((128, 64, 3, 3), 1, "gemm"),  # VGG's deep layers
+        ((256, 256, 3, 3), 1, "gemm"),
+        ((192, 64, 5, 5), 1, "gemm"),  # AlexNet conv2
+        ((64, 3, 7, 7), 2, "gemm"),  # ResNet conv1: the stride
+        ((128, 64, 3, 3), 2, "gemm"),
+        ((256, 64, 1, 1), 1, "gemm"),  # a 1x1: one product
+        ((16, 6, 5, 5), 1, "direct"),  # LeNet conv2: few output channels
+        ((16, 16, 3, 3), 1, "direct"),
+        ((3, 3, 3, 3), 1, "direct"),  # a colour picture's filter
+        ((1, 1, 31, 31), 1, "direct"),  # one pair: plan_filter's
+        ((1, 1, 1, 1), 2, "direct"),
+    ],
+)
+def test_layer_choices(shape, stride, path):
+    assert plan.plan_layer(shape, (stride, stride)) == path
+    costs = plan.layer_costs(shape, (stride, stride))
+    if shape[0] * shape[1] > 1:
+        assert min(costs, key=costs.get) == path
+
+
+def test_the_filters_plan_names_the_gemm_path_for_deep_weights():
+    """What ``apply --verbose`` says and what the engine is chosen by: the GEMM path, at
+    its cost per channel pair, below the direct path's taps."""
+    from convtool.filtering.correlate import Prepared, plan_of
+
+    w = np.random.default_rng(3).standard_normal((64, 16, 3, 3))
+    found = plan_of(Prepared(w, "deep"), channels=16)
+    assert found.path == "gemm" == found.describe()
+    assert 0 < found.taps < 9
+    assert plan.gemm_plan((3, 3, 3, 3)) is None  # a colour filter stays direct

@@ -3,6 +3,8 @@ finite differences and the chapter's worked cases."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,7 +12,22 @@ from hypothesis import strategies as st
 from scipy import signal
 
 import convtool as ct
+from convtool.core import gemm
+from convtool.ops import conv as conv_module
 from tests import naive
+
+PATHS = ("direct", "gemm")
+
+
+@contextlib.contextmanager
+def forced(path):
+    """Run conv2d and conv2d_backward on ``path`` whatever the planner would choose
+    (None: the planner's choice)."""
+    with pytest.MonkeyPatch.context() as mp:
+        if path is not None:
+            mp.setattr(conv_module, "plan_layer", lambda *args: path)
+        yield
+
 
 # ---------------------------------------------------------------- strategies
 
@@ -37,10 +54,11 @@ def conv_cases(draw, max_side=9):
 
 
 @settings(deadline=None, max_examples=120)
-@given(conv_cases())
-def test_conv2d_matches_naive_loop(case):
+@given(conv_cases(), st.sampled_from(PATHS))
+def test_conv2d_matches_naive_loop(case, path):
     x, k, b, s, p = case
-    got = ct.conv2d(x, k, b, stride=s, padding=p)
+    with forced(path):
+        got = ct.conv2d(x, k, b, stride=s, padding=p)
     want = naive.conv2d(x, k, b, s, (p[0], p[0], p[1], p[1]))
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
 
@@ -57,12 +75,13 @@ def test_conv2d_single_channel_matches_scipy(case, flip):
 
 
 @settings(deadline=None, max_examples=60)
-@given(conv_cases(), st.booleans())
-def test_same_padding_size_and_split(case, float32):
+@given(conv_cases(), st.booleans(), st.sampled_from(PATHS))
+def test_same_padding_size_and_split(case, float32, path):
     x, k, b, s, _ = case
     if float32:
         x, k = x.astype(np.float32), k.astype(np.float32)
-    got = ct.conv2d(x, k, b, stride=s, padding="same")
+    with forced(path):
+        got = ct.conv2d(x, k, b, stride=s, padding="same")
     h, w = x.shape[2:]
     assert got.shape[2:] == (-(-h // s[0]), -(-w // s[1]))
     # the padding total split with the extra row/column after, as torch and TensorFlow
@@ -153,8 +172,13 @@ def test_chapter_stride_2_gradient_spreads_zeros():
 
 
 @settings(deadline=None, max_examples=60)
-@given(conv_cases(max_side=6), st.booleans())
-def test_conv2d_backward_matches_finite_differences(case, flip):
+@given(conv_cases(max_side=6), st.booleans(), st.sampled_from(PATHS))
+def test_conv2d_backward_matches_finite_differences(case, flip, path):
+    with forced(path):
+        _check_backward_by_finite_differences(case, flip)
+
+
+def _check_backward_by_finite_differences(case, flip):
     x, k, b, s, p = case
     y = ct.conv2d(x, k, b, stride=s, padding=p, flip=flip)
     g = np.random.default_rng(0).standard_normal(y.shape)
@@ -174,7 +198,8 @@ def test_conv2d_backward_matches_finite_differences(case, flip):
     np.testing.assert_allclose(gb, naive.numeric_grad(loss_b, b), rtol=1e-6, atol=1e-6)
 
 
-def test_conv2d_backward_same_padding_even_kernel():
+@pytest.mark.parametrize("path", PATHS)
+def test_conv2d_backward_same_padding_even_kernel(path):
     rng = np.random.default_rng(4)
     x, k = rng.standard_normal((1, 2, 7, 6)), rng.standard_normal((3, 2, 4, 2))
     g = rng.standard_normal(ct.conv2d(x, k, stride=2, padding="same").shape)
@@ -182,8 +207,13 @@ def test_conv2d_backward_same_padding_even_kernel():
     def loss(xx):
         return float(np.sum(g * ct.conv2d(xx, k, stride=2, padding="same")))
 
-    gx, _, _ = ct.conv2d_backward(x, k, g, stride=2, padding="same")
-    np.testing.assert_allclose(gx, naive.numeric_grad(loss, x), atol=1e-6)
+    def loss_w(kk):
+        return float(np.sum(g * ct.conv2d(x, kk, stride=2, padding="same")))
+
+    with forced(path):
+        gx, gw, _ = ct.conv2d_backward(x, k, g, stride=2, padding="same")
+        np.testing.assert_allclose(gx, naive.numeric_grad(loss, x), atol=1e-6)
+        np.testing.assert_allclose(gw, naive.numeric_grad(loss_w, k), atol=1e-6)
 
 
 def test_backward_gradients_accumulate_over_the_batch_without_averaging():
@@ -194,6 +224,121 @@ def test_backward_gradients_accumulate_over_the_batch_without_averaging():
     parts = [ct.conv2d_backward(x[i : i + 1], k, g[i : i + 1]) for i in range(3)]
     np.testing.assert_allclose(gw, sum(p[1] for p in parts), atol=1e-12)
     np.testing.assert_allclose(gb, sum(p[2] for p in parts), atol=1e-12)
+
+
+# ---------------------------------------------------------------- the GEMM path's blocks
+
+
+def _reference(x, w, b, stride, pad):
+    """The layer in float64 by numpy's sliding windows and einsum (no loops of ours)."""
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    kh, kw = w.shape[2:]
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
+    win = win[:, :, :: stride[0], :: stride[1]]
+    return np.einsum("ncijab,ocab->noij", win, w.astype(np.float64)) + b[None, :, None, None]
+
+
+@settings(deadline=None, max_examples=40)
+@given(conv_cases(max_side=11), st.sampled_from([8, 40, 300]))
+def test_gemm_blocks_of_rows_and_of_pictures_give_the_same_layer(case, block):
+    """Tiny blocks cut the pictures into bands of rows (or take several small pictures
+    at once); every cut gives the naive loop's layer and gradients."""
+    x, k, b, s, p = case
+    g = np.random.default_rng(1).standard_normal(ct.conv2d(x, k, stride=s, padding=p).shape)
+    with pytest.MonkeyPatch.context() as mp, forced("gemm"):
+        mp.setattr(gemm, "BLOCK", block)
+        got = ct.conv2d(x, k, b, stride=s, padding=p)
+        gx, gw, gb = ct.conv2d_backward(x, k, g, stride=s, padding=p)
+    want = naive.conv2d(x, k, b, s, (p[0], p[0], p[1], p[1]))
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    with forced("direct"):
+        wx, ww, wb = ct.conv2d_backward(x, k, g, stride=s, padding=p)
+    np.testing.assert_allclose(gx, wx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gw, ww, rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(gb, wb)
+
+
+LAYERS = [  # (N, C_in, size, C_out, k, stride, padding): small cousins of real layers
+    (1, 3, 30, 64, 3, 1, 1),
+    (1, 32, 17, 48, 3, 1, 1),
+    (2, 16, 15, 40, 5, 1, 2),
+    (1, 3, 33, 16, 7, 2, 3),
+    (1, 24, 16, 32, 3, 2, 1),
+    (2, 24, 12, 64, 1, 1, 0),
+    (1, 8, 13, 16, 1, 2, 0),
+    (4, 6, 14, 16, 5, 1, 0),
+]
+
+
+@pytest.mark.parametrize("path", [None, *PATHS])
+@pytest.mark.parametrize("layer", LAYERS)
+def test_float32_layers_are_within_rounding_on_every_path(layer, path):
+    """Each path, and the planner's choice, within float32 rounding of the layer in
+    float64, forward and backward (the gradients as finite differences cannot reach
+    this size: by einsum again)."""
+    n, c_in, size, c_out, ks, stride, pad = layer
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal((n, c_in, size, size)).astype(np.float32)
+    w = (rng.standard_normal((c_out, c_in, ks, ks)) / ks / np.sqrt(c_in)).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    with forced(path):
+        y = ct.conv2d(x, w, b, stride=stride, padding=pad)
+        g = rng.standard_normal(y.shape).astype(np.float32)
+        gx, gw, gb = ct.conv2d_backward(x, w, g, stride=stride, padding=pad)
+    want = _reference(x, w, b, (stride, stride), pad)
+    assert y.dtype == gx.dtype == gw.dtype == gb.dtype == np.float32
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    # grad_w[o, c, a, b] = sum g[n, o, i, j] x_padded[n, c, i*s + a, j*s + b]
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (ks, ks), axis=(2, 3))
+    win = win[:, :, ::stride, ::stride][:, :, : y.shape[2], : y.shape[3]]
+    want_w = np.einsum("ncijab,noij->ocab", win, g.astype(np.float64))
+    np.testing.assert_allclose(gw, want_w, rtol=1e-5, atol=1e-5 * np.abs(want_w).max())
+    # grad_x: each tap's products scattered back onto the padded grid, then cropped
+    gxp = np.zeros_like(xp)
+    h_out, w_out = y.shape[2:]
+    for a in range(ks):
+        for bb in range(ks):
+            rows = slice(a, a + (h_out - 1) * stride + 1, stride)
+            cols = slice(bb, bb + (w_out - 1) * stride + 1, stride)
+            gxp[:, :, rows, cols] += np.einsum("noij,oc->ncij", g, w[:, :, a, bb])
+    want_x = gxp[:, :, pad : pad + size, pad : pad + size]
+    np.testing.assert_allclose(gx, want_x, rtol=1e-5, atol=1e-5 * np.abs(want_x).max())
+    np.testing.assert_allclose(gb, g.sum(axis=(0, 2, 3), dtype=np.float64), rtol=1e-6)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_non_finite_pixels_stay_in_their_windows_on_every_path(stride):
+    """A NaN (and an inf) in the picture spoils exactly the outputs whose windows hold it,
+    forward and backward (zero padding adds no NaN): as the layer in float64 by einsum."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 8, 12, 11)).astype(np.float32)
+    x[0, 3, 5, 4] = np.nan
+    x[1, 0, 0, 10] = np.inf
+    w = rng.standard_normal((40, 8, 3, 3)).astype(np.float32)
+    want = _reference(x, w, np.zeros(40), (stride, stride), 1)
+    g = np.ones(want.shape, dtype=np.float32)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))
+    win = win[:, :, ::stride, ::stride][:, :, : want.shape[2], : want.shape[3]]
+    with np.errstate(invalid="ignore"):
+        want_w = np.einsum("ncijab,noij->ocab", win, g.astype(np.float64))
+    found = {}
+    for path in PATHS:
+        with forced(path):
+            found[path] = ct.conv2d(x, w, stride=stride, padding=1)
+            found[path, "x"], found[path, "w"], _ = ct.conv2d_backward(
+                x, w, g, stride=stride, padding=1
+            )
+    for got, expected in [(found["gemm"], want), (found["gemm", "w"], want_w)]:
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    # the direct path reaches past the windows with zero weights (a column stride's
+    # phases, the kernel gradient's lines): a non-finite pixel there gives NaN, so it
+    # holds every NaN the layer has, and may add some beside them
+    for key, expected in [(None, want), ("w", want_w)]:
+        got = found["direct"] if key is None else found["direct", key]
+        assert not (np.isnan(expected) & ~np.isnan(got)).any()
 
 
 # ---------------------------------------------------------------- errors
