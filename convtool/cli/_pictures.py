@@ -15,8 +15,9 @@ from convtool.cli._params import max_pixels_limit, said
 
 
 def spare_blas_threads() -> None:
-    """Before numpy loads: no OpenBLAS thread pool (~40 ms of start-up and exit, and CPU
-    the filters need on a small machine); pictures are filtered by the core's own threads."""
+    """Before numpy loads: no OpenBLAS thread pool (~5 ms of start-up, and CPU the
+    filters need on a small machine), for ``apply``, whose pictures the core's own
+    threads filter; ``pipeline`` keeps it for deep layers' products (core/gemm.py)."""
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 

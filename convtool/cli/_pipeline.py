@@ -21,7 +21,7 @@ from convtool.cli._params import (
     merged,
     said,
 )
-from convtool.cli._pictures import check_stdout, planning, read_stdin, spare_blas_threads
+from convtool.cli._pictures import check_stdout, planning, read_stdin
 from convtool.cli._reporting import PipelineReporter
 from convtool.cli._scale import check_scheduler, scheduler_option
 from convtool.cli._scale import run_batch as _run_batch
@@ -277,7 +277,6 @@ def pipeline(
     max_pixels,
     scheduler,
 ):
-    spare_blas_threads()
     from convtool.batch import pipeline_task as pj
 
     cell = merged(cell, old_cell, "pipeline", "--tile") or 240
