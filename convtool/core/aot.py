@@ -39,7 +39,6 @@ install too: no extension is built). This module imports the standard library on
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.machinery
 import importlib.util
 import os
@@ -91,6 +90,8 @@ def _numba_version_text() -> bytes:
 
 def key(files: dict[str, bytes] | None = None) -> str:
     """Hash of everything the run-time build depends on (``files``: :func:`sources`)."""
+    import hashlib  # here only: OpenSSL's load costs the compiled core's route ~3-7 ms
+
     import numpy
 
     h = hashlib.sha256()
