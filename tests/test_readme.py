@@ -219,7 +219,7 @@ def test_completion_lines_run(base):
 
 def _options(command: str) -> dict[str, click.Option]:
     """A command's options by name (not the hidden old spellings)."""
-    return {o: p for p in cli.commands[command].params
+    return {o: p for p in cli.all_commands()[command].params
             if isinstance(p, click.Option) and not p.hidden for o in p.opts}  # fmt: skip
 
 

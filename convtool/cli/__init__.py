@@ -9,8 +9,10 @@ Parsing, messages and rich output live here; arithmetic does not. Heavy modules
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from typing import ClassVar
 
 import click
 
@@ -31,7 +33,30 @@ def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         _state["debug"] = True
 
 
-@click.group(context_settings=CONTEXT)
+class _Commands(click.Group):
+    """The group whose commands are loaded from their modules when first named: a command
+    run from a script imports its own module alone (``--help`` lists them all)."""
+
+    MODULES: ClassVar[dict[str, str]] = {
+        "apply": "_apply", "fit": "_fit", "kernels": "_kernels",
+        "pipeline": "_pipeline", "shape": "_shape",
+    }  # fmt: skip
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self.MODULES)
+
+    def get_command(self, ctx: click.Context | None, name: str) -> click.Command | None:
+        if name not in self.commands and name in self.MODULES:
+            module = importlib.import_module(f"convtool.cli.{self.MODULES[name]}")
+            self.add_command(getattr(module, name))
+        return self.commands.get(name)
+
+    def all_commands(self) -> dict[str, click.Command]:
+        """Every command by name, loaded."""
+        return {name: self.get_command(None, name) for name in self.list_commands(None)}
+
+
+@click.group(cls=_Commands, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="convtool")
 @click.option(
     "--debug",
@@ -54,19 +79,6 @@ def cli() -> None:
       convtool shape 28 --size 5
       convtool kernels
     """
-
-
-from convtool.cli._apply import apply  # noqa: E402
-from convtool.cli._fit import fit  # noqa: E402
-from convtool.cli._kernels import kernels  # noqa: E402
-from convtool.cli._pipeline import pipeline  # noqa: E402
-from convtool.cli._shape import shape  # noqa: E402
-
-cli.add_command(apply)
-cli.add_command(pipeline)
-cli.add_command(fit)
-cli.add_command(shape)
-cli.add_command(kernels)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -711,7 +711,7 @@ def test_the_commands_offer_the_vocabulary():
 
     offered = {
         (name, p.name): tuple(p.type.choices)
-        for name, command in cli.commands.items()
+        for name, command in cli.all_commands().items()
         for p in command.params
         if isinstance(p.type, click.Choice)
     }
@@ -780,3 +780,17 @@ def test_compression_trades_time_for_size_and_never_changes_pixels(tmp_path):
     assert sizes["0"] > sizes["1"] > sizes["9"]
     result = CliRunner().invoke(cli, ["apply", scene, "-k", "blur", "--compression", "10"])
     assert result.exit_code == 2 and "--compression" in result.output
+
+
+def test_a_command_loads_its_own_module_alone(tmp_path):
+    code = (
+        "import sys\n"
+        "from convtool.cli import main\n"
+        "sys.argv = ['probe', 'shape', '28', '--size', '3']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(sorted(m for m in sys.modules if m.startswith('convtool.cli._') and m[13:] in"
+        " ('_apply', '_fit', '_kernels', '_pipeline', '_shape')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "['convtool.cli._shape']"

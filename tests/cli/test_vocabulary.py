@@ -17,7 +17,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 
 def _visible_options():
-    for name, command in cli.commands.items():
+    for name, command in cli.all_commands().items():
         for p in command.params:
             if isinstance(p, click.Option) and not p.hidden:
                 yield name, p
