@@ -45,13 +45,15 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convtool._shared import one_line
 from convtool.core import aot_pycc
 from convtool.core.aot_pycc import KERNELS, digest, sources, switched_off
+
+if TYPE_CHECKING:  # pathlib is loaded where a build needs it: the installed core's route
+    from pathlib import Path  # (found, checked, loaded) spares ~4 ms of start-up without it
 
 __all__ = ["Kernels", "build_dir", "cache_root", "digest", "error", "installed_error", "key"]
 __all__ += ["load", "sources", "switched_off"]
@@ -67,6 +69,8 @@ _state: dict[str, Any] = {"kernels": None, "tried": False, "error": None, "insta
 
 def cache_root() -> Path:
     """The per-user cache folder (see the module docstring)."""
+    from pathlib import Path
+
     explicit = os.environ.get("CONVTOOL_CACHE_DIR")
     if explicit:
         return Path(explicit).expanduser()
@@ -83,7 +87,8 @@ def _numba_version_text() -> bytes:
     if spec is None or not spec.origin:
         return b"no numba"
     try:
-        return (Path(spec.origin).parent / "_version.py").read_bytes()
+        with open(os.path.join(os.path.dirname(spec.origin), "_version.py"), "rb") as f:
+            return f.read()
     except OSError:
         return spec.origin.encode()
 
@@ -119,7 +124,7 @@ class Kernels:
     reads arrays as its signature says and checks nothing itself.
     """
 
-    def __init__(self, module: ModuleType, path: Path) -> None:
+    def __init__(self, module: ModuleType, path: str) -> None:
         import numpy as np
 
         self.module, self.path = module, path
@@ -156,12 +161,12 @@ class Kernels:
         return function
 
 
-def _built(folder: Path) -> Path | None:
+def _built(folder: Path) -> str | None:
     """The run-time build in ``folder``, if there is one."""
     return aot_pycc.module_file(folder, aot_pycc.MODULE)
 
 
-def _load_file(path: Path, name: str, files: dict[str, bytes]) -> Kernels:
+def _load_file(path: str, name: str, files: dict[str, bytes]) -> Kernels:
     """Load the extension module at ``path``; ValueError if built from other sources."""
     loader = importlib.machinery.ExtensionFileLoader(name, str(path))
     spec = importlib.util.spec_from_file_location(name, path, loader=loader)
@@ -175,14 +180,14 @@ def _load_file(path: Path, name: str, files: dict[str, bytes]) -> Kernels:
 
 def _installed(files: dict[str, bytes]) -> Kernels | None:
     """The extension built at install, if built from ``files``; else None (why: _state)."""
-    package = aot_pycc.PACKAGE.split(".")
-    folders = [Path(__file__).parent] + [Path(p or ".").joinpath(*package) for p in sys.path]
+    package = os.path.join(*aot_pycc.PACKAGE.split("."))  # no pathlib: ~4 ms of start-up
+    folders = [os.path.dirname(__file__)] + [os.path.join(p or ".", package) for p in sys.path]
     reason, seen = "not installed", set()
     for folder in folders:
         path = aot_pycc.module_file(folder, aot_pycc.INSTALLED)
-        if path is None or path.resolve() in seen:
+        if path is None or os.path.realpath(path) in seen:
             continue
-        seen.add(path.resolve())
+        seen.add(os.path.realpath(path))
         try:
             kernels = _load_file(path, f"{aot_pycc.PACKAGE}.{aot_pycc.INSTALLED}", files)
         except Exception as e:  # stale, or built for another numpy: look further
@@ -279,7 +284,7 @@ def installed_error() -> str | None:
 # ----------------------------------------------------------------------------- building
 
 
-def build(folder: Path, files: dict[str, bytes], *, announce: Any = None) -> Path:
+def build(folder: Path, files: dict[str, bytes], *, announce: Any = None) -> str:
     """Compile ``files`` (:func:`sources`) into ``folder`` in a child process; return the path.
 
     The child runs :mod:`convtool.core.aot_pycc` as a script on a copy of exactly

@@ -34,8 +34,10 @@ import re
 import sys
 import time
 import zlib
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path  # loaded by the builds only: loading the core needs no pathlib
 
 PACKAGE = "convtool.core"
 INSTALLED = "_compiled"  # the extension built at install: convtool.core._compiled
@@ -122,13 +124,14 @@ def sources(folder: Path | None = None) -> dict[str, bytes]:
     The builds run them apart from the package, so they may import only numpy, numba
     and each other; the digests hash exactly these bytes.
     """
-    folder = Path(__file__).parent if folder is None else folder
+    folder = os.path.dirname(os.path.abspath(__file__)) if folder is None else folder
     found: dict[str, bytes] = {}
     todo = sorted({module for module, *_ in KERNELS.values()})
     while todo:
         name = todo.pop()
         if name not in found:
-            found[name] = (folder / f"{name}.py").read_bytes()
+            with open(os.path.join(folder, f"{name}.py"), "rb") as f:
+                found[name] = f.read()
             todo.extend(_imported_core_modules(found[name]))
     return dict(sorted(found.items()))
 
@@ -159,11 +162,11 @@ def digest(files: dict[str, bytes] | None = None) -> int:
     return _checksum(chunks) & ((1 << 60) - 1)
 
 
-def module_file(folder: Path, name: str) -> Path | None:
+def module_file(folder: str | os.PathLike[str], name: str) -> str | None:
     """The extension module ``name`` in ``folder``, if there is one for this Python."""
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = folder / (name + suffix)
-        if path.is_file():
+        path = os.path.join(folder, name + suffix)
+        if os.path.isfile(path):
             return path
     return None
 
@@ -188,6 +191,8 @@ def _compiler(name: str, tree: Path, expected: str, cpu: str = "") -> Any:
     (LLVM's name; "host": this machine's; "": a generic one). Raises RuntimeError if
     the copy is not what was hashed, or not what imports.
     """
+    from pathlib import Path
+
     package = tree.joinpath(*PACKAGE.split("."))
     files = {path.stem: path.read_bytes() for path in package.glob("*.py")}
     files.pop("__init__", None)
@@ -263,6 +268,7 @@ def _build_here(folder: Path, tree: Path, expected: str) -> None:
     import shutil
     import tempfile
     import warnings
+    from pathlib import Path
 
     warnings.simplefilter("ignore")
     work = Path(tempfile.mkdtemp(prefix="build-", dir=folder))
@@ -273,7 +279,7 @@ def _build_here(folder: Path, tree: Path, expected: str) -> None:
         built = module_file(work, MODULE)
         if built is None:
             raise SystemExit("numba.pycc wrote no module")
-        os.replace(built, folder / built.name)
+        os.replace(built, folder / os.path.basename(built))
     except RuntimeError as e:
         raise SystemExit(str(e)) from None
     finally:
@@ -335,6 +341,7 @@ def setup_arguments(root: Path | str) -> dict[str, Any]:
     import shutil
     import tempfile
     import warnings
+    from pathlib import Path
 
     reason = switched_off()
     if reason is not None:
@@ -391,4 +398,6 @@ def _build_ext(cpu: str) -> type:
 if __name__ == "__main__":  # python aot_pycc.py build DIR TREE DIGEST
     if len(sys.argv) != 5 or sys.argv[1] != "build":
         sys.exit("usage: python aot_pycc.py build DIR TREE DIGEST")
+    from pathlib import Path
+
     _build_here(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4])

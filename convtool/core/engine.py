@@ -28,7 +28,6 @@ import contextlib
 import importlib
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from convtool.core import tasks
@@ -58,7 +57,7 @@ class Engine:
     ----------
     name : str
         'jit' or 'aot' (the compiled core).
-    path : Path or None
+    path : str or None
         The compiled module's file; None for the JIT.
     threaded : bool
         Whether the compiled core's kernels run on every core, as the JIT's always do.
@@ -69,7 +68,7 @@ class Engine:
     ) -> None:
         self._compiled = compiled  # an aot.Kernels, or None for the JIT
         self.name = "jit" if compiled is None else "aot"
-        self.path: Path | None = None if compiled is None else compiled.path
+        self.path: str | None = None if compiled is None else compiled.path
         self.threaded = threaded or compiled is None
         self.notice = notice  # told when a JIT kernel compiles (see :func:`jit`)
         self._ready: set[tuple] = set()  # JIT kernels and argument types known compiled

@@ -9,7 +9,6 @@ readers meet them.
 from __future__ import annotations
 
 import contextlib
-import logging
 import warnings
 from collections.abc import Iterator
 
@@ -61,6 +60,8 @@ def quiet_decoders() -> Iterator[None]:
     as well as by raising; the reader's ImageReadError says it once, in one
     line. The loggers' levels are restored afterwards.
     """
+    import logging  # here: the routes that need no quietening (imagecodecs) spare it
+
     loggers = [logging.getLogger(name) for name in _DECODER_LOGGERS]
     levels = [logger.level for logger in loggers]
     with warnings.catch_warnings():

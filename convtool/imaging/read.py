@@ -86,19 +86,20 @@ def read_image(path_or_file: PathLike | IO[bytes], *, max_pixels: MaxPixels = DE
     max_pixels = pixel_limit(max_pixels)
     buf, source, ext = read_source(path_or_file, max_pixels)
     name = label(source)
-    with quiet_decoders():
-        if buf.startswith(NPY_MAGIC):
+    if buf.startswith(NPY_MAGIC):
+        with quiet_decoders():
             data, alpha = image_from_npy(parse_npy(buf, name, max_pixels), name)
-            return Image(data, alpha, 32, mode_of(data, alpha), source, "NPY")
-        if ext == ".npy":
-            raise ImageReadError(f"cannot read {name}: not a .npy file (no NumPy header)")
-        if png.decodable(buf):
-            return read_png(buf, source, max_pixels)
-        head = jpeg.header(buf)
-        if jpeg.decodable(head):
-            return read_jpeg(buf, source, max_pixels, head)
-        from convtool.imaging.read_pillow import read_with_pillow  # Pillow: imported here only
+        return Image(data, alpha, 32, mode_of(data, alpha), source, "NPY")
+    if ext == ".npy":
+        raise ImageReadError(f"cannot read {name}: not a .npy file (no NumPy header)")
+    if png.decodable(buf):  # imagecodecs raises what it finds wrong: nothing to quieten
+        return read_png(buf, source, max_pixels)
+    head = jpeg.header(buf)
+    if jpeg.decodable(head):
+        return read_jpeg(buf, source, max_pixels, head)
+    from convtool.imaging.read_pillow import read_with_pillow  # Pillow: imported here only
 
+    with quiet_decoders():
         return read_with_pillow(buf, source, max_pixels)
 
 
@@ -121,14 +122,15 @@ def picture_shape(
 
 def _header_shape(path: PathLike) -> tuple[str, tuple[int, int, int]] | None:
     try:
-        with open(path, "rb") as f, quiet_decoders():
+        with open(path, "rb") as f:
             if f.read(len(NPY_MAGIC)) == NPY_MAGIC:
                 f.seek(0)
-                version = np.lib.format.read_magic(f)
-                read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
-                    version, np.lib.format.read_array_header_2_0
-                )
-                shape = read(f)[0]
+                with quiet_decoders():
+                    version = np.lib.format.read_magic(f)
+                    read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                        version, np.lib.format.read_array_header_2_0
+                    )
+                    shape = read(f)[0]
                 if len(shape) == 2:
                     return "NPY", (1, shape[0], shape[1])
                 if len(shape) == 3 and 1 <= shape[2] <= 4:
@@ -147,6 +149,7 @@ def _header_shape(path: PathLike) -> tuple[str, tuple[int, int, int]] | None:
             from convtool.imaging.read_pillow import header_shape
 
             f.seek(0)
-            return header_shape(f)
+            with quiet_decoders():
+                return header_shape(f)
     except Exception:  # anything the header cannot tell: the read itself will say
         return None

@@ -7,14 +7,12 @@ Reading checks everything a file can get wrong (size, type, shape, finite values
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import re
 import warnings
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +28,9 @@ from convtool.kernels.base import (
 )
 from convtool.kernels.inline import parse_numbers
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 _TEXT_SUFFIXES = {"", ".txt", ".csv", ".tsv", ".dat", ".kernel"}
 WRITE_SUFFIXES = (".npy", ".txt", ".json")  # the kinds of kernel file written
 
@@ -44,6 +45,8 @@ def read_kernel_file(path: str | os.PathLike[str]) -> KernelSpec:
     "bias": ...}``. ``.npy``: a 2-D or 4-D array. Every problem raises
     :class:`KernelSpecError` naming the file.
     """
+    from pathlib import Path  # here: a command without a kernel file needs no pathlib
+
     path_text = os.fspath(path)
     if not path_text:
         raise KernelSpecError("missing file name after '@'")
@@ -154,6 +157,8 @@ def _check_array(arr: np.ndarray, where: str) -> np.ndarray:
 
 
 def _read_json(content: str, where: str) -> tuple[np.ndarray, float | tuple[float, ...] | None]:
+    import json  # loaded with the first .json kernel file
+
     try:
         obj = json.loads(content)
     except (ValueError, RecursionError) as e:
@@ -170,6 +175,8 @@ def _read_json(content: str, where: str) -> tuple[np.ndarray, float | tuple[floa
 
 
 def _nested(obj: list, where: str) -> np.ndarray:
+    import json
+
     shape: list[int] = []
     x = obj
     while isinstance(x, list) and len(shape) < 5:
@@ -211,6 +218,8 @@ def _nested(obj: list, where: str) -> np.ndarray:
 
 
 def _bias(obj: object, weights: np.ndarray, where: str) -> float | tuple[float, ...] | None:
+    import json
+
     if obj is None:
         return None
     values = obj if isinstance(obj, list) else [obj]
@@ -246,6 +255,8 @@ def kernel_file_bytes(
     weight as Python's shortest exact text, after one ``#`` line holding ``comment`` and
     the bias, which is not part of the kernel. :func:`read_kernel_file` reads each back.
     """
+    import json
+
     kernel = np.asarray(kernel, dtype=np.float64)
     suffix = suffix.lower()
     if suffix == ".npy":

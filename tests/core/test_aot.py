@@ -290,16 +290,16 @@ def test_an_installed_extension_is_used_only_if_built_from_these_sources(
     compiled, fresh_aot, monkeypatch, tmp_path
 ):
     """Installed beside another copy of the package on sys.path (as CI runs the suite)."""
-    name = compiled.path.name.split(".")[0]  # the installed one, or the run-time build
+    name = Path(compiled.path).name.split(".")[0]  # the installed one, or the run-time build
     folder = tmp_path / "site" / "convtool" / "core"
     folder.mkdir(parents=True)
-    shutil.copy(compiled.path, folder / compiled.path.name)
+    shutil.copy(compiled.path, folder / Path(compiled.path).name)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.setattr(aot_pycc, "INSTALLED", name)
     monkeypatch.setenv("CONVTOOL_CACHE_DIR", str(tmp_path / "cache"))
     found = engine.compiled(build_missing=False)
     assert found is not None and fresh_aot.installed_error() == "", fresh_aot.error()
-    assert found.path.parent in (folder, Path(aot.__file__).parent)
+    assert Path(found.path).parent in (folder, Path(aot.__file__).parent)
     assert not (tmp_path / "cache").exists()  # the installed one needs no cache
 
     # the kernels' sources edited since: stale machine code is never loaded
