@@ -20,6 +20,7 @@ changes it. Standard library only: no numba, no numpy.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 from collections.abc import Callable
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["default_threads", "run", "running", "threads", "use_threads"]
 
 _state: dict[str, Any] = {"threads": None, "pool": None}
+SHARES_PER_THREAD = 4
 _lock = threading.Lock()
 
 
@@ -67,20 +69,26 @@ def running() -> bool:
 def run(kernel: Callable[..., Any], *args: Any) -> None:
     """``kernel(*args, part, parts)`` for every share, on :func:`threads` threads.
 
-    A call from inside a share (the FFT's blocks filter a block directly) runs whole on
-    its own thread: the pool's threads are busy with the shares around it, and waiting
-    for them there would wait forever.
+    Each thread takes the next share as it finishes one, SHARES_PER_THREAD shares a
+    thread in all: a thread that another process holds up delays a small share, not
+    half the call. A call from inside a share (the FFT's blocks filter a block
+    directly) runs whole on its own thread: the pool's threads are busy with the shares
+    around it, and waiting for them there would wait forever.
     """
-    parts = threads()
-    if parts == 1 or getattr(_running, "share", False):
+    count = threads()
+    if count == 1 or getattr(_running, "share", False):
         kernel(*args, 0, 1)
         return
-    pool = _pool(parts - 1)
-    waiting: list[Future] = [
-        pool.submit(_share, kernel, args, part, parts) for part in range(1, parts)
-    ]
+    parts, taken = SHARES_PER_THREAD * count, itertools.count()  # next() holds the GIL
+
+    def shares() -> None:
+        while (part := next(taken)) < parts:
+            kernel(*args, part, parts)
+
+    pool = _pool(count - 1)
+    waiting: list[Future] = [pool.submit(_in_shares, shares) for _ in range(1, count)]
     try:
-        _share(kernel, args, 0, parts)
+        _in_shares(shares)
     finally:  # never return while a thread still writes into the caller's arrays
         for future in waiting:
             future.exception()
@@ -91,10 +99,10 @@ def run(kernel: Callable[..., Any], *args: Any) -> None:
 _running = threading.local()  # .share: this thread runs a share now
 
 
-def _share(kernel: Callable[..., Any], args: tuple, part: int, parts: int) -> None:
+def _in_shares(shares: Callable[[], None]) -> None:
     _running.share = True
     try:
-        kernel(*args, part, parts)
+        shares()
     finally:
         _running.share = False
 
