@@ -242,8 +242,6 @@ def run_task(task: Task, options: Options, tile: int | None = None) -> list[dict
     Raises on the first failure (io's ImageReadError/ImageWriteError, ValueError),
     with a one-line message; outputs already written stay (each is whole).
     """
-    from convtool.batch import tiled
-
     path = task.source
     if any(k.chain for k in options.kernels):  # a chain's reach is every kernel's
         if tile:
@@ -255,6 +253,8 @@ def run_task(task: Task, options: Options, tile: int | None = None) -> list[dict
         return _run_whole_hinting_tiles(task, options)  # nothing to tile into
     if tile is not None:
         check_tile(tile, options.kernels, options.padding)
+    from convtool.batch import tiled  # TIFFs only: a PNG or JPEG is filtered whole
+
     source = tiled.open_source(path, tile is not None)
     if source is None:  # the whole-picture reader reads it, or says what is wrong
         return _run_whole(task, options)

@@ -135,10 +135,7 @@ def run_batch(
     import dataclasses
     import functools
 
-    from convtool.batch import (
-        cluster,  # cluster imports Dask in connect() alone
-        runner,
-    )
+    from convtool.batch import runner
 
     run = functools.partial(work, options=options)
     if not scheduler:
@@ -148,8 +145,12 @@ def run_batch(
         if report.interrupted:
             # the workers have stopped; one stopped between creating its temporary and
             # the clean-up that guards it can leave it behind (rare): sweep them
+            from convtool.batch import cluster
+
             cluster.tidy(cluster.ship(tasks, run, layout=layout)[0])
         return report
+
+    from convtool.batch import cluster  # cluster imports Dask in connect() alone
 
     rework = None
     if not options.overwrite:
