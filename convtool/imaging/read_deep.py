@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -80,16 +82,7 @@ def read_png(buf: bytes, source: str, max_pixels: int | None) -> Image:
     head = png.header(buf)
     assert head is not None  # the caller checked
     check_pixel_count(head.width, head.height, max_pixels, name)
-    try:
-        pixels, trns = png.decode(buf)
-    except ImportError as e:
-        raise ImageReadError(f"cannot read {name}: {e}") from None
-    except MemoryError:
-        raise ImageReadError(f"cannot read {name}: out of memory decoding the PNG") from None
-    except Exception as e:
-        raise ImageReadError(
-            f"cannot read {name}: truncated or corrupt PNG file ({one_line(e)})"
-        ) from e
+    pixels, trns = _decoded(png.decode, buf, name, "PNG")
     depth = 8 if pixels.dtype == np.uint8 else 16
     samples = 1 if pixels.ndim == 2 else pixels.shape[2]
     colours = pixels[..., : samples - 1] if samples in (2, 4) else pixels
@@ -109,13 +102,19 @@ def read_jpeg(buf: bytes, source: str, max_pixels: int | None, head: jpeg.Header
     header), with its ICC profile and resolution, as Pillow would read it."""
     name = label(source)
     check_pixel_count(head.width, head.height, max_pixels, name)
+    data = unit_scaled(_decoded(jpeg.decode, buf, name, "JPEG"), 8)
+    return Image(data, None, 8, mode_of(data, None), source, "JPEG", Metadata(head.icc, head.dpi))
+
+
+def _decoded(decode: Callable[[bytes], Any], buf: bytes, name: str, fmt: str) -> Any:
+    """``decode(buf)``, whatever goes wrong one ImageReadError naming the file."""
     try:
-        pixels = jpeg.decode(buf)
+        return decode(buf)
+    except ImportError as e:
+        raise ImageReadError(f"cannot read {name}: {e}") from None
     except MemoryError:
-        raise ImageReadError(f"cannot read {name}: out of memory decoding the JPEG") from None
+        raise ImageReadError(f"cannot read {name}: out of memory decoding the {fmt}") from None
     except Exception as e:
         raise ImageReadError(
-            f"cannot read {name}: truncated or corrupt JPEG file ({one_line(e)})"
+            f"cannot read {name}: truncated or corrupt {fmt} file ({one_line(e)})"
         ) from e
-    data = unit_scaled(pixels, 8)
-    return Image(data, None, 8, mode_of(data, None), source, "JPEG", Metadata(head.icc, head.dpi))
