@@ -120,9 +120,12 @@ def encode(
 ) -> bytes:
     """uint8 (H, W) or (H, W, 3) as a 4:4:4 JPEG of ``quality``, with the metadata given;
     the bytes Pillow writes with ``subsampling=0`` and the same metadata."""
-    data = bytes(
-        _codecs().jpeg8_encode(np.ascontiguousarray(pixels), level=quality, subsampling="444")
-    )
+    try:
+        data = bytes(
+            _codecs().jpeg8_encode(np.ascontiguousarray(pixels), level=quality, subsampling="444")
+        )
+    except RuntimeError as e:  # imagecodecs' Jpeg8Error: what libjpeg refuses (a size)
+        raise ValueError(str(e)) from None
     if not data.startswith(SOI + b"\xff\xe0\x00\x10JFIF\x00"):
         raise ValueError("the JPEG encoder wrote no JFIF header")
     jfif = data[2:20]

@@ -119,12 +119,15 @@ def write(
     codecs = _codecs()
     pixels = np.ascontiguousarray(pixels, np.uint8 if pixels.dtype == np.uint8 else np.uint16)
     extra = b"".join(chunk(kind, payload) for kind, payload in extra_chunks)
-    if compress_level in _FAST_LEVELS:
-        data = _encode_up(codecs, pixels, compress_level)
-    else:
-        data = codecs.png_encode(pixels, level=compress_level)
-        if compress_level == 9:  # the smallest file: neither route always wins
-            data = min(data, _encode_up(codecs, pixels, 12), key=len)
+    try:
+        if compress_level in _FAST_LEVELS:
+            data = _encode_up(codecs, pixels, compress_level)
+        else:
+            data = codecs.png_encode(pixels, level=compress_level)
+            if compress_level == 9:  # the smallest file: neither route always wins
+                data = min(data, _encode_up(codecs, pixels, 12), key=len)
+    except RuntimeError as e:  # imagecodecs' errors: what libpng or libdeflate refuses
+        raise ValueError(str(e)) from None
     f.write(memoryview(data)[:_IHDR_END])
     f.write(extra)
     f.write(memoryview(data)[_IHDR_END:])

@@ -85,6 +85,19 @@ def _same(got, expected, dtype):
     np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
 
 
+def _layer_as_the_jit(compiled, x, w, b, rng, **args):
+    """conv2d and its backward on the compiled engine give the JIT's results."""
+    jit = ops.conv2d(x, w, b, **args)
+    _same(ops.conv2d(x, w, b, **args, engine=compiled), jit, x.dtype)
+    g = rng.standard_normal(jit.shape).astype(x.dtype)
+    for got, expected in zip(
+        ops.conv2d_backward(x, w, g, **args, engine=compiled),
+        ops.conv2d_backward(x, w, g, **args),
+        strict=True,
+    ):
+        _same(got, expected, x.dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_convolution_gives_the_jits_results(compiled, dtype):
     rng = np.random.default_rng(6)
@@ -93,16 +106,7 @@ def test_the_convolution_gives_the_jits_results(compiled, dtype):
         w = rng.standard_normal((c_out, 3, 4, 3))
         b = rng.standard_normal(c_out)
         for stride, padding in [(1, "same"), ((2, 3), "same"), (2, 0), (1, (2, 1))]:
-            args = {"stride": stride, "padding": padding}
-            jit = ops.conv2d(x, w, b, **args)
-            _same(ops.conv2d(x, w, b, **args, engine=compiled), jit, dtype)
-            g = rng.standard_normal(jit.shape).astype(dtype)
-            for got, expected in zip(
-                ops.conv2d_backward(x, w, g, **args, engine=compiled),
-                ops.conv2d_backward(x, w, g, **args),
-                strict=True,
-            ):
-                _same(got, expected, dtype)
+            _layer_as_the_jit(compiled, x, w, b, rng, stride=stride, padding=padding)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -117,16 +121,7 @@ def test_the_gemm_path_gives_the_jits_results(compiled, dtype):
     assert compiled._compiled.find("col2im", (cols, x, *[0] * 11)) is not None
     for stride, padding in [(1, "same"), (2, 1)]:
         assert plan.plan_layer(w.shape, (stride, stride)) == "gemm"
-        args = {"stride": stride, "padding": padding}
-        jit = ops.conv2d(x, w, b, **args)
-        _same(ops.conv2d(x, w, b, **args, engine=compiled), jit, dtype)
-        g = rng.standard_normal(jit.shape).astype(dtype)
-        for got, expected in zip(
-            ops.conv2d_backward(x, w, g, **args, engine=compiled),
-            ops.conv2d_backward(x, w, g, **args),
-            strict=True,
-        ):
-            _same(got, expected, dtype)
+        _layer_as_the_jit(compiled, x, w, b, rng, stride=stride, padding=padding)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

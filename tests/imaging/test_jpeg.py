@@ -166,3 +166,9 @@ def test_a_big_jpegs_shape_comes_from_its_header_alone(tmp_path):
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
     )
     assert done.stdout.splitlines() == ["('JPEG', (3, 700, 900))", "False"]
+
+
+def test_a_size_libjpeg_refuses_is_a_write_error(tmp_path):
+    with pytest.raises(imaging.ImageWriteError, match=r"wide\.jpg.*65535"):
+        imaging.write_image(tmp_path / "wide.jpg", np.zeros((1, 70000)))
+    assert list(tmp_path.iterdir()) == []
