@@ -7,6 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
+# convtool's border names and scipy.ndimage's modes that pad the same way
+SCIPY_MODES = {
+    "zero": "constant",
+    "reflect": "reflect",
+    "mirror": "mirror",
+    "replicate": "nearest",
+    "wrap": "wrap",
+}
+
 
 def conv2d(x, w, b=None, stride=(1, 1), pad=(0, 0, 0, 0)):
     """Cross-correlation of (N, C, H, W) with (O, C, kh, kw); pad = (top, bottom, left, right)."""

@@ -19,16 +19,10 @@ from hypothesis.extra import numpy as hnp
 
 import convtool
 from convtool.cli import cli
+from tests.naive import SCIPY_MODES
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
-SCIPY_MODES = {
-    "zero": "constant",
-    "reflect": "reflect",
-    "mirror": "mirror",
-    "replicate": "nearest",
-    "wrap": "wrap",
-}
 values = st.floats(-4, 4, width=32, allow_subnormal=False)
 # scipy skips weights within DBL_EPSILON of 0 (ni_filters.c): tiny weights are 0 here
 weights = values.map(lambda v: 0.0 if abs(v) < 1e-6 else v)

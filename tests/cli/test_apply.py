@@ -24,16 +24,10 @@ from PIL import Image
 from convtool.cli import cli
 from convtool.kernels import KernelSpec, list_kernels
 from tests.cli.hardening import as_in_a_terminal
+from tests.naive import SCIPY_MODES
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
-SCIPY_MODES = {
-    "zero": "constant",
-    "reflect": "reflect",
-    "mirror": "mirror",
-    "replicate": "nearest",
-    "wrap": "wrap",
-}
 MAGNITUDES = ("sobel", "prewitt", "scharr")  # two kernels each: tested on their own
 ODD = [
     i

@@ -27,6 +27,15 @@ from convtool.core import (
 )
 from tests.core.fit_calls import fit_run, fit_statistics
 
+# the core's kernel modules, by the names aot_pycc.KERNELS gives them
+CORE = {
+    "conv": conv,
+    "conv_box": conv_box,
+    "conv_gemm": conv_gemm,
+    "conv_sep": conv_sep,
+    "pool": pool,
+    "fit": fit,
+}
 FRESH = {"kernels": None, "tried": False, "error": None, "installed": None}
 
 
@@ -60,21 +69,13 @@ def compiled():
 def test_every_kernel_is_compiled(compiled):
     jitted = {
         name
-        for module in (conv, conv_box, conv_gemm, conv_sep, pool, fit)
+        for module in CORE.values()
         for name, value in vars(module).items()
         if not name.startswith("_") and hasattr(value, "py_func")
     }
     assert set(aot_pycc.KERNELS) == jitted
     for kernel, (module, *_, types) in aot_pycc.KERNELS.items():
-        modules = {
-            "conv": conv,
-            "conv_box": conv_box,
-            "conv_gemm": conv_gemm,
-            "conv_sep": conv_sep,
-            "pool": pool,
-            "fit": fit,
-        }
-        assert kernel in vars(modules[module])
+        assert kernel in vars(CORE[module])
         for t in types:
             assert callable(getattr(compiled._compiled.module, f"{kernel}_{t}"))
 
@@ -417,15 +418,7 @@ def test_the_signatures_cover_every_argument():
     assert aot_pycc.signature("fit_iterate", "f8").startswith("UniTuple(i8, 2)(i8, f8[:, ::1]")
     assert "i8[:, :], i8, i8, i8, i8, b1" in aot_pycc.signature("fit_gather", "f8")  # any layout
     for kernel, (module, args, *_) in aot_pycc.KERNELS.items():
-        modules = {
-            "conv": conv,
-            "conv_box": conv_box,
-            "conv_gemm": conv_gemm,
-            "conv_sep": conv_sep,
-            "pool": pool,
-            "fit": fit,
-        }
-        jitted = getattr(modules[module], kernel).py_func
+        jitted = getattr(CORE[module], kernel).py_func
         assert jitted.__code__.co_argcount == len(args.split()), kernel
 
 

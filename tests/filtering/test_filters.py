@@ -17,15 +17,9 @@ from convtool.filtering import to_gray
 from convtool.kernels import list_kernels
 from convtool.shapes import resolve_padding
 from tests import naive
+from tests.naive import SCIPY_MODES
 
 # convtool border -> scipy.ndimage mode (cval 0)
-SCIPY_MODES = {
-    "zero": "constant",
-    "reflect": "reflect",
-    "mirror": "mirror",
-    "replicate": "nearest",
-    "wrap": "wrap",
-}
 ODD_KERNELS = {
     i.name: i.kernel for i in list_kernels() if i.kernel.shape[0] % 2 and i.kernel.shape[1] % 2
 }
