@@ -20,7 +20,13 @@ from convtool.cli._params import (
     max_pixels_option,
     said,
 )
-from convtool.cli._pictures import check_stdout, planning, read_stdin, spare_blas_threads
+from convtool.cli._pictures import (
+    check_stdout,
+    planning,
+    read_ahead,
+    read_stdin,
+    spare_blas_threads,
+)
 from convtool.cli._reporting import ApplyReporter
 from convtool.cli._scale import check as _check_scale
 from convtool.cli._scale import run_batch as _run_batch
@@ -237,6 +243,7 @@ def apply(
     scheduler,
 ):
     spare_blas_threads()
+    read_ahead(inputs, max_pixels, scheduler)
     from convtool.batch import apply_task
     from convtool.batch.outputs import check_depths, unique_slugs
     from convtool.core import engine

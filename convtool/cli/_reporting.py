@@ -29,6 +29,13 @@ def json_ready(value: Any) -> Any:
     return value
 
 
+def _echo_json(record: dict[str, Any]) -> None:
+    """One JSON record on standard output (json loaded only when --json asks for it)."""
+    import json
+
+    click.echo(json.dumps(record))
+
+
 # ------------------------------------------------------------------------------- apply
 
 
@@ -82,8 +89,6 @@ class ApplyReporter:
             self.progress.update(self.task, completed=done, refresh=True)
 
     def outcome(self, outcome: Any, task: Any) -> None:
-        import json
-
         if not outcome.ok:
             self.failed += 1
             message = outcome.error
@@ -95,7 +100,7 @@ class ApplyReporter:
             if self.as_json:
                 for out in task.outputs:
                     record = {"input": names[0], "output": out.path, "kernel": out.label}
-                    click.echo(json.dumps({**record, "error": outcome.error}))
+                    _echo_json({**record, "error": outcome.error})
             return
         for record in outcome.record:
             self.written += 1
@@ -104,7 +109,7 @@ class ApplyReporter:
             if record.get("nonfinite"):
                 self.nonfinite.append(record)
             if self.as_json:
-                click.echo(json.dumps(json_ready(record)))
+                _echo_json(json_ready(record))
 
     def nonfinite_warning(self) -> None:
         """One line on stderr when results hold NaN or infinities, and what became of them."""
@@ -175,8 +180,6 @@ class PipelineReporter:
         self.nonfinite: list[dict[str, Any]] = []  # records whose maps hold NaN or inf
 
     def outcome(self, outcome: Any, task: Any) -> None:
-        import json
-
         name = task.source if isinstance(task.source, str) else "-"
         if not outcome.ok:
             self.failed += 1
@@ -185,7 +188,7 @@ class PipelineReporter:
                 message = f"{name}: {message}"
             click.echo(f"convtool: error: {message}", err=True)
             if self.as_json:
-                click.echo(json.dumps({"input": name, "error": outcome.error}))
+                _echo_json({"input": name, "error": outcome.error})
             return
         record = outcome.record
         self.done += 1
@@ -195,7 +198,7 @@ class PipelineReporter:
             o for o in record["outputs"] if o["what"] == "map" and o["clipped"] >= CLIP_NOTE_SHARE
         ]
         if self.as_json:
-            click.echo(json.dumps(json_ready(record)))
+            _echo_json(json_ready(record))
         else:
             self.table(record)
 

@@ -28,10 +28,11 @@ CLIP_TOLERANCE = 1e-6
 def finite_stats(y: np.ndarray) -> tuple[float, float, int]:
     """Smallest and largest finite value (NaN when there is none), and how many values are
     NaN or infinite."""
+    lo, hi = y.min(), y.max()  # two fast passes, which see any NaN or infinity
+    if np.isfinite(lo) and np.isfinite(hi):
+        return float(lo), float(hi), 0
     finite = np.isfinite(y)
     nonfinite = int(y.size - np.count_nonzero(finite))
-    if not nonfinite:
-        return float(y.min()), float(y.max()), 0
     if nonfinite == y.size:
         return float("nan"), float("nan"), nonfinite
     return float(y[finite].min()), float(y[finite].max()), nonfinite

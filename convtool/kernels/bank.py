@@ -6,7 +6,6 @@ Names are looked up in any case, with ``-``, ``_`` and spaces alike (:func:`reso
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -246,6 +245,8 @@ def resolve_name(name: str) -> str:
     key = _normal(name)
     if key in _LOOKUP:
         return _LOOKUP[key]
+    import difflib  # for a name not found only
+
     close = difflib.get_close_matches(key, list(_LOOKUP), n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(close)}?" if close else "; 'convtool kernels' lists them"
     raise KernelSpecError(f"unknown kernel {name.strip()!r}{hint}")
