@@ -23,15 +23,13 @@ import contextlib
 import itertools
 import os
 import threading
+from _queue import SimpleQueue  # queue.SimpleQueue itself; queue and heapq cost 1 ms
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 __all__ = ["default_threads", "run", "running", "threads", "use_threads"]
 
-_state: dict[str, Any] = {"threads": None, "pool": None}
+_state: dict[str, Any] = {"threads": None, "pool": None, "workers": 0}  # pool: its queue
 SHARES_PER_THREAD = 4
 _lock = threading.Lock()
 
@@ -56,8 +54,9 @@ def use_threads(count: int) -> None:
     """Run each kernel's call on ``count`` threads from now on (at least one)."""
     with _lock:
         _state["threads"] = max(1, int(count))
-        if _state["pool"] is not None:  # a pool of the old size: let it go
-            _state["pool"].shutdown(wait=False)
+        if _state["pool"] is not None:  # a pool of the old size: its threads end
+            for _ in range(_state["workers"]):
+                _state["pool"].put(None)
             _state["pool"] = None
 
 
@@ -85,15 +84,16 @@ def run(kernel: Callable[..., Any], *args: Any) -> None:
         while (part := next(taken)) < parts:
             kernel(*args, part, parts)
 
-    pool = _pool(count - 1)
-    waiting: list[Future] = [pool.submit(_in_shares, shares) for _ in range(1, count)]
+    pool, ends = _pool(count - 1), SimpleQueue()
+    for _ in range(1, count):
+        pool.put((shares, ends))
     try:
         _in_shares(shares)
     finally:  # never return while a thread still writes into the caller's arrays
-        for future in waiting:
-            future.exception()
-    for future in waiting:
-        future.result()
+        errors = [ends.get() for _ in range(1, count)]
+    for error in errors:
+        if error is not None:
+            raise error
 
 
 _running = threading.local()  # .share: this thread runs a share now
@@ -107,13 +107,30 @@ def _in_shares(shares: Callable[[], None]) -> None:
         _running.share = False
 
 
-def _pool(workers: int) -> ThreadPoolExecutor:
-    from concurrent.futures import ThreadPoolExecutor  # ~10 ms: only once the JIT runs
-
+def _pool(workers: int) -> SimpleQueue:
+    """The queue the pool's ``workers`` threads take shares from, started on first use.
+    (Not concurrent.futures' pool: importing it, with logging, took 3.5 ms of a command.)"""
     with _lock:
         if _state["pool"] is None:
-            _state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="convtool-kernel")
+            jobs = _state["pool"] = SimpleQueue()
+            _state["workers"] = workers
+            for i in range(workers):
+                name = f"convtool-kernel_{i}"
+                threading.Thread(target=_worker, args=(jobs,), name=name, daemon=True).start()
         return _state["pool"]
+
+
+def _worker(jobs: SimpleQueue) -> None:
+    """Run the shares put on ``jobs`` until told to stop (None); put each one's error, or
+    None, on the queue that came with it."""
+    while (job := jobs.get()) is not None:
+        shares, ends = job
+        try:
+            _in_shares(shares)
+        except BaseException as e:  # raised in the calling thread
+            ends.put(e)
+        else:
+            ends.put(None)
 
 
 def _forget_pool() -> None:
