@@ -96,6 +96,24 @@ def test_a_failing_share_is_raised_after_every_share_ends(threads):
     assert sorted(finished) == [p for p in range(3 * tasks.SHARES_PER_THREAD) if p != 2]
 
 
+def test_a_new_thread_count_ends_the_old_pools_threads(threads):
+    def workers():
+        return [t for t in threading.enumerate() if t.name.startswith("convtool-kernel")]
+
+    threads(4)
+    for t in workers():  # an earlier pool's, told to end
+        t.join(timeout=5)
+    tasks.run(lambda part, parts: None)
+    old = workers()
+    assert len(old) == 3
+    threads(2)
+    tasks.run(lambda part, parts: None)
+    for t in old:
+        t.join(timeout=5)
+    assert not any(t.is_alive() for t in old)
+    assert len(workers()) == 1
+
+
 def test_one_thread_runs_on_the_caller(threads):
     threads(1)
     seen = []
