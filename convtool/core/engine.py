@@ -193,9 +193,9 @@ COMPILE_SECONDS = 5  # about what one kernel's cold compile takes here (2-4 s), 
 # rests on the job at hand alone, never on the jobs before it: a batch then gives the
 # same bytes whatever --jobs splits it into (and the threads never change the bytes).
 LARGE_WORK = 1e10
-# The compiled core's threads cost ~5 ms to start (the pool's import): worth it past
-# ~2e8 multiply-adds (13 ms on one thread), a blur of sigma 10 on a 1024x1024 photo.
-THREADED_WORK = 2e8
+# The compiled core's threads cost 0.4 ms to start and ~0.07 ms a call: worth it past
+# ~2e7 multiply-adds (1.5 ms on one thread), a 3x3 kernel on a 1024x1024 RGB photo.
+THREADED_WORK = 2e7
 
 
 def jit(notice: Notice | None = None) -> Engine:

@@ -9,6 +9,7 @@ as if the caller had read the file itself.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -18,6 +19,12 @@ __all__ = ["start", "take"]
 _pending: dict[Hashable, _Reading] = {}
 
 
+# While a read runs, the GIL changes hands every SWITCH seconds, not every 5 ms: the read
+# needs it for moments between the decoder's long stretches without it, and waited up to
+# 5 ms for each while the command's own thread ran Python (the read took twice as long).
+SWITCH = 2e-4
+
+
 class _Reading:
     """One read on a daemon thread: a command that stops early does not wait for it."""
 
@@ -25,6 +32,8 @@ class _Reading:
         self.result: Any = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=(read,), daemon=True)
+        self.switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(SWITCH, self.switch))
         self.thread.start()
 
     def _run(self, read: Callable[[], Any]) -> None:
@@ -32,6 +41,8 @@ class _Reading:
             self.result = read()
         except BaseException as e:  # raised again where the result is taken
             self.error = e
+        finally:
+            sys.setswitchinterval(self.switch)
 
 
 def start(key: Hashable, read: Callable[[], Any]) -> None:
