@@ -162,6 +162,22 @@ class Engine:
         pads = (pad_top, pad_left, pad_bottom, pad_right)
         self._share("pool", "avg_pool2d_backward", grad_out, grad_x, kh, kw, sh, sw, *pads)
 
+    # :mod:`convtool.core.quantise`
+    def quantise(self, x, top, out) -> bool:
+        """out = x as 8- or 16-bit samples (by out's type) by the compiled kernel; False,
+        out untouched, where none fits these arrays (or for the JIT, whose numba start-up
+        would cost more than the pass saves): the caller's numpy does it then."""
+        if self._compiled is None:
+            return False
+        function = self._compiled.find(f"quantise_u{out.itemsize}", (x, top, out, 0, 1))
+        if function is None:
+            return False
+        if self.threaded:
+            tasks.run(function, x, top, out)
+        else:
+            function(x, top, out, 0, 1)
+        return True
+
     # :mod:`convtool.core.fit`
     def fit_gather(self, x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments) -> None:
         args = (x, y, mask, drop, sh, sw, kh, kw, toeplitz, gram, moments)

@@ -151,12 +151,15 @@ def prepare_pixels(data: Any, alpha: Any, fmt: str, bit_depth: int, target: str)
 def _quantised(arr: np.ndarray, top: int) -> np.ndarray:
     """``rint(clip(arr, 0, 1) * top)`` with NaN as 0, as contiguous uint8 or uint16.
 
-    Worked in blocks of rows that stay in cache, each through one small buffer, into
-    the result laid out as the encoders want it: a picture-sized float copy would cost
-    more in fresh memory than in arithmetic. fmax and fmin turn NaN into the bound, so
-    NaN becomes 0 and infinities the range's ends.
+    By the compiled core in one pass where it is built (:mod:`convtool.core.quantise`,
+    the same arithmetic); else by numpy, in blocks of rows that stay in cache, each
+    through one small buffer, into the result laid out as the encoders want it: a
+    picture-sized float copy would cost more in fresh memory than in arithmetic. fmax
+    and fmin turn NaN into the bound, so NaN becomes 0 and infinities the range's ends.
     """
     out = np.empty(arr.shape, np.uint8 if top == 255 else np.uint16)
+    if _quantised_by_core(arr, top, out):
+        return out
     work = np.float32 if arr.dtype == np.float32 else np.float64
     rows = max(1, (1 << 16) // max(1, arr[0].size))  # about 64 K values a block
     for i in range(0, arr.shape[0], rows):
@@ -166,6 +169,24 @@ def _quantised(arr: np.ndarray, top: int) -> np.ndarray:
         np.rint(block, out=block)
         out[i : i + rows] = block
     return out
+
+
+QUANTISE_THREADED = 1 << 20  # samples: past this the core's threads share the pass
+
+
+def _quantised_by_core(arr: np.ndarray, top: int, out: np.ndarray) -> bool:
+    """out quantised by the compiled core (a float32 or float64 ``arr``); False where the
+    core is not built (``CONVTOOL_AOT=0``, no compiler) or takes no such arrays."""
+    if arr.dtype not in (np.float32, np.float64):
+        return False
+    from convtool.core import engine
+
+    core = engine.compiled(build_missing=False, threaded=arr.size >= QUANTISE_THREADED)
+    if core is None:
+        return False
+    if arr.ndim == 2:  # grey: one channel
+        arr, out = arr[:, :, None], out[:, :, None]
+    return core.quantise(arr, np.array([top], arr.dtype), out)
 
 
 def _encode_pillow(f: IO[bytes], pixels: np.ndarray, *, fmt: str, **options: Any) -> None:

@@ -24,6 +24,7 @@ from convtool.core import (
     fit,
     plan,
     pool,
+    quantise,
 )
 from tests.core.fit_calls import fit_run, fit_statistics
 
@@ -35,6 +36,7 @@ CORE = {
     "conv_sep": conv_sep,
     "pool": pool,
     "fit": fit,
+    "quantise": quantise,
 }
 FRESH = {"kernels": None, "tried": False, "error": None, "installed": None}
 
@@ -209,6 +211,35 @@ def test_its_kernels_let_other_threads_run(compiled):
     assert max(shares) > 0.5, shares  # holding the GIL: 0.15-0.4 here
 
 
+def _quantised_reference(x: np.ndarray, top: int) -> np.ndarray:
+    """rint(clip(x * top, 0, top)) in x's type, NaN as 0, written independently."""
+    y = np.nan_to_num(x * x.dtype.type(top), nan=0.0, posinf=top, neginf=0.0)
+    return np.rint(np.clip(y, 0, top)).astype(np.uint8 if top == 255 else np.uint16)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("top", [255, 65535])
+@pytest.mark.parametrize("layout", ["channels last", "planes", "grey"])
+def test_quantising_gives_the_jits_and_numpys_samples(compiled, dtype, top, layout):
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((37, 53, 3)) * 0.7 + 0.5).astype(dtype)
+    ties = (np.arange(x.size // 4) % (top + 1) + 0.5) / top  # half-way: rounded to even
+    x.flat[: ties.size] = ties.astype(dtype)
+    x.flat[-7:] = [np.nan, np.inf, -np.inf, -0.0, 1.0, 0.0, 1 + 1e-7]
+    if layout == "planes":  # a filter's result: planes seen channels-last
+        x = np.ascontiguousarray(x.transpose(2, 0, 1)).transpose(1, 2, 0)
+    elif layout == "grey":
+        x = x[:, :, :1]
+    expected = _quantised_reference(x, top)
+    kernel = quantise.quantise_u1 if top == 255 else quantise.quantise_u2
+    jit = np.empty(x.shape, expected.dtype)
+    kernel(x, np.array([top], dtype), jit, 0, 1)
+    got = np.empty_like(jit)
+    assert compiled.quantise(x, np.array([top], dtype), got)
+    np.testing.assert_array_equal(jit, expected)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_the_fit_gives_the_jits_results(compiled):
     for toeplitz, drop_some in [(True, False), (True, True), (False, True)]:
         for got, expected in zip(
@@ -377,6 +408,7 @@ def test_the_digests_follow_the_sources_they_compile(monkeypatch, tmp_path):
         "fastmath",
         "pool",
         "fit",
+        "quantise",
     }
     assert aot.key(files) == aot.key() and aot.digest(files) == aot.digest()
     assert 0 < aot.digest() < 2**63  # exported as an int64

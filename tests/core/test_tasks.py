@@ -98,20 +98,19 @@ def test_a_failing_share_is_raised_after_every_share_ends(threads):
 
 def test_a_new_thread_count_ends_the_old_pools_threads(threads):
     def workers():
-        return [t for t in threading.enumerate() if t.name.startswith("convtool-kernel")]
+        return {t for t in threading.enumerate() if t.name.startswith("convtool-kernel")}
 
     threads(4)
-    for t in workers():  # an earlier pool's, told to end
-        t.join(timeout=5)
+    before = workers()  # an earlier pool's, told to end or not ours
     tasks.run(lambda part, parts: None)
-    old = workers()
-    assert len(old) == 3
+    pool = workers() - before
+    assert len(pool) == 3
     threads(2)
     tasks.run(lambda part, parts: None)
-    for t in old:
+    for t in pool:
         t.join(timeout=5)
-    assert not any(t.is_alive() for t in old)
-    assert len(workers()) == 1
+    assert not any(t.is_alive() for t in pool)
+    assert len(workers() - before - pool) == 1
 
 
 def test_one_thread_runs_on_the_caller(threads):
