@@ -46,7 +46,6 @@ from convtool.filtering import (
     resample_alpha,
 )
 from convtool.filtering.correlate import plan_of
-from convtool.filtering.tiles import auto_tile, check_tile
 from convtool.shapes import PaddingSpec
 
 __all__ = [
@@ -251,9 +250,11 @@ def run_task(task: Task, options: Options, tile: int | None = None) -> list[dict
         return _run_whole(task, options)
     if tile is None and not _all_tiff(task, options):
         return _run_whole_hinting_tiles(task, options)  # nothing to tile into
+    from convtool.batch import tiled  # TIFFs only: a PNG or JPEG is filtered whole
+    from convtool.filtering.tiles import auto_tile, check_tile
+
     if tile is not None:
         check_tile(tile, options.kernels, options.padding)
-    from convtool.batch import tiled  # TIFFs only: a PNG or JPEG is filtered whole
 
     source = tiled.open_source(path, tile is not None)
     if source is None:  # the whole-picture reader reads it, or says what is wrong

@@ -12,7 +12,9 @@ spans ``D * (K - 1) + 1`` pixels, as torch documents it.
   to the machine's memory before any is made.
 """
 
-from convtool.shapes import grammar
+import importlib
+from typing import Any
+
 from convtool.shapes.budget import (
     Conv,
     Extra,
@@ -24,7 +26,6 @@ from convtool.shapes.budget import (
     machine_memory,
     plan,
 )
-from convtool.shapes.layers import ACTIVATIONS, Layer, Row, chain, parse_layer, summary
 from convtool.shapes.parse import parse_dims, parse_int, parse_padding, parse_pair
 from convtool.shapes.sizes import (
     PaddingSolution,
@@ -75,3 +76,22 @@ __all__ = [
     "solve_padding",
     "summary",
 ]
+
+# The grammar and the layers' table load on first use: ``apply`` and ``fit`` need
+# neither (about 1 ms of every command).
+_LATER = {"grammar": "grammar"} | dict.fromkeys(
+    ("ACTIVATIONS", "Layer", "Row", "chain", "parse_layer", "summary"), "layers"
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LATER:
+        raise AttributeError(f"module 'convtool.shapes' has no attribute {name!r}")
+    module = importlib.import_module(f"convtool.shapes.{_LATER[name]}")
+    value = module if name == "grammar" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LATER))
