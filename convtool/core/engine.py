@@ -162,20 +162,35 @@ class Engine:
         pads = (pad_top, pad_left, pad_bottom, pad_right)
         self._share("pool", "avg_pool2d_backward", grad_out, grad_x, kh, kw, sh, sw, *pads)
 
-    # :mod:`convtool.core.quantise`
+    # :mod:`convtool.core.samples`: compiled only (False or None where that does not fit
+    # the arrays, or for the JIT, whose numba start-up would cost more than the pass saves:
+    # the caller's numpy does it then)
     def quantise(self, x, top, out) -> bool:
-        """out = x as 8- or 16-bit samples (by out's type) by the compiled kernel; False,
-        out untouched, where none fits these arrays (or for the JIT, whose numba start-up
-        would cost more than the pass saves): the caller's numpy does it then."""
-        if self._compiled is None:
-            return False
-        function = self._compiled.find(f"quantise_u{out.itemsize}", (x, top, out, 0, 1))
+        """out (H, W, C) = x (C, H, W) as 8- or 16-bit samples (by out's type); False where
+        not compiled."""
+        if out.shape != (*x.shape[1:], x.shape[0]):  # the kernel trusts the shapes
+            raise ValueError(f"samples {x.shape} (C, H, W) cannot fill {out.shape} (H, W, C)")
+        return self._compiled_share(f"quantise_u{out.itemsize}", x, top, out)
+
+    def count_inside(self, x, lo, hi) -> int | None:
+        """How many pixels of x (C, H, W) have every channel in [lo, hi]; None where not
+        compiled."""
+        import numpy as np
+
+        counts = np.zeros(tasks.SHARES_PER_THREAD * tasks.threads(), np.int64)  # one a share
+        bounds = np.array([lo, hi], x.dtype)
+        if not self._compiled_share("count_inside", x, bounds, counts):
+            return None
+        return int(counts.sum())
+
+    def _compiled_share(self, kernel: str, *args: Any) -> bool:
+        function = None if self._compiled is None else self._compiled.find(kernel, (*args, 0, 1))
         if function is None:
             return False
         if self.threaded:
-            tasks.run(function, x, top, out)
+            tasks.run(function, *args)
         else:
-            function(x, top, out, 0, 1)
+            function(*args, 0, 1)
         return True
 
     # :mod:`convtool.core.fit`
@@ -275,6 +290,16 @@ def compiled(
 
     kernels = aot.load(build_missing=build_missing, announce=announce)
     return None if kernels is None else Engine(kernels, threaded=threaded)
+
+
+THREADED_SAMPLES = 1 << 20  # a pass over this many samples is worth the threads
+
+
+def for_samples(count: int) -> Engine | None:
+    """The compiled core for a pass over ``count`` samples (:mod:`convtool.core.samples`),
+    on every core past THREADED_SAMPLES; None where it is not built (the caller's numpy
+    does the pass: the JIT's start-up would cost more than it saves)."""
+    return compiled(build_missing=False, threaded=count >= THREADED_SAMPLES)
 
 
 def reduction_chunks(rows: int) -> int:

@@ -151,7 +151,7 @@ def prepare_pixels(data: Any, alpha: Any, fmt: str, bit_depth: int, target: str)
 def _quantised(arr: np.ndarray, top: int) -> np.ndarray:
     """``rint(clip(arr, 0, 1) * top)`` with NaN as 0, as contiguous uint8 or uint16.
 
-    By the compiled core in one pass where it is built (:mod:`convtool.core.quantise`,
+    By the compiled core in one pass where it is built (:mod:`convtool.core.samples`,
     the same arithmetic); else by numpy, in blocks of rows that stay in cache, each
     through one small buffer, into the result laid out as the encoders want it: a
     picture-sized float copy would cost more in fresh memory than in arithmetic. fmax
@@ -171,22 +171,19 @@ def _quantised(arr: np.ndarray, top: int) -> np.ndarray:
     return out
 
 
-QUANTISE_THREADED = 1 << 20  # samples: past this the core's threads share the pass
-
-
 def _quantised_by_core(arr: np.ndarray, top: int, out: np.ndarray) -> bool:
-    """out quantised by the compiled core (a float32 or float64 ``arr``); False where the
-    core is not built (``CONVTOOL_AOT=0``, no compiler) or takes no such arrays."""
+    """out quantised by the compiled core, for a filter's float32 or float64 result (its
+    planes seen channels-last); False where the core is not built (``CONVTOOL_AOT=0``, no
+    compiler) or takes no such array."""
     if arr.dtype not in (np.float32, np.float64):
         return False
     from convtool.core import engine
 
-    core = engine.compiled(build_missing=False, threaded=arr.size >= QUANTISE_THREADED)
+    core = engine.for_samples(arr.size)
     if core is None:
         return False
-    if arr.ndim == 2:  # grey: one channel
-        arr, out = arr[:, :, None], out[:, :, None]
-    return core.quantise(arr, np.array([top], arr.dtype), out)
+    planes, out = (arr[None], out[:, :, None]) if arr.ndim == 2 else (arr.transpose(2, 0, 1), out)
+    return core.quantise(planes, np.array([top], arr.dtype), out)
 
 
 def _encode_pillow(f: IO[bytes], pixels: np.ndarray, *, fmt: str, **options: Any) -> None:

@@ -24,7 +24,7 @@ from convtool.core import (
     fit,
     plan,
     pool,
-    quantise,
+    samples,
 )
 from tests.core.fit_calls import fit_run, fit_statistics
 
@@ -36,7 +36,7 @@ CORE = {
     "conv_sep": conv_sep,
     "pool": pool,
     "fit": fit,
-    "quantise": quantise,
+    "samples": samples,
 }
 FRESH = {"kernels": None, "tried": False, "error": None, "installed": None}
 
@@ -211,33 +211,65 @@ def test_its_kernels_let_other_threads_run(compiled):
     assert max(shares) > 0.5, shares  # holding the GIL: 0.15-0.4 here
 
 
-def _quantised_reference(x: np.ndarray, top: int) -> np.ndarray:
-    """rint(clip(x * top, 0, top)) in x's type, NaN as 0, written independently."""
-    y = np.nan_to_num(x * x.dtype.type(top), nan=0.0, posinf=top, neginf=0.0)
-    return np.rint(np.clip(y, 0, top)).astype(np.uint8 if top == 255 else np.uint16)
+def _result_planes(rng, dtype, channels):
+    """A filter's result as the core gives it, (C, H, W), with NaN, infinities and ties."""
+    x = (rng.standard_normal((channels, 37, 53)) * 0.7 + 0.5).astype(dtype)
+    x.flat[rng.integers(0, x.size, 20)] = [np.nan, np.inf, -np.inf, -0.0, 1.0] * 4
+    return x
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("top", [255, 65535])
-@pytest.mark.parametrize("layout", ["channels last", "planes", "grey"])
-def test_quantising_gives_the_jits_and_numpys_samples(compiled, dtype, top, layout):
+@pytest.mark.parametrize("channels", [1, 3])
+def test_quantising_gives_the_jits_and_numpys_samples(compiled, dtype, top, channels):
     rng = np.random.default_rng(5)
-    x = (rng.standard_normal((37, 53, 3)) * 0.7 + 0.5).astype(dtype)
-    ties = (np.arange(x.size // 4) % (top + 1) + 0.5) / top  # half-way: rounded to even
-    x.flat[: ties.size] = ties.astype(dtype)
-    x.flat[-7:] = [np.nan, np.inf, -np.inf, -0.0, 1.0, 0.0, 1 + 1e-7]
-    if layout == "planes":  # a filter's result: planes seen channels-last
-        x = np.ascontiguousarray(x.transpose(2, 0, 1)).transpose(1, 2, 0)
-    elif layout == "grey":
-        x = x[:, :, :1]
-    expected = _quantised_reference(x, top)
-    kernel = quantise.quantise_u1 if top == 255 else quantise.quantise_u2
-    jit = np.empty(x.shape, expected.dtype)
-    kernel(x, np.array([top], dtype), jit, 0, 1)
-    got = np.empty_like(jit)
-    assert compiled.quantise(x, np.array([top], dtype), got)
+    planes = _result_planes(rng, dtype, channels)
+    ties = (np.arange(planes.size // 4) % (top + 1) + 0.5) / top  # half-way: to even
+    planes.flat[: ties.size] = ties.astype(dtype)
+    x = planes.transpose(1, 2, 0)
+    product = np.nan_to_num(x * dtype(top), nan=0.0, posinf=top, neginf=0.0)
+    expected = np.rint(np.clip(product, 0, top)).astype(np.uint8 if top == 255 else np.uint16)
+    kernel = samples.quantise_u1 if top == 255 else samples.quantise_u2
+    jit, got = np.empty(x.shape, expected.dtype), np.empty(x.shape, expected.dtype)
+    kernel(planes, np.array([top], dtype), jit, 0, 1)
+    assert compiled.quantise(planes, np.array([top], dtype), got)
     np.testing.assert_array_equal(jit, expected)
     np.testing.assert_array_equal(got, expected)
+    # channels-last colour pixels are not the core's: numpy quantises them
+    seen = np.ascontiguousarray(x).transpose(2, 0, 1)
+    assert compiled.quantise(seen, np.array([top], dtype), got) == (channels == 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("threaded", [False, True])
+def test_counting_pixels_inside_gives_the_jits_and_numpys_count(
+    compiled, dtype, channels, threaded
+):
+    planes = _result_planes(np.random.default_rng(6), dtype, channels)
+    lo, hi = dtype(-1e-6), dtype(1 + 1e-6)
+    expected = int(np.count_nonzero(((planes >= lo) & (planes <= hi)).all(axis=0)))
+    assert 0 < expected < planes[0].size
+    counts = np.zeros(4, np.int64)
+    for part in range(4):
+        samples.count_inside(planes, np.array([lo, hi]), counts, part, 4)
+    assert counts.sum() == expected
+    core = engine.Engine(compiled._compiled, threaded=threaded)
+    assert core.count_inside(planes, lo, hi) == expected
+    assert core.count_inside(planes.transpose(0, 2, 1), lo, hi) is None  # not the core's
+
+
+def test_a_filters_result_is_counted_and_quantised_by_the_core(compiled, monkeypatch):
+    from convtool.filtering import correlate, prepare_kernel, values
+    from convtool.imaging import write
+
+    rgb = np.random.default_rng(8).random((40, 30, 3), dtype=np.float32)
+    y = correlate(rgb, prepare_kernel(np.array([[-1.0, 0, 1]] * 3)), engine=compiled)
+    monkeypatch.setattr(engine, "for_samples", lambda count: compiled)
+    monkeypatch.setattr(values, "_inside", None)  # numpy's route would fail
+    assert 0 < values.pixels_inside(y) < 40 * 30
+    out = np.empty(y.shape, np.uint8)
+    assert write._quantised_by_core(y, 255, out)
 
 
 def test_the_fit_gives_the_jits_results(compiled):
@@ -408,7 +440,7 @@ def test_the_digests_follow_the_sources_they_compile(monkeypatch, tmp_path):
         "fastmath",
         "pool",
         "fit",
-        "quantise",
+        "samples",
     }
     assert aot.key(files) == aot.key() and aot.digest(files) == aot.digest()
     assert 0 < aot.digest() < 2**63  # exported as an int64

@@ -1,0 +1,67 @@
+"""Filtered samples on their way to a file, each in one pass: how many pixels lie in a
+range (the share clipping changes), and the 8- or 16-bit samples a writer stores.
+
+x is a filter's result as it comes out of the core: planes (C, H, W), C-contiguous, so
+that the loops stream along each plane's rows (LLVM vectorises them); the tasks are
+the rows.
+
+Quantising: ``out = rint(clip(x * top, 0, top))``, NaN as 0, in x's own float type,
+laid out channels-last (H, W, C) as the encoders take it: the arithmetic of
+:func:`convtool.imaging.write`'s numpy route (its ``fmax``, ``fmin`` and ``rint``,
+round half to even), which takes five passes over each block where this takes one.
+``top`` is a one-element array of x's type, so that the product rounds as numpy's does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from convtool.core.fastmath import ENTRY, _share
+
+
+@njit(inline="always")
+def _quantise(x, top, out, part, parts):
+    channels, height, width = x.shape
+    t = top[0]
+    zero = t - t
+    start, stop = _share(height, part, parts)
+    for i in range(start, stop):
+        for c in range(channels):
+            for j in range(width):
+                v = x[c, i, j] * t
+                v = v if v > zero else zero  # NaN and everything below: 0
+                v = v if v < t else t
+                out[i, j, c] = np.rint(v)
+
+
+@njit(**ENTRY)
+def quantise_u1(x, top, out, part, parts):
+    """8-bit samples (top 255)."""
+    _quantise(x, top, out, part, parts)
+
+
+@njit(**ENTRY)
+def quantise_u2(x, top, out, part, parts):
+    """16-bit samples (top 65535)."""
+    _quantise(x, top, out, part, parts)
+
+
+@njit(**ENTRY)
+def count_inside(x, bounds, counts, part, parts):
+    """counts[part] = how many pixels of the share's rows have every channel within
+    [bounds[0], bounds[1]] (a NaN is outside); ``counts`` holds one count a share."""
+    channels, height, width = x.shape
+    lo, hi = bounds[0], bounds[1]
+    outside = np.zeros(width, np.uint8)
+    found = 0
+    start, stop = _share(height, part, parts)
+    for i in range(start, stop):
+        outside[:] = 0
+        for c in range(channels):
+            for j in range(width):
+                v = x[c, i, j]
+                outside[j] |= (v < lo) | (v > hi) | (v != v)
+        for j in range(width):
+            found += outside[j] == 0
+    counts[part] = found
