@@ -65,6 +65,7 @@ KERNELS = {
     "quantise_u1": ("samples", "T[3] T[1] u1[3] i8 i8", "void", FLOATS),
     "quantise_u2": ("samples", "T[3] T[1] u2[3] i8 i8", "void", FLOATS),
     "count_inside": ("samples", "T[3] T[1] i8[1] i8 i8", "void", FLOATS),
+    "gather_planes": ("samples", "T[3] i8[1] i8[1] T[3] i8 i8", "void", FLOATS),
     "fit_gather": (
         "fit",
         "T[3] T[3] T[3] i8[2a] i8 i8 i8 i8 b1 T[4] T[3] i8 i8",

@@ -183,6 +183,23 @@ class Engine:
             return None
         return int(counts.sum())
 
+    def gather_planes(self, x, rows, cols, out) -> bool:
+        """out[c, i, j] = x[rows[i], cols[j], c] (x (H, W, C), out (C, H', W')); False where
+        not compiled."""
+        if out.shape != (x.shape[2], len(rows), len(cols)):  # the kernel trusts the shapes
+            raise ValueError(f"pixels {x.shape} (H, W, C) cannot fill planes {out.shape}")
+        if (
+            len(rows)
+            and len(cols)
+            and not (  # nor the indices
+                min(rows.min(), cols.min()) >= 0
+                and rows.max() < x.shape[0]
+                and cols.max() < x.shape[1]
+            )
+        ):
+            raise ValueError("the index maps point outside the picture")
+        return self._compiled_share("gather_planes", x, rows, cols, out)
+
     def _compiled_share(self, kernel: str, *args: Any) -> bool:
         function = None if self._compiled is None else self._compiled.find(kernel, (*args, 0, 1))
         if function is None:

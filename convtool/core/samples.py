@@ -1,7 +1,8 @@
-"""Filtered samples on their way to a file, each in one pass: how many pixels lie in a
-range (the share clipping changes), and the 8- or 16-bit samples a writer stores.
+"""Samples on their way into and out of the filters, each in one pass: a picture's
+pixels laid out as padded planes; how many pixels of a result lie in a range (the
+share clipping changes); and the 8- or 16-bit samples a writer stores.
 
-x is a filter's result as it comes out of the core: planes (C, H, W), C-contiguous, so
+A filter's result is planes (C, H, W), C-contiguous, as it comes out of the core, so
 that the loops stream along each plane's rows (LLVM vectorises them); the tasks are
 the rows.
 
@@ -65,3 +66,18 @@ def count_inside(x, bounds, counts, part, parts):
         for j in range(width):
             found += outside[j] == 0
     counts[part] = found
+
+
+@njit(**ENTRY)
+def gather_planes(x, rows, cols, out, part, parts):
+    """out[c, i, j] = x[rows[i], cols[j], c]: channels-last pixels x (H, W, C) laid out
+    as planes, padded as the index maps ``rows`` and ``cols`` repeat the border's."""
+    channels = x.shape[2]
+    height, width = out.shape[1], out.shape[2]
+    start, stop = _share(height, part, parts)
+    for i in range(start, stop):
+        src = x[rows[i]]
+        for c in range(channels):
+            dst = out[c, i]
+            for j in range(width):
+                dst[j] = src[cols[j], c]

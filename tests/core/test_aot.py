@@ -272,6 +272,23 @@ def test_a_filters_result_is_counted_and_quantised_by_the_core(compiled, monkeyp
     assert write._quantised_by_core(y, 255, out)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", ["edge", "reflect", "symmetric", "wrap"])
+def test_gathering_planes_pads_as_numpy(compiled, dtype, mode):
+    pixels = np.random.default_rng(9).random((13, 17, 3)).astype(dtype)
+    rows = np.pad(np.arange(13), (4, 2), mode=mode)
+    cols = np.pad(np.arange(17), (0, 5), mode=mode)
+    jit = np.empty((3, len(rows), len(cols)), dtype)
+    got = np.empty_like(jit)
+    samples.gather_planes(pixels, rows, cols, jit, 0, 1)
+    assert engine.Engine(compiled._compiled, threaded=True).gather_planes(pixels, rows, cols, got)
+    expected = np.pad(pixels.transpose(2, 0, 1), ((0, 0), (4, 2), (0, 5)), mode=mode)
+    np.testing.assert_array_equal(jit, expected)
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="outside"):
+        compiled.gather_planes(pixels, rows + 1, cols, got)
+
+
 def test_the_fit_gives_the_jits_results(compiled):
     for toeplitz, drop_some in [(True, False), (True, True), (False, True)]:
         for got, expected in zip(
