@@ -23,7 +23,6 @@ from convtool.cli._params import (
 from convtool.cli._pictures import (
     check_stdout,
     planning,
-    read_ahead,
     read_stdin,
     spare_blas_threads,
 )
@@ -243,7 +242,6 @@ def apply(
     scheduler,
 ):
     spare_blas_threads()
-    read_ahead(inputs, max_pixels, scheduler)
     from convtool.batch import apply_task
     from convtool.batch.outputs import check_depths, unique_slugs
     from convtool.core import engine

@@ -22,15 +22,6 @@ def spare_blas_threads() -> None:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
-def read_ahead(inputs: tuple[str, ...], max_pixels: int | None, scheduler: str | None) -> None:
-    """One picture filtered in this process: start decoding it now, on a thread, while
-    the command gets ready (``imaging.read_ahead``); its reader takes the result."""
-    if len(inputs) == 1 and inputs[0] != "-" and not scheduler:
-        from convtool import imaging
-
-        imaging.read_ahead(inputs[0], max_pixels=max_pixels_limit(max_pixels))
-
-
 @contextlib.contextmanager
 def planning() -> Iterator[None]:
     """Output planning's PlanError as click says it: a bad value of the option to blame

@@ -5,9 +5,9 @@ The only place pillow, tifffile and imagecodecs are imported. The modules, by to
 their one-line messages), ``image`` (the picture a reader returns, the pixel
 policy), ``source`` (the bytes to read, the size limits), ``read`` with
 ``read_pillow`` and ``read_deep`` (the decoders), ``arrays`` (.npy), ``write``
-(quantise and encode), ``atomic`` (files that appear whole), ``ahead`` (a read
-started early on a thread), ``png`` (PNG through imagecodecs), ``metadata`` (ICC
-profile, resolution, EXIF) and ``tiff`` (a TIFF read region by region).
+(quantise and encode), ``atomic`` (files that appear whole), ``png`` (PNG through
+imagecodecs), ``metadata`` (ICC profile, resolution, EXIF) and
+``tiff`` (a TIFF read region by region).
 """
 
 from convtool.imaging.arrays import load_array, save_array
@@ -34,7 +34,7 @@ from convtool.imaging.formats import (
     written_as,
 )
 from convtool.imaging.image import Image, unit_scaled
-from convtool.imaging.read import picture_shape, read_ahead, read_image
+from convtool.imaging.read import picture_shape, read_image
 from convtool.imaging.source import DEFAULT, check_pixel_count, default_max_pixels
 from convtool.imaging.write import prepare_pixels, write_image
 
@@ -60,7 +60,6 @@ __all__ = [
     "picture_shape",
     "prepare_pixels",
     "quiet_decoders",
-    "read_ahead",
     "read_image",
     "save_array",
     "temporary_target",

@@ -15,7 +15,7 @@ from typing import IO
 
 import numpy as np
 
-from convtool.imaging import ahead, jpeg, png
+from convtool.imaging import jpeg, png
 from convtool.imaging.arrays import image_from_npy, parse_npy
 from convtool.imaging.errors import ImageReadError, label, quiet_decoders
 from convtool.imaging.formats import NPY_MAGIC
@@ -28,7 +28,7 @@ from convtool.imaging.source import (
     read_source,
 )
 
-__all__ = ["picture_shape", "read_ahead", "read_image"]
+__all__ = ["picture_shape", "read_image"]
 
 PathLike = str | os.PathLike
 
@@ -84,10 +84,6 @@ def read_image(path_or_file: PathLike | IO[bytes], *, max_pixels: MaxPixels = DE
     (2, 3)
     """
     max_pixels = pixel_limit(max_pixels)
-    if isinstance(path_or_file, str | os.PathLike):
-        early = ahead.take((os.fspath(path_or_file), max_pixels))
-        if early is not None:
-            return early
     buf, source, ext = read_source(path_or_file, max_pixels)
     name = label(source)
     if buf.startswith(NPY_MAGIC):
@@ -105,37 +101,6 @@ def read_image(path_or_file: PathLike | IO[bytes], *, max_pixels: MaxPixels = DE
 
     with quiet_decoders():
         return read_with_pillow(buf, source, max_pixels)
-
-
-def read_ahead(path: PathLike, *, max_pixels: MaxPixels = DEFAULT) -> None:
-    """Start reading the PNG or JPEG at ``path`` on a thread: the next :func:`read_image`
-    of that path with that ``max_pixels`` takes its picture, or raises its error.
-
-    For a command about to filter one picture: the decoders run without the GIL, so
-    the picture is decoded while the command gets ready. Only the pictures
-    :func:`read_image` gives to imagecodecs are read ahead: a TIFF may be read region by
-    region, and Pillow's decoders are quietened through state the whole process shares.
-    """
-    limit = pixel_limit(max_pixels)
-    source = os.fspath(path)
-    ahead.start((source, limit), lambda: _read_plain(source, limit))
-
-
-def _read_plain(source: str, max_pixels: int | None) -> Image | None:
-    """The picture at ``source`` where imagecodecs decodes it (a PNG or JPEG
-    :func:`read_image` does not give to Pillow), else None."""
-    try:
-        with open(source, "rb") as f:
-            start = f.read(len(png.SIGNATURE))
-    except OSError:  # read_image says what is wrong
-        return None
-    if not start.startswith((png.SIGNATURE, jpeg.SOI)):
-        return None
-    buf, source, _ = read_source(source, max_pixels)
-    if png.decodable(buf):
-        return read_png(buf, source, max_pixels)
-    head = jpeg.header(buf)
-    return read_jpeg(buf, source, max_pixels, head) if jpeg.decodable(head) else None
 
 
 def picture_shape(

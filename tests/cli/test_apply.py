@@ -679,33 +679,6 @@ def test_png_and_jpeg_jobs_import_neither_numba_nor_pillow(tmp_path, args):
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
-@pytest.mark.parametrize(
-    ("inputs", "extra", "read_ahead"),
-    [
-        (["disc.png"], [], True),
-        (["disc.png"], ["--max-pixels", "100000"], True),
-        (["disc.png", "scene.png"], [], False),
-    ],
-)
-def test_one_picture_is_decoded_while_the_command_gets_ready(
-    tmp_path, monkeypatch, inputs, extra, read_ahead
-):
-    from convtool.imaging import ahead
-
-    started, taken = [], []
-    start, take = ahead.start, ahead.take
-    monkeypatch.setattr(ahead, "start", lambda key, read: started.append(key) or start(key, read))
-    monkeypatch.setattr(ahead, "take", lambda key: taken.append(key) or take(key))
-    paths = [str(SAMPLES / name) for name in inputs]
-    result = run(*paths, "-k", "sobel_x", "-o", f"{tmp_path}/", *extra)
-    assert result.exit_code == 0, result.output
-    if read_ahead:
-        limit = 100000 if extra else 89_478_485  # Pillow's own default
-        assert started == [(paths[0], limit)] and taken == started
-    else:
-        assert started == []
-
-
 def test_the_command_leaves_other_code_on_the_jit(tmp_path, monkeypatch):
     from convtool import ops
     from convtool.core import conv
