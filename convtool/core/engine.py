@@ -134,6 +134,17 @@ class Engine:
         args = (cols, grad_x, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left)
         self._share("conv_gemm", "col2im", *args)
 
+    # :mod:`convtool.core.conv_wino`
+    def wino_weights(self, w, u) -> None:
+        self._share("conv_wino", "wino_weights", w, u)
+
+    def wino_input(self, x, v, probe, n0, t0, pictures, rows, tw, pad_top, pad_left) -> None:
+        args = (x, v, probe, n0, t0, pictures, rows, tw, pad_top, pad_left)
+        self._share("conv_wino", "wino_input", *args)
+
+    def wino_output(self, mm, bias, out, n0, t0, pictures, rows) -> None:
+        self._share("conv_wino", "wino_output", mm, bias, out, n0, t0, pictures, rows)
+
     # :mod:`convtool.core.conv_sep`
     def sep_forward(self, x, cols, rows, bias, out, sh, sw, pad_top, pad_left, org_top) -> None:
         args = (x, cols, rows, bias, out, sh, sw, pad_top, pad_left, org_top)
