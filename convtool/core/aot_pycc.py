@@ -58,7 +58,7 @@ KERNELS = {
     "col2im": ("conv_gemm", "T[3] T[4] i8 i8 i8 i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
     "wino_weights": ("conv_wino", "T[4] T[2] i8 i8", "void", FLOATS),
     "wino_input": ("conv_wino", "T[4] T[2] T[1] i8 i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
-    "wino_output": ("conv_wino", "T[2] T[1] T[4] i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
+    "wino_output": ("conv_wino", "T[2] T[1] T[4] i8 i8 i8 i8 i8 i8", "void", FLOATS),
     "sep_forward": ("conv_sep", "T[4] T[2] T[2] T[1] T[4] i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
     "box_forward": ("conv_box", "T[4] T[1] T[1] T[4] i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
     "max_pool2d_forward": ("pool", "T[4] T[4] i8[4] i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),

@@ -139,11 +139,10 @@ def wino_input(x, v, probe, n0, t0, n_pic, rows, tw, pad_top, pad_left, part, pa
 
 
 @njit(fastmath=FASTMATH, **ENTRY)
-def wino_output(mm, bias, out, n0, t0, n_pic, rows, o0, o1, part, parts):
+def wino_output(mm, bias, out, n0, t0, n_pic, rows, part, parts):
     """out[n0 + m, o, 2(t0 + r) + a, 2j + b] = bias[o] + (A^T M A)[a, b], M[k // 4, k % 4] =
     mm[k, (o*pictures + m)*size + r*tw + j] (size = rows x tw, tw tiles a row), for the
-    outputs inside ``out`` and the channels o0 <= o < o1; a task is one output channel
-    of one picture."""
+    outputs inside ``out``; a task is one output channel of one picture."""
     c_out, h_out, w_out = out.shape[1], out.shape[2], out.shape[3]
     tw = (w_out + 1) // 2
     size = rows * tw
@@ -151,10 +150,10 @@ def wino_output(mm, bias, out, n0, t0, n_pic, rows, o0, o1, part, parts):
     mf, of = mm.reshape(-1), out.reshape(-1)
     full, ut = uint64(w_out // 2), uint64(tw)
     tf = np.empty(8 * tw, dtype=out.dtype)  # A^T M: rows a, columns b, tiles j
-    start, stop = _share(n_pic * (o1 - o0), part, parts)
+    start, stop = _share(n_pic * c_out, part, parts)
     for task in range(start, stop):
-        m = task // (o1 - o0)
-        o = o0 + task % (o1 - o0)
+        m = task // c_out
+        o = task % c_out
         bo = bias[o]
         for r in range(rows):
             at = uint64(((o * n_pic + m) * size) + r * tw)

@@ -146,9 +146,8 @@ class Engine:
         args = (x, v, probe, n0, t0, pictures, rows, tw, pad_top, pad_left)
         self._share("conv_wino", "wino_input", *args)
 
-    def wino_output(self, mm, bias, out, n0, t0, pictures, rows, o0, o1) -> None:
-        args = (mm, bias, out, n0, t0, pictures, rows, o0, o1)
-        self._share("conv_wino", "wino_output", *args)
+    def wino_output(self, mm, bias, out, n0, t0, pictures, rows) -> None:
+        self._share("conv_wino", "wino_output", mm, bias, out, n0, t0, pictures, rows)
 
     # :mod:`convtool.core.conv_sep`
     def sep_forward(self, x, cols, rows, bias, out, sh, sw, pad_top, pad_left, org_top) -> None:

@@ -6,10 +6,7 @@ engine's threads) into a buffer, about :data:`COLUMNS` output pixels at a time (
 for a shallow layer, so that each block does :data:`WORK`; at most :data:`BLOCK`
 elements): OpenBLAS ran 10-20% faster on products of that width than on a whole
 picture's, and the copy's memory stays bounded. The products are numpy's
-``matmul`` (OpenBLAS or whichever BLAS numpy links); forward, each of the engine's
-threads runs one share of a block's output channels, BLAS held to one thread
-(:mod:`convtool.core.blas`: OpenBLAS's spinning threads and ours fought over the cores,
-3-20x slower on a busy machine), backward BLAS threads its products. Blocks are whole
+``matmul`` (OpenBLAS or whichever BLAS numpy links, threaded by it). Blocks are whole
 pictures where they fit (several small pictures side by side make one product), else
 bands of output rows. A 1x1 kernel at stride 1 without padding needs no copy at all.
 
@@ -24,12 +21,9 @@ This module imports numpy only; the engine passed in runs the jitted halves.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
-
-from convtool.core import blas, tasks
 
 __all__ = ["BLOCK", "COLUMNS", "WORK", "backward", "forward"]
 
@@ -96,35 +90,17 @@ def forward(
     wb[:, :k] = w.reshape(c_out, k)
     wb[:, k] = bias
     buffer = _buffer(n, h_out, w_out, k + 1, c_out, x.dtype)
-    threaded = engine.threaded and tasks.threads() > 1
-    with blas.one_thread() if threaded else contextlib.nullcontext():
-        for n0, pictures, i0, rows in _blocks(n, h_out, w_out, k + 1, c_out):
-            size = rows * w_out
-            cols = buffer[: (k + 1) * pictures * size].reshape(k + 1, pictures, size)
-            cols[k] = 1
-            engine.im2col(x, cols, n0, i0, kh, kw, w_out, *stride, *pads)
-            args = (wb, cols.reshape(k + 1, pictures * size), out3, (n0, pictures, i0 * w_out))
-            if threaded:  # the engine's threads, a share of the output channels each
-                tasks.run(_products, *args, per_thread=1)
-            else:
-                _products(*args, 0, 1)
-
-
-def _products(wb, cols, out3, block, part, parts) -> None:
-    """The share ``part`` of ``parts`` of a block's output channels: ``wb @ cols`` into
-    their place in out3 (N, C_out, pixels); ``block``: (first picture, pictures, first
-    pixel)."""
-    n0, pictures, start = block
-    c_out = wb.shape[0]
-    o0, o1 = part * c_out // parts, (part + 1) * c_out // parts
-    if o1 <= o0:
-        return
-    size = cols.shape[1] // pictures
-    if pictures == 1:
-        np.matmul(wb[o0:o1], cols, out=out3[n0, o0:o1, start : start + size])
-    else:  # one product for the pictures, their outputs then put in their places
-        product = np.matmul(wb[o0:o1], cols).reshape(o1 - o0, pictures, size)
-        out3[n0 : n0 + pictures, o0:o1] = product.transpose(1, 0, 2)
+    for n0, pictures, i0, rows in _blocks(n, h_out, w_out, k + 1, c_out):
+        size = rows * w_out
+        cols = buffer[: (k + 1) * pictures * size].reshape(k + 1, pictures, size)
+        cols[k] = 1
+        engine.im2col(x, cols, n0, i0, kh, kw, w_out, *stride, *pads)
+        cols2 = cols.reshape(k + 1, pictures * size)
+        if pictures == 1:
+            np.matmul(wb, cols2, out=out3[n0, :, i0 * w_out : i0 * w_out + size])
+        else:  # one product for the pictures, their outputs then put in their places
+            product = np.matmul(wb, cols2).reshape(c_out, pictures, size)
+            out3[n0 : n0 + pictures] = product.transpose(1, 0, 2)
 
 
 def backward(

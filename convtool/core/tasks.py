@@ -66,21 +66,20 @@ def running() -> bool:
     return _state["pool"] is not None
 
 
-def run(kernel: Callable[..., Any], *args: Any, per_thread: int = SHARES_PER_THREAD) -> None:
+def run(kernel: Callable[..., Any], *args: Any) -> None:
     """``kernel(*args, part, parts)`` for every share, on :func:`threads` threads.
 
-    Each thread takes the next share as it finishes one, ``per_thread`` shares a
-    thread in all (SHARES_PER_THREAD: a thread that another process holds up delays a
-    small share, not half the call; fewer for shares that run best large). A call from
-    inside a share (the FFT's blocks filter a block directly) runs whole on its own
-    thread: the pool's threads are busy with the shares around it, and waiting for them
-    there would wait forever.
+    Each thread takes the next share as it finishes one, SHARES_PER_THREAD shares a
+    thread in all: a thread that another process holds up delays a small share, not
+    half the call. A call from inside a share (the FFT's blocks filter a block
+    directly) runs whole on its own thread: the pool's threads are busy with the shares
+    around it, and waiting for them there would wait forever.
     """
     count = threads()
     if count == 1 or getattr(_running, "share", False):
         kernel(*args, 0, 1)
         return
-    parts, taken = max(1, per_thread) * count, itertools.count()  # next() holds the GIL
+    parts, taken = SHARES_PER_THREAD * count, itertools.count()  # next() holds the GIL
 
     def shares() -> None:
         while (part := next(taken)) < parts:

@@ -9,14 +9,15 @@ copy of 4 elements an output pixel per input channel and 4 per output channel.
 
 Tiles go in blocks of about :data:`TILES` (whole pictures where they fit, else bands
 of tile rows), so that V and the products stay in the cache and the memory bounded.
-Each block's input transform runs on the engine's threads, then its products and
-output transform, one share of the output channels on each thread (smaller shares
-made products too thin: measured 25-40% slower), BLAS held to the thread that calls
-it (:mod:`convtool.core.blas`: its own threads would fight ours).
+The transforms run on the engine's threads, the products on BLAS's. Tried and
+dropped: each of the engine's threads running a share of the products with OpenBLAS
+held to one thread (OpenBLAS's spinning threads and ours contend on a busy machine);
+concurrent single-threaded OpenBLAS calls did not run side by side here (a share took
+longer than the whole product on one thread).
 
 Rounding: the transforms add and halve, so a result differs from the GEMM path's by
-a few units of float32 rounding of the sum of |terms| (measured on VGG's layers:
-below 3e-7 relative to max|y|, the GEMM path's own error about 1e-7). A non-finite
+a few units of float32 rounding of the sum of |terms| (measured against float64 on
+VGG's conv2_1..conv4_2: 2.8e-7 to 4.3e-7 of max|y|, the GEMM path's 3.8e-7 to 4.6e-7). A non-finite
 input pixel would spread to outputs whose window misses it (inf - inf in a patch's
 sums): :func:`forward` then declines and the caller takes the GEMM path.
 
@@ -25,12 +26,9 @@ This module imports numpy only; the engine passed in runs the jitted halves.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
-
-from convtool.core import blas, tasks
 
 __all__ = ["TILES", "forward"]
 
@@ -84,29 +82,12 @@ def forward(
     v = np.empty((16, _plane(c_in * most)), dtype=x.dtype)
     mm = np.empty((16, _plane(c_out * most)), dtype=x.dtype)
     probe = np.empty(pictures * c_in, dtype=x.dtype)
-    threaded = engine.threaded and tasks.threads() > 1
-    with blas.one_thread() if threaded else contextlib.nullcontext():
-        for n0, pictures, t0, rows in _blocks(n, th, tw):
-            tiles = pictures * rows * tw
-            seen = probe[: pictures * c_in]
-            engine.wino_input(x, v, seen, n0, t0, pictures, rows, tw, *pads)
-            if not np.isfinite(seen).all():
-                return False
-            products = _matrices(mm, c_out, tiles)
-            block = (n0, t0, pictures, rows)
-            args = (engine, weights, _matrices(v, c_in, tiles), products, mm, bias, out, block)
-            if threaded:  # the engine's threads, a share of the output channels each
-                tasks.run(_products, *args, per_thread=1)
-            else:
-                _products(*args, 0, 1)
+    for n0, pictures, t0, rows in _blocks(n, th, tw):
+        tiles = pictures * rows * tw
+        seen = probe[: pictures * c_in]
+        engine.wino_input(x, v, seen, n0, t0, pictures, rows, tw, *pads)
+        if not np.isfinite(seen).all():
+            return False
+        np.matmul(weights, _matrices(v, c_in, tiles), out=_matrices(mm, c_out, tiles))
+        engine.wino_output(mm, bias, out, n0, t0, pictures, rows)
     return True
-
-
-def _products(engine, weights, v, products, mm, bias, out, block, part, parts) -> None:
-    """The share ``part`` of ``parts`` of a block's output channels: their 16 products
-    and their transform back into pixels."""
-    c_out = weights.shape[1]
-    o0, o1 = part * c_out // parts, (part + 1) * c_out // parts
-    if o1 > o0:
-        np.matmul(weights[:, o0:o1], v, out=products[:, o0:o1])
-        engine.wino_output(mm, bias, out, *block, o0, o1)
