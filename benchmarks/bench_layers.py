@@ -205,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from importlib.metadata import version
 
+    # numpy's BLAS runs convtool's products: on the same count (read as a worker starts)
+    os.environ["OPENBLAS_NUM_THREADS"] = str(a.threads)
+
     print(
         f"torch {version('torch')}, {a.threads} threads each, each side in its own process,"
         f" {a.gap} s apart; cpus {os.cpu_count()}"

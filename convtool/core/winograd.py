@@ -9,11 +9,11 @@ copy of 4 elements an output pixel per input channel and 4 per output channel.
 
 Tiles go in blocks of about :data:`TILES` (whole pictures where they fit, else bands
 of tile rows), so that V and the products stay in the cache and the memory bounded.
-The transforms run on the engine's threads, the products on BLAS's. Tried and
-dropped: each of the engine's threads running a share of the products with OpenBLAS
-held to one thread (OpenBLAS's spinning threads and ours contend on a busy machine);
-concurrent single-threaded OpenBLAS calls did not run side by side here (a share took
-longer than the whole product on one thread).
+The transforms run on the engine's threads, the products on BLAS's. On a busy
+machine (another process holding one of 2 cores) this is fragile: each of a block's
+16 products waits on OpenBLAS's thread barrier (VGG's conv2_1 took 240 ms, not 9).
+Tried and dropped: the products shared among the engine's threads with OpenBLAS held
+to one thread (robust, but 10-30% slower on a quiet machine).
 
 Rounding: the transforms add and halve, so a result differs from the GEMM path's by
 a few units of float32 rounding of the sum of |terms| (measured against float64 on
