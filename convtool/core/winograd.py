@@ -9,11 +9,12 @@ copy of 4 elements an output pixel per input channel and 4 per output channel.
 
 Tiles go in blocks of about :data:`TILES` (whole pictures where they fit, else bands
 of tile rows), so that V and the products stay in the cache and the memory bounded.
-The transforms run on the engine's threads, the products on BLAS's. On a busy
-machine (another process holding one of 2 cores) this is fragile: each of a block's
-16 products waits on OpenBLAS's thread barrier (VGG's conv2_1 took 240 ms, not 9).
-Tried and dropped: the products shared among the engine's threads with OpenBLAS held
-to one thread (robust, but 10-30% slower on a quiet machine).
+The transforms run on the engine's threads, and so do the 16 products, a few to each
+share, OpenBLAS held to one thread meanwhile (:mod:`convtool.core.blas`). Left to
+OpenBLAS's threads, each of a block's 16 products waits on their barrier, which
+scaled poorly next to the engine's threads (bench_layers, 2 threads: conv2_1 11.1
+ms, conv3_1 7.4; shared: 10.3 and 5.3) and collapsed on a busy machine (another
+process on one of 2 cores: conv2_1 240 ms).
 
 Rounding: the transforms add and halve, so a result differs from the GEMM path's by
 a few units of float32 rounding of the sum of |terms| (measured against float64 on
@@ -26,9 +27,12 @@ This module imports numpy only; the engine passed in runs the jitted halves.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
+
+from convtool.core import blas, tasks
 
 __all__ = ["TILES", "forward"]
 
@@ -82,12 +86,25 @@ def forward(
     v = np.empty((16, _plane(c_in * most)), dtype=x.dtype)
     mm = np.empty((16, _plane(c_out * most)), dtype=x.dtype)
     probe = np.empty(pictures * c_in, dtype=x.dtype)
-    for n0, pictures, t0, rows in _blocks(n, th, tw):
-        tiles = pictures * rows * tw
-        seen = probe[: pictures * c_in]
-        engine.wino_input(x, v, seen, n0, t0, pictures, rows, tw, *pads)
-        if not np.isfinite(seen).all():
-            return False
-        np.matmul(weights, _matrices(v, c_in, tiles), out=_matrices(mm, c_out, tiles))
-        engine.wino_output(mm, bias, out, n0, t0, pictures, rows)
+    threaded = engine.threaded and tasks.threads() > 1
+    with blas.one_thread() if threaded else contextlib.nullcontext():
+        for n0, pictures, t0, rows in _blocks(n, th, tw):
+            tiles = pictures * rows * tw
+            seen = probe[: pictures * c_in]
+            engine.wino_input(x, v, seen, n0, t0, pictures, rows, tw, *pads)
+            if not np.isfinite(seen).all():
+                return False
+            args = (weights, _matrices(v, c_in, tiles), _matrices(mm, c_out, tiles))
+            if threaded:  # the 16 products shared among the engine's threads
+                tasks.run(_products, *args)
+            else:
+                _products(*args, 0, 1)
+            engine.wino_output(mm, bias, out, n0, t0, pictures, rows)
     return True
+
+
+def _products(weights, v, products, part, parts) -> None:
+    """The share ``part`` of ``parts`` of the 16 products ``weights[k] @ v[k]``."""
+    k0, k1 = part * 16 // parts, (part + 1) * 16 // parts
+    if k1 > k0:
+        np.matmul(weights[k0:k1], v[k0:k1], out=products[k0:k1])
