@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gc
 import math
+import multiprocessing
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -35,10 +36,12 @@ __all__ = [
     "Contender",
     "RatioStats",
     "Result",
+    "Worker",
     "fmt_ratio",
     "fmt_time",
     "format_table",
     "measure",
+    "measure_apart",
     "ratio_stats",
 ]
 
@@ -167,6 +170,127 @@ def measure(
     finally:
         if was_enabled:
             gc.enable()
+    return results
+
+
+class Worker:
+    """A contender's own process (spawned, so no thread pool is inherited), kept alive
+    across measurements.
+
+    Libraries that time against each other in one process steal each other's cores:
+    OpenMP (torch's, KMP_BLOCKTIME 200 ms) and OpenBLAS keep their threads spinning
+    after a call. In separate processes each side has its own pools, and a ``gap``
+    between measurements (:func:`measure_apart`) lets the other side's spin out.
+
+    ``factory(*args)``, run in the child, returns (contenders, check): a dict of
+    :class:`Contender` by kind, and whatever the parent should see (results to compare);
+    it must be a module-level function (it is pickled by name).
+    """
+
+    def __init__(self, name: str, factory: Callable[..., Any], *args: Any) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.name = name
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_serve, args=(child, factory, args), daemon=True)
+        self._process.start()
+        child.close()
+        self.check = self._ask("ready")
+
+    def _ask(self, *message: Any) -> Any:
+        if message != ("ready",):
+            self._conn.send(message)
+        status, value = self._conn.recv()
+        if status == "error":
+            raise RuntimeError(f"{self.name}: {value}")
+        return value
+
+    def prepare(self, kind: str, warmup: int, min_time: float, max_number: int) -> int:
+        """Warm ``kind`` up; the calls per measurement that last ``min_time``."""
+        return self._ask("prepare", kind, warmup, min_time, max_number)
+
+    def time(self, kind: str, number: int) -> float:
+        """Mean seconds per call of ``kind`` over ``number`` calls (GC off)."""
+        return self._ask("time", kind, number)
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            self._conn.send(("stop",))
+            self._process.join(5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _serve(conn: Any, factory: Callable[..., Any], args: tuple) -> None:
+    """The child's loop: answer the parent's messages until ``stop``."""
+    _big = bytearray(30 << 20)
+    import traceback
+
+    # glibc's malloc maps each block above its threshold afresh (page faults on every
+    # call: torch's 12.8 MB output cost 7.5 ms a conv, 1.2 ms without) until a block
+    # that large is freed, which raises the threshold (to at most 32 MB): any process that has
+    # run a while is in that state. Put each worker there at the start, alike.
+    del _big
+    try:
+        contenders, check = factory(*args)
+        conn.send(("ok", check))
+    except BaseException:
+        conn.send(("error", traceback.format_exc(limit=3)))
+        return
+    while True:
+        op, *rest = conn.recv()
+        if op == "stop":
+            return
+        try:
+            if op == "prepare":
+                kind, warmup, min_time, max_number = rest
+                c = contenders[kind]
+                for _ in range(warmup):
+                    _call(c)
+                one = _time_once(c, 1)
+                value = max(1, min(max_number, math.ceil(min_time / max(one, 1e-9))))
+            else:
+                kind, number = rest
+                gc.collect()
+                gc.disable()
+                try:
+                    value = _time_once(contenders[kind], number)
+                finally:
+                    gc.enable()
+            conn.send(("ok", value))
+        except BaseException:
+            conn.send(("error", traceback.format_exc(limit=3)))
+
+
+def measure_apart(
+    workers: Sequence[Worker],
+    kind: str,
+    *,
+    rounds: int = 15,
+    warmup: int = 2,
+    min_time: float = 0.05,
+    max_number: int = 1000,
+    gap: float = 0.3,
+) -> dict[str, Result]:
+    """:func:`measure` for contenders in their own processes (:class:`Worker`): each
+    worker's ``kind`` timed in interleaved, rotated rounds, ``gap`` seconds of sleep
+    before each measurement (longer than the spinning of the other side's pools)."""
+    numbers = {}
+    for w in workers:
+        numbers[w.name] = w.prepare(kind, warmup, min_time, max_number)
+        time.sleep(gap)
+    results = {w.name: Result(w.name, numbers[w.name]) for w in workers}
+    for k in range(rounds):
+        shift = k % len(workers)
+        for w in [*workers[shift:], *workers[:shift]]:
+            time.sleep(gap)
+            results[w.name].times.append(w.time(kind, numbers[w.name]))
     return results
 
 

@@ -2,7 +2,8 @@
 
 Ten layers people run (VGG, AlexNet, ResNet, LeNet, and the foundation case), float32,
 each side on the same thread count (2 by default: ``--threads``), torch and convtool
-timed side by side in interleaved rounds (``_timing.measure``)::
+timed side by side in interleaved rounds, each in its own process
+(``_timing.measure_apart``)::
 
     python benchmarks/bench_layers.py            # 7 rounds per comparison
     python benchmarks/bench_layers.py --quick    # 3 rounds, shorter measurements
@@ -16,6 +17,12 @@ Per layer, three comparisons, ratios convtool / torch (below 1: convtool is fast
   ``y.backward(g)`` (the graph is the forward: torch has no backward without it);
 - ``backward only``: the same vs ``y.backward(g)`` alone, its graph built outside the
   timer (reported; the stricter measure).
+
+Why processes: in one process, torch's OpenMP threads (KMP_BLOCKTIME 200 ms) and
+OpenBLAS's keep spinning after their calls and steal the cores from the other side
+(torch measured 3-7x slower than alone). Each side now has its own pools, spawned
+fresh, and ``--gap`` seconds (0.3) of rest before each measurement let the other
+side's spin out.
 
 Every result is checked against torch first (rtol 1e-4, atol 1e-4 max|ref|). The
 summary gives each comparison's median ratio over the layers and the worst layer,
@@ -35,7 +42,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from _timing import Contender, fmt_ratio, format_table, measure, ratio_stats
+from _timing import Contender, Worker, fmt_ratio, format_table, measure_apart, ratio_stats
 
 
 @dataclass(frozen=True)
@@ -72,34 +79,46 @@ def _close(got, ref, tol=1e-4) -> float:
     return float(np.abs(np.asarray(got, np.float64) - ref).max() / scale)
 
 
-def bench_layer(layer: Layer, opt: argparse.Namespace) -> dict[str, object]:
-    import torch
-    import torch.nn.functional as F
-
-    import convtool
-
+def _data(layer: Layer):
+    """x, w, b and the incoming gradient g of ``layer``, the same in every process."""
     rng = np.random.default_rng(7)
-    shape = (layer.n, layer.c_in, layer.size, layer.size)
-    x = rng.standard_normal(shape, dtype=np.float32)
+    x = rng.standard_normal((layer.n, layer.c_in, layer.size, layer.size), dtype=np.float32)
     w = rng.standard_normal((layer.c_out, layer.c_in, layer.k, layer.k), dtype=np.float32)
     w *= np.float32(1 / np.sqrt(layer.c_in * layer.k * layer.k))
     b = rng.standard_normal(layer.c_out, dtype=np.float32)
-    s, p = layer.stride, layer.padding
-    xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
-    with torch.no_grad():
-        y_ref = F.conv2d(xt, wt, bt, stride=s, padding=p).numpy()
-    g = rng.standard_normal(y_ref.shape, dtype=np.float32)
-    gt = torch.from_numpy(g)
-    xg, wg, bg = (t.clone().requires_grad_(True) for t in (xt, wt, bt))
+    size = (layer.size + 2 * layer.padding - layer.k) // layer.stride + 1
+    g = rng.standard_normal((layer.n, layer.c_out, size, size), dtype=np.float32)
+    return x, w, b, g
 
-    # correctness first
+
+def convtool_side(layer: Layer, threads: int):
+    """convtool's contenders for ``layer`` (run in its worker), and its results."""
+    import convtool
+    from convtool.core import engine
+
+    engine.use_threads(threads)
+    x, w, b, g = _data(layer)
+    s, p = layer.stride, layer.padding
     fwd = functools.partial(convtool.conv2d, x, w, b, stride=s, padding=p)
     bwd = functools.partial(convtool.conv2d_backward, x, w, g, stride=s, padding=p)
-    F.conv2d(xg, wg, bg, stride=s, padding=p).backward(gt)
-    errors = [_close(fwd(), y_ref)]
-    errors += [_close(a, r.grad.numpy()) for a, r in zip(bwd(), (xg, wg, bg), strict=True)]
-    if max(errors) > 1:
-        raise SystemExit(f"{layer.name}: convtool disagrees with torch ({errors})")
+    contenders = {
+        "forward": Contender("convtool", fwd),
+        "backward": Contender("convtool", bwd),
+        "backward only": Contender("convtool", bwd),
+    }
+    return contenders, [fwd(), *bwd()]
+
+
+def torch_side(layer: Layer, threads: int):
+    """torch's contenders for ``layer`` (run in its worker), and its results."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    x, w, b, g = _data(layer)
+    s, p = layer.stride, layer.padding
+    xt, wt, bt, gt = (torch.from_numpy(a) for a in (x, w, b, g))
+    xg, wg, bg = (t.clone().requires_grad_(True) for t in (xt, wt, bt))
 
     def torch_fwd():
         with torch.no_grad():
@@ -115,20 +134,38 @@ def bench_layer(layer: Layer, opt: argparse.Namespace) -> dict[str, object]:
     def torch_fwd_bwd(_):
         F.conv2d(xg, wg, bg, stride=s, padding=p).backward(gt)
 
-    pairs = {
-        "forward": [Contender("convtool", fwd), Contender("torch", torch_fwd)],
-        "backward": [Contender("convtool", bwd), Contender("torch", torch_fwd_bwd, clear_grads)],
-        "backward only": [
-            Contender("convtool", bwd),
-            Contender("torch", lambda y: y.backward(gt), fresh_graph),
-        ],
+    y = torch_fwd().numpy()
+    F.conv2d(xg, wg, bg, stride=s, padding=p).backward(gt)
+    check = [y, *(t.grad.numpy().copy() for t in (xg, wg, bg))]
+    contenders = {
+        "forward": Contender("torch", torch_fwd),
+        "backward": Contender("torch", torch_fwd_bwd, clear_grads),
+        "backward only": Contender("torch", lambda y: y.backward(gt), fresh_graph),
     }
-    found: dict[str, object] = {}
-    for kind in opt.kinds:
-        res = measure(
-            pairs[kind], rounds=opt.rounds, warmup=opt.warmup, min_time=opt.min_time, gap=0.01
-        )
-        found[kind] = (res, ratio_stats(res["convtool"], res["torch"]))
+    return contenders, check
+
+
+def bench_layer(layer: Layer, opt: argparse.Namespace) -> dict[str, object]:
+    """Each side in its own process (:class:`_timing.Worker`), checked against torch
+    first, then timed kind by kind in interleaved rounds."""
+    with (
+        Worker("convtool", convtool_side, layer, opt.threads) as mine,
+        Worker("torch", torch_side, layer, opt.threads) as theirs,
+    ):
+        errors = [_close(a, r) for a, r in zip(mine.check, theirs.check, strict=True)]
+        if max(errors) > 1:
+            raise SystemExit(f"{layer.name}: convtool disagrees with torch ({errors})")
+        found: dict[str, object] = {}
+        for kind in opt.kinds:
+            res = measure_apart(
+                [mine, theirs],
+                kind,
+                rounds=opt.rounds,
+                warmup=opt.warmup,
+                min_time=opt.min_time,
+                gap=opt.gap,
+            )
+            found[kind] = (res, ratio_stats(res["convtool"], res["torch"]))
     return found
 
 
@@ -146,6 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         " rounds' best times on a busy machine)",
     )
     p.add_argument(
+        "--gap",
+        type=float,
+        default=0.3,
+        help="seconds of rest before each measurement, for the other side's thread pools to"
+        " stop spinning (default 0.3; torch's OpenMP spins 0.2 s)",
+    )
+    p.add_argument(
         "--only", action="append", metavar="LAYER", help="layers whose name contains this"
     )
     p.add_argument(
@@ -159,13 +203,15 @@ def main(argv: list[str] | None = None) -> int:
         a.min_time = 0.02 if a.quick else 0.05
     a.kinds = a.kind or list(KINDS)
 
-    import torch
+    from importlib.metadata import version
 
-    from convtool.core import engine
+    # numpy's BLAS runs convtool's products: on the same count (read as a worker starts)
+    os.environ["OPENBLAS_NUM_THREADS"] = str(a.threads)
 
-    engine.use_threads(a.threads)
-    torch.set_num_threads(a.threads)
-    print(f"torch {torch.__version__}, {a.threads} threads each; cpus {os.cpu_count()}")
+    print(
+        f"torch {version('torch')}, {a.threads} threads each, each side in its own process,"
+        f" {a.gap} s apart; cpus {os.cpu_count()}"
+    )
     print(f"load at the start: {os.getloadavg()[0]:.2f}; rounds {a.rounds}")
     layers = [x for x in LAYERS if not a.only or any(o in x.name for o in a.only)]
     rows, ratios = [], {kind: [] for kind in a.kinds}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -83,10 +84,11 @@ class Engine:
 
     def _share(self, module: str, kernel: str, *args: Any) -> None:
         """A kernel with tasks, cut into one share per thread (:mod:`convtool.core.tasks`),
-        or run whole on this thread by an engine that is not ``threaded``."""
+        or run whole on this thread by an engine that is not ``threaded``, and for a call
+        too small to pay for waking the threads (the bytes are the same: see tasks)."""
         whole = (*args, 0, 1)
         function, compiled = self._find(module, kernel, whole)
-        if compiled and not self.threaded:
+        if (compiled and not self.threaded) or _elements(args) < SERIAL_BELOW:
             function(*whole)
         else:
             tasks.run(function, *args)
@@ -98,7 +100,9 @@ class Engine:
             if function is not None:
                 return function, True
         # the JIT's kernel: numba comes in with the first of them
-        function = getattr(importlib.import_module(f"convtool.core.{module}"), kernel)
+        name = f"convtool.core.{module}"
+        found = sys.modules.get(name) or importlib.import_module(name)
+        function = getattr(found, kernel)
         if self.notice is not None:
             self._compile(function, kernel, args)
         return function, False
@@ -133,6 +137,17 @@ class Engine:
     def col2im(self, cols, grad_x, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left) -> None:
         args = (cols, grad_x, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left)
         self._share("conv_gemm", "col2im", *args)
+
+    # :mod:`convtool.core.conv_wino`
+    def wino_weights(self, w, u) -> None:
+        self._share("conv_wino", "wino_weights", w, u)
+
+    def wino_input(self, x, v, probe, n0, t0, pictures, rows, tw, pad_top, pad_left) -> None:
+        args = (x, v, probe, n0, t0, pictures, rows, tw, pad_top, pad_left)
+        self._share("conv_wino", "wino_input", *args)
+
+    def wino_output(self, mm, bias, out, n0, t0, pictures, rows) -> None:
+        self._share("conv_wino", "wino_output", mm, bias, out, n0, t0, pictures, rows)
 
     # :mod:`convtool.core.conv_sep`
     def sep_forward(self, x, cols, rows, bias, out, sh, sw, pad_top, pad_left, org_top) -> None:
@@ -220,6 +235,17 @@ class Engine:
     ) -> tuple[int, int]:
         args = (method, gram, w, w_best, r_best, scalars, it, stop, max_iter, state, history)
         return self._run("fit", "fit_iterate", *args)
+
+
+# Calls whose arrays hold fewer elements than this run on the calling thread: waking the
+# pool costs ~20-40 us, more than such a call's work (a 4x4 picture's conv2d took 41 us
+# a call threaded, 12 us on one thread).
+SERIAL_BELOW = 1 << 12
+
+
+def _elements(args: tuple) -> int:
+    """The elements of a kernel's array arguments (its integers count none)."""
+    return sum(getattr(a, "size", 0) for a in args)
 
 
 # the forward pass's layout (convtool.core.conv): per output row for fewer output

@@ -33,7 +33,8 @@ import numpy as np
 from convtool.core import conv_fft, tasks
 
 __all__ = ["BOX_RESTART", "COSTS", "Plan", "direct_plan", "factors", "gemm_plan", "plan_channels"]
-__all__ += ["LAYER_COSTS", "layer_costs", "plan_filter", "plan_layer", "run"]
+__all__ += ["LAYER_COSTS", "LAYER_PATHS", "layer_costs", "plan_filter", "plan_layer", "run"]
+__all__ += ["winograd_fits"]
 
 # The cost model, in ns per output pixel on one thread (1024x1024 float32, measured
 # here with ``benchmarks/bench_kernels.py --only calibrate``): direct, per tap (it
@@ -288,7 +289,10 @@ def run(
 # 1x1 to 5x5 kernels, strides 1 and 2. The direct path costs per multiply-add, more for a
 # 1x1 kernel (no taps to share a load), a column stride (its phases) or a deep K (its
 # lines leave the cache); the GEMM path costs per element of its columns (the copy and
-# BLAS's packing) plus per multiply-add, near the machine's peak.
+# BLAS's packing) plus per multiply-add, near the machine's peak. The Winograd path
+# (3x3, stride 1) costs per channel pair (its 16 products: 4 multiply-adds an output
+# pixel), per input and per output channel (the transforms), and a base (its tiles'
+# loops; measured on VGG's conv2_1..conv4_2 and the 16-channel foundation layer).
 LAYER_COSTS = {
     "direct_mac": 0.035,
     "direct_pointwise": 2.5,  # factor for a 1x1 kernel
@@ -296,13 +300,25 @@ LAYER_COSTS = {
     "direct_deep": 1.7,  # factor past DEEP_K multiply-adds an output
     "gemm_element": 0.6,
     "gemm_mac": 0.017,
+    "winograd_pair": 0.075,
+    "winograd_in": 1.0,
+    "winograd_out": 2.2,
+    "winograd_base": 16.0,
 }
 DEEP_K = 1024
+LAYER_PATHS = ("direct", "gemm", "winograd")
+
+
+def winograd_fits(shape: tuple[int, int, int, int], stride: tuple[int, int]) -> bool:
+    """Whether the Winograd path (:mod:`convtool.core.winograd`) can run the layer: a 3x3
+    kernel at stride 1 (of several channel pairs: one pair is :func:`plan_filter`'s)."""
+    return shape[2:] == (3, 3) and tuple(stride) == (1, 1) and shape[0] * shape[1] > 1
 
 
 def layer_costs(shape: tuple[int, int, int, int], stride: tuple[int, int]) -> dict[str, float]:
     """The estimated cost of each path for a (C_out, C_in, kH, kW) kernel at ``stride``,
-    in ns per output pixel on one thread (:data:`LAYER_COSTS`)."""
+    in ns per output pixel on one thread (:data:`LAYER_COSTS`); 'winograd' only where it
+    fits (:func:`winograd_fits`)."""
     c_out, c_in, kh, kw = shape
     k = c_in * kh * kw
     direct = LAYER_COSTS["direct_mac"] * c_out * k
@@ -313,13 +329,25 @@ def layer_costs(shape: tuple[int, int, int, int], stride: tuple[int, int]) -> di
     if k > DEEP_K:
         direct *= LAYER_COSTS["direct_deep"]
     gemm = k * (LAYER_COSTS["gemm_element"] + LAYER_COSTS["gemm_mac"] * c_out)
-    return {"direct": direct, "gemm": gemm}
+    costs = {"direct": direct, "gemm": gemm}
+    if winograd_fits(shape, stride):
+        costs["winograd"] = (
+            LAYER_COSTS["winograd_base"]
+            + LAYER_COSTS["winograd_in"] * c_in
+            + LAYER_COSTS["winograd_out"] * c_out
+            + LAYER_COSTS["winograd_pair"] * c_in * c_out
+        )
+    return costs
 
 
-def plan_layer(shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1)) -> str:
-    """'gemm' (:mod:`convtool.core.gemm`) or 'direct' for a (C_out, C_in, kH, kW) kernel at
-    ``stride``, whichever :func:`layer_costs` finds cheaper; one channel pair is always
-    'direct' (:func:`plan_filter` plans it further).
+def plan_layer(
+    shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1), paths=LAYER_PATHS
+) -> str:
+    """'gemm' (:mod:`convtool.core.gemm`), 'winograd' (:mod:`convtool.core.winograd`) or
+    'direct' for a (C_out, C_in, kH, kW) kernel at ``stride``, whichever of ``paths``
+    :func:`layer_costs` finds cheapest (the backward has no Winograd path: it asks for
+    ('direct', 'gemm')); one channel pair is always 'direct' (:func:`plan_filter` plans
+    it further).
 
     Like the other plans, the choice rests on the kernel's shape and the stride alone,
     never on the picture's size: a tile of a picture takes the path the whole takes.
@@ -327,12 +355,15 @@ def plan_layer(shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1
     if shape[0] * shape[1] == 1:
         return "direct"
     costs = layer_costs(shape, stride)
-    return "gemm" if costs["gemm"] < costs["direct"] else "direct"
+    return min((p for p in paths if p in costs), key=costs.__getitem__)
 
 
 def gemm_plan(shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1)) -> Plan | None:
-    """The GEMM path's plan for a (C_out, C_in, kH, kW) kernel where :func:`plan_layer`
-    gives it that path, else None; its cost per channel pair, as the other plans'."""
-    if plan_layer(shape, stride) != "gemm":
+    """The plan of a layer :func:`plan_layer` gives a product's path ('gemm' or 'winograd':
+    the latter in 2x2 blocks of outputs, anchored on the whole output's grid), else None;
+    its cost per channel pair, as the other plans'."""
+    path = plan_layer(shape, stride)
+    if path == "direct":
         return None
-    return Plan("gemm", layer_costs(shape, stride)["gemm"] / (shape[0] * shape[1]))
+    block = (2, 2) if path == "winograd" else (1, 1)
+    return Plan(path, layer_costs(shape, stride)[path] / (shape[0] * shape[1]), block=block)

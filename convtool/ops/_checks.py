@@ -53,7 +53,7 @@ def as_kernel(w: ArrayLike, dtype: np.dtype, c_in: int) -> np.ndarray:
             f"kernel takes {w.shape[1]} input channel(s) but the image has {c_in}; "
             f"a multi-channel image needs a (C_out, {c_in}, kH, kW) kernel"
         )
-    if not np.all(np.isfinite(w)):
+    if not np.isfinite(w).all():
         bad = w[~np.isfinite(w)].flat[0]
         raise ValueError(f"kernel holds a non-finite value ({bad}); kernels must be finite")
     return np.ascontiguousarray(w, dtype=dtype)
@@ -67,7 +67,7 @@ def as_bias(b: ArrayLike | None, dtype: np.dtype, c_out: int) -> np.ndarray:
         b = np.repeat(b, c_out)
     if b.shape != (c_out,):
         raise ValueError(f"bias must have one value per output channel ({c_out}); got {b.size}")
-    if not np.all(np.isfinite(b)):
+    if not np.isfinite(b).all():
         raise ValueError("bias holds a non-finite value; it must be finite")
     return np.ascontiguousarray(b)
 

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from convtool.core import gemm
+from convtool.core import gemm, winograd
 from convtool.core.engine import or_jit, reduction_chunks
-from convtool.core.plan import plan_channels, plan_filter, plan_layer
+from convtool.core.plan import plan_channels, plan_filter, plan_layer, winograd_fits
 from convtool.core.plan import run as run_plan
 from convtool.ops._checks import ArrayLike, as_bias, as_image, as_kernel, as_stride, restore
 from convtool.shapes import PaddingSpec, output_size_padded, resolve_padding
@@ -63,6 +63,13 @@ def _column_phases(x4: np.ndarray, w4: np.ndarray, sw: int, pad_left: int, w_out
         x_phases.reshape(n, c_in * phases, height, cols),
         w_phases.reshape(c_out, c_in * phases, kh, taps),
     )
+
+
+def _on_winograd_grid(w4: np.ndarray, stride: tuple[int, int], origin: tuple[int, int]) -> bool:
+    """Whether the Winograd path runs this call: a layer it fits, whose output starts on
+    the whole output's grid of 2x2 blocks (a tile cut on that grid gives the whole's
+    bytes; another tile takes the GEMM path)."""
+    return winograd_fits(w4.shape, stride) and origin[0] % 2 == 0 and origin[1] % 2 == 0
 
 
 def _weights64(w: ArrayLike, flip: bool) -> np.ndarray:
@@ -134,7 +141,12 @@ def conv2d(
     bias = as_bias(b, x4.dtype, w4.shape[0])
     (sh, sw), (pt, pl), (h_out, w_out) = _conv_geometry(x4, w4, stride, padding)
     out = np.empty((x4.shape[0], w4.shape[0], h_out, w_out), dtype=x4.dtype)
-    if plan_layer(w4.shape, (sh, sw)) == "gemm":
+    path = plan_layer(w4.shape, (sh, sw))
+    if path == "winograd" and _on_winograd_grid(w4, (sh, sw), origin):
+        if winograd.forward(or_jit(engine), x4, w4, bias, out, (pt, pl)):
+            return restore(out, ndim)
+        path = "gemm"  # a non-finite pixel: the GEMM path keeps it in its windows
+    if path in ("gemm", "winograd"):
         gemm.forward(or_jit(engine), x4, w4, bias, out, (sh, sw), (pt, pl))
         return restore(out, ndim)
     plan = None
@@ -209,7 +221,7 @@ def conv2d_backward(
             f"grad_out has shape {g.shape} but the convolution's output is {expected}"
         ) from None
     core = or_jit(engine)
-    if plan_layer(w4.shape, (sh, sw)) == "gemm":
+    if plan_layer(w4.shape, (sh, sw), ("direct", "gemm")) in ("gemm", "winograd"):
         grad_x, grad_w = gemm.backward(core, x4, w4, g4, (sh, sw), (pt, pl))
         return _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim)
 

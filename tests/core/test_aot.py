@@ -20,6 +20,7 @@ from convtool.core import (
     conv_box,
     conv_gemm,
     conv_sep,
+    conv_wino,
     engine,
     fit,
     plan,
@@ -34,6 +35,7 @@ CORE = {
     "conv_box": conv_box,
     "conv_gemm": conv_gemm,
     "conv_sep": conv_sep,
+    "conv_wino": conv_wino,
     "pool": pool,
     "fit": fit,
     "samples": samples,
@@ -125,6 +127,21 @@ def test_the_gemm_path_gives_the_jits_results(compiled, dtype):
     for stride, padding in [(1, "same"), (2, 1)]:
         assert plan.plan_layer(w.shape, (stride, stride)) == "gemm"
         _layer_as_the_jit(compiled, x, w, b, rng, stride=stride, padding=padding)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_winograd_path_gives_the_jits_results(compiled, dtype):
+    """A layer the planner gives the Winograd path, its transforms run by the compiled
+    kernels (the backward on the GEMM path)."""
+    rng = np.random.default_rng(10)
+    x = rng.random((2, 32, 13, 10)).astype(dtype)
+    w = rng.standard_normal((48, 32, 3, 3))
+    b = rng.standard_normal(48)
+    u = np.zeros((16, 48 * 32), dtype=dtype)
+    assert compiled._compiled.find("wino_weights", (w.astype(dtype), u, 0, 0)) is not None
+    assert plan.plan_layer(w.shape) == "winograd"
+    for padding in ("same", 0):
+        _layer_as_the_jit(compiled, x, w, b, rng, padding=padding)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -454,6 +471,7 @@ def test_the_digests_follow_the_sources_they_compile(monkeypatch, tmp_path):
         "conv_rows",
         "conv_lines",
         "conv_sep",
+        "conv_wino",
         "fastmath",
         "pool",
         "fit",

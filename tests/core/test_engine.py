@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from convtool import ops
-from convtool.core import conv, conv_box, conv_gemm, conv_sep, engine, fit, pool, tasks
+from convtool.core import conv, conv_box, conv_gemm, conv_sep, conv_wino, engine, fit, pool, tasks
 
 
 def test_every_kernel_has_a_door():
     """Each cached kernel of the core is run through the engine, under its own name (the
     forward pass's two layouts through ``conv2d_forward``)."""
     layouts = {"conv2d_rows", "conv2d_lines"}
-    for module in (conv, conv_box, conv_gemm, conv_sep, pool, fit):
+    for module in (conv, conv_box, conv_gemm, conv_sep, conv_wino, pool, fit):
         kernels = {
             name
             for name, value in vars(module).items()
@@ -117,11 +117,25 @@ def test_the_kernel_threads_start_with_the_jit_and_are_limited():
         "import os\nos.environ['NUMBA_NUM_THREADS'] = '2'\n"
         "import numpy as np\nfrom convtool import ops\nfrom convtool.core import engine, tasks\n"
         "print(engine.threads_running())\n"
-        "ops.conv2d(np.ones((8, 8)), np.ones((3, 3)))\n"
+        "ops.conv2d(np.ones((8, 8)), np.ones((3, 3)))\n"  # too small to wake them
+        "print(engine.threads_running())\n"
+        "ops.conv2d(np.ones((64, 64)), np.ones((3, 3)))\n"
         "print(engine.threads_running())\n"
         "engine.use_threads(1)\nprint(tasks.threads(), engine.threads_running())\n"
     )
-    assert out == ["False", "True", "1", "False"]
+    assert out == ["False", "False", "True", "1", "False"]
+
+
+def test_a_small_call_runs_on_the_calling_thread_with_the_same_bytes(monkeypatch):
+    rng = np.random.default_rng(11)
+    x, w = rng.standard_normal((2, 3, 9, 7)), rng.standard_normal((5, 3, 3, 3))
+    assert engine._elements((x, w, 3)) == x.size + w.size < engine.SERIAL_BELOW
+    serial = ops.conv2d(x, w, padding=1)
+    monkeypatch.setattr(engine, "SERIAL_BELOW", 0)
+    calls = []
+    monkeypatch.setattr(tasks, "run", lambda f, *a, run=tasks.run: calls.append(1) or run(f, *a))
+    np.testing.assert_array_equal(ops.conv2d(x, w, padding=1), serial)
+    assert calls
 
 
 def test_a_forked_child_runs_the_jit_on_threads_of_its_own():

@@ -344,11 +344,12 @@ def test_channel_pairs_match_the_naive_loop(dtype):
 @pytest.mark.parametrize(
     ("shape", "stride", "path"),
     [
-        ((128, 64, 3, 3), 1, "gemm"),  # VGG's deep layers
-        ((256, 256, 3, 3), 1, "gemm"),
+        ((128, 64, 3, 3), 1, "winograd"),  # VGG's deep layers
+        ((256, 256, 3, 3), 1, "winograd"),
+        ((64, 3, 3, 3), 1, "gemm"),  # VGG conv1_1: too few input channels
         ((192, 64, 5, 5), 1, "gemm"),  # AlexNet conv2
         ((64, 3, 7, 7), 2, "gemm"),  # ResNet conv1: the stride
-        ((128, 64, 3, 3), 2, "gemm"),
+        ((128, 64, 3, 3), 2, "gemm"),  # a stride: no Winograd
         ((256, 64, 1, 1), 1, "gemm"),  # a 1x1: one product
         ((16, 6, 5, 5), 1, "direct"),  # LeNet conv2: few output channels
         ((16, 16, 3, 3), 1, "direct"),
@@ -362,6 +363,17 @@ def test_layer_choices(shape, stride, path):
     costs = plan.layer_costs(shape, (stride, stride))
     if shape[0] * shape[1] > 1:
         assert min(costs, key=costs.get) == path
+
+
+def test_the_backward_chooses_between_the_direct_and_gemm_paths_alone():
+    """The Winograd path is the forward's only; a layer it takes runs its backward on
+    the cheaper of the other two, and the Winograd plan works in 2x2 output blocks."""
+    shape = (128, 64, 3, 3)
+    assert plan.plan_layer(shape, (1, 1), ("direct", "gemm")) == "gemm"
+    assert plan.plan_layer((16, 16, 3, 3), (1, 1), ("direct", "gemm")) == "direct"
+    deep = plan.gemm_plan(shape)
+    assert deep.path == "winograd" and deep.block == (2, 2)
+    assert not plan.winograd_fits(shape, (2, 1)) and not plan.winograd_fits((8, 8, 3, 5), (1, 1))
 
 
 def test_the_filters_plan_names_the_gemm_path_for_deep_weights():

@@ -32,6 +32,10 @@ def _everything(rng_seed: int) -> dict[str, np.ndarray]:
         g = rng.standard_normal(y.shape).astype(np.float32)
         dx, dw, db = ops.conv2d_backward(x, w, g, padding=(1, 2), stride=(2, 1))
         results |= {f"y{c_out}": y, f"dx{c_out}": dx, f"dw{c_out}": dw, f"db{c_out}": db}
+    deep = rng.standard_normal((2, 32, 15, 13)).astype(np.float32)
+    for stride in (1, 2):  # the Winograd path's transforms; the GEMM path's copies
+        w = rng.standard_normal((48, 32, 3, 3)).astype(np.float32)
+        results[f"deep{stride}"] = ops.conv2d(deep, w, padding=1, stride=stride)
     pooled = ops.max_pool2d(x, 3, stride=2, padding=1)
     g = rng.standard_normal(pooled.shape).astype(np.float32)
     results |= {"max": pooled, "max_back": ops.max_pool2d_backward(x, g, 3, stride=2, padding=1)}

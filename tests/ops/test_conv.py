@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 from scipy import signal
 
 import convtool as ct
-from convtool.core import gemm
+from convtool.core import gemm, winograd
+from convtool.core.plan import plan_layer
 from convtool.ops import conv as conv_module
+from convtool.shapes import resolve_padding
 from tests import naive
 
-PATHS = ("direct", "gemm")
+PATHS = ("direct", "gemm", "winograd")  # winograd: 3x3 at stride 1, else the GEMM path
 
 
 @contextlib.contextmanager
@@ -330,7 +332,9 @@ def test_non_finite_pixels_stay_in_their_windows_on_every_path(stride):
             found[path, "x"], found[path, "w"], _ = ct.conv2d_backward(
                 x, w, g, stride=stride, padding=1
             )
-    for got, expected in [(found["gemm"], want), (found["gemm", "w"], want_w)]:
+    # the Winograd path declines a picture with a non-finite pixel: the GEMM path runs it
+    checked = [(found[p], want) for p in ("gemm", "winograd")] + [(found["gemm", "w"], want_w)]
+    for got, expected in checked:
         np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
         np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
     # the direct path reaches past the windows with zero weights (a column stride's
@@ -339,6 +343,72 @@ def test_non_finite_pixels_stay_in_their_windows_on_every_path(stride):
     for key, expected in [(None, want), ("w", want_w)]:
         got = found["direct"] if key is None else found["direct", key]
         assert not (np.isnan(expected) & ~np.isnan(got)).any()
+
+
+# ---------------------------------------------------------------- the Winograd path
+
+
+@st.composite
+def winograd_cases(draw, max_side=13):
+    """A 3x3 layer at stride 1: batch 1-4, 1-9 channels in/out, any padding, odd sizes."""
+    n = draw(st.integers(1, 4))
+    c_in, c_out = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    padding = draw(st.sampled_from([0, 1, 2, "same", "valid", (0, 1), (2, 0)]))
+    h, w = draw(st.integers(3, max_side)), draw(st.integers(3, max_side))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((n, c_in, h, w))
+    return x, rng.standard_normal((c_out, c_in, 3, 3)), rng.standard_normal(c_out), padding
+
+
+@settings(deadline=None, max_examples=80)
+@given(winograd_cases(), st.sampled_from([1, 3, 7, 1024]), st.booleans())
+def test_winograd_blocks_give_the_naive_layer(case, tiles, float32):
+    """Blocks of one tile, of bands of tile rows and of several pictures; every padding,
+    odd sizes (a last tile half outside); float64 to its rounding, float32 to float32's."""
+    x, k, b, padding = case
+    if float32:
+        x, k, b = (a.astype(np.float32) for a in (x, k, b))
+    with pytest.MonkeyPatch.context() as mp, forced("winograd"):
+        mp.setattr(winograd, "TILES", tiles)
+        got = ct.conv2d(x, k, b, padding=padding)
+    h, w = x.shape[2:]
+    pt, pb, pl, pr = resolve_padding(padding, (h, w), (3, 3), (1, 1))
+    want = naive.conv2d(x.astype(np.float64), k.astype(np.float64), b, (1, 1), (pt, pb, pl, pr))
+    tol = 2e-6 if float32 else 1e-12
+    assert got.dtype == x.dtype
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+def test_winograd_tiles_on_the_block_grid_give_the_whole_pictures_bytes():
+    """A tile of the output starting on the 2x2 grid, of even size or ending with the
+    picture, gives the whole's bytes; off the grid it takes the GEMM path."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((1, 24, 17, 15)).astype(np.float32)
+    w = rng.standard_normal((32, 24, 3, 3)).astype(np.float32)
+    assert plan_layer(w.shape) == "winograd"
+    whole = ct.conv2d(x, w)  # 15x13
+    for (r0, r1), (c0, c1) in [((2, 8), (4, 13)), ((0, 15), (6, 10)), ((14, 15), (0, 13))]:
+        tile = ct.conv2d(x[:, :, r0 : r1 + 2, c0 : c1 + 2], w, origin=(r0, c0))
+        np.testing.assert_array_equal(tile, whole[:, :, r0:r1, c0:c1])
+    odd = ct.conv2d(x[:, :, 3:12, 1:8], w, origin=(3, 1))
+    with forced("gemm"):
+        np.testing.assert_array_equal(odd, ct.conv2d(x[:, :, 3:12, 1:8], w))
+
+
+def test_winograd_error_is_the_gemm_paths_order():
+    """On a VGG-like layer in float32, both products' error against float64 stay within a
+    few float32 roundings of max|y| (measured: Winograd's about the GEMM path's)."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((1, 64, 28, 28)).astype(np.float32)
+    w = (rng.standard_normal((64, 64, 3, 3)) / 24).astype(np.float32)
+    want = _reference(x, w, np.zeros(64), (1, 1), 1)
+    scale = np.abs(want).max()
+    errors = {}
+    for path in ("winograd", "gemm"):
+        with forced(path):
+            errors[path] = np.abs(ct.conv2d(x, w, padding=1) - want).max() / scale
+    assert errors["winograd"] < 2e-6 and errors["gemm"] < 2e-6
+    assert errors["winograd"] < 4 * errors["gemm"]
 
 
 # ---------------------------------------------------------------- errors
