@@ -542,8 +542,9 @@ def _child_cache() -> dict:
 
 
 def _cache_files(root: str) -> tuple[int, int]:
-    """Counts of conv2d_forward's index (.nbi) and data (.nbc) files under root."""
-    files = [p.name for p in Path(root).rglob("*conv2d_forward*")]
+    """Counts of the forward convolution's (conv2d_rows, conv2d_lines) index (.nbi) and
+    data (.nbc) files under root."""
+    files = [p.name for p in Path(root).rglob("conv.conv2d_[rl]*")]
     return sum(f.endswith(".nbi") for f in files), sum(f.endswith(".nbc") for f in files)
 
 
