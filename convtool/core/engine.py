@@ -192,7 +192,7 @@ class Engine:
         compiled."""
         import numpy as np
 
-        counts = np.zeros(tasks.SHARES_PER_THREAD * tasks.threads(), np.int64)  # one a share
+        counts = np.empty(x.shape[1], np.int64)  # one a row
         bounds = np.array([lo, hi], x.dtype)
         if not self._compiled_share("count_inside", x, bounds, counts):
             return None
@@ -203,15 +203,11 @@ class Engine:
         not compiled."""
         if out.shape != (x.shape[2], len(rows), len(cols)):  # the kernel trusts the shapes
             raise ValueError(f"pixels {x.shape} (H, W, C) cannot fill planes {out.shape}")
-        if (
-            len(rows)
-            and len(cols)
-            and not (  # nor the indices
-                min(rows.min(), cols.min()) >= 0
-                and rows.max() < x.shape[0]
-                and cols.max() < x.shape[1]
-            )
-        ):
+        inside = all(  # nor the indices
+            len(m) == 0 or (m.min() >= 0 and m.max() < size)
+            for m, size in ((rows, x.shape[0]), (cols, x.shape[1]))
+        )
+        if not inside:
             raise ValueError("the index maps point outside the picture")
         return self._compiled_share("gather_planes", x, rows, cols, out)
 

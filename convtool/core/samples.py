@@ -50,12 +50,11 @@ def quantise_u2(x, top, out, part, parts):
 
 @njit(**ENTRY)
 def count_inside(x, bounds, counts, part, parts):
-    """counts[part] = how many pixels of the share's rows have every channel within
-    [bounds[0], bounds[1]] (a NaN is outside); ``counts`` holds one count a share."""
+    """counts[i] = how many pixels of row i have every channel within [bounds[0],
+    bounds[1]] (a NaN is outside), for the share's rows."""
     channels, height, width = x.shape
     lo, hi = bounds[0], bounds[1]
     outside = np.zeros(width, np.uint8)
-    found = 0
     start, stop = _share(height, part, parts)
     for i in range(start, stop):
         outside[:] = 0
@@ -63,9 +62,10 @@ def count_inside(x, bounds, counts, part, parts):
             for j in range(width):
                 v = x[c, i, j]
                 outside[j] |= (v < lo) | (v > hi) | (v != v)
+        found = 0
         for j in range(width):
             found += outside[j] == 0
-    counts[part] = found
+        counts[i] = found
 
 
 @njit(**ENTRY)
