@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BLOCK", "COLUMNS", "WORK", "backward", "forward"]
+__all__ = ["BLOCK", "COLUMNS", "WORK", "backward", "forward", "picture_blocks"]
 
 BLOCK = 1 << 22  # elements of cols per block at most: 16 MB of float32
 COLUMNS = 2048  # output pixels per block: BLAS ran fastest on products this wide...
@@ -42,21 +42,27 @@ def _pointwise(w: np.ndarray, stride: tuple[int, int], pads: tuple[int, int], x,
     )
 
 
-def _blocks(n: int, h_out: int, w_out: int, k: int, c_out: int):
-    """(first picture, pictures, first output row, rows) of each block: about COLUMNS
-    output pixels, more for a product of less than WORK multiply-adds (whole pictures
-    where they fit), at most BLOCK elements of columns."""
-    wanted = max(1, min(max(COLUMNS, WORK // (c_out * k)), BLOCK // k))
-    per_picture = h_out * w_out
+def picture_blocks(n: int, rows: int, width: int, wanted: int):
+    """(first picture, pictures, first row, rows) of blocks of about ``wanted`` of the
+    pixels of ``n`` pictures of ``rows`` x ``width``: several whole pictures where they
+    fit, else bands of one picture's rows."""
+    per_picture = rows * width
     if per_picture <= wanted:
         step = max(1, wanted // per_picture)
         for n0 in range(0, n, step):
-            yield n0, min(step, n - n0), 0, h_out
+            yield n0, min(step, n - n0), 0, rows
         return
-    rows = max(1, wanted // w_out)
+    band = max(1, wanted // width)
     for n0 in range(n):
-        for i0 in range(0, h_out, rows):
-            yield n0, 1, i0, min(rows, h_out - i0)
+        for i0 in range(0, rows, band):
+            yield n0, 1, i0, min(band, rows - i0)
+
+
+def _blocks(n: int, h_out: int, w_out: int, k: int, c_out: int):
+    """The blocks of output pixels (:func:`picture_blocks`): about COLUMNS, more for a
+    product of less than WORK multiply-adds, at most BLOCK elements of columns."""
+    wanted = max(1, min(max(COLUMNS, WORK // (c_out * k)), BLOCK // k))
+    return picture_blocks(n, h_out, w_out, wanted)
 
 
 def _buffer(n: int, h_out: int, w_out: int, k: int, c_out: int, dtype) -> np.ndarray:

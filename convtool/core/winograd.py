@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from convtool.core import blas, tasks
+from convtool.core.gemm import picture_blocks
 
 __all__ = ["TILES", "forward"]
 
@@ -40,18 +41,8 @@ TILES = 1024  # 2x2 output tiles per block
 
 
 def _blocks(n: int, th: int, tw: int):
-    """(first picture, pictures, first tile row, tile rows) of each block of about TILES
-    tiles: several whole pictures where they fit, else bands of one picture's rows."""
-    per_picture = th * tw
-    if per_picture <= TILES:
-        step = max(1, TILES // per_picture)
-        for n0 in range(0, n, step):
-            yield n0, min(step, n - n0), 0, th
-        return
-    rows = max(1, TILES // tw)
-    for n0 in range(n):
-        for t0 in range(0, th, rows):
-            yield n0, 1, t0, min(rows, th - t0)
+    """The blocks of about TILES tiles (:func:`convtool.core.gemm.picture_blocks`)."""
+    return picture_blocks(n, th, tw, TILES)
 
 
 def _plane(elements: int) -> int:

@@ -22,15 +22,9 @@ from convtool.cli import cli
 from convtool.filtering import tiles
 from convtool.imaging.tiff import TiffSource, Unsupported
 from convtool.kernels import parse_kernel_spec
+from tests.naive import SCIPY_MODES
 
 BORDERS = list(vocab.BORDERS)
-SCIPY_MODES = {
-    "zero": "constant",
-    "reflect": "reflect",
-    "mirror": "mirror",
-    "replicate": "nearest",
-    "wrap": "wrap",
-}
 DTYPES = {8: np.uint8, 16: np.uint16, 32: np.float32}
 
 
