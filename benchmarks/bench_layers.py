@@ -22,7 +22,9 @@ Why processes: in one process, torch's OpenMP threads (KMP_BLOCKTIME 200 ms) and
 OpenBLAS's keep spinning after their calls and steal the cores from the other side
 (torch measured 3-7x slower than alone). Each side now has its own pools, spawned
 fresh, and ``--gap`` seconds (0.3) of rest before each measurement let the other
-side's spin out.
+side's spin out; then each side calls for 30 ms untimed before it is timed, because
+an idle VM's cores ran the first calls after a rest slowly (a Winograd layer 4.8 ms a
+call over the next 16, 3.3 without the rest), and unevenly between the two sides.
 
 Every result is checked against torch first (rtol 1e-4, atol 1e-4 max|ref|). The
 summary gives each comparison's median ratio over the layers and the worst layer,
