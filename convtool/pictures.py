@@ -26,9 +26,6 @@ from convtool.shapes import PaddingSpec
 
 __all__ = ["apply", "kernel", "read_image", "write_image"]
 
-# integer pictures and their full scale: what a file's 8 or 16 bits read as
-_FULL_SCALE = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
-
 
 def _pixels(image: Any, name: str = "image") -> np.ndarray:
     """``image`` as float32 (H, W) or (H, W, C), C in 1..4, by the dtype policy above."""
@@ -38,7 +35,7 @@ def _pixels(image: Any, name: str = "image") -> np.ndarray:
         a = np.asarray(image)
     except (TypeError, ValueError) as e:  # ragged nested lists
         raise TypeError(f"{name} must be an array of numbers: {e}") from None
-    if a.dtype in _FULL_SCALE:
+    if a.dtype.name in vocab.FULL_SCALE:
         from convtool.imaging import unit_scaled
 
         a = unit_scaled(a, 8 if a.dtype == np.uint8 else 16)

@@ -69,6 +69,10 @@ METHODS = ("cg", "gd", "lstsq")
 # Bits per sample of written pictures, as the command line takes them
 DEPTHS = ("8", "16", "32")
 
+# A picture's integer samples (by numpy dtype name) and their full scale: read as [0, 1],
+# full scale 1.0, by the readers, the Python API and the filters alike; floats as they are
+FULL_SCALE = {"uint8": 255, "uint16": 65535}
+
 
 class Option(NamedTuple):
     """One idea's option: its long name, short name (or None) and what it takes."""

@@ -342,7 +342,9 @@ def _run_whole(task: Task, options: Options) -> list[dict[str, Any]]:
         image = task.source
     else:
         limit = imaging.DEFAULT if options.max_pixels == -1 else options.max_pixels
-        image = imaging.read_image(task.source, max_pixels=limit)
+        # the stored samples where the decoder gives them: the filters scale them as they
+        # lay the picture out, with no float copy of the picture first
+        image = imaging.read_image(task.source, max_pixels=limit, samples=True)
     needed = {k for out in task.outputs for k in out.kernels}
     data = image.data
     check_sizes((1 if data.ndim == 2 else data.shape[2], *data.shape[:2]), options, needed)
@@ -354,7 +356,8 @@ Results = dict[int, tuple[np.ndarray, "np.ndarray | None"]]
 
 
 def filter_picture(data: np.ndarray, alpha: Any, options: Options, needed: set[int]) -> Results:
-    """The kernels ``needed`` on one picture's pixels ``data`` (its ``alpha`` apart), as
+    """The kernels ``needed`` on one picture's pixels ``data`` (float, or its 8- or 16-bit
+    samples: :func:`convtool.filtering.as_pixels`; its ``alpha`` apart), as
     ``apply`` filters a whole picture: kernel index -> (raw float32 result, its alpha where
     it was filtered with the colour, premultiplied; else None)."""
     engine = engine_for(options, work_of(data.shape, options, needed))

@@ -47,7 +47,8 @@ FLOATS = ("f4", "f8")
 # kernel -> (its module, its arguments, what it returns, the float types it is compiled
 # for). T[n]: an n-D C-contiguous array of the float type; f8[n], i8[n]: of a fixed type;
 # [na]: of any layout (the fit's list of dropped pixels comes transposed from argwhere);
-# i8: an integer; b1: a boolean. The fit runs in float64 only (convtool.fit.solve). The
+# i8: an integer; b1: a boolean. The fit runs in float64 only (convtool.fit.solve); a
+# picture's samples become float32 planes only (convtool.filtering.correlate). The
 # last two i8 of the kernels with tasks are the share (part, parts) that a call runs
 # (convtool.core.tasks): the compiled core runs the whole, (0, 1).
 KERNELS = {
@@ -69,6 +70,8 @@ KERNELS = {
     "quantise_u2": ("samples", "T[3] T[1] u2[3] i8 i8", "void", FLOATS),
     "count_inside": ("samples", "T[3] T[1] i8[1] i8 i8", "void", FLOATS),
     "gather_planes": ("samples", "T[3] i8[1] i8[1] T[3] i8 i8", "void", FLOATS),
+    "gather_u1": ("samples", "u1[3] i8[1] i8[1] T[1] T[3] i8 i8", "void", ("f4",)),
+    "gather_u2": ("samples", "u2[3] i8[1] i8[1] T[1] T[3] i8 i8", "void", ("f4",)),
     "fit_gather": (
         "fit",
         "T[3] T[3] T[3] i8[2a] i8 i8 i8 i8 b1 T[4] T[3] i8 i8",

@@ -198,8 +198,9 @@ class Engine:
             return None
         return int(counts.sum())
 
-    def gather_planes(self, x, rows, cols, out) -> bool:
-        """out[c, i, j] = x[rows[i], cols[j], c] (x (H, W, C), out (C, H', W')); False where
+    def gather_planes(self, x, rows, cols, out, top=None) -> bool:
+        """out[c, i, j] = x[rows[i], cols[j], c] (x (H, W, C), out (C, H', W')), or with
+        ``top`` x's 8- or 16-bit samples divided by it into float32 planes; False where
         not compiled."""
         if out.shape != (x.shape[2], len(rows), len(cols)):  # the kernel trusts the shapes
             raise ValueError(f"pixels {x.shape} (H, W, C) cannot fill planes {out.shape}")
@@ -209,6 +210,11 @@ class Engine:
         )
         if not inside:
             raise ValueError("the index maps point outside the picture")
+        if top is not None:
+            import numpy as np
+
+            scale = np.array([top], out.dtype)
+            return self._compiled_share(f"gather_u{x.itemsize}", x, rows, cols, scale, out)
         return self._compiled_share("gather_planes", x, rows, cols, out)
 
     def _compiled_share(self, kernel: str, *args: Any) -> bool:

@@ -1,5 +1,6 @@
 """Samples on their way into and out of the filters, each in one pass: a picture's
-pixels laid out as padded planes; how many pixels of a result lie in a range (the
+pixels laid out as padded planes (its 8- or 16-bit samples scaled to [0, 1] on the
+way, as a reader would scale them); how many pixels of a result lie in a range (the
 share clipping changes); and the 8- or 16-bit samples a writer stores.
 
 A filter's result is planes (C, H, W), C-contiguous, as it comes out of the core, so
@@ -68,10 +69,8 @@ def count_inside(x, bounds, counts, part, parts):
         counts[i] = found
 
 
-@njit(**ENTRY)
-def gather_planes(x, rows, cols, out, part, parts):
-    """out[c, i, j] = x[rows[i], cols[j], c]: channels-last pixels x (H, W, C) laid out
-    as planes, padded as the index maps ``rows`` and ``cols`` repeat the border's."""
+@njit(inline="always")
+def _gather(x, rows, cols, out, part, parts):
     channels = x.shape[2]
     height, width = out.shape[1], out.shape[2]
     start, stop = _share(height, part, parts)
@@ -81,3 +80,38 @@ def gather_planes(x, rows, cols, out, part, parts):
             dst = out[c, i]
             for j in range(width):
                 dst[j] = src[cols[j], c]
+
+
+@njit(**ENTRY)
+def gather_planes(x, rows, cols, out, part, parts):
+    """out[c, i, j] = x[rows[i], cols[j], c]: channels-last pixels x (H, W, C) laid out
+    as planes, padded as the index maps ``rows`` and ``cols`` repeat the border's."""
+    _gather(x, rows, cols, out, part, parts)
+
+
+@njit(inline="always")
+def _gather_scaled(x, rows, cols, top, out, part, parts):
+    channels = x.shape[2]
+    height, width = out.shape[1], out.shape[2]
+    t = top[0]
+    start, stop = _share(height, part, parts)
+    for i in range(start, stop):
+        src = x[rows[i]]
+        for c in range(channels):
+            dst = out[c, i]
+            for j in range(width):
+                # the sample as float32, then divided in float32: a reader's arithmetic
+                dst[j] = np.float32(src[cols[j], c]) / t
+
+
+@njit(**ENTRY)
+def gather_u1(x, rows, cols, top, out, part, parts):
+    """:func:`gather_planes` of 8-bit samples, each divided by ``top[0]`` (255): float32
+    planes in [0, 1]."""
+    _gather_scaled(x, rows, cols, top, out, part, parts)
+
+
+@njit(**ENTRY)
+def gather_u2(x, rows, cols, top, out, part, parts):
+    """:func:`gather_planes` of 16-bit samples, each divided by ``top[0]`` (65535)."""
+    _gather_scaled(x, rows, cols, top, out, part, parts)

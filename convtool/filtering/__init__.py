@@ -8,6 +8,7 @@ from convtool.filtering.alpha import correlate_premultiplied
 from convtool.filtering.colour import to_gray
 from convtool.filtering.correlate import (
     Prepared,
+    as_pixels,
     combine,
     correlate,
     prepare_kernel,
@@ -26,6 +27,7 @@ from convtool.filtering.values import (
 __all__ = [
     "CLIP_TOLERANCE",
     "Prepared",
+    "as_pixels",
     "clipped_share",
     "combine",
     "correlate",

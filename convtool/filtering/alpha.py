@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from convtool.filtering.correlate import Prepared, correlate, resample_alpha
+from convtool.filtering.correlate import Prepared, as_pixels, correlate, resample_alpha
 from convtool.shapes import PaddingSpec
 
 __all__ = ["ALPHA_EPSILON", "correlate_premultiplied"]
@@ -58,7 +58,7 @@ def correlate_premultiplied(
     if kernel.full or kernel.chain:  # (a chain: each step's alpha would need its own)
         y = correlate(data, kernel, color=color, **geometry)
         return y, resample_alpha(a, kernel.size, padding=padding, stride=stride)
-    x = np.asarray(data, dtype=np.float32)
+    x = as_pixels(data)
     x = x * (a if x.ndim == 2 else a[:, :, None])
     w = kernel.weights
     total = 0.0 if kernel.parts else float(w.sum())

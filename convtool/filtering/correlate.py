@@ -2,7 +2,8 @@
 
 The array-level logic of ``convtool apply``, usable without a terminal. Pictures
 are (H, W) grey or (H, W, C) colour float arrays, as :func:`convtool.imaging.read_image`
-gives them; results are float32 in the same layout. Kernels are applied as
+gives them, or their 8- or 16-bit samples, read as [0, 1] (:func:`as_pixels`); results
+are float32 in the same layout. Kernels are applied as
 cross-correlations (``flip=True`` in :func:`prepare_kernel` for the mathematical
 convolution), through :func:`convtool.ops.conv2d`.
 
@@ -35,7 +36,8 @@ from convtool.core.engine import for_samples
 from convtool.filtering.colour import to_gray
 from convtool.shapes import PaddingSpec, as_pair, resolve_padding
 
-__all__ = ["Prepared", "block_grid", "combine", "correlate", "plan_of", "prepare_kernel"]
+__all__ = ["Prepared", "as_pixels", "block_grid", "combine", "correlate", "plan_of"]
+__all__ += ["prepare_kernel"]
 __all__ += ["resample_alpha"]
 
 
@@ -109,10 +111,28 @@ def prepare_kernel(
     return Prepared(first, name, slug or name, bias, done, then)
 
 
+def as_pixels(data: Any) -> np.ndarray:
+    """A picture as float32: its 8- or 16-bit samples (:data:`convtool.vocab.FULL_SCALE`)
+    divided by their full scale, as a reader scales them; anything else cast as it is.
+
+    >>> as_pixels(np.array([0, 51, 255], np.uint8)).tolist()
+    [0.0, 0.20000000298023224, 1.0]
+    """
+    a = np.asarray(data)
+    top = vocab.FULL_SCALE.get(a.dtype.name)
+    if top is None:
+        return a.astype(np.float32, copy=False)
+    return np.divide(a, np.float32(top), dtype=np.float32)
+
+
 def _planes(data: np.ndarray) -> np.ndarray:
-    """(H, W) or (H, W, C) -> float32 (C, H, W), a view where it can be: the padded copy
-    a border makes, or the core's contiguous input, lays the planes out once."""
-    a = np.asarray(data, dtype=np.float32)
+    """(H, W) or (H, W, C) -> (C, H, W), a view where it can be: the padded copy a border
+    makes, or the core's contiguous input, lays the planes out once. float32, or the
+    picture's 8- or 16-bit samples as they are, which :func:`_conv` scales as it lays
+    them out."""
+    a = np.asarray(data)
+    if a.dtype.name not in vocab.FULL_SCALE:
+        a = a.astype(np.float32, copy=False)
     if a.ndim == 2:
         return a[None]
     if a.ndim != 3 or 0 in a.shape:
@@ -130,8 +150,10 @@ def _conv(
     engine: Any = None,
     origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
-    """conv2d of x (N, C, H, W) with w (O, C, kH, kW), the border as asked."""
+    """conv2d of x (N, C, H, W) with w (O, C, kH, kW), the border as asked; x float32, or
+    a picture's samples (:func:`as_pixels`)."""
     if border == "zero":  # the core pads with zeros itself: no padded copy
+        x = as_pixels(x)
         return ops.conv2d(x, w, b, stride=stride, padding=padding, engine=engine, origin=origin)
     sh, sw = as_pair(stride, "stride")
     if sh < 1 or sw < 1:
@@ -139,26 +161,30 @@ def _conv(
     top, bottom, left, right = resolve_padding(padding, x.shape[2:], w.shape[2:], (sh, sw))
     if top or bottom or left or right:
         x = _padded(x, (top, bottom), (left, right), vocab.pad_mode(border))
+    x = as_pixels(x)  # samples with no border to pad: scaled here (float32 stays as it is)
     return ops.conv2d(x, w, b, stride=(sh, sw), padding=0, engine=engine, origin=origin)
 
 
 def _padded(x: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], mode: str) -> Any:
-    """x (N, C, H, W) padded as ``np.pad``'s ``mode`` pads it. A picture's planes seen
-    through its channels-last pixels (N or C is 1) are laid out and padded by the
-    compiled core in one pass where it is built: numpy's transposing copy took twice as
-    long. The core gathers by index maps, numpy's own padding of the rows' and columns'
-    indices, so the two give the same values."""
+    """x (N, C, H, W) padded as ``np.pad``'s ``mode`` pads it, as float (8- and 16-bit
+    samples scaled: :func:`as_pixels`). A picture's planes seen through its channels-last
+    pixels (N or C is 1) are laid out, scaled and padded by the compiled core in one pass
+    where it is built: numpy's transposing copy took twice as long, and a float copy of
+    the samples first cost more than the pass. The core gathers by index maps, numpy's
+    own padding of the rows' and columns' indices, so the two give the same values."""
+    top = vocab.FULL_SCALE.get(x.dtype.name)
     planes = x[0] if x.shape[0] == 1 else x[:, 0] if x.shape[1] == 1 else None
-    if planes is not None and x.dtype in (np.float32, np.float64):
+    if planes is not None and (top is not None or x.dtype in (np.float32, np.float64)):
         pixels = planes.transpose(1, 2, 0)
         core = for_samples(x.size) if pixels.flags.c_contiguous else None
         if core is not None:
             down = np.pad(np.arange(x.shape[2], dtype=np.int64), rows, mode=mode)
             across = np.pad(np.arange(x.shape[3], dtype=np.int64), cols, mode=mode)
-            out = np.empty((*x.shape[:2], len(down), len(across)), x.dtype)
-            if core.gather_planes(pixels, down, across, out.reshape(-1, *out.shape[2:])):
+            kind = x.dtype if top is None else np.float32
+            out = np.empty((*x.shape[:2], len(down), len(across)), kind)
+            if core.gather_planes(pixels, down, across, out.reshape(-1, *out.shape[2:]), top):
                 return out
-    return np.pad(x, ((0, 0), (0, 0), rows, cols), mode=mode)
+    return np.pad(as_pixels(x) if top else x, ((0, 0), (0, 0), rows, cols), mode=mode)
 
 
 def plan_of(kernel: Prepared, color: str = "channels", channels: int = 1, stride: Any = 1) -> Any:
@@ -209,7 +235,8 @@ def correlate(
     Parameters
     ----------
     data : array, (H, W) or (H, W, C)
-        The picture (alpha split off beforehand).
+        The picture (alpha split off beforehand): floats, or 8- or 16-bit samples read
+        as [0, 1] (:func:`as_pixels`).
     kernel : Prepared or array
         (kH, kW), or (C_out, C_in, kH, kW) with C_in the picture's channel count;
         a Prepared kernel brings its bias, and its ``parts`` (a gradient magnitude:
@@ -295,7 +322,7 @@ def _correlate(x: np.ndarray, data: Any, prepared: Prepared, color: str, conv: A
             )
         y = conv(x[None], w, bias)[0]
     elif channels == 1 or color == "gray":
-        plane = x if channels == 1 else to_gray(np.asarray(data))[None]
+        plane = x if channels == 1 else to_gray(as_pixels(data))[None]
         y = conv(plane[None], w[None, None], bias)[0]
     elif color == "sum":
         y = conv(x[None], np.repeat(w[None, None], channels, axis=1), bias)[0]

@@ -1,8 +1,12 @@
 """The picture a reader returns, and the pixel policy every reader follows.
 
 Pixel policy, stated once: pictures become float32 arrays in [0, 1] (8-bit values
-/ 255, 16-bit values / 65535); ``.npy`` arrays and float TIFFs are taken as they
-are (cast to float32, unscaled; NaN and infinities are kept, the filters decide).
+/ 255, 16-bit values / 65535: :data:`convtool.vocab.FULL_SCALE`); ``.npy`` arrays and
+float TIFFs are taken as they are (cast to float32, unscaled; NaN and infinities are
+kept, the filters decide). A reader asked for samples (``read_image(...,
+samples=True)``) may hand over the stored uint8 or uint16 samples instead, which the
+filters read by the same policy: the float copy is then made where the filters lay the
+picture out, in one pass.
 Grey pictures are (H, W), colour ones (H, W, 3). Alpha is split off into
 :attr:`Image.alpha` so that filters leave it alone, and
 :func:`convtool.imaging.write_image` puts it back as the last channel where the
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convtool import vocab
 from convtool.imaging.metadata import Metadata
 
 __all__ = ["Image", "mode_of", "unit_scaled"]
@@ -28,7 +33,8 @@ class Image:
     ----------
     data : ndarray
         float32, (H, W) for grey or (H, W, 3) for colour; values in [0, 1] for
-        8- and 16-bit pictures, as stored for .npy and float TIFF.
+        8- and 16-bit pictures, as stored for .npy and float TIFF. Read with
+        ``samples=True``: maybe the stored uint8 or uint16 samples.
     alpha : ndarray or None
         float32 (H, W), scaled like ``data``; None when the picture has none.
     bit_depth : int
@@ -65,7 +71,7 @@ def unit_scaled(arr: np.ndarray, bit_depth: int) -> np.ndarray:
     """Integer samples of ``bit_depth`` bits as float32 in [0, 1]; 32-bit floats as they are."""
     out = arr.astype(np.float32)
     if bit_depth != 32:
-        out /= np.float32(255 if bit_depth == 8 else 65535)
+        out /= np.float32(vocab.FULL_SCALE[f"uint{bit_depth}"])
     return out
 
 

@@ -33,7 +33,9 @@ __all__ = ["picture_shape", "read_image"]
 PathLike = str | os.PathLike
 
 
-def read_image(path_or_file: PathLike | IO[bytes], *, max_pixels: MaxPixels = DEFAULT) -> Image:
+def read_image(
+    path_or_file: PathLike | IO[bytes], *, max_pixels: MaxPixels = DEFAULT, samples: bool = False
+) -> Image:
     """Read a picture or a .npy array as float32 (see :mod:`convtool.imaging.image`).
 
     Parameters
@@ -50,6 +52,11 @@ def read_image(path_or_file: PathLike | IO[bytes], *, max_pixels: MaxPixels = DE
         for large pictures never leak out: this limit replaces them. A file larger
         than any picture within the limit can be (32 bytes a pixel, plus 64 MiB)
         is refused before it is read, and a stream is read no further.
+    samples : bool
+        Hand 8- and 16-bit pictures' data over as the stored uint8 or uint16 samples
+        where the fast decoders read them (PNG and JPEG without EXIF; the others give
+        float32 anyway): the filters take them as [0, 1] by the same policy, and scale
+        them as they lay the picture out, sparing a float copy of the picture.
 
     Raises
     ------
@@ -93,10 +100,10 @@ def read_image(path_or_file: PathLike | IO[bytes], *, max_pixels: MaxPixels = DE
     if ext == ".npy":
         raise ImageReadError(f"cannot read {name}: not a .npy file (no NumPy header)")
     if png.decodable(buf):  # imagecodecs raises what it finds wrong: nothing to quieten
-        return read_png(buf, source, max_pixels)
+        return read_png(buf, source, max_pixels, samples)
     head = jpeg.header(buf)
     if jpeg.decodable(head):
-        return read_jpeg(buf, source, max_pixels, head)
+        return read_jpeg(buf, source, max_pixels, head, samples)
     from convtool.imaging.read_pillow import read_with_pillow  # Pillow: imported here only
 
     with quiet_decoders():

@@ -75,9 +75,9 @@ def read_tiff(buf: bytes, source: str, max_pixels: int | None) -> Image:
     return Image(data, alpha, bit_depth, mode_of(data, alpha), source, "TIFF")
 
 
-def read_png(buf: bytes, source: str, max_pixels: int | None) -> Image:
+def read_png(buf: bytes, source: str, max_pixels: int | None, keep: bool = False) -> Image:
     """Read a PNG that :func:`convtool.imaging.png.decodable` accepts, with its ICC profile
-    and resolution, as Pillow would read it."""
+    and resolution, as Pillow would read it; ``keep``: its data as the stored samples."""
     name = label(source)
     head = png.header(buf)
     assert head is not None  # the caller checked
@@ -92,17 +92,22 @@ def read_png(buf: bytes, source: str, max_pixels: int | None) -> Image:
         planes = [pixels] if pixels.ndim == 2 else [pixels[..., c] for c in range(samples)]
         see = np.any([p != k for p, k in zip(planes, key, strict=True)], axis=0)
         alpha = see.astype(np.float32)
-    data = unit_scaled(colours[..., 0] if colours.ndim == 3 and samples == 2 else colours, depth)
+    data = colours[..., 0] if colours.ndim == 3 and samples == 2 else colours
+    data = data if keep else unit_scaled(data, depth)
     meta = Metadata(*png.profile_and_dpi(buf))
     return Image(data, alpha, depth, mode_of(data, alpha), source, "PNG", meta)
 
 
-def read_jpeg(buf: bytes, source: str, max_pixels: int | None, head: jpeg.Header) -> Image:
+def read_jpeg(
+    buf: bytes, source: str, max_pixels: int | None, head: jpeg.Header, keep: bool = False
+) -> Image:
     """Read a JPEG that :func:`convtool.imaging.jpeg.decodable` accepts (``head``: its
-    header), with its ICC profile and resolution, as Pillow would read it."""
+    header), with its ICC profile and resolution, as Pillow would read it; ``keep``: its
+    data as the stored 8-bit samples."""
     name = label(source)
     check_pixel_count(head.width, head.height, max_pixels, name)
-    data = unit_scaled(_decoded(jpeg.decode, buf, name, "JPEG"), 8)
+    data = _decoded(jpeg.decode, buf, name, "JPEG")
+    data = data if keep else unit_scaled(data, 8)
     return Image(data, None, 8, mode_of(data, None), source, "JPEG", Metadata(head.icc, head.dpi))
 
 

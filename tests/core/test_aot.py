@@ -306,6 +306,38 @@ def test_gathering_planes_pads_as_numpy(compiled, dtype, mode):
         compiled.gather_planes(pixels, rows + 1, cols, got)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("mode", ["edge", "reflect", "symmetric", "wrap"])
+def test_gathering_samples_scales_them_as_a_reader_does(compiled, dtype, mode):
+    top = np.iinfo(dtype).max
+    pixels = np.random.default_rng(10).integers(0, top + 1, (13, 17, 3), dtype=dtype)
+    pixels[0, :3] = (0, 1, top)  # the ends of the range and the smallest step
+    rows = np.pad(np.arange(13), (4, 2), mode=mode)
+    cols = np.pad(np.arange(17), (0, 5), mode=mode)
+    kernel = getattr(samples, f"gather_u{pixels.itemsize}")
+    jit = np.empty((3, len(rows), len(cols)), np.float32)
+    got = np.empty_like(jit)
+    kernel(pixels, rows, cols, np.array([top], np.float32), jit, 0, 1)
+    core = engine.Engine(compiled._compiled, threaded=True)
+    assert core.gather_planes(pixels, rows, cols, got, top)
+    scaled = pixels.astype(np.float32) / np.float32(top)  # the readers' arithmetic
+    expected = np.pad(scaled.transpose(2, 0, 1), ((0, 0), (4, 2), (0, 5)), mode=mode)
+    np.testing.assert_array_equal(jit, expected)
+    np.testing.assert_array_equal(got, expected)
+    assert not core.gather_planes(pixels, rows, cols, got.astype(np.float64), top)  # f4 only
+
+
+def test_a_pictures_samples_are_laid_out_by_the_core(compiled, monkeypatch):
+    from convtool.filtering import as_pixels, correlate, prepare_kernel
+
+    rgb = np.random.default_rng(11).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    kernel = prepare_kernel(np.array([[-1.0, 0, 1]] * 3))
+    expected = correlate(as_pixels(rgb), kernel, border="replicate", engine=compiled)
+    monkeypatch.setattr(np, "divide", None)  # numpy's route (a float copy first) would fail
+    got = correlate(rgb, kernel, border="replicate", engine=compiled)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_the_fit_gives_the_jits_results(compiled):
     for toeplitz, drop_some in [(True, False), (True, True), (False, True)]:
         for got, expected in zip(

@@ -76,6 +76,40 @@ def test_random_pictures_match_scipy(name, border, h, w, channels, seed):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+@settings(deadline=None, max_examples=60)
+@given(
+    dtype=st.sampled_from([np.uint8, np.uint16]),
+    border=st.sampled_from(list(SCIPY_MODES)),
+    color=st.sampled_from(vocab.COLORS),
+    channels=st.sampled_from([0, 1, 3]),
+    stride=st.sampled_from([1, 2]),
+    padding=st.sampled_from(["same", "valid", 1]),
+    compiled=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_samples_filter_as_the_pixels_they_read_as(
+    dtype, border, color, channels, stride, padding, compiled, seed
+):
+    """8- and 16-bit samples give the very bytes their float pixels give, whichever route
+    lays them out (the compiled core's one pass, or numpy's)."""
+    rng = np.random.default_rng(seed)
+    shape = (9, 11) if channels == 0 else (9, 11, channels)
+    x = rng.integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
+    core = engine.compiled() if compiled else None
+    if compiled and core is None:
+        pytest.fail(f"the compiled core is not built: {aot.error()}")
+    k = filtering.prepare_kernel(rng.standard_normal((3, 3)), bias=0.25)
+    pixels = x.astype(np.float32) / np.float32(np.iinfo(dtype).max)  # as a reader scales
+    geometry = {"border": border, "color": color, "stride": stride, "padding": padding}
+    expected = filtering.correlate(pixels, k, engine=core, **geometry)
+    got = filtering.correlate(x, k, engine=core, **geometry)
+    np.testing.assert_array_equal(got, expected)
+    alpha = rng.random(shape[:2], dtype=np.float32)
+    expected = filtering.correlate_premultiplied(pixels, alpha, k, engine=core, **geometry)
+    got = filtering.correlate_premultiplied(x, alpha, k, engine=core, **geometry)
+    np.testing.assert_array_equal(got[0], expected[0])
+
+
 @pytest.mark.parametrize("border", list(SCIPY_MODES))
 @pytest.mark.parametrize("shape", [(2, 2), (4, 4), (2, 3), (4, 1)])
 def test_even_kernels_put_the_extra_padding_after(border, shape):

@@ -305,3 +305,38 @@ def test_picture_shape_from_the_header_as_the_read_gives_the_data(tmp_path):
     (tmp_path / "text.png").write_text("not a picture")
     assert picture_shape(tmp_path / "text.png") is None
     assert picture_shape(tmp_path / "missing.png") is None
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "dtype"),
+    [
+        ("L", "PNG", np.uint8),
+        ("RGB", "PNG", np.uint8),
+        ("RGBA", "PNG", np.uint8),
+        ("I;16", "PNG", np.uint16),
+        ("RGB", "JPEG", np.uint8),
+        ("L", "JPEG", np.uint8),
+        ("RGB", "BMP", np.float32),  # Pillow's route: float32 as always
+    ],
+)
+def test_samples_read_as_the_pixels_they_stand_for(mode, fmt, dtype):
+    top = 65535 if mode == "I;16" else 255
+    arr = ints((7, 9) if mode in ("L", "I;16") else (7, 9, len(mode)), top)
+    im = PILImage.fromarray(arr.astype(np.uint16 if top > 255 else np.uint8))
+    assert im.mode == mode
+    buf = png_bytes(im) if fmt == "PNG" else _saved(im, fmt)
+    pixels = read_image(io.BytesIO(buf))
+    kept = read_image(io.BytesIO(buf), samples=True)
+    assert kept.data.dtype == dtype and kept.data.shape == pixels.data.shape
+    scaled = kept.data.astype(np.float32) / np.float32(top if dtype != np.float32 else 1)
+    np.testing.assert_array_equal(scaled, pixels.data)
+    assert (kept.alpha is None) == (pixels.alpha is None)
+    if pixels.alpha is not None:  # alpha is float32 in [0, 1] either way
+        np.testing.assert_array_equal(kept.alpha, pixels.alpha)
+    assert (kept.mode, kept.bit_depth, kept.format) == (pixels.mode, pixels.bit_depth, fmt)
+
+
+def _saved(im: PILImage.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt)
+    return buf.getvalue()
