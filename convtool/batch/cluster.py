@@ -112,8 +112,8 @@ class OutputsLayout:
 
     def move(self, task: Any, to: Callable[[str], str]) -> Any:
         source = to(task.source) if isinstance(task.source, str) else task.source
-        outputs = tuple(dataclasses.replace(out, path=to(out.path)) for out in task.outputs)
-        return dataclasses.replace(task, source=source, outputs=outputs)
+        outputs = tuple(out._replace(path=to(out.path)) for out in task.outputs)
+        return task._replace(source=source, outputs=outputs)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,10 +21,9 @@ input (standard input: standard output); ``-o FILE`` that file.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from convtool._shared import same_file
 
@@ -62,8 +61,7 @@ class PlanError(ValueError):
 # ----------------------------------------------------------------------------- paths
 
 
-@dataclasses.dataclass(frozen=True)
-class Files:
+class Files(NamedTuple):
     """The paths one task reads and writes, as the cluster, its workers and its tidying see them.
 
     ``outputs`` are the files named before the task runs; a run that writes

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from io import BytesIO
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -51,8 +51,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(NamedTuple):
     """What every picture of a run gets (picklable: batch workers receive it)."""
 
     stages: tuple[Stage, ...]
@@ -72,8 +71,7 @@ class Options:
     workers: int = 1  # pictures run at a time: each is held to that share of the memory
 
 
-@dataclass(frozen=True)
-class Task:
+class Task(NamedTuple):
     """One picture (a path, '-', or an imaging.Image already read) and the files it makes."""
 
     source: Any
@@ -114,8 +112,7 @@ class TaskLayout:
         def moved(path: str | None) -> str | None:
             return None if path is None else to(path)
 
-        return replace(
-            task,
+        return task._replace(
             source=to(task.source) if isinstance(task.source, str) else task.source,
             output=moved(task.output),
             panel=moved(task.panel),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
@@ -285,7 +284,7 @@ def apply(
         _say_plans(options)
     workers = n_jobs or os.cpu_count() or 1
     if not scheduler:  # pictures at a time share the memory (a cluster's workers do not)
-        options = dataclasses.replace(options, workers=min(workers, len(tasks)))
+        options = options._replace(workers=min(workers, len(tasks)))
     _finish(_run(tasks, options, tile, scheduler, workers, as_json, value_map is not None))
 
 

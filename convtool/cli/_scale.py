@@ -123,7 +123,7 @@ def run_batch(
     work : callable
         ``work(task, options=...) -> records``, picklable (a module-level function
         or a ``functools.partial`` of one).
-    options : dataclass
+    options : NamedTuple
         The run's options, with an ``overwrite`` field: on a cluster, an item run
         again after its worker was lost gets ``work`` with these options'
         ``overwrite=True`` twin when its outputs are this batch's own.
@@ -132,7 +132,6 @@ def run_batch(
     layout : convtool.batch.outputs.Layout, optional
         Where a task keeps its paths (default: apply's tasks).
     """
-    import dataclasses
     import functools
 
     from convtool.batch import runner
@@ -154,7 +153,7 @@ def run_batch(
 
     rework = None
     if not options.overwrite:
-        rework = functools.partial(work, options=dataclasses.replace(options, overwrite=True))
+        rework = functools.partial(work, options=options._replace(overwrite=True))
     items, remote = cluster.ship(tasks, run, rework, layout=layout)
     with _connected(scheduler) as pool:
         report = runner.run_batch(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -35,8 +34,7 @@ class KernelInfo(NamedTuple):
     group: str
 
 
-@dataclass(frozen=True)
-class BankEntry:
+class BankEntry(NamedTuple):
     """A name of the bank and how to build its kernel from the parameters after ':'."""
 
     name: str

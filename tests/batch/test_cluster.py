@@ -364,7 +364,6 @@ def test_tidy_removes_only_leftover_temporaries(tmp_path):
 
 
 def test_shipped_pipeline_items_rewrite_only_their_own_files(tmp_path, monkeypatch):
-    import dataclasses
     import functools
 
     from convtool import pipeline as pl
@@ -382,7 +381,7 @@ def test_shipped_pipeline_items_rewrite_only_their_own_files(tmp_path, monkeypat
     stages = tuple(pl.parse_stages([CHAIN]))
     options = pj.Options(stages=stages)
     work = functools.partial(pj.run_task, options=options)
-    rework = functools.partial(pj.run_task, options=dataclasses.replace(options, overwrite=True))
+    rework = functools.partial(pj.run_task, options=options._replace(overwrite=True))
 
     def task(stem: str) -> pj.Task:
         out = f"out/{stem}"

@@ -9,7 +9,6 @@ and the same bytes whatever ``--jobs`` is.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -414,7 +413,7 @@ def test_pictures_run_at_a_time_share_the_memory(files, tmp_path, monkeypatch):
     monkeypatch.setattr(budget, "machine_memory", lambda: need + need // 2)
     apply_task.check_sizes((3, 2000, 2000), options)  # alone it fits
     with pytest.raises(SizeError, match=r"more than the .* this machine has free"):
-        apply_task.check_sizes((3, 2000, 2000), dataclasses.replace(options, workers=2))
+        apply_task.check_sizes((3, 2000, 2000), options._replace(workers=2))
     # the command line tells the tasks how many run at a time: its pictures, at most --jobs
     from convtool.cli import _apply
 
