@@ -272,11 +272,12 @@ def _all_tiff(task: Task, options: Options) -> bool:
 def _run_whole_hinting_tiles(task: Task, options: Options) -> list[dict[str, Any]]:
     """The whole-picture path; a TIFF refused as too big is told that tiles would take it."""
     from convtool import imaging
-    from convtool.imaging.tiff import is_tiff
 
     try:
         return _run_whole(task, options)
     except imaging.ImageReadError as e:
+        from convtool.imaging.tiff import is_tiff
+
         # over the default limit only: an explicit --max-pixels holds in tiles too
         if options.max_pixels != -1 or "--max-pixels" not in str(e) or not is_tiff(task.source):
             raise

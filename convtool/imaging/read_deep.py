@@ -19,13 +19,14 @@ from convtool.imaging.errors import ImageReadError, label, one_line
 from convtool.imaging.image import Image, mode_of, unit_scaled
 from convtool.imaging.metadata import Metadata
 from convtool.imaging.source import check_pixel_count
-from convtool.imaging.tiff import import_tifffile
 
 __all__ = ["read_jpeg", "read_png", "read_tiff"]
 
 
 def read_tiff(buf: bytes, source: str, max_pixels: int | None) -> Image:
     """Read 16-bit colour and float TIFFs (Pillow drops bits or refuses) with tifffile."""
+    from convtool.imaging.tiff import import_tifffile  # here: PNG and JPEG need none of it
+
     name = label(source)
     try:
         tifffile = import_tifffile("reading a 16-bit colour or float TIFF")

@@ -19,7 +19,6 @@ from convtool.imaging.atomic import atomic_write, write_stdout
 from convtool.imaging.errors import ImageWriteError, label, one_line
 from convtool.imaging.formats import WRITE_BIT_DEPTHS, format_for, write_format
 from convtool.imaging.metadata import Metadata, pillow_options, png_chunks, tiff_options
-from convtool.imaging.tiff import import_tifffile, layout_options
 
 __all__ = ["prepare_pixels", "write_image"]
 
@@ -222,6 +221,8 @@ def _encode_webp(f: IO[bytes], pixels: np.ndarray, **options: Any) -> None:
 
 
 def _encode_tiff(f: IO[bytes], pixels: np.ndarray, **options: Any) -> None:
+    from convtool.imaging.tiff import import_tifffile, layout_options  # TIFFs alone need it
+
     tifffile = import_tifffile("writing TIFF")
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     buffer = io.BytesIO()  # tifffile wants a named file or a BytesIO

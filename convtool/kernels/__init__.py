@@ -82,6 +82,9 @@ pyproject.toml holds it to that).
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from convtool.kernels.bank import (
     KernelInfo,
     kernel_info,
@@ -100,7 +103,6 @@ from convtool.kernels.builders import (
     unsharp_kernel,
 )
 from convtool.kernels.display import format_kernel, format_number
-from convtool.kernels.files import kernel_file_bytes, read_kernel_file, write_kernel_file
 from convtool.kernels.spec import parse_kernel, parse_kernel_spec
 
 __all__ = [
@@ -132,3 +134,19 @@ __all__ = [
 for _public in (KernelInfo, KernelSpec, KernelSpecError):
     _public.__module__ = __name__  # defined in the rooms below; public here
 del _public
+
+# Kernel files load on first use: a named or written-out kernel needs none of them (about
+# 1 ms of every command)
+_LATER = dict.fromkeys(("kernel_file_bytes", "read_kernel_file", "write_kernel_file"), "files")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LATER:
+        raise AttributeError(f"module 'convtool.kernels' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"convtool.kernels.{_LATER[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LATER))

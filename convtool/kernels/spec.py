@@ -20,7 +20,6 @@ from convtool.kernels.base import (
 )
 from convtool.kernels.builders import rotate_kernel
 from convtool.kernels.display import format_number
-from convtool.kernels.files import read_kernel_file
 from convtool.kernels.imagemagick import im_kernels
 from convtool.kernels.inline import has_size_prefix, parse_numbers
 
@@ -55,6 +54,8 @@ def parse_kernel_spec(spec: str) -> KernelSpec:
         raise KernelSpecError("empty kernel spec")
     try:
         if text.startswith("@"):
+            from convtool.kernels.files import read_kernel_file  # loaded for files alone
+
             return read_kernel_file(text[1:].strip())
         return _parse_text(text)
     except KernelSpecError as e:
