@@ -56,7 +56,7 @@ class Image:
     mode: str
     source: str
     format: str
-    meta: Metadata = Metadata()  # noqa: RUF009 (frozen: one shared empty value is safe)
+    meta: Metadata = Metadata()  # noqa: RUF009 (a NamedTuple: one shared empty value is safe)
 
     @property
     def height(self) -> int:

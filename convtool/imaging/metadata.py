@@ -14,16 +14,14 @@ from __future__ import annotations
 import contextlib
 import struct
 import zlib
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["Metadata", "from_pillow", "pillow_options", "png_chunks", "tiff_options"]
 
 _ORIENTATION = 0x0112
 
 
-@dataclass(frozen=True)
-class Metadata:
+class Metadata(NamedTuple):
     """ICC profile (bytes), resolution (x, y dots per inch) and EXIF (bytes, with the
     orientation reset); None where the picture has none."""
 
@@ -38,7 +36,7 @@ class Metadata:
         """The metadata of a result sampled every ``stride`` pixels: fewer dots per inch."""
         if self.dpi is None or tuple(stride) == (1, 1):
             return self
-        return replace(self, dpi=(self.dpi[0] / stride[1], self.dpi[1] / stride[0]))
+        return self._replace(dpi=(self.dpi[0] / stride[1], self.dpi[1] / stride[0]))
 
 
 def from_pillow(im: Any, upright: bool = False, decoded: bool = True) -> Metadata:

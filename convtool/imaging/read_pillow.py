@@ -224,7 +224,7 @@ def read_with_pillow(buf: bytes, source: str, max_pixels: int | None) -> Image:
                 f"cannot read {name}: truncated or corrupt {fmt} file ({one_line(e)})"
             ) from e
     if meta.exif is None and fmt != "JPEG":  # PNG's eXIf may follow the pixels
-        meta = replace(meta, exif=from_pillow(im).exif)
+        meta = meta._replace(exif=from_pillow(im).exif)
     return Image(data, alpha, bit_depth, mode_of(data, alpha), source, fmt, meta)
 
 
