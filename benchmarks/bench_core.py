@@ -16,12 +16,13 @@ filter
     ratio <= 1.5; 3x3 vs scipy.ndimage.correlate(mode='constant'): ratio <= 0.1
     (convtool at least 10x faster). Results are checked (allclose 1e-4) first.
 multichannel
-    N=8, C_in=C_out=16, 128x128, 3x3, padding 1, against torch on the CPU with
-    torch.set_num_threads(convtool's thread count). Forward (torch under no_grad):
+    N=8, C_in=C_out=16, 128x128, 3x3, padding 1 (bench_layers' foundation layer), against
+    torch on the CPU with torch.set_num_threads(convtool's thread count), each side in
+    its own process as bench_layers runs them. Forward (torch under no_grad):
     ratio <= 1.5. Backward, all three gradients: convtool.conv2d_backward against
     torch's ``y.backward(g)`` with the graph built outside the timer (both sides
-    time only the gradient computation): ratio <= 2.0. Forward+backward of both is
-    reported too, for information.
+    time only the gradient computation): ratio <= 2.0. The backward against torch's
+    forward+backward (bench_layers' measure) is reported too, for information.
 memory
     8192^2 float32, 3x3 'same', in a fresh child process: peak RSS above the
     baseline (after imports and a warm-up call, before the input is allocated), in
@@ -58,7 +59,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from _timing import Contender, RatioStats, fmt_ratio, fmt_time, format_table, measure, ratio_stats
+from _timing import (
+    Contender,
+    RatioStats,
+    Worker,
+    fmt_ratio,
+    fmt_time,
+    format_table,
+    measure,
+    measure_apart,
+    ratio_stats,
+)
 
 SECTIONS = ("filter", "multichannel", "memory", "cache")
 HERE = Path(__file__).resolve()
@@ -263,106 +274,52 @@ def bench_filter(opt: Options) -> list[Check]:
 
 
 def bench_multichannel(opt: Options) -> list[Check]:
-    import torch
-    import torch.nn.functional as F
+    """bench_layers' foundation layer, each side in its own process (bench_layers'
+    ``convtool_side`` and ``torch_side``, checked against torch there): in one process
+    torch's OpenMP and OpenBLAS's spinning threads steal each other's cores."""
+    from bench_layers import LAYERS, convtool_side, torch_side
 
-    import convtool
     from convtool.core import tasks
 
+    layer = next(x for x in LAYERS if x.name.startswith("foundation"))
     threads = tasks.threads()
-    torch.set_num_threads(threads)
-    print(f"torch {torch.__version__}: torch.set_num_threads({threads}) (convtool's count)")
-
-    n, c, hw, ks = 8, 16, 128, 3
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((n, c, hw, hw), dtype=np.float32)
-    w = rng.standard_normal((c, c, ks, ks), dtype=np.float32)
-    b = rng.standard_normal(c, dtype=np.float32)
-    g = rng.standard_normal((n, c, hw, hw), dtype=np.float32)
-    xt, wt, bt, gt = (torch.from_numpy(a) for a in (x, w, b, g))
-    xg, wg, bg = (t.clone().requires_grad_(True) for t in (xt, wt, bt))
-
-    # correctness first
-    with torch.no_grad():
-        y_ref = F.conv2d(xt, wt, bt, padding=1).numpy()
-    ok, err = _close_scaled(convtool.conv2d(x, w, b, padding=1), y_ref)
-    if not ok:
-        raise SystemExit(f"multichannel forward disagrees with torch (max abs err {err:.2e})")
-    F.conv2d(xg, wg, bg, padding=1).backward(gt)
-    ours = convtool.conv2d_backward(x, w, g, padding=1)
-    for name, got, ref in zip(("grad_x", "grad_w", "grad_b"), ours, (xg, wg, bg), strict=True):
-        ok, err = _close_scaled(got, ref.grad.numpy())
-        if not ok:
-            raise SystemExit(f"multichannel {name} disagrees with torch (max abs err {err:.2e})")
-
-    def torch_fwd():
-        with torch.no_grad():
-            return F.conv2d(xt, wt, bt, padding=1)
-
-    def fresh_graph():
-        xg.grad = wg.grad = bg.grad = None  # no accumulation into old gradients
-        return F.conv2d(xg, wg, bg, padding=1)
-
-    def clear_grads():
-        xg.grad = wg.grad = bg.grad = None
-
-    def torch_fwd_bwd(_):
-        F.conv2d(xg, wg, bg, padding=1).backward(gt)
-
-    def ours_fwd_bwd():
-        convtool.conv2d(x, w, b, padding=1)
-        return convtool.conv2d_backward(x, w, g, padding=1)
-
-    cases = [
-        (
-            "forward",
-            [
-                Contender("convtool", functools.partial(convtool.conv2d, x, w, b, padding=1)),
-                Contender("torch", torch_fwd),
-            ],
-            1.5,
-        ),
-        (
-            "backward only",
-            [
-                Contender(
-                    "convtool", functools.partial(convtool.conv2d_backward, x, w, g, padding=1)
-                ),
-                Contender("torch", lambda y: y.backward(gt), setup=fresh_graph),
-            ],
-            2.0,
-        ),
-        (
-            "forward+backward",
-            [
-                Contender("convtool", ours_fwd_bwd),
-                Contender("torch", torch_fwd_bwd, setup=clear_grads),
-            ],
-            None,
-        ),
-    ]
+    os.environ["OPENBLAS_NUM_THREADS"] = str(threads)  # read as each worker starts
+    print(f"torch: {threads} threads (convtool's count), each side in its own process")
+    cases = [("forward", "forward", 1.5), ("backward only", "backward only", 2.0)]
+    cases.append(("backward vs torch's forward+backward", "backward", None))  # the issue's
     rows: list[list[str]] = []
     checks: list[Check] = []
-    for case, contenders, lim in cases:
-        res = measure(
-            contenders,
-            rounds=opt.rounds,
-            warmup=opt.warmup,
-            min_time=opt.min_time,
-            gap=opt.gap,
-        )
-        goal = f"<= {lim:g}x" if lim else "(info)"
-        rows += _timing_rows(case, res, "convtool", {"torch": goal})
-        r = ratio_stats(res["convtool"], res["torch"])
-        if lim is None:
-            checks.append(
-                Check(f"multichannel {case} vs torch", f"{fmt_ratio(r)}x", "(info)", None)
+    with (
+        Worker("convtool", convtool_side, layer, threads) as mine,
+        Worker("torch", torch_side, layer, threads) as theirs,
+    ):
+        names = ("forward", "grad_x", "grad_w", "grad_b")
+        for name, got, ref in zip(names, mine.check, theirs.check, strict=True):
+            ok, err = _close_scaled(got, ref)
+            if not ok:
+                raise SystemExit(f"multichannel {name} disagrees with torch (max error {err:.2e})")
+        for case, kind, lim in cases:
+            res = measure_apart(
+                [mine, theirs],
+                kind,
+                rounds=opt.rounds,
+                warmup=opt.warmup,
+                min_time=opt.min_time,
+                gap=max(opt.gap, 0.3),  # longer than torch's OpenMP spins (0.2 s)
             )
-        else:
-            checks.append(_ratio_check(f"multichannel {case} vs torch", r, lim, "torch"))
+            goal = f"<= {lim:g}x" if lim else "(info)"
+            rows += _timing_rows(case, res, "convtool", {"torch": goal})
+            r = ratio_stats(res["convtool"], res["torch"])
+            if lim is None:
+                checks.append(
+                    Check(f"multichannel {case} vs torch", f"{fmt_ratio(r)}x", "(info)", None)
+                )
+            else:
+                checks.append(_ratio_check(f"multichannel {case} vs torch", r, lim, "torch"))
     print()
     title = (
-        f"multi-channel: x ({n},{c},{hw},{hw}), w ({c},{c},{ks},{ks}), bias, padding 1, float32"
+        f"multi-channel: x ({layer.n},{layer.c_in},{layer.size},{layer.size}), w ({layer.c_out},"
+        f"{layer.c_in},{layer.k},{layer.k}), bias, padding {layer.padding}, float32"
         "\n  backward only = convtool.conv2d_backward (grad_x, grad_w, grad_b) vs"
         " y.backward(g) with y = F.conv2d(...) built outside the timer"
     )
