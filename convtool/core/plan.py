@@ -292,7 +292,10 @@ def run(
 # BLAS's packing) plus per multiply-add, near the machine's peak. The Winograd path
 # (3x3, stride 1) costs per channel pair (its 16 products: 4 multiply-adds an output
 # pixel), per input and per output channel (the transforms), and a base (its tiles'
-# loops; measured on VGG's conv2_1..conv4_2 and the 16-channel foundation layer).
+# loops; measured on VGG's conv2_1..conv4_2 and the 16-channel foundation layer). The
+# register-blocked path (:mod:`convtool.core.blocked`) costs per multiply-add of its
+# blocks of 16 output channels (C_out rounded up), whatever the stride (measured on the
+# layers of benchmarks/bench_layers.py: 0.026 to 0.037 ns).
 LAYER_COSTS = {
     "direct_mac": 0.035,
     "direct_pointwise": 2.5,  # factor for a 1x1 kernel
@@ -304,9 +307,11 @@ LAYER_COSTS = {
     "winograd_in": 1.0,
     "winograd_out": 2.2,
     "winograd_base": 16.0,
+    "blocked_mac": 0.025,
 }
 DEEP_K = 1024
-LAYER_PATHS = ("direct", "gemm", "winograd")
+LAYER_PATHS = ("direct", "gemm", "winograd", "blocked")
+BLOCKED_CHANNELS = 16  # blocked.CHANNELS: output channels a block
 
 
 def winograd_fits(shape: tuple[int, int, int, int], stride: tuple[int, int]) -> bool:
@@ -329,7 +334,8 @@ def layer_costs(shape: tuple[int, int, int, int], stride: tuple[int, int]) -> di
     if k > DEEP_K:
         direct *= LAYER_COSTS["direct_deep"]
     gemm = k * (LAYER_COSTS["gemm_element"] + LAYER_COSTS["gemm_mac"] * c_out)
-    costs = {"direct": direct, "gemm": gemm}
+    blocked = LAYER_COSTS["blocked_mac"] * -(-c_out // BLOCKED_CHANNELS) * BLOCKED_CHANNELS * k
+    costs = {"direct": direct, "gemm": gemm, "blocked": blocked}
     if winograd_fits(shape, stride):
         costs["winograd"] = (
             LAYER_COSTS["winograd_base"]
@@ -343,8 +349,9 @@ def layer_costs(shape: tuple[int, int, int, int], stride: tuple[int, int]) -> di
 def plan_layer(
     shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1), paths=LAYER_PATHS
 ) -> str:
-    """'gemm' (:mod:`convtool.core.gemm`), 'winograd' (:mod:`convtool.core.winograd`) or
-    'direct' for a (C_out, C_in, kH, kW) kernel at ``stride``, whichever of ``paths``
+    """'gemm' (:mod:`convtool.core.gemm`), 'winograd' (:mod:`convtool.core.winograd`),
+    'blocked' (:mod:`convtool.core.blocked`) or 'direct' for a (C_out, C_in, kH, kW)
+    kernel at ``stride``, whichever of ``paths``
     :func:`layer_costs` finds cheapest (the backward has no Winograd path: it asks for
     ('direct', 'gemm')); one channel pair is always 'direct' (:func:`plan_filter` plans
     it further).
@@ -359,9 +366,9 @@ def plan_layer(
 
 
 def gemm_plan(shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1)) -> Plan | None:
-    """The plan of a layer :func:`plan_layer` gives a product's path ('gemm' or 'winograd':
-    the latter in 2x2 blocks of outputs, anchored on the whole output's grid), else None;
-    its cost per channel pair, as the other plans'."""
+    """The plan of a layer :func:`plan_layer` gives a path of its own ('gemm', 'blocked' or
+    'winograd': the latter in 2x2 blocks of outputs, anchored on the whole output's
+    grid), else None; its cost per channel pair, as the other plans'."""
     path = plan_layer(shape, stride)
     if path == "direct":
         return None

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from convtool.core import gemm, winograd
+from convtool.core import blocked, gemm, winograd
 from convtool.core.engine import or_jit, reduction_chunks
 from convtool.core.plan import plan_channels, plan_filter, plan_layer, winograd_fits
 from convtool.core.plan import run as run_plan
@@ -148,6 +148,9 @@ def conv2d(
         path = "gemm"  # a non-finite pixel: the GEMM path keeps it in its windows
     if path in ("gemm", "winograd"):
         gemm.forward(or_jit(engine), x4, w4, bias, out, (sh, sw), (pt, pl))
+        return restore(out, ndim)
+    if path == "blocked":
+        blocked.forward(or_jit(engine), x4, w4, bias, out, (sh, sw), (pt, pl))
         return restore(out, ndim)
     plan = None
     if w4.shape[:2] == (1, 1):  # one channel: the planner may pick a cheaper exact path

@@ -346,13 +346,14 @@ def test_channel_pairs_match_the_naive_loop(dtype):
     [
         ((128, 64, 3, 3), 1, "winograd"),  # VGG's deep layers
         ((256, 256, 3, 3), 1, "winograd"),
-        ((64, 3, 3, 3), 1, "gemm"),  # VGG conv1_1: too few input channels
+        ((64, 3, 3, 3), 1, "blocked"),  # VGG conv1_1: too few input channels for BLAS
         ((192, 64, 5, 5), 1, "gemm"),  # AlexNet conv2
-        ((64, 3, 7, 7), 2, "gemm"),  # ResNet conv1: the stride
+        ((64, 3, 7, 7), 2, "blocked"),  # ResNet conv1: im2col's strided copy
         ((128, 64, 3, 3), 2, "gemm"),  # a stride: no Winograd
         ((256, 64, 1, 1), 1, "gemm"),  # a 1x1: one product
-        ((16, 6, 5, 5), 1, "direct"),  # LeNet conv2: few output channels
-        ((16, 16, 3, 3), 1, "direct"),
+        ((16, 6, 5, 5), 1, "blocked"),  # LeNet conv2: few output channels
+        ((16, 16, 3, 3), 1, "blocked"),
+        ((8, 3, 3, 3), 1, "direct"),  # half a block of output channels
         ((3, 3, 3, 3), 1, "direct"),  # a colour picture's filter
         ((1, 1, 31, 31), 1, "direct"),  # one pair: plan_filter's
         ((1, 1, 1, 1), 2, "direct"),
@@ -381,8 +382,8 @@ def test_the_filters_plan_names_the_gemm_path_for_deep_weights():
     its cost per channel pair, below the direct path's taps."""
     from convtool.filtering.correlate import Prepared, plan_of
 
-    w = np.random.default_rng(3).standard_normal((64, 16, 3, 3))
-    found = plan_of(Prepared(w, "deep"), channels=16)
+    w = np.random.default_rng(3).standard_normal((256, 64, 1, 1))
+    found = plan_of(Prepared(w, "deep"), channels=64)
     assert found.path == "gemm" == found.describe()
     assert 0 < found.taps < 9
     assert plan.gemm_plan((3, 3, 3, 3)) is None  # a colour filter stays direct

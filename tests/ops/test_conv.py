@@ -18,7 +18,7 @@ from convtool.ops import conv as conv_module
 from convtool.shapes import resolve_padding
 from tests import naive
 
-PATHS = ("direct", "gemm", "winograd")  # winograd: 3x3 at stride 1, else the GEMM path
+PATHS = ("direct", "gemm", "winograd", "blocked")  # winograd: 3x3 at stride 1, else GEMM
 
 
 @contextlib.contextmanager

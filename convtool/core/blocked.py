@@ -1,0 +1,56 @@
+"""The register-blocked direct path: a layer as blocks of pixels by output channels held
+in registers while the taps run past them (:mod:`convtool.core.conv_block` has the
+kernels and why they are written as they are).
+
+This path does no copy of the picture and reuses each loaded sample for CHANNELS
+output channels and each loaded weight vector for PIXELS pixels: it suits the layers
+where im2col's copy costs as much as its product (few input channels, a stride, small
+pictures: VGG's conv1_1, ResNet's conv1, LeNet) and the layers of few output channels
+that BLAS runs poorly. Which layers take it is the planner's choice
+(:func:`convtool.core.plan.plan_layer`).
+
+The weights are laid out for the kernels once a call: ``wv[ob, t, l]`` the weight of
+output channel ``ob*CHANNELS + l`` at tap ``t = (a*C_in + c)*kW + b``, zero past
+C_out; ``offs[t]`` where the tap reads in the picture, ``(c*H + a)*W + b``.
+
+This module imports numpy only; the engine passed in runs the jitted kernels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CHANNELS", "forward", "layout"]
+
+CHANNELS = 16  # output channels a block: conv_block.CHANNELS (that module imports numba)
+
+
+def layout(w: np.ndarray, dtype: Any) -> np.ndarray:
+    """wv (C_out blocks, kH C_in kW, CHANNELS) for w (C_out, C_in, kH, kW): the taps ordered
+    (kernel row, channel, kernel column), channels past C_out zero."""
+    c_out, c_in, kh, kw = w.shape
+    blocks = -(-c_out // CHANNELS)
+    padded = np.zeros((blocks * CHANNELS, c_in, kh, kw), dtype=dtype)
+    padded[:c_out] = w
+    wv = padded.reshape(blocks, CHANNELS, c_in, kh, kw).transpose(0, 3, 2, 4, 1)
+    return np.ascontiguousarray(wv.reshape(blocks, kh * c_in * kw, CHANNELS))
+
+
+def forward(
+    engine: Any,
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    out: np.ndarray,
+    stride: tuple[int, int],
+    pads: tuple[int, int],
+) -> None:
+    """out = conv2d(x, w, bias) (x (N, C, H, W), w (O, C, kH, kW), out (N, O, H', W'), zero
+    padding ``pads`` (top, left) before, the rest implied by out's shape)."""
+    c_out, _, kh, kw = w.shape
+    wv = layout(w, x.dtype)
+    padded_bias = np.zeros(wv.shape[0] * CHANNELS, dtype=x.dtype)
+    padded_bias[:c_out] = bias
+    engine.conv2d_blocked(x, wv, padded_bias, out, kh, kw, *stride, *pads)
