@@ -22,9 +22,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CHANNELS", "forward", "layout"]
+__all__ = ["CHANNELS", "forward", "grad_weight", "layout"]
 
-CHANNELS = 16  # output channels a block: conv_block.CHANNELS (that module imports numba)
+# conv_block's (that module imports numba): output channels and pixels a block, and the
+# kernel gradient's output pixels a chunk
+CHANNELS, PIXELS, SUMS = 16, 6, 256
 
 
 def layout(w: np.ndarray, dtype: Any) -> np.ndarray:
@@ -54,3 +56,38 @@ def forward(
     padded_bias = np.zeros(wv.shape[0] * CHANNELS, dtype=x.dtype)
     padded_bias[:c_out] = bias
     engine.conv2d_blocked(x, wv, padded_bias, out, kh, kw, *stride, *pads)
+
+
+def _padded(x: np.ndarray, shape: tuple[int, int], pads: tuple[int, int]) -> np.ndarray:
+    """x with zeros around it, ``shape`` (H_p, W_p) a plane, ``pads`` (top, left) before;
+    rows and columns past the plane left out; x itself if that is all of it."""
+    (hp, wp), (pt, pl) = shape, pads
+    if (hp, wp) == x.shape[2:] and pads == (0, 0):
+        return x
+    xp = np.zeros((*x.shape[:2], hp, wp), dtype=x.dtype)
+    part = x[:, :, : hp - pt, : wp - pl]
+    xp[:, :, pt : pt + part.shape[2], pl : pl + part.shape[3]] = part
+    return xp
+
+
+def grad_weight(
+    engine: Any,
+    x: np.ndarray,
+    grad_out: np.ndarray,
+    shape: tuple[int, int, int, int],
+    stride: tuple[int, int],
+    pads: tuple[int, int],
+) -> np.ndarray:
+    """The kernel gradient (float64, ``shape`` (O, C, kH, kW)) of :func:`forward` for the
+    incoming gradient ``grad_out`` (N, O, H', W'), by blocks of taps by output channels
+    (:func:`convtool.core.conv_block.grad_weight_blocked`), the chunks' sums added up in
+    float64."""
+    c_out, c_in, kh, kw = shape
+    n, _, h_out, w_out = grad_out.shape
+    (sh, sw), taps = stride, c_in * kh * kw
+    xp = _padded(x, ((h_out - 1) * sh + kh, (w_out - 1) * sw + kw), pads)
+    chunks = -(-n * h_out * w_out // SUMS)
+    lanes = -(-c_out // CHANNELS) * CHANNELS
+    partial = np.empty((chunks, lanes, -(-taps // PIXELS) * PIXELS), dtype=x.dtype)
+    engine.grad_weight_blocked(xp, grad_out, partial, kh, kw, sh, sw)
+    return partial.sum(axis=0, dtype=np.float64)[:c_out, :taps].reshape(shape)

@@ -23,7 +23,8 @@ Kernels:
   taps; pixels whose window crosses the left or right edge take a scalar loop;
 - :func:`grad_weight_blocked`: the kernel gradient as the same product with the roles
   turned: the taps (c, a, b) are the block's "pixels", the output pixels of the batch
-  the sum, the incoming gradient's channels the vectors.
+  the sum (in chunks of SUMS, added up in float64), the incoming gradient's channels
+  the vectors.
 
 Each kernel runs the share ``part`` of ``parts`` of its tasks (:mod:`convtool.core.tasks`).
 """
@@ -42,6 +43,7 @@ LANES = 8  # elements a vector: a ymm register of float32 (AVX2 has 16 of them)
 VECTORS = 2  # vectors of output channels a block
 CHANNELS = LANES * VECTORS  # output channels a block (convtool.core.blocked's CHANNELS)
 PIXELS = 6  # pixels a block: 12 accumulators, 2 weight vectors and a broadcast
+SUMS = 256  # the kernel gradient's output pixels a chunk: summed in the image's type
 
 
 def _data(context, builder, array_type, array):
@@ -208,3 +210,61 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
                        band_pitch)  # fmt: skip
         at = (n * c_out * h_out + i) * w_out
         _put_rows(of, at, h_out * w_out, band, band_pitch, c_out, w_out)
+
+
+@njit(inline="always")
+def _lay_gradient(gt, gf, t0, count, c_out, per_picture):
+    """gt[(o // CHANNELS)*SUMS*CHANNELS + k*CHANNELS + o % CHANNELS] = g.flat[...] of output
+    pixel t0 + k (counted across the pictures), for o < C_out: the incoming gradient's
+    channels side by side, as :func:`_block` reads its weights (lanes past C_out stay
+    as they were: zeros). Each picture's run of the chunk read channel by channel."""
+    k = 0
+    while k < count:
+        n, pixel = (t0 + k) // per_picture, (t0 + k) % per_picture
+        run = min(count - k, per_picture - pixel)
+        for o in range(c_out):
+            src = uint64((n * c_out + o) * per_picture + pixel)
+            dst = uint64((o // CHANNELS) * SUMS * CHANNELS + k * CHANNELS + o % CHANNELS)
+            for m in range(uint64(run)):
+                gt[dst + m * uint64(CHANNELS)] = gf[src + m]
+        k += run
+
+
+@njit(fastmath=FASTMATH, **ENTRY)
+def grad_weight_blocked(xp, grad_out, partial, kh, kw, sh, sw, part, parts):
+    """partial[q, o, k] = sum over the output pixels p of chunk q (SUMS of them, counted
+    across the pictures) of grad_out[n, o, i, j] * xp[n, c, i*sh + a, j*sw + b], for the
+    taps k = (c*kh + a)*kw + b: the kernel gradient of the chunk, the caller adding the
+    chunks up (in float64).
+
+    xp: the picture zero-padded as the windows need it (no window crosses an edge);
+    partial (chunks, C_out blocks x CHANNELS, taps rounded up to PIXELS). The product of
+    :func:`_block` with the roles turned: PIXELS taps a block, the chunk's output pixels
+    the sum, the incoming gradient's channels the vectors (laid out once a task by
+    :func:`_lay_gradient`). A task is one chunk.
+    """
+    n_img, c_in, height, width = xp.shape
+    c_out, h_out, w_out = grad_out.shape[1], grad_out.shape[2], grad_out.shape[3]
+    chunks, lanes, k_pad = partial.shape
+    taps = c_in * kh * kw
+    steps = np.zeros(k_pad, dtype=np.int64)  # where tap k reads (the padding's: anywhere)
+    for k in range(taps):
+        steps[k] = ((k // (kh * kw)) * height + (k // kw) % kh) * width + k % kw
+    per_picture = h_out * w_out
+    gt = np.zeros(lanes * SUMS, dtype=xp.dtype)
+    offs = np.empty(SUMS, dtype=np.int64)
+    zero = np.zeros(lanes, dtype=xp.dtype)
+    xf, gf, pf = xp.reshape(-1), grad_out.reshape(-1), partial.reshape(-1)
+    start, stop = _share(chunks, part, parts)
+    for q in range(start, stop):
+        t0 = q * SUMS
+        count = min(SUMS, n_img * per_picture - t0)
+        _lay_gradient(gt, gf, t0, count, c_out, per_picture)
+        for k in range(count):
+            n, pixel = (t0 + k) // per_picture, (t0 + k) % per_picture
+            offs[k] = (n * c_in * height + pixel // w_out * sh) * width + pixel % w_out * sw
+        for ob in range(lanes // CHANNELS):
+            for k0 in range(0, k_pad, PIXELS):
+                at = (q * lanes + ob * CHANNELS) * k_pad + k0
+                _block(xf, 0, steps[k0:], gt, ob * SUMS * CHANNELS, offs, count, zero,
+                       ob * CHANNELS, pf, at, k_pad)  # fmt: skip

@@ -213,9 +213,7 @@ def conv2d_backward(
     if flip:
         w4 = np.ascontiguousarray(w4[:, :, ::-1, ::-1])
     (sh, sw), (pt, pl), (h_out, w_out) = _conv_geometry(x4, w4, stride, padding)
-    n, c_in = x4.shape[:2]
-    c_out, _, kh, kw = w4.shape
-    expected = (n, c_out, h_out, w_out)
+    expected = (x4.shape[0], w4.shape[0], h_out, w_out)
     g = np.asarray(grad_out)
     try:
         g4 = np.ascontiguousarray(g.reshape(expected), dtype=x4.dtype)
@@ -224,22 +222,49 @@ def conv2d_backward(
             f"grad_out has shape {g.shape} but the convolution's output is {expected}"
         ) from None
     core = or_jit(engine)
-    if plan_layer(w4.shape, (sh, sw), ("direct", "gemm")) in ("gemm", "winograd"):
+    path = plan_layer(w4.shape, (sh, sw), BACKWARD_PATHS)
+    if path in ("gemm", "winograd"):
         grad_x, grad_w = gemm.backward(core, x4, w4, g4, (sh, sw), (pt, pl))
         return _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim)
+    grad_x = _grad_input(core, x4, w4, g4, (sh, sw), (pt, pl))
+    if path == "blocked":
+        grad_w = blocked.grad_weight(core, x4, g4, w4.shape, (sh, sw), (pt, pl))
+    else:
+        grad_w = _grad_weight(core, x4, w4, g4, (sh, sw), (pt, pl))
+    return _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim)
 
-    # input gradient: rotated kernels over the zero-spread, zero-padded gradient
+
+BACKWARD_PATHS = ("direct", "gemm", "blocked")  # the backward has no Winograd path
+
+
+def _grad_input(core, x4, w4, g4, stride, pads):
+    """The input gradient: the rotated kernels, input and output channels swapped, over
+    the zero-spread, zero-padded incoming gradient (on the register-blocked path where
+    the planner gives that layer it, at stride 1)."""
+    (sh, sw), (pt, pl) = stride, pads
+    n, c_out, h_out, w_out = g4.shape
+    c_in, kh, kw = w4.shape[1:]
+    w_rot = np.ascontiguousarray(w4[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    grad_x = np.empty_like(x4)
+    zeros = np.zeros(c_in, x4.dtype)
+    inside = pt < kh and pl < kw  # the rotated layer's padding is not negative
+    if stride == (1, 1) and inside and plan_layer(w_rot.shape, stride, BACKWARD_PATHS) == "blocked":
+        blocked.forward(core, g4, w_rot, zeros, grad_x, stride, (kh - 1 - pt, kw - 1 - pl))
+        return grad_x
     spread = g4
     if sh > 1 or sw > 1:
         spread = np.zeros((n, c_out, (h_out - 1) * sh + 1, (w_out - 1) * sw + 1), dtype=x4.dtype)
         spread[:, :, ::sh, ::sw] = g4
-    w_rot = np.ascontiguousarray(w4[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    grad_x = np.empty_like(x4)
-    core.conv2d_forward(
-        spread, w_rot, np.zeros(c_in, x4.dtype), grad_x, 1, kh - 1 - pt, kw - 1 - pl
-    )
+    core.conv2d_forward(spread, w_rot, zeros, grad_x, 1, kh - 1 - pt, kw - 1 - pl)
+    return grad_x
 
-    # kernel gradient: the input correlated with the incoming gradient
+
+def _grad_weight(core, x4, w4, g4, stride, pads):
+    """The kernel gradient (float64) by the direct path: the input correlated with the
+    incoming gradient."""
+    (sh, sw), (pt, pl) = stride, pads
+    n, c_out, h_out, w_out = g4.shape
+    c_in, kh, kw = w4.shape[1:]
     xs, taps = x4, kw
     if sw > 1:
         xs, _ = _column_phases(x4, w4, sw, pl, w_out)
@@ -252,7 +277,7 @@ def conv2d_backward(
         phases = min(sw, kw)
         grad_w = grad_w.reshape(c_out, c_in, phases, kh, taps).transpose(0, 1, 3, 4, 2)
         grad_w = grad_w.reshape(c_out, c_in, kh, taps * phases)[..., :kw]
-    return _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim)
+    return grad_w
 
 
 def _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim):
