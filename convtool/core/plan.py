@@ -34,7 +34,7 @@ from convtool.core import conv_fft, tasks
 
 __all__ = ["BOX_RESTART", "COSTS", "Plan", "direct_plan", "factors", "gemm_plan", "plan_channels"]
 __all__ += ["LAYER_COSTS", "LAYER_PATHS", "layer_costs", "plan_filter", "plan_layer", "run"]
-__all__ += ["winograd_fits"]
+__all__ += ["plan_backward", "winograd_fits"]
 
 # The cost model, in ns per output pixel on one thread (1024x1024 float32, measured
 # here with ``benchmarks/bench_kernels.py --only calibrate``): direct, per tap (it
@@ -363,6 +363,30 @@ def plan_layer(
         return "direct"
     costs = layer_costs(shape, stride)
     return min((p for p in paths if p in costs), key=costs.__getitem__)
+
+
+def plan_backward(shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1)):
+    """The backward's paths for a (C_out, C_in, kH, kW) kernel at ``stride``: ('gemm',
+    'gemm') (:func:`convtool.core.gemm.backward`: both gradients from one im2col), or
+    the kernel gradient's and the input gradient's paths each on its own, 'direct' or
+    'blocked' (the input gradient's 'blocked' at stride 1 only), whichever
+    :func:`layer_costs` finds cheaper: the GEMM path twice its forward's cost (two
+    products), the input gradient costed as the layer of the rotated kernels (C_in,
+    C_out, kH, kW), per input pixel (a stride's spread gradient: sh*sw of them an
+    output pixel)."""
+    c_out, c_in, kh, kw = shape
+    if c_out * c_in == 1:
+        return "direct", "direct"
+    costs = layer_costs(shape, stride)
+    w_path = min(("direct", "blocked"), key=costs.__getitem__)
+    turned = layer_costs((c_in, c_out, kh, kw), (1, 1))
+    x_costs = {"direct": turned["direct"] * stride[0] * stride[1]}
+    if tuple(stride) == (1, 1):
+        x_costs["blocked"] = turned["blocked"]
+    x_path = min(x_costs, key=x_costs.__getitem__)
+    if 2 * costs["gemm"] < costs[w_path] + x_costs[x_path]:
+        return "gemm", "gemm"
+    return w_path, x_path
 
 
 def gemm_plan(shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1)) -> Plan | None:

@@ -8,7 +8,13 @@ import numpy as np
 
 from convtool.core import blocked, gemm, winograd
 from convtool.core.engine import or_jit, reduction_chunks
-from convtool.core.plan import plan_channels, plan_filter, plan_layer, winograd_fits
+from convtool.core.plan import (
+    plan_backward,
+    plan_channels,
+    plan_filter,
+    plan_layer,
+    winograd_fits,
+)
 from convtool.core.plan import run as run_plan
 from convtool.ops._checks import ArrayLike, as_bias, as_image, as_kernel, as_stride, restore
 from convtool.shapes import PaddingSpec, output_size_padded, resolve_padding
@@ -222,25 +228,22 @@ def conv2d_backward(
             f"grad_out has shape {g.shape} but the convolution's output is {expected}"
         ) from None
     core = or_jit(engine)
-    path = plan_layer(w4.shape, (sh, sw), BACKWARD_PATHS)
-    if path in ("gemm", "winograd"):
+    w_path, x_path = plan_backward(w4.shape, (sh, sw))
+    if w_path == "gemm":
         grad_x, grad_w = gemm.backward(core, x4, w4, g4, (sh, sw), (pt, pl))
         return _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim)
-    grad_x = _grad_input(core, x4, w4, g4, (sh, sw), (pt, pl))
-    if path == "blocked":
+    grad_x = _grad_input(core, x4, w4, g4, (sh, sw), (pt, pl), x_path)
+    if w_path == "blocked":
         grad_w = blocked.grad_weight(core, x4, g4, w4.shape, (sh, sw), (pt, pl))
     else:
         grad_w = _grad_weight(core, x4, w4, g4, (sh, sw), (pt, pl))
     return _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim)
 
 
-BACKWARD_PATHS = ("direct", "gemm", "blocked")  # the backward has no Winograd path
-
-
-def _grad_input(core, x4, w4, g4, stride, pads):
+def _grad_input(core, x4, w4, g4, stride, pads, path):
     """The input gradient: the rotated kernels, input and output channels swapped, over
-    the zero-spread, zero-padded incoming gradient (on the register-blocked path where
-    the planner gives that layer it, at stride 1)."""
+    the zero-spread, zero-padded incoming gradient (on the register-blocked path for
+    ``path`` 'blocked', at stride 1 and padding within the kernel)."""
     (sh, sw), (pt, pl) = stride, pads
     n, c_out, h_out, w_out = g4.shape
     c_in, kh, kw = w4.shape[1:]
@@ -248,7 +251,7 @@ def _grad_input(core, x4, w4, g4, stride, pads):
     grad_x = np.empty_like(x4)
     zeros = np.zeros(c_in, x4.dtype)
     inside = pt < kh and pl < kw  # the rotated layer's padding is not negative
-    if stride == (1, 1) and inside and plan_layer(w_rot.shape, stride, BACKWARD_PATHS) == "blocked":
+    if stride == (1, 1) and inside and path == "blocked":
         blocked.forward(core, g4, w_rot, zeros, grad_x, stride, (kh - 1 - pt, kw - 1 - pl))
         return grad_x
     spread = g4

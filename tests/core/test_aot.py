@@ -142,11 +142,13 @@ def test_the_blocked_path_gives_the_jits_results(compiled, dtype, monkeypatch):
     wv, b = np.zeros((3, 75, 16), dtype=dtype), np.zeros(48, dtype=dtype)
     assert compiled._compiled.find("conv2d_blocked", (x, wv, b, out, *[0] * 8)) is not None
     assert plan.plan_layer((16, 3, 5, 5)) == "blocked"
+    assert plan.plan_backward((16, 3, 5, 5)) == ("blocked", "direct")
     # weights of 1/sqrt(taps)'s scale: sums of order 1, as _same's tolerance expects (the
     # compiled core does not fuse its multiply-adds: results differ by float32 roundings)
     w = rng.standard_normal((16, 3, 5, 5)) / 8
     _layer_as_the_jit(compiled, x, w, rng.standard_normal(16), rng, padding=2)
     monkeypatch.setattr(conv_ops, "plan_layer", lambda *args: "blocked")
+    monkeypatch.setattr(conv_ops, "plan_backward", lambda *args: ("blocked", "blocked"))
     w = rng.standard_normal((40, 3, 5, 5)) / 8
     b = rng.standard_normal(40)
     for stride, padding in [(1, "same"), (2, 1), ((1, 3), (2, 0))]:

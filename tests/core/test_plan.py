@@ -377,6 +377,25 @@ def test_the_backward_chooses_between_the_direct_and_gemm_paths_alone():
     assert not plan.winograd_fits(shape, (2, 1)) and not plan.winograd_fits((8, 8, 3, 5), (1, 1))
 
 
+@pytest.mark.parametrize(
+    ("shape", "stride", "paths"),
+    [
+        ((16, 6, 5, 5), 1, ("blocked", "direct")),  # LeNet: 6 input channels, a third of a block
+        ((16, 16, 3, 3), 1, ("blocked", "blocked")),
+        ((64, 3, 3, 3), 1, ("gemm", "gemm")),  # VGG conv1_1: 3 input channels
+        ((64, 3, 7, 7), 2, ("gemm", "gemm")),  # ResNet conv1: a stride's spread gradient
+        ((128, 64, 3, 3), 1, ("gemm", "gemm")),
+        ((3, 3, 3, 3), 1, ("direct", "direct")),
+        ((1, 1, 5, 5), 1, ("direct", "direct")),
+    ],
+)
+def test_backward_choices(shape, stride, paths):
+    """Both gradients from one im2col (GEMM), or each on its own path; the input
+    gradient on the blocked path at stride 1 alone."""
+    assert plan.plan_backward(shape, (stride, stride)) == paths
+    assert plan.plan_backward((16, 16, 3, 3), (2, 2))[1] != "blocked"
+
+
 def test_the_filters_plan_names_the_gemm_path_for_deep_weights():
     """What ``apply --verbose`` says and what the engine is chosen by: the GEMM path, at
     its cost per channel pair, below the direct path's taps."""
