@@ -26,7 +26,7 @@ __all__ = ["CHANNELS", "forward", "grad_weight", "layout"]
 
 # conv_block's (that module imports numba): output channels and pixels a block, and the
 # kernel gradient's output pixels a chunk
-CHANNELS, PIXELS, SUMS = 16, 6, 256
+CHANNELS, PIXELS, SUMS = 16, 6, 512
 
 
 def layout(w: np.ndarray, dtype: Any) -> np.ndarray:

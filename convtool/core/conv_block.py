@@ -39,11 +39,11 @@ from numba.extending import intrinsic
 
 from convtool.core.fastmath import ENTRY, FASTMATH, _share
 
-LANES = 8  # elements a vector: a ymm register of float32 (AVX2 has 16 of them)
-VECTORS = 2  # vectors of output channels a block
+LANES = 16  # elements a vector: a zmm register of float32 (AVX2: two ymm)
+VECTORS = 1  # vectors of output channels a block (2 x 8 lanes ran 10-15% slower here)
 CHANNELS = LANES * VECTORS  # output channels a block (convtool.core.blocked's CHANNELS)
-PIXELS = 6  # pixels a block: 12 accumulators, 2 weight vectors and a broadcast
-SUMS = 256  # the kernel gradient's output pixels a chunk: summed in the image's type
+PIXELS = 6  # pixels a block (or one fewer, where that wastes less of a row's end)
+SUMS = 512  # the kernel gradient's output pixels a chunk: summed in the image's type
 
 
 def _data(context, builder, array_type, array):
@@ -89,11 +89,12 @@ def _fmuladd(builder, element, vector):
     )
 
 
-@intrinsic
-def _block(typingctx, xf, base, steps, wf, wbase, offs, taps, bias, bbase, dst, dbase, pitch):
-    """dst[dbase + l*pitch + r] = bias[bbase + l] + sum over t < taps of wf[wbase +
-    t*CHANNELS + l] * xf[base + steps[r] + offs[t]], for the PIXELS pixels r and the
-    CHANNELS lanes l (every index inside its array: the caller's promise)."""
+def _block_of(pixels):
+    """:func:`_block` for blocks of ``pixels`` pixels."""
+
+    def block(typingctx, xf, base, steps, wf, wbase, offs, taps, bias, bbase, dst, dbase, pitch):
+        args = (xf, base, steps, wf, wbase, offs, taps, bias, bbase, dst, dbase, pitch)
+        return types.void(*args), codegen
 
     def codegen(context, builder, sig, args):
         base, wbase, taps, bbase, dbase, pitch = (args[k] for k in (1, 4, 6, 8, 10, 11))
@@ -106,11 +107,11 @@ def _block(typingctx, xf, base, steps, wf, wbase, offs, taps, bias, bbase, dst, 
         fmuladd = _fmuladd(builder, element, vector)
         starts = [
             builder.add(base, builder.load(builder.gep(sp, [ir.Constant(i64, r)])))
-            for r in range(PIXELS)
+            for r in range(pixels)
         ]
         biases = _vectors(builder, bp, bbase, vector)
         slots = []
-        for k in range(PIXELS * VECTORS):
+        for k in range(pixels * VECTORS):
             slots.append(cgutils.alloca_once(builder, vector))  # promoted to a register
             builder.store(biases[k % VECTORS], slots[-1])
         undef = ir.Constant(vector, ir.Undefined)
@@ -121,7 +122,7 @@ def _block(typingctx, xf, base, steps, wf, wbase, offs, taps, bias, bbase, dst, 
             weights = _vectors(
                 builder, wp, builder.add(wbase, builder.mul(t, ir.Constant(i64, CHANNELS))), vector
             )
-            for r in range(PIXELS):
+            for r in range(pixels):
                 sample = builder.load(builder.gep(xp, [builder.add(starts[r], off)]))
                 spread = builder.insert_element(undef, sample, ir.Constant(i32, 0))
                 spread = builder.shuffle_vector(spread, undef, splat)
@@ -131,8 +132,23 @@ def _block(typingctx, xf, base, steps, wf, wbase, offs, taps, bias, bbase, dst, 
         _store_block(builder, slots, dp, dbase, pitch)
         return context.get_dummy_value()
 
-    args = (xf, base, steps, wf, wbase, offs, taps, bias, bbase, dst, dbase, pitch)
-    return types.void(*args), codegen
+    return intrinsic(block)
+
+
+_block = _block_of(PIXELS)
+_block.__doc__ = """dst[dbase + l*pitch + r] = bias[bbase + l] + sum over t < taps of wf[wbase +
+t*CHANNELS + l] * xf[base + steps[r] + offs[t]], for the PIXELS pixels r and the CHANNELS
+lanes l (every index inside its array: the caller's promise)."""
+_block_less = _block_of(PIXELS - 1)  # the same for one pixel fewer
+
+
+@njit(inline="always")
+def _pixels(w_out):
+    """The pixels a block for rows of ``w_out``: PIXELS, or one fewer where that computes
+    fewer pixels past the row's end (LeNet's 10: 2 blocks of 5, not 12 pixels), a
+    block's tap costing about one pixel more than its pixels (its weights' load)."""
+    fewer = PIXELS - 1
+    return fewer if -(-w_out // fewer) * PIXELS < -(-w_out // PIXELS) * (PIXELS + 1) else PIXELS
 
 
 @njit(inline="always")
@@ -186,15 +202,16 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
     n_img, c_in, width = x.shape[0], x.shape[1], x.shape[3]
     c_out, h_out, w_out = out.shape[1], out.shape[2], out.shape[3]
     blocks, taps = wv.shape[0], wv.shape[1]
-    n_blocks = -(-w_out // PIXELS)
-    pitch = max(pad_left + width, (n_blocks * PIXELS - 1) * sw + kw)
+    pixels = _pixels(w_out)
+    n_blocks = -(-w_out // pixels)
+    pitch = max(pad_left + width, (n_blocks * pixels - 1) * sw + kw)
     lines = np.empty(kh * c_in * pitch, dtype=x.dtype)
     offs = np.empty(taps, dtype=np.int64)
     for t in range(taps):  # tap (a, c, b) reads line a*C + c from column b
         offs[t] = (t // kw) * pitch + t % kw
     steps = np.arange(PIXELS) * sw
     # the band: an output row of each channel, rows an odd number of cache lines apart
-    band_pitch = (-(-(n_blocks * PIXELS) // 16) | 1) * 16
+    band_pitch = (-(-(n_blocks * pixels) // 16) | 1) * 16
     band = np.empty(blocks * CHANNELS * band_pitch, dtype=out.dtype)
     xf, wf, of = x.reshape(-1), wv.reshape(-1), out.reshape(-1)
     dims = (kh, c_in, x.shape[2], width)
@@ -205,9 +222,14 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
         for ob in range(blocks):
             wbase, bbase = ob * taps * CHANNELS, ob * CHANNELS
             for k in range(n_blocks):
-                at = bbase * band_pitch + k * PIXELS
-                _block(lines, k * PIXELS * sw, steps, wf, wbase, offs, taps, bias, bbase, band, at,
-                       band_pitch)  # fmt: skip
+                at, base = bbase * band_pitch + k * pixels, k * pixels * sw
+                if pixels == PIXELS:
+                    _block(
+                        lines, base, steps, wf, wbase, offs, taps, bias, bbase, band, at, band_pitch
+                    )
+                else:
+                    _block_less(lines, base, steps, wf, wbase, offs, taps, bias, bbase, band, at,
+                                band_pitch)  # fmt: skip
         at = (n * c_out * h_out + i) * w_out
         _put_rows(of, at, h_out * w_out, band, band_pitch, c_out, w_out)
 
