@@ -22,22 +22,28 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CHANNELS", "forward", "grad_weight", "layout"]
+__all__ = ["CHANNELS", "block_channels", "forward", "grad_weight", "layout"]
 
 # conv_block's (that module imports numba): output channels and pixels a block, and the
 # kernel gradient's output pixels a chunk
 CHANNELS, PIXELS, SUMS = 16, 6, 512
 
 
-def layout(w: np.ndarray, dtype: Any) -> np.ndarray:
-    """wv (C_out blocks, kH C_in kW, CHANNELS) for w (C_out, C_in, kH, kW): the taps ordered
-    (kernel row, channel, kernel column), channels past C_out zero."""
+def block_channels(c_out: int) -> int:
+    """Output channels a block of the forward kernel: 2 CHANNELS where C_out rounded up to
+    CHANNELS is a multiple of that (no more lanes wasted), else CHANNELS."""
+    return 2 * CHANNELS if -(-c_out // CHANNELS) % 2 == 0 else CHANNELS
+
+
+def layout(w: np.ndarray, dtype: Any, width: int = CHANNELS) -> np.ndarray:
+    """wv (C_out blocks, kH C_in kW, ``width``) for w (C_out, C_in, kH, kW): the taps
+    ordered (kernel row, channel, kernel column), channels past C_out zero."""
     c_out, c_in, kh, kw = w.shape
-    blocks = -(-c_out // CHANNELS)
-    padded = np.zeros((blocks * CHANNELS, c_in, kh, kw), dtype=dtype)
+    blocks = -(-c_out // width)
+    padded = np.zeros((blocks * width, c_in, kh, kw), dtype=dtype)
     padded[:c_out] = w
-    wv = padded.reshape(blocks, CHANNELS, c_in, kh, kw).transpose(0, 3, 2, 4, 1)
-    return np.ascontiguousarray(wv.reshape(blocks, kh * c_in * kw, CHANNELS))
+    wv = padded.reshape(blocks, width, c_in, kh, kw).transpose(0, 3, 2, 4, 1)
+    return np.ascontiguousarray(wv.reshape(blocks, kh * c_in * kw, width))
 
 
 def forward(
@@ -52,8 +58,8 @@ def forward(
     """out = conv2d(x, w, bias) (x (N, C, H, W), w (O, C, kH, kW), out (N, O, H', W'), zero
     padding ``pads`` (top, left) before, the rest implied by out's shape)."""
     c_out, _, kh, kw = w.shape
-    wv = layout(w, x.dtype)
-    padded_bias = np.zeros(wv.shape[0] * CHANNELS, dtype=x.dtype)
+    wv = layout(w, x.dtype, block_channels(c_out))
+    padded_bias = np.zeros(wv.shape[0] * wv.shape[2], dtype=x.dtype)
     padded_bias[:c_out] = bias
     engine.conv2d_blocked(x, wv, padded_bias, out, kh, kw, *stride, *pads)
 

@@ -149,10 +149,11 @@ def test_the_blocked_path_gives_the_jits_results(compiled, dtype, monkeypatch):
     _layer_as_the_jit(compiled, x, w, rng.standard_normal(16), rng, padding=2)
     monkeypatch.setattr(conv_ops, "plan_layer", lambda *args: "blocked")
     monkeypatch.setattr(conv_ops, "plan_backward", lambda *args: ("blocked", "blocked"))
-    w = rng.standard_normal((40, 3, 5, 5)) / 8
-    b = rng.standard_normal(40)
-    for stride, padding in [(1, "same"), (2, 1), ((1, 3), (2, 0))]:
-        _layer_as_the_jit(compiled, x, w, b, rng, stride=stride, padding=padding)
+    for c_out in (40, 64):  # blocks of 16 output channels, and of 32
+        w = rng.standard_normal((c_out, 3, 5, 5)) / 8
+        b = rng.standard_normal(c_out)
+        for stride, padding in [(1, "same"), (2, 1), ((1, 3), (2, 0))]:
+            _layer_as_the_jit(compiled, x, w, b, rng, stride=stride, padding=padding)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
