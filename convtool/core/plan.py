@@ -295,7 +295,7 @@ def run(
 # loops; measured on VGG's conv2_1..conv4_2 and the 16-channel foundation layer). The
 # register-blocked path (:mod:`convtool.core.blocked`) costs per multiply-add of its
 # blocks of 16 output channels (C_out rounded up), whatever the stride (measured on the
-# layers of benchmarks/bench_layers.py: 0.026 to 0.037 ns).
+# layers of benchmarks/bench_layers.py: 0.021 to 0.036 ns, the most for a few taps).
 LAYER_COSTS = {
     "direct_mac": 0.035,
     "direct_pointwise": 2.5,  # factor for a 1x1 kernel
