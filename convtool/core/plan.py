@@ -34,7 +34,7 @@ from convtool.core import conv_fft, tasks
 
 __all__ = ["BOX_RESTART", "COSTS", "Plan", "direct_plan", "factors", "gemm_plan", "plan_channels"]
 __all__ += ["LAYER_COSTS", "LAYER_PATHS", "layer_costs", "plan_filter", "plan_layer", "run"]
-__all__ += ["plan_backward", "winograd_fits"]
+__all__ += ["paths_for", "plan_backward", "winograd_fits"]
 
 # The cost model, in ns per output pixel on one thread (1024x1024 float32, measured
 # here with ``benchmarks/bench_kernels.py --only calibrate``): direct, per tap (it
@@ -365,7 +365,9 @@ def plan_layer(
     return min((p for p in paths if p in costs), key=costs.__getitem__)
 
 
-def plan_backward(shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1)):
+def plan_backward(
+    shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1), blocked: bool = True
+):
     """The backward's paths for a (C_out, C_in, kH, kW) kernel at ``stride``: ('gemm',
     'gemm') (:func:`convtool.core.gemm.backward`: both gradients from one im2col), or
     the kernel gradient's and the input gradient's paths each on its own, 'direct' or
@@ -373,10 +375,14 @@ def plan_backward(shape: tuple[int, int, int, int], stride: tuple[int, int] = (1
     :func:`layer_costs` finds cheaper: the GEMM path twice its forward's cost (two
     products), the input gradient costed as the layer of the rotated kernels (C_in,
     C_out, kH, kW), per input pixel (a stride's spread gradient: sh*sw of them an
-    output pixel)."""
+    output pixel). Without ``blocked`` (an engine that runs that path slowly:
+    :func:`paths_for`), the cheaper of GEMM and direct for both."""
     c_out, c_in, kh, kw = shape
     if c_out * c_in == 1:
         return "direct", "direct"
+    if not blocked:
+        path = plan_layer(shape, stride, ("direct", "gemm"))
+        return path, path
     costs = layer_costs(shape, stride)
     w_path = min(("direct", "blocked"), key=costs.__getitem__)
     turned = layer_costs((c_in, c_out, kh, kw), (1, 1))
@@ -387,6 +393,14 @@ def plan_backward(shape: tuple[int, int, int, int], stride: tuple[int, int] = (1
     if 2 * costs["gemm"] < costs[w_path] + x_costs[x_path]:
         return "gemm", "gemm"
     return w_path, x_path
+
+
+def paths_for(engine: Any) -> tuple[str, ...]:
+    """The layer paths worth planning for ``engine``: all for the JIT; no 'blocked' for the
+    compiled core, which may be built for a generic CPU (narrow vectors: its blocks
+    spilled their registers, 3.6x slower than the GEMM path on ResNet's conv1) and runs
+    on one thread where BLAS's products run on all."""
+    return LAYER_PATHS if engine.name == "jit" else tuple(p for p in LAYER_PATHS if p != "blocked")
 
 
 def gemm_plan(shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1)) -> Plan | None:

@@ -9,6 +9,7 @@ import numpy as np
 from convtool.core import blocked, gemm, winograd
 from convtool.core.engine import or_jit, reduction_chunks
 from convtool.core.plan import (
+    paths_for,
     plan_backward,
     plan_channels,
     plan_filter,
@@ -147,7 +148,7 @@ def conv2d(
     bias = as_bias(b, x4.dtype, w4.shape[0])
     (sh, sw), (pt, pl), (h_out, w_out) = _conv_geometry(x4, w4, stride, padding)
     out = np.empty((x4.shape[0], w4.shape[0], h_out, w_out), dtype=x4.dtype)
-    path = plan_layer(w4.shape, (sh, sw))
+    path = plan_layer(w4.shape, (sh, sw), paths_for(or_jit(engine)))
     if path == "winograd" and _on_winograd_grid(w4, (sh, sw), origin):
         if winograd.forward(or_jit(engine), x4, w4, bias, out, (pt, pl)):
             return restore(out, ndim)
@@ -228,7 +229,7 @@ def conv2d_backward(
             f"grad_out has shape {g.shape} but the convolution's output is {expected}"
         ) from None
     core = or_jit(engine)
-    w_path, x_path = plan_backward(w4.shape, (sh, sw))
+    w_path, x_path = plan_backward(w4.shape, (sh, sw), "blocked" in paths_for(core))
     if w_path == "gemm":
         grad_x, grad_w = gemm.backward(core, x4, w4, g4, (sh, sw), (pt, pl))
         return _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim)

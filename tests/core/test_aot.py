@@ -143,8 +143,9 @@ def test_the_blocked_path_gives_the_jits_results(compiled, dtype, monkeypatch):
     assert compiled._compiled.find("conv2d_blocked", (x, wv, b, out, *[0] * 8)) is not None
     assert plan.plan_layer((16, 3, 5, 5)) == "blocked"
     assert plan.plan_backward((16, 3, 5, 5)) == ("blocked", "direct")
-    # weights of 1/sqrt(taps)'s scale: sums of order 1, as _same's tolerance expects (the
-    # compiled core does not fuse its multiply-adds: results differ by float32 roundings)
+    # the JIT's blocked path against the compiled core's own (it plans without it), then
+    # the compiled blocked kernels forced; weights of 1/sqrt(taps)'s scale: sums of order
+    # 1, as _same's tolerance expects (the compiled core does not fuse its multiply-adds)
     w = rng.standard_normal((16, 3, 5, 5)) / 8
     _layer_as_the_jit(compiled, x, w, rng.standard_normal(16), rng, padding=2)
     monkeypatch.setattr(conv_ops, "plan_layer", lambda *args: "blocked")

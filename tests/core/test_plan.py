@@ -396,6 +396,20 @@ def test_backward_choices(shape, stride, paths):
     assert plan.plan_backward((16, 16, 3, 3), (2, 2))[1] != "blocked"
 
 
+def test_the_compiled_core_plans_without_the_blocked_path():
+    """The compiled core's blocks may be built for a generic CPU: it keeps the paths it had
+    (the GEMM path for ResNet's conv1, the direct one for LeNet's backward)."""
+    from convtool.core import engine
+
+    assert "blocked" in plan.paths_for(engine.jit())
+    compiled = type("Compiled", (), {"name": "aot"})()
+    paths = plan.paths_for(compiled)
+    assert "blocked" not in paths and set(paths) == set(plan.LAYER_PATHS) - {"blocked"}
+    assert plan.plan_layer((64, 3, 7, 7), (2, 2), paths) == "gemm"
+    assert plan.plan_backward((16, 6, 5, 5), (1, 1), blocked=False) == ("direct", "direct")
+    assert plan.plan_backward((64, 3, 7, 7), (2, 2), blocked=False) == ("gemm", "gemm")
+
+
 def test_the_filters_plan_names_the_gemm_path_for_deep_weights():
     """What ``apply --verbose`` says and what the engine is chosen by: the GEMM path, at
     its cost per channel pair, below the direct path's taps."""
