@@ -57,6 +57,8 @@ KERNELS = {
     "conv2d_grad_weight": ("conv", "T[4] T[4] f8[5] i8 i8 i8 i8 i8", "void", FLOATS),
     "im2col": ("conv_gemm", "T[4] T[3] i8 i8 i8 i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
     "col2im": ("conv_gemm", "T[3] T[4] i8 i8 i8 i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
+    "conv2d_blocked": ("conv_block", "T[4] T[3] T[1] T[4] i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
+    "grad_weight_blocked": ("conv_block", "T[4] T[4] T[3] i8 i8 i8 i8 i8 i8", "void", FLOATS),
     "wino_weights": ("conv_wino", "T[4] T[2] i8 i8", "void", FLOATS),
     "wino_input": ("conv_wino", "T[4] T[2] T[1] i8 i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
     "wino_output": ("conv_wino", "T[2] T[1] T[4] i8 i8 i8 i8 i8 i8", "void", FLOATS),

@@ -138,6 +138,15 @@ class Engine:
         args = (cols, grad_x, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left)
         self._share("conv_gemm", "col2im", *args)
 
+    # :mod:`convtool.core.conv_block`
+    def conv2d_blocked(self, x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left) -> None:
+        args = (x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left)
+        self._share("conv_block", "conv2d_blocked", *args)
+
+    def grad_weight_blocked(self, xp, grad_out, partial, kh, kw, sh, sw) -> None:
+        args = (xp, grad_out, partial, kh, kw, sh, sw)
+        self._share("conv_block", "grad_weight_blocked", *args)
+
     # :mod:`convtool.core.conv_wino`
     def wino_weights(self, w, u) -> None:
         self._share("conv_wino", "wino_weights", w, u)

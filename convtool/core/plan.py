@@ -34,7 +34,7 @@ from convtool.core import conv_fft, tasks
 
 __all__ = ["BOX_RESTART", "COSTS", "Plan", "direct_plan", "factors", "gemm_plan", "plan_channels"]
 __all__ += ["LAYER_COSTS", "LAYER_PATHS", "layer_costs", "plan_filter", "plan_layer", "run"]
-__all__ += ["winograd_fits"]
+__all__ += ["paths_for", "plan_backward", "winograd_fits"]
 
 # The cost model, in ns per output pixel on one thread (1024x1024 float32, measured
 # here with ``benchmarks/bench_kernels.py --only calibrate``): direct, per tap (it
@@ -292,7 +292,10 @@ def run(
 # BLAS's packing) plus per multiply-add, near the machine's peak. The Winograd path
 # (3x3, stride 1) costs per channel pair (its 16 products: 4 multiply-adds an output
 # pixel), per input and per output channel (the transforms), and a base (its tiles'
-# loops; measured on VGG's conv2_1..conv4_2 and the 16-channel foundation layer).
+# loops; measured on VGG's conv2_1..conv4_2 and the 16-channel foundation layer). The
+# register-blocked path (:mod:`convtool.core.blocked`) costs per multiply-add of its
+# blocks of 16 output channels (C_out rounded up), whatever the stride (measured on the
+# layers of benchmarks/bench_layers.py: 0.021 to 0.036 ns, the most for a few taps).
 LAYER_COSTS = {
     "direct_mac": 0.035,
     "direct_pointwise": 2.5,  # factor for a 1x1 kernel
@@ -304,9 +307,11 @@ LAYER_COSTS = {
     "winograd_in": 1.0,
     "winograd_out": 2.2,
     "winograd_base": 16.0,
+    "blocked_mac": 0.025,
 }
 DEEP_K = 1024
-LAYER_PATHS = ("direct", "gemm", "winograd")
+LAYER_PATHS = ("direct", "gemm", "winograd", "blocked")
+BLOCKED_CHANNELS = 16  # blocked.CHANNELS: output channels a block
 
 
 def winograd_fits(shape: tuple[int, int, int, int], stride: tuple[int, int]) -> bool:
@@ -329,7 +334,8 @@ def layer_costs(shape: tuple[int, int, int, int], stride: tuple[int, int]) -> di
     if k > DEEP_K:
         direct *= LAYER_COSTS["direct_deep"]
     gemm = k * (LAYER_COSTS["gemm_element"] + LAYER_COSTS["gemm_mac"] * c_out)
-    costs = {"direct": direct, "gemm": gemm}
+    blocked = LAYER_COSTS["blocked_mac"] * -(-c_out // BLOCKED_CHANNELS) * BLOCKED_CHANNELS * k
+    costs = {"direct": direct, "gemm": gemm, "blocked": blocked}
     if winograd_fits(shape, stride):
         costs["winograd"] = (
             LAYER_COSTS["winograd_base"]
@@ -343,8 +349,9 @@ def layer_costs(shape: tuple[int, int, int, int], stride: tuple[int, int]) -> di
 def plan_layer(
     shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1), paths=LAYER_PATHS
 ) -> str:
-    """'gemm' (:mod:`convtool.core.gemm`), 'winograd' (:mod:`convtool.core.winograd`) or
-    'direct' for a (C_out, C_in, kH, kW) kernel at ``stride``, whichever of ``paths``
+    """'gemm' (:mod:`convtool.core.gemm`), 'winograd' (:mod:`convtool.core.winograd`),
+    'blocked' (:mod:`convtool.core.blocked`) or 'direct' for a (C_out, C_in, kH, kW)
+    kernel at ``stride``, whichever of ``paths``
     :func:`layer_costs` finds cheapest (the backward has no Winograd path: it asks for
     ('direct', 'gemm')); one channel pair is always 'direct' (:func:`plan_filter` plans
     it further).
@@ -358,10 +365,48 @@ def plan_layer(
     return min((p for p in paths if p in costs), key=costs.__getitem__)
 
 
+def plan_backward(
+    shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1), blocked: bool = True
+):
+    """The backward's paths for a (C_out, C_in, kH, kW) kernel at ``stride``: ('gemm',
+    'gemm') (:func:`convtool.core.gemm.backward`: both gradients from one im2col), or
+    the kernel gradient's and the input gradient's paths each on its own, 'direct' or
+    'blocked' (the input gradient's 'blocked' at stride 1 only), whichever
+    :func:`layer_costs` finds cheaper: the GEMM path twice its forward's cost (two
+    products), the input gradient costed as the layer of the rotated kernels (C_in,
+    C_out, kH, kW), per input pixel (a stride's spread gradient: sh*sw of them an
+    output pixel). Without ``blocked`` (an engine that runs that path slowly:
+    :func:`paths_for`), the cheaper of GEMM and direct for both."""
+    c_out, c_in, kh, kw = shape
+    if c_out * c_in == 1:
+        return "direct", "direct"
+    if not blocked:
+        path = plan_layer(shape, stride, ("direct", "gemm"))
+        return path, path
+    costs = layer_costs(shape, stride)
+    w_path = min(("direct", "blocked"), key=costs.__getitem__)
+    turned = layer_costs((c_in, c_out, kh, kw), (1, 1))
+    x_costs = {"direct": turned["direct"] * stride[0] * stride[1]}
+    if tuple(stride) == (1, 1):
+        x_costs["blocked"] = turned["blocked"]
+    x_path = min(x_costs, key=x_costs.__getitem__)
+    if 2 * costs["gemm"] < costs[w_path] + x_costs[x_path]:
+        return "gemm", "gemm"
+    return w_path, x_path
+
+
+def paths_for(engine: Any) -> tuple[str, ...]:
+    """The layer paths worth planning for ``engine``: all for the JIT; no 'blocked' for the
+    compiled core, which may be built for a generic CPU (narrow vectors: its blocks
+    spilled their registers, 3.6x slower than the GEMM path on ResNet's conv1) and runs
+    on one thread where BLAS's products run on all."""
+    return LAYER_PATHS if engine.name == "jit" else tuple(p for p in LAYER_PATHS if p != "blocked")
+
+
 def gemm_plan(shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1)) -> Plan | None:
-    """The plan of a layer :func:`plan_layer` gives a product's path ('gemm' or 'winograd':
-    the latter in 2x2 blocks of outputs, anchored on the whole output's grid), else None;
-    its cost per channel pair, as the other plans'."""
+    """The plan of a layer :func:`plan_layer` gives a path of its own ('gemm', 'blocked' or
+    'winograd': the latter in 2x2 blocks of outputs, anchored on the whole output's
+    grid), else None; its cost per channel pair, as the other plans'."""
     path = plan_layer(shape, stride)
     if path == "direct":
         return None

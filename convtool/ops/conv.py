@@ -6,9 +6,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from convtool.core import gemm, winograd
+from convtool.core import blocked, gemm, winograd
 from convtool.core.engine import or_jit, reduction_chunks
-from convtool.core.plan import plan_channels, plan_filter, plan_layer, winograd_fits
+from convtool.core.plan import (
+    paths_for,
+    plan_backward,
+    plan_channels,
+    plan_filter,
+    plan_layer,
+    winograd_fits,
+)
 from convtool.core.plan import run as run_plan
 from convtool.ops._checks import ArrayLike, as_bias, as_image, as_kernel, as_stride, restore
 from convtool.shapes import PaddingSpec, output_size_padded, resolve_padding
@@ -141,13 +148,16 @@ def conv2d(
     bias = as_bias(b, x4.dtype, w4.shape[0])
     (sh, sw), (pt, pl), (h_out, w_out) = _conv_geometry(x4, w4, stride, padding)
     out = np.empty((x4.shape[0], w4.shape[0], h_out, w_out), dtype=x4.dtype)
-    path = plan_layer(w4.shape, (sh, sw))
+    path = plan_layer(w4.shape, (sh, sw), paths_for(or_jit(engine)))
     if path == "winograd" and _on_winograd_grid(w4, (sh, sw), origin):
         if winograd.forward(or_jit(engine), x4, w4, bias, out, (pt, pl)):
             return restore(out, ndim)
         path = "gemm"  # a non-finite pixel: the GEMM path keeps it in its windows
     if path in ("gemm", "winograd"):
         gemm.forward(or_jit(engine), x4, w4, bias, out, (sh, sw), (pt, pl))
+        return restore(out, ndim)
+    if path == "blocked":
+        blocked.forward(or_jit(engine), x4, w4, bias, out, (sh, sw), (pt, pl))
         return restore(out, ndim)
     plan = None
     if w4.shape[:2] == (1, 1):  # one channel: the planner may pick a cheaper exact path
@@ -210,9 +220,7 @@ def conv2d_backward(
     if flip:
         w4 = np.ascontiguousarray(w4[:, :, ::-1, ::-1])
     (sh, sw), (pt, pl), (h_out, w_out) = _conv_geometry(x4, w4, stride, padding)
-    n, c_in = x4.shape[:2]
-    c_out, _, kh, kw = w4.shape
-    expected = (n, c_out, h_out, w_out)
+    expected = (x4.shape[0], w4.shape[0], h_out, w_out)
     g = np.asarray(grad_out)
     try:
         g4 = np.ascontiguousarray(g.reshape(expected), dtype=x4.dtype)
@@ -221,22 +229,46 @@ def conv2d_backward(
             f"grad_out has shape {g.shape} but the convolution's output is {expected}"
         ) from None
     core = or_jit(engine)
-    if plan_layer(w4.shape, (sh, sw), ("direct", "gemm")) in ("gemm", "winograd"):
+    w_path, x_path = plan_backward(w4.shape, (sh, sw), "blocked" in paths_for(core))
+    if w_path == "gemm":
         grad_x, grad_w = gemm.backward(core, x4, w4, g4, (sh, sw), (pt, pl))
         return _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim)
+    grad_x = _grad_input(core, x4, w4, g4, (sh, sw), (pt, pl), x_path)
+    if w_path == "blocked":
+        grad_w = blocked.grad_weight(core, x4, g4, w4.shape, (sh, sw), (pt, pl))
+    else:
+        grad_w = _grad_weight(core, x4, w4, g4, (sh, sw), (pt, pl))
+    return _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim)
 
-    # input gradient: rotated kernels over the zero-spread, zero-padded gradient
+
+def _grad_input(core, x4, w4, g4, stride, pads, path):
+    """The input gradient: the rotated kernels, input and output channels swapped, over
+    the zero-spread, zero-padded incoming gradient (on the register-blocked path for
+    ``path`` 'blocked', at stride 1 and padding within the kernel)."""
+    (sh, sw), (pt, pl) = stride, pads
+    n, c_out, h_out, w_out = g4.shape
+    c_in, kh, kw = w4.shape[1:]
+    w_rot = np.ascontiguousarray(w4[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    grad_x = np.empty_like(x4)
+    zeros = np.zeros(c_in, x4.dtype)
+    inside = pt < kh and pl < kw  # the rotated layer's padding is not negative
+    if stride == (1, 1) and inside and path == "blocked":
+        blocked.forward(core, g4, w_rot, zeros, grad_x, stride, (kh - 1 - pt, kw - 1 - pl))
+        return grad_x
     spread = g4
     if sh > 1 or sw > 1:
         spread = np.zeros((n, c_out, (h_out - 1) * sh + 1, (w_out - 1) * sw + 1), dtype=x4.dtype)
         spread[:, :, ::sh, ::sw] = g4
-    w_rot = np.ascontiguousarray(w4[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    grad_x = np.empty_like(x4)
-    core.conv2d_forward(
-        spread, w_rot, np.zeros(c_in, x4.dtype), grad_x, 1, kh - 1 - pt, kw - 1 - pl
-    )
+    core.conv2d_forward(spread, w_rot, zeros, grad_x, 1, kh - 1 - pt, kw - 1 - pl)
+    return grad_x
 
-    # kernel gradient: the input correlated with the incoming gradient
+
+def _grad_weight(core, x4, w4, g4, stride, pads):
+    """The kernel gradient (float64) by the direct path: the input correlated with the
+    incoming gradient."""
+    (sh, sw), (pt, pl) = stride, pads
+    n, c_out, h_out, w_out = g4.shape
+    c_in, kh, kw = w4.shape[1:]
     xs, taps = x4, kw
     if sw > 1:
         xs, _ = _column_phases(x4, w4, sw, pl, w_out)
@@ -249,7 +281,7 @@ def conv2d_backward(
         phases = min(sw, kw)
         grad_w = grad_w.reshape(c_out, c_in, phases, kh, taps).transpose(0, 1, 3, 4, 2)
         grad_w = grad_w.reshape(c_out, c_in, kh, taps * phases)[..., :kw]
-    return _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim)
+    return grad_w
 
 
 def _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim):

@@ -17,6 +17,7 @@ from convtool.core import (
     aot,
     aot_pycc,
     conv,
+    conv_block,
     conv_box,
     conv_gemm,
     conv_sep,
@@ -27,11 +28,13 @@ from convtool.core import (
     pool,
     samples,
 )
+from convtool.ops import conv as conv_ops
 from tests.core.fit_calls import fit_run, fit_statistics
 
 # the core's kernel modules, by the names aot_pycc.KERNELS gives them
 CORE = {
     "conv": conv,
+    "conv_block": conv_block,
     "conv_box": conv_box,
     "conv_gemm": conv_gemm,
     "conv_sep": conv_sep,
@@ -119,14 +122,39 @@ def test_the_gemm_path_gives_the_jits_results(compiled, dtype):
     """A layer the planner gives the GEMM path, its copies run by the compiled kernels."""
     rng = np.random.default_rng(8)
     x = rng.random((2, 16, 13, 11)).astype(dtype)
-    w = rng.standard_normal((64, 16, 3, 3))
-    b = rng.standard_normal(64)
+    w = rng.standard_normal((96, 16, 3, 3))
+    b = rng.standard_normal(96)
     cols = np.zeros((1, 16 * 9, 11), dtype=dtype)
     assert compiled._compiled.find("im2col", (x, cols, *[0] * 11)) is not None
     assert compiled._compiled.find("col2im", (cols, x, *[0] * 11)) is not None
     for stride, padding in [(1, "same"), (2, 1)]:
         assert plan.plan_layer(w.shape, (stride, stride)) == "gemm"
         _layer_as_the_jit(compiled, x, w, b, rng, stride=stride, padding=padding)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_blocked_path_gives_the_jits_results(compiled, dtype, monkeypatch):
+    """The register-blocked path (a stride, padding, a partial block of output channels
+    and of pixels), run by the compiled kernel; a layer the planner gives it."""
+    rng = np.random.default_rng(9)
+    x = rng.random((2, 3, 17, 23)).astype(dtype)
+    out = np.zeros((2, 40, 17, 23), dtype=dtype)
+    wv, b = np.zeros((3, 75, 16), dtype=dtype), np.zeros(48, dtype=dtype)
+    assert compiled._compiled.find("conv2d_blocked", (x, wv, b, out, *[0] * 8)) is not None
+    assert plan.plan_layer((16, 3, 5, 5)) == "blocked"
+    assert plan.plan_backward((16, 3, 5, 5)) == ("blocked", "direct")
+    # the JIT's blocked path against the compiled core's own (it plans without it), then
+    # the compiled blocked kernels forced; weights of 1/sqrt(taps)'s scale: sums of order
+    # 1, as _same's tolerance expects (the compiled core does not fuse its multiply-adds)
+    w = rng.standard_normal((16, 3, 5, 5)) / 8
+    _layer_as_the_jit(compiled, x, w, rng.standard_normal(16), rng, padding=2)
+    monkeypatch.setattr(conv_ops, "plan_layer", lambda *args: "blocked")
+    monkeypatch.setattr(conv_ops, "plan_backward", lambda *args: ("blocked", "blocked"))
+    for c_out in (40, 64):  # blocks of 16 output channels, and of 32
+        w = rng.standard_normal((c_out, 3, 5, 5)) / 8
+        b = rng.standard_normal(c_out)
+        for stride, padding in [(1, "same"), (2, 1), ((1, 3), (2, 0))]:
+            _layer_as_the_jit(compiled, x, w, b, rng, stride=stride, padding=padding)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -498,6 +526,7 @@ def test_the_digests_follow_the_sources_they_compile(monkeypatch, tmp_path):
     # the kernels' modules and what they import
     assert set(files) == {
         "conv",
+        "conv_block",
         "conv_box",
         "conv_gemm",
         "conv_rows",
@@ -524,6 +553,7 @@ def test_the_compiled_files_import_only_numpy_numba_and_each_other():
     copy the child's sys.path finds, or nothing."""
     files = aot.sources()
     allowed = {"__future__", "numpy", "numba"} | {f"{aot_pycc.PACKAGE}.{name}" for name in files}
+    allowed |= {"numba.core", "numba.extending", "llvmlite"}  # numba's own: its intrinsics
     for name, code in files.items():
         core = []
         for node in ast.walk(ast.parse(code)):

@@ -9,14 +9,25 @@ import numpy as np
 import pytest
 
 from convtool import ops
-from convtool.core import conv, conv_box, conv_gemm, conv_sep, conv_wino, engine, fit, pool, tasks
+from convtool.core import (
+    conv,
+    conv_block,
+    conv_box,
+    conv_gemm,
+    conv_sep,
+    conv_wino,
+    engine,
+    fit,
+    pool,
+    tasks,
+)
 
 
 def test_every_kernel_has_a_door():
     """Each cached kernel of the core is run through the engine, under its own name (the
     forward pass's two layouts through ``conv2d_forward``)."""
     layouts = {"conv2d_rows", "conv2d_lines"}
-    for module in (conv, conv_box, conv_gemm, conv_sep, conv_wino, pool, fit):
+    for module in (conv, conv_block, conv_box, conv_gemm, conv_sep, conv_wino, pool, fit):
         kernels = {
             name
             for name, value in vars(module).items()

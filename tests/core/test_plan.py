@@ -346,13 +346,14 @@ def test_channel_pairs_match_the_naive_loop(dtype):
     [
         ((128, 64, 3, 3), 1, "winograd"),  # VGG's deep layers
         ((256, 256, 3, 3), 1, "winograd"),
-        ((64, 3, 3, 3), 1, "gemm"),  # VGG conv1_1: too few input channels
+        ((64, 3, 3, 3), 1, "blocked"),  # VGG conv1_1: too few input channels for BLAS
         ((192, 64, 5, 5), 1, "gemm"),  # AlexNet conv2
-        ((64, 3, 7, 7), 2, "gemm"),  # ResNet conv1: the stride
+        ((64, 3, 7, 7), 2, "blocked"),  # ResNet conv1: im2col's strided copy
         ((128, 64, 3, 3), 2, "gemm"),  # a stride: no Winograd
         ((256, 64, 1, 1), 1, "gemm"),  # a 1x1: one product
-        ((16, 6, 5, 5), 1, "direct"),  # LeNet conv2: few output channels
-        ((16, 16, 3, 3), 1, "direct"),
+        ((16, 6, 5, 5), 1, "blocked"),  # LeNet conv2: few output channels
+        ((16, 16, 3, 3), 1, "blocked"),
+        ((8, 3, 3, 3), 1, "direct"),  # half a block of output channels
         ((3, 3, 3, 3), 1, "direct"),  # a colour picture's filter
         ((1, 1, 31, 31), 1, "direct"),  # one pair: plan_filter's
         ((1, 1, 1, 1), 2, "direct"),
@@ -376,13 +377,46 @@ def test_the_backward_chooses_between_the_direct_and_gemm_paths_alone():
     assert not plan.winograd_fits(shape, (2, 1)) and not plan.winograd_fits((8, 8, 3, 5), (1, 1))
 
 
+@pytest.mark.parametrize(
+    ("shape", "stride", "paths"),
+    [
+        ((16, 6, 5, 5), 1, ("blocked", "direct")),  # LeNet: 6 input channels, a third of a block
+        ((16, 16, 3, 3), 1, ("blocked", "blocked")),
+        ((64, 3, 3, 3), 1, ("gemm", "gemm")),  # VGG conv1_1: 3 input channels
+        ((64, 3, 7, 7), 2, ("gemm", "gemm")),  # ResNet conv1: a stride's spread gradient
+        ((128, 64, 3, 3), 1, ("gemm", "gemm")),
+        ((3, 3, 3, 3), 1, ("direct", "direct")),
+        ((1, 1, 5, 5), 1, ("direct", "direct")),
+    ],
+)
+def test_backward_choices(shape, stride, paths):
+    """Both gradients from one im2col (GEMM), or each on its own path; the input
+    gradient on the blocked path at stride 1 alone."""
+    assert plan.plan_backward(shape, (stride, stride)) == paths
+    assert plan.plan_backward((16, 16, 3, 3), (2, 2))[1] != "blocked"
+
+
+def test_the_compiled_core_plans_without_the_blocked_path():
+    """The compiled core's blocks may be built for a generic CPU: it keeps the paths it had
+    (the GEMM path for ResNet's conv1, the direct one for LeNet's backward)."""
+    from convtool.core import engine
+
+    assert "blocked" in plan.paths_for(engine.jit())
+    compiled = type("Compiled", (), {"name": "aot"})()
+    paths = plan.paths_for(compiled)
+    assert "blocked" not in paths and set(paths) == set(plan.LAYER_PATHS) - {"blocked"}
+    assert plan.plan_layer((64, 3, 7, 7), (2, 2), paths) == "gemm"
+    assert plan.plan_backward((16, 6, 5, 5), (1, 1), blocked=False) == ("direct", "direct")
+    assert plan.plan_backward((64, 3, 7, 7), (2, 2), blocked=False) == ("gemm", "gemm")
+
+
 def test_the_filters_plan_names_the_gemm_path_for_deep_weights():
     """What ``apply --verbose`` says and what the engine is chosen by: the GEMM path, at
     its cost per channel pair, below the direct path's taps."""
     from convtool.filtering.correlate import Prepared, plan_of
 
-    w = np.random.default_rng(3).standard_normal((64, 16, 3, 3))
-    found = plan_of(Prepared(w, "deep"), channels=16)
+    w = np.random.default_rng(3).standard_normal((256, 64, 1, 1))
+    found = plan_of(Prepared(w, "deep"), channels=64)
     assert found.path == "gemm" == found.describe()
     assert 0 < found.taps < 9
     assert plan.gemm_plan((3, 3, 3, 3)) is None  # a colour filter stays direct

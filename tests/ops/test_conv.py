@@ -18,16 +18,18 @@ from convtool.ops import conv as conv_module
 from convtool.shapes import resolve_padding
 from tests import naive
 
-PATHS = ("direct", "gemm", "winograd")  # winograd: 3x3 at stride 1, else the GEMM path
+PATHS = ("direct", "gemm", "winograd", "blocked")  # winograd: 3x3 at stride 1, else GEMM
 
 
 @contextlib.contextmanager
 def forced(path):
     """Run conv2d and conv2d_backward on ``path`` whatever the planner would choose
     (None: the planner's choice)."""
+    backward = {"winograd": "gemm"}.get(path, path)  # the backward has no Winograd path
     with pytest.MonkeyPatch.context() as mp:
         if path is not None:
             mp.setattr(conv_module, "plan_layer", lambda *args: path)
+            mp.setattr(conv_module, "plan_backward", lambda *args: (backward, backward))
         yield
 
 
@@ -333,7 +335,8 @@ def test_non_finite_pixels_stay_in_their_windows_on_every_path(stride):
                 x, w, g, stride=stride, padding=1
             )
     # the Winograd path declines a picture with a non-finite pixel: the GEMM path runs it
-    checked = [(found[p], want) for p in ("gemm", "winograd")] + [(found["gemm", "w"], want_w)]
+    checked = [(found[p], want) for p in ("gemm", "winograd", "blocked")]
+    checked += [(found[p, "w"], want_w) for p in ("gemm", "blocked")]
     for got, expected in checked:
         np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
         np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
@@ -343,6 +346,35 @@ def test_non_finite_pixels_stay_in_their_windows_on_every_path(stride):
     for key, expected in [(None, want), ("w", want_w)]:
         got = found["direct"] if key is None else found["direct", key]
         assert not (np.isnan(expected) & ~np.isnan(got)).any()
+
+
+# ---------------------------------------------------------------- the register-blocked path
+
+
+def test_the_blocked_paths_constants_are_its_kernels():
+    """The numpy side's copies of the kernels' block sizes (they import numba)."""
+    from convtool.core import blocked, conv_block, plan
+
+    assert (blocked.CHANNELS, blocked.PIXELS, blocked.SUMS) == (
+        conv_block.CHANNELS,
+        conv_block.PIXELS,
+        conv_block.SUMS,
+    )
+    assert plan.BLOCKED_CHANNELS == blocked.CHANNELS == conv_block.LANES * conv_block.VECTORS
+
+
+def test_blocked_tiles_give_the_whole_pictures_bytes():
+    """Each output pixel's sum runs over its taps in one order whatever the tile: a tile
+    gives the whole's bytes, wherever it starts (odd sizes, partial blocks)."""
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((2, 3, 23, 29)).astype(np.float32)
+    w = rng.standard_normal((20, 3, 5, 5)).astype(np.float32)
+    padded = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)))
+    with forced("blocked"):
+        whole = ct.conv2d(x, w, padding=2)
+        for (r0, r1), (c0, c1) in [((3, 9), (5, 18)), ((0, 23), (1, 8)), ((20, 23), (0, 29))]:
+            got = ct.conv2d(padded[:, :, r0 : r1 + 4, c0 : c1 + 4], w)
+            np.testing.assert_array_equal(got, whole[:, :, r0:r1, c0:c1])
 
 
 # ---------------------------------------------------------------- the Winograd path

@@ -1,0 +1,99 @@
+"""The register-blocked direct path: a layer as blocks of pixels by output channels held
+in registers while the taps run past them (:mod:`convtool.core.conv_block` has the
+kernels and why they are written as they are).
+
+This path does no copy of the picture and reuses each loaded sample for CHANNELS
+output channels and each loaded weight vector for PIXELS pixels: it suits the layers
+where im2col's copy costs as much as its product (few input channels, a stride, small
+pictures: VGG's conv1_1, ResNet's conv1, LeNet) and the layers of few output channels
+that BLAS runs poorly. Which layers take it is the planner's choice
+(:func:`convtool.core.plan.plan_layer`).
+
+The weights are laid out for the kernels once a call: ``wv[ob, t, l]`` the weight of
+output channel ``ob*CHANNELS + l`` at tap ``t = (a*C_in + c)*kW + b``, zero past
+C_out; ``offs[t]`` where the tap reads in the picture, ``(c*H + a)*W + b``.
+
+This module imports numpy only; the engine passed in runs the jitted kernels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CHANNELS", "block_channels", "forward", "grad_weight", "layout"]
+
+# conv_block's (that module imports numba): output channels and pixels a block, and the
+# kernel gradient's output pixels a chunk
+CHANNELS, PIXELS, SUMS = 16, 6, 512
+
+
+def block_channels(c_out: int) -> int:
+    """Output channels a block of the forward kernel: 2 CHANNELS where C_out rounded up to
+    CHANNELS is a multiple of that (no more lanes wasted), else CHANNELS."""
+    return 2 * CHANNELS if -(-c_out // CHANNELS) % 2 == 0 else CHANNELS
+
+
+def layout(w: np.ndarray, dtype: Any, width: int = CHANNELS) -> np.ndarray:
+    """wv (C_out blocks, kH C_in kW, ``width``) for w (C_out, C_in, kH, kW): the taps
+    ordered (kernel row, channel, kernel column), channels past C_out zero."""
+    c_out, c_in, kh, kw = w.shape
+    blocks = -(-c_out // width)
+    padded = np.zeros((blocks * width, c_in, kh, kw), dtype=dtype)
+    padded[:c_out] = w
+    wv = padded.reshape(blocks, width, c_in, kh, kw).transpose(0, 3, 2, 4, 1)
+    return np.ascontiguousarray(wv.reshape(blocks, kh * c_in * kw, width))
+
+
+def forward(
+    engine: Any,
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    out: np.ndarray,
+    stride: tuple[int, int],
+    pads: tuple[int, int],
+) -> None:
+    """out = conv2d(x, w, bias) (x (N, C, H, W), w (O, C, kH, kW), out (N, O, H', W'), zero
+    padding ``pads`` (top, left) before, the rest implied by out's shape)."""
+    c_out, _, kh, kw = w.shape
+    wv = layout(w, x.dtype, block_channels(c_out))
+    padded_bias = np.zeros(wv.shape[0] * wv.shape[2], dtype=x.dtype)
+    padded_bias[:c_out] = bias
+    engine.conv2d_blocked(x, wv, padded_bias, out, kh, kw, *stride, *pads)
+
+
+def _padded(x: np.ndarray, shape: tuple[int, int], pads: tuple[int, int]) -> np.ndarray:
+    """x with zeros around it, ``shape`` (H_p, W_p) a plane, ``pads`` (top, left) before;
+    rows and columns past the plane left out; x itself if that is all of it."""
+    (hp, wp), (pt, pl) = shape, pads
+    if (hp, wp) == x.shape[2:] and pads == (0, 0):
+        return x
+    xp = np.zeros((*x.shape[:2], hp, wp), dtype=x.dtype)
+    part = x[:, :, : hp - pt, : wp - pl]
+    xp[:, :, pt : pt + part.shape[2], pl : pl + part.shape[3]] = part
+    return xp
+
+
+def grad_weight(
+    engine: Any,
+    x: np.ndarray,
+    grad_out: np.ndarray,
+    shape: tuple[int, int, int, int],
+    stride: tuple[int, int],
+    pads: tuple[int, int],
+) -> np.ndarray:
+    """The kernel gradient (float64, ``shape`` (O, C, kH, kW)) of :func:`forward` for the
+    incoming gradient ``grad_out`` (N, O, H', W'), by blocks of taps by output channels
+    (:func:`convtool.core.conv_block.grad_weight_blocked`), the chunks' sums added up in
+    float64."""
+    c_out, c_in, kh, kw = shape
+    n, _, h_out, w_out = grad_out.shape
+    (sh, sw), taps = stride, c_in * kh * kw
+    xp = _padded(x, ((h_out - 1) * sh + kh, (w_out - 1) * sw + kw), pads)
+    chunks = -(-n * h_out * w_out // SUMS)
+    lanes = -(-c_out // CHANNELS) * CHANNELS
+    partial = np.empty((chunks, lanes, -(-taps // PIXELS) * PIXELS), dtype=x.dtype)
+    engine.grad_weight_blocked(xp, grad_out, partial, kh, kw, sh, sw)
+    return partial.sum(axis=0, dtype=np.float64)[:c_out, :taps].reshape(shape)

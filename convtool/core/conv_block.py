@@ -1,0 +1,314 @@
+"""The register-blocked direct path's jitted kernels: oneDNN's way, in numba.
+
+An output block of PIXELS pixels by CHANNELS output channels is kept in vector
+registers while the taps run past it: for each tap t, the block's CHANNELS weights
+are loaded as vectors, each pixel's input sample is broadcast, and one fused
+multiply-add a vector and pixel adds the tap in (:func:`_block`). The weights are
+laid out for it once a call (:mod:`convtool.core.blocked`): ``wv[ob, t, l]`` is the
+weight of output channel ``ob*CHANNELS + l`` at tap t (zero past C_out), and
+``offs[t]`` where tap t reads, counted from the block's first pixel's window.
+
+numba's own vectorisers cannot build this loop: LLVM's loop vectoriser vectorises
+the innermost loop alone (the taps, or the pixels, with the accumulators in
+memory), and numba leaves the SLP vectoriser off. So :func:`_block` is written as
+LLVM IR (a numba intrinsic): vectors of LANES elements, ``llvm.fmuladd`` (a fused
+multiply-add where the CPU has one, else a multiply and an add), the accumulators
+in stack slots that LLVM promotes to registers (measured here, one thread:
+40-48 GMAC/s, where the direct loops reach 22; a tap of a block of 16 channels by 5
+pixels takes ~2 ns, 5-6 cycles: about one vector multiply-add a cycle, near the rate
+torch's LeNet layer runs at on one thread here, 51 GMAC/s).
+
+Kernels:
+
+- :func:`conv2d_blocked`: the forward pass, taps ordered (kernel row, channel,
+  kernel column), each output row's input rows laid out with their zero padding
+  first, so that every block's windows lie inside;
+- :func:`grad_weight_blocked`: the kernel gradient as the same product with the roles
+  turned: the taps (c, a, b) are the block's "pixels", the output pixels of the batch
+  the sum (in chunks of SUMS, added up in float64), the incoming gradient's channels
+  the vectors.
+
+Each kernel runs the share ``part`` of ``parts`` of its tasks (:mod:`convtool.core.tasks`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types, uint64
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from convtool.core.fastmath import ENTRY, FASTMATH, _share
+
+LANES = 16  # elements a vector: a zmm register of float32 (AVX2: two ymm)
+VECTORS = 1  # vectors of output channels a block (2 x 8 lanes ran 10-15% slower here)
+CHANNELS = LANES * VECTORS  # output channels a block (convtool.core.blocked's CHANNELS)
+PIXELS = 6  # pixels a block (or one fewer, where that wastes less of a row's end)
+SUMS = 512  # the kernel gradient's output pixels a chunk: summed in the image's type
+
+
+def _data(context, builder, array_type, array):
+    """The data pointer of a numba array value."""
+    return cgutils.create_struct_proxy(array_type)(context, builder, value=array).data
+
+
+def _vector_at(builder, pointer, index, vector_type):
+    """The vector of ``vector_type`` starting at ``pointer[index]``."""
+    return builder.bitcast(builder.gep(pointer, [index]), vector_type.as_pointer())
+
+
+def _store_block(builder, slots, vectors, dst, dbase, pitch):
+    """The accumulators (``vectors`` a pixel) into dst, each lane's sums side by side in
+    its own row: ``dst[dbase + l*pitch + r]``."""
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    for k, slot in enumerate(slots):
+        value = builder.load(slot)
+        r, v = divmod(k, vectors)
+        for e in range(LANES):
+            row = builder.mul(ir.Constant(i64, v * LANES + e), pitch)
+            at = builder.gep(dst, [builder.add(dbase, builder.add(row, ir.Constant(i64, r)))])
+            builder.store(builder.extract_element(value, ir.Constant(i32, e)), at)
+
+
+def _vectors(builder, pointer, start, vector, count):
+    """The ``count`` vectors side by side from ``pointer[start]``."""
+    i64 = ir.IntType(64)
+    return [
+        builder.load(
+            _vector_at(builder, pointer, builder.add(start, ir.Constant(i64, v * LANES)), vector),
+            align=1,
+        )
+        for v in range(count)
+    ]
+
+
+def _fmuladd(builder, element, vector):
+    """``llvm.fmuladd`` on vectors: fused where the CPU has fused multiply-adds."""
+    kind = "f32" if isinstance(element, ir.FloatType) else "f64"
+    return cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fmuladd.v{LANES}{kind}"
+    )
+
+
+def _block_of(pixels, vectors=VECTORS):
+    """:func:`_block` for blocks of ``pixels`` pixels by ``vectors`` vectors of output
+    channels (``vectors`` LANES channels: wf's rows)."""
+
+    def block(typingctx, xf, base, steps, wf, wbase, offs, taps, bias, bbase, dst, dbase, pitch):
+        args = (xf, base, steps, wf, wbase, offs, taps, bias, bbase, dst, dbase, pitch)
+        return types.void(*args), codegen
+
+    def codegen(context, builder, sig, args):
+        base, wbase, taps, bbase, dbase, pitch = (args[k] for k in (1, 4, 6, 8, 10, 11))
+        xp, sp, wp, op, bp, dp = (
+            _data(context, builder, sig.args[k], args[k]) for k in (0, 2, 3, 5, 7, 9)
+        )
+        element = context.get_value_type(sig.args[0].dtype)
+        vector = ir.VectorType(element, LANES)
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        fmuladd = _fmuladd(builder, element, vector)
+        starts = [
+            builder.add(base, builder.load(builder.gep(sp, [ir.Constant(i64, r)])))
+            for r in range(pixels)
+        ]
+        biases = _vectors(builder, bp, bbase, vector, vectors)
+        slots = []
+        for k in range(pixels * vectors):
+            slots.append(cgutils.alloca_once(builder, vector))  # promoted to a register
+            builder.store(biases[k % vectors], slots[-1])
+        undef = ir.Constant(vector, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
+        with cgutils.for_range(builder, taps) as loop:
+            t = loop.index
+            off = builder.load(builder.gep(op, [t]))
+            at = builder.add(wbase, builder.mul(t, ir.Constant(i64, vectors * LANES)))
+            weights = _vectors(builder, wp, at, vector, vectors)
+            for r in range(pixels):
+                sample = builder.load(builder.gep(xp, [builder.add(starts[r], off)]))
+                spread = builder.insert_element(undef, sample, ir.Constant(i32, 0))
+                spread = builder.shuffle_vector(spread, undef, splat)
+                for v, weight in enumerate(weights):
+                    slot = slots[r * vectors + v]
+                    builder.store(builder.call(fmuladd, [spread, weight, builder.load(slot)]), slot)
+        _store_block(builder, slots, vectors, dp, dbase, pitch)
+        return context.get_dummy_value()
+
+    return intrinsic(block)
+
+
+_block = _block_of(PIXELS)
+_block.__doc__ = """dst[dbase + l*pitch + r] = bias[bbase + l] + sum over t < taps of wf[wbase +
+t*CHANNELS + l] * xf[base + steps[r] + offs[t]], for the PIXELS pixels r and the CHANNELS
+lanes l (every index inside its array: the caller's promise)."""
+_block_less = _block_of(PIXELS - 1)  # the same for one pixel fewer
+_wide = _block_of(PIXELS, 2)  # and for twice the output channels (wf's rows 2 x CHANNELS)
+_wide_less = _block_of(PIXELS - 1, 2)
+
+
+@njit(inline="always")
+def _pixels(w_out):
+    """The pixels a block for rows of ``w_out``: PIXELS, or one fewer where that computes
+    fewer pixels past the row's end (LeNet's 10: 2 blocks of 5, not 12 pixels), a
+    block's tap costing about one pixel more than its pixels (its weights' load)."""
+    fewer = PIXELS - 1
+    return fewer if -(-w_out // fewer) * PIXELS < -(-w_out // PIXELS) * (PIXELS + 1) else PIXELS
+
+
+@njit(inline="always")
+def _lay_rows(lines, xf, n, y0, dims, pitch, pad_left):
+    """lines[(a*C + c)*pitch + pl + k] = x[n, c, y0 + a, k], zeros around: the input rows
+    of one output row's windows (rows outside the picture all zeros), every window
+    inside them. ``dims``: (kh, C, H, W); flat arrays and unsigned indices (numba's
+    slices cost ~30 ns each, a LeNet layer's rows 0.2 ms a call)."""
+    kh, c_in, height, width = dims
+    p, w, left = uint64(pitch), uint64(width), uint64(pad_left)
+    for a in range(kh):
+        y = y0 + a
+        for c in range(c_in):
+            at = uint64((a * c_in + c) * pitch)
+            if 0 <= y < height:
+                src = uint64(((n * c_in + c) * height + y) * width)
+                for k in range(left):
+                    lines[at + k] = 0
+                for k in range(w):
+                    lines[at + left + k] = xf[src + k]
+                for k in range(left + w, p):
+                    lines[at + k] = 0
+            else:
+                for k in range(p):
+                    lines[at + k] = 0
+
+
+@njit(inline="always")
+def _put_rows(of, at, plane, band, pitch, lanes, width):
+    """of[at + o*plane + j] = band[o*pitch + j] for o < lanes, j < width: one output row of
+    every channel from the band into the output's planes."""
+    start, step, p = uint64(at), uint64(plane), uint64(pitch)
+    for o in range(uint64(lanes)):
+        for j in range(uint64(width)):
+            of[start + o * step + j] = band[o * p + j]
+
+
+@njit(fastmath=FASTMATH, **ENTRY)
+def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, parts):
+    """out[n, o, i, j] = bias[o] + sum over the taps t = (a, c, b) of wv[o // B, t, o % B]
+    * x[n, c, i*sh + a - pt, j*sw + b - pl], zero outside x.
+
+    wv (C_out blocks, kh C_in kw, B) for blocks of B = CHANNELS or 2 CHANNELS output
+    channels, bias (C_out blocks x B, zero past C_out). A task is one output row of one
+    picture: the input rows its windows see are laid out first, zero-padded, side by side
+    in a small buffer (:func:`_lay_rows`), wide enough for whole blocks of pixels, so that
+    no window crosses an edge; the blocks' sums go into a band of output rows, then into
+    the output's planes (:func:`_put_rows`): written straight there, a block's 16
+    channels fell in one cache set where a plane spans a multiple of 4 KB (224x224: 3x
+    slower). Blocks of 2 CHANNELS (for 32 output channels and more) load each sample
+    once for twice the channels: 4-11% faster here.
+    """
+    n_img, c_in, width = x.shape[0], x.shape[1], x.shape[3]
+    c_out, h_out, w_out = out.shape[1], out.shape[2], out.shape[3]
+    blocks, taps, width_b = wv.shape
+    pixels = _pixels(w_out)
+    n_blocks = -(-w_out // pixels)
+    pitch = max(pad_left + width, (n_blocks * pixels - 1) * sw + kw)
+    lines = np.empty(kh * c_in * pitch, dtype=x.dtype)
+    offs = np.empty(taps, dtype=np.int64)
+    for t in range(taps):  # tap (a, c, b) reads line a*C + c from column b
+        offs[t] = (t // kw) * pitch + t % kw
+    steps = np.arange(PIXELS) * sw
+    # the band: an output row of each channel, rows an odd number of cache lines apart
+    band_pitch = (-(-(n_blocks * pixels) // 16) | 1) * 16
+    band = np.empty(blocks * width_b * band_pitch, dtype=out.dtype)
+    xf, wf, of = x.reshape(-1), wv.reshape(-1), out.reshape(-1)
+    dims = (kh, c_in, x.shape[2], width)
+    start, stop = _share(n_img * h_out, part, parts)
+    for task in range(start, stop):
+        n, i = task // h_out, task % h_out
+        _lay_rows(lines, xf, n, i * sh - pad_top, dims, pitch, pad_left)
+        for ob in range(blocks):
+            wbase, bbase = ob * taps * width_b, ob * width_b
+            for k in range(n_blocks):
+                at, base = bbase * band_pitch + k * pixels, k * pixels * sw
+                args = (
+                    lines,
+                    base,
+                    steps,
+                    wf,
+                    wbase,
+                    offs,
+                    taps,
+                    bias,
+                    bbase,
+                    band,
+                    at,
+                    band_pitch,
+                )
+                if width_b == CHANNELS:
+                    if pixels == PIXELS:
+                        _block(*args)
+                    else:
+                        _block_less(*args)
+                elif pixels == PIXELS:
+                    _wide(*args)
+                else:
+                    _wide_less(*args)
+        at = (n * c_out * h_out + i) * w_out
+        _put_rows(of, at, h_out * w_out, band, band_pitch, c_out, w_out)
+
+
+@njit(inline="always")
+def _lay_gradient(gt, gf, t0, count, c_out, per_picture):
+    """gt[(o // CHANNELS)*SUMS*CHANNELS + k*CHANNELS + o % CHANNELS] = g.flat[...] of output
+    pixel t0 + k (counted across the pictures), for o < C_out: the incoming gradient's
+    channels side by side, as :func:`_block` reads its weights (lanes past C_out stay
+    as they were: zeros). Each picture's run of the chunk read channel by channel."""
+    k = 0
+    while k < count:
+        n, pixel = (t0 + k) // per_picture, (t0 + k) % per_picture
+        run = min(count - k, per_picture - pixel)
+        for o in range(c_out):
+            src = uint64((n * c_out + o) * per_picture + pixel)
+            dst = uint64((o // CHANNELS) * SUMS * CHANNELS + k * CHANNELS + o % CHANNELS)
+            for m in range(uint64(run)):
+                gt[dst + m * uint64(CHANNELS)] = gf[src + m]
+        k += run
+
+
+@njit(fastmath=FASTMATH, **ENTRY)
+def grad_weight_blocked(xp, grad_out, partial, kh, kw, sh, sw, part, parts):
+    """partial[q, o, k] = sum over the output pixels p of chunk q (SUMS of them, counted
+    across the pictures) of grad_out[n, o, i, j] * xp[n, c, i*sh + a, j*sw + b], for the
+    taps k = (c*kh + a)*kw + b: the kernel gradient of the chunk, the caller adding the
+    chunks up (in float64).
+
+    xp: the picture zero-padded as the windows need it (no window crosses an edge);
+    partial (chunks, C_out blocks x CHANNELS, taps rounded up to PIXELS). The product of
+    :func:`_block` with the roles turned: PIXELS taps a block, the chunk's output pixels
+    the sum, the incoming gradient's channels the vectors (laid out once a task by
+    :func:`_lay_gradient`). A task is one chunk.
+    """
+    n_img, c_in, height, width = xp.shape
+    c_out, h_out, w_out = grad_out.shape[1], grad_out.shape[2], grad_out.shape[3]
+    chunks, lanes, k_pad = partial.shape
+    taps = c_in * kh * kw
+    steps = np.zeros(k_pad, dtype=np.int64)  # where tap k reads (the padding's: anywhere)
+    for k in range(taps):
+        steps[k] = ((k // (kh * kw)) * height + (k // kw) % kh) * width + k % kw
+    per_picture = h_out * w_out
+    gt = np.zeros(lanes * SUMS, dtype=xp.dtype)
+    offs = np.empty(SUMS, dtype=np.int64)
+    zero = np.zeros(lanes, dtype=xp.dtype)
+    xf, gf, pf = xp.reshape(-1), grad_out.reshape(-1), partial.reshape(-1)
+    start, stop = _share(chunks, part, parts)
+    for q in range(start, stop):
+        t0 = q * SUMS
+        count = min(SUMS, n_img * per_picture - t0)
+        _lay_gradient(gt, gf, t0, count, c_out, per_picture)
+        for k in range(count):
+            n, pixel = (t0 + k) // per_picture, (t0 + k) % per_picture
+            offs[k] = (n * c_in * height + pixel // w_out * sh) * width + pixel % w_out * sw
+        for ob in range(lanes // CHANNELS):
+            for k0 in range(0, k_pad, PIXELS):
+                at = (q * lanes + ob * CHANNELS) * k_pad + k0
+                _block(xf, 0, steps[k0:], gt, ob * SUMS * CHANNELS, offs, count, zero,
+                       ob * CHANNELS, pf, at, k_pad)  # fmt: skip
