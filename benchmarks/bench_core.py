@@ -62,12 +62,10 @@ import numpy as np
 from _timing import (
     Contender,
     RatioStats,
-    Worker,
     fmt_ratio,
     fmt_time,
     format_table,
     measure,
-    measure_apart,
     ratio_stats,
 )
 
@@ -274,10 +272,10 @@ def bench_filter(opt: Options) -> list[Check]:
 
 
 def bench_multichannel(opt: Options) -> list[Check]:
-    """bench_layers' foundation layer, each side in its own process (bench_layers'
-    ``convtool_side`` and ``torch_side``, checked against torch there): in one process
-    torch's OpenMP and OpenBLAS's spinning threads steal each other's cores."""
-    from bench_layers import LAYERS, convtool_side, torch_side
+    """bench_layers' foundation layer, measured by bench_layers (:func:`bench_layers.
+    bench_layer`: each side in its own process, checked against torch first): in one
+    process torch's OpenMP and OpenBLAS's spinning threads steal each other's cores."""
+    from bench_layers import LAYERS, bench_layer
 
     from convtool.core import tasks
 
@@ -285,37 +283,28 @@ def bench_multichannel(opt: Options) -> list[Check]:
     threads = tasks.threads()
     os.environ["OPENBLAS_NUM_THREADS"] = str(threads)  # read as each worker starts
     print(f"torch: {threads} threads (convtool's count), each side in its own process")
-    cases = [("forward", "forward", 1.5), ("backward only", "backward only", 2.0)]
-    cases.append(("backward vs torch's forward+backward", "backward", None))  # the issue's
+    cases = {"forward": 1.5, "backward only": 2.0, "backward": None}  # the last, info
+    found = bench_layer(
+        layer,
+        argparse.Namespace(
+            threads=threads,
+            kinds=list(cases),
+            rounds=opt.rounds,
+            warmup=opt.warmup,
+            min_time=opt.min_time,
+            gap=max(opt.gap, 0.3),  # longer than torch's OpenMP spins (0.2 s)
+        ),
+    )
     rows: list[list[str]] = []
     checks: list[Check] = []
-    with (
-        Worker("convtool", convtool_side, layer, threads) as mine,
-        Worker("torch", torch_side, layer, threads) as theirs,
-    ):
-        names = ("forward", "grad_x", "grad_w", "grad_b")
-        for name, got, ref in zip(names, mine.check, theirs.check, strict=True):
-            ok, err = _close_scaled(got, ref)
-            if not ok:
-                raise SystemExit(f"multichannel {name} disagrees with torch (max error {err:.2e})")
-        for case, kind, lim in cases:
-            res = measure_apart(
-                [mine, theirs],
-                kind,
-                rounds=opt.rounds,
-                warmup=opt.warmup,
-                min_time=opt.min_time,
-                gap=max(opt.gap, 0.3),  # longer than torch's OpenMP spins (0.2 s)
-            )
-            goal = f"<= {lim:g}x" if lim else "(info)"
-            rows += _timing_rows(case, res, "convtool", {"torch": goal})
-            r = ratio_stats(res["convtool"], res["torch"])
-            if lim is None:
-                checks.append(
-                    Check(f"multichannel {case} vs torch", f"{fmt_ratio(r)}x", "(info)", None)
-                )
-            else:
-                checks.append(_ratio_check(f"multichannel {case} vs torch", r, lim, "torch"))
+    for kind, lim in cases.items():
+        res, r = found[kind]
+        name = f"multichannel {kind} vs torch" + ("" if lim else "'s forward+backward")
+        rows += _timing_rows(kind, res, "convtool", {"torch": f"<= {lim:g}x" if lim else "(info)"})
+        if lim is None:
+            checks.append(Check(name, f"{fmt_ratio(r)}x", "(info)", None))
+        else:
+            checks.append(_ratio_check(name, r, lim, "torch"))
     print()
     title = (
         f"multi-channel: x ({layer.n},{layer.c_in},{layer.size},{layer.size}), w ({layer.c_out},"
