@@ -424,14 +424,17 @@ def _write(
             compress_level=options.compression,
         )
     record = post.record(y.shape, input=_label(image.source), output=out.path, kernel=out.label)
-    return record | {"plan": plans(image.data.shape, out, options)}
+    engine = engine_for(options, work_of(image.data.shape, options, set(results)))  # as filtered
+    return record | {"plan": plans(image.data.shape, out, options, engine)}
 
 
-def plans(image_shape: tuple[int, ...], out: Output, options: Options) -> str:
-    """The path each of the output's kernels takes (:func:`plan_of`), for its record:
-    'separable', 'low-rank 2', 'box', 'fft' or 'direct', joined by '+' when combined."""
+def plans(image_shape: tuple[int, ...], out: Output, options: Options, engine: Any = None) -> str:
+    """The path each of the output's kernels takes with ``engine`` (:func:`plan_of`), for
+    its record: 'separable', 'low-rank 2', 'box', 'fft', 'gemm', 'blocked', 'winograd' or
+    'direct', joined by '+' when combined."""
     channels = 1 if len(image_shape) == 2 else image_shape[2]
     found = [
-        plan_of(options.kernels[k], options.color, channels, options.stride) for k in out.kernels
+        plan_of(options.kernels[k], options.color, channels, options.stride, engine)
+        for k in out.kernels
     ]
     return "+".join(p.describe() for p in found)

@@ -254,7 +254,7 @@ def _write(source: TiffSource, out: Any, options: Any, tile: int, engine: Any) -
 
     record = plan.post.record(plan.shape, input=source.path, output=out.path, kernel=out.label)
     shape = (source.height, source.width, source.channels)
-    return record | {"plan": plans(shape, out, options)}
+    return record | {"plan": plans(shape, out, options, engine)}
 
 
 def fits(source: TiffSource, task: Any, options: Any) -> bool:

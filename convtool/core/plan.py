@@ -403,11 +403,14 @@ def paths_for(engine: Any) -> tuple[str, ...]:
     return LAYER_PATHS if engine.name == "jit" else tuple(p for p in LAYER_PATHS if p != "blocked")
 
 
-def gemm_plan(shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1)) -> Plan | None:
+def gemm_plan(
+    shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1), paths=LAYER_PATHS
+) -> Plan | None:
     """The plan of a layer :func:`plan_layer` gives a path of its own ('gemm', 'blocked' or
     'winograd': the latter in 2x2 blocks of outputs, anchored on the whole output's
-    grid), else None; its cost per channel pair, as the other plans'."""
-    path = plan_layer(shape, stride)
+    grid), else None; its cost per channel pair, as the other plans'. ``paths``: those
+    the engine runs (:func:`paths_for`)."""
+    path = plan_layer(shape, stride, paths)
     if path == "direct":
         return None
     block = (2, 2) if path == "winograd" else (1, 1)

@@ -187,17 +187,25 @@ def _padded(x: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], mode: s
     return np.pad(as_pixels(x) if top else x, ((0, 0), (0, 0), rows, cols), mode=mode)
 
 
-def plan_of(kernel: Prepared, color: str = "channels", channels: int = 1, stride: Any = 1) -> Any:
+def plan_of(
+    kernel: Prepared,
+    color: str = "channels",
+    channels: int = 1,
+    stride: Any = 1,
+    engine: Any = None,
+) -> Any:
     """The path :func:`correlate` takes for ``kernel`` on a picture of ``channels``
-    channels (:func:`convtool.core.plan.plan_filter`'s plan; the direct path where the
-    kernel mixes channels: a 4-D kernel, or 'sum' on colour)."""
-    from convtool.core.plan import gemm_plan, plan_channels, plan_filter
+    channels with ``engine`` (None: the JIT) (:func:`convtool.core.plan.plan_filter`'s
+    plan; the direct path where the kernel mixes channels: a 4-D kernel, or 'sum' on
+    colour)."""
+    from convtool.core.engine import or_jit
+    from convtool.core.plan import gemm_plan, paths_for, plan_channels, plan_filter
 
     w, stride = kernel.weights, as_pair(stride, "stride")
     if color == "sum" and channels > 1 and w.ndim == 2:  # as correlate runs it
         w = np.repeat(w[None, None], channels, axis=1)
     if w.ndim == 4 and w.shape[:2] != (1, 1):
-        deep = gemm_plan(w.shape, stride)  # a layer of many channels: one product
+        deep = gemm_plan(w.shape, stride, paths_for(or_jit(engine)))  # many channels
         if deep is not None:
             return deep
         return plan_channels(w, np.float32, stride) if w[0, 0].size > 9 else _direct(w)

@@ -548,6 +548,24 @@ def test_plans_in_records_and_verbose(tmp_path):
     assert json.loads(combined.stdout)["plan"] == "direct+separable"
 
 
+def test_a_layers_record_names_the_path_its_engine_took(tmp_path):
+    """A 4-D kernel's path depends on the engine (the compiled core plans no 'blocked'):
+    the record names the one the picture was filtered with."""
+    from convtool.core import engine, plan
+
+    w = np.random.default_rng(1).standard_normal((64, 3, 3, 3))
+    np.save(tmp_path / "w.npy", w)
+    assert plan.plan_layer(w.shape) == "blocked"  # the JIT's choice: not this engine's
+    result = run(SAMPLES / "scene.png", "-k", "@" + str(tmp_path / "w.npy"),
+                 "-o", tmp_path / "y.npy", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    compiled = engine.compiled()
+    assert compiled is not None  # a 512x512 picture's job is the compiled core's
+    taken = plan.plan_layer(w.shape, (1, 1), plan.paths_for(compiled))
+    assert taken != "blocked"
+    assert json.loads(result.stdout)["plan"] == taken
+
+
 def test_json_records(tmp_path):
     result = run(SAMPLES / "scene.png", "-k", "sobel_x", "-k", "blur", "-o", tmp_path, "--json")
     assert result.exit_code == 0
