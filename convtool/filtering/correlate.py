@@ -184,7 +184,9 @@ def _padded(x: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], mode: s
             out = np.empty((*x.shape[:2], len(down), len(across)), kind)
             if core.gather_planes(pixels, down, across, out.reshape(-1, *out.shape[2:]), top):
                 return out
-    return np.pad(as_pixels(x) if top else x, ((0, 0), (0, 0), rows, cols), mode=mode)
+    if top is not None:  # samples: scaled first, as the core scales them
+        x = as_pixels(x)
+    return np.pad(x, ((0, 0), (0, 0), rows, cols), mode=mode)
 
 
 def plan_of(
