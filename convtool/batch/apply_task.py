@@ -421,6 +421,7 @@ def _write(
             format=fmt,
             meta=None if options.strip else image.meta.strided(options.stride),
             quality=options.quality,
+            coding=image.coding,
             compress_level=options.compression,
         )
     record = post.record(y.shape, input=_label(image.source), output=out.path, kernel=out.label)

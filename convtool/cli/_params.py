@@ -159,8 +159,10 @@ _ENCODING = [
         "--quality",
         type=click.IntRange(1, 100),
         metavar="N",
-        help="JPEG and WebP quality, 1-100. Default: JPEG 95 (edges and fine texture of "
-        "filtered pictures stay free of visible artefacts), WebP lossless.",
+        help="JPEG and WebP quality, 1-100. Default: a JPEG input's own quality and chroma "
+        "subsampling, as ImageMagick keeps them; else JPEG 95 at full-resolution chroma "
+        "(edges and fine texture of filtered pictures stay free of visible artefacts); "
+        "WebP lossless.",
     ),
     click.option(
         "--compression",

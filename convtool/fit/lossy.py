@@ -31,9 +31,6 @@ NEAR_CLIP = 0.02
 CENSOR_ROUNDS = 4
 HEADER_BYTES = 1 << 16
 
-# the JPEG standard's luminance quantisation table (Annex K):
-_STD_LUMA_SUM = 3688  # the sum of the 64 entries of its Table K.1 (quality 50)
-
 
 class Lossy(NamedTuple):
     """How a target was compressed: the format, a quality estimate, chroma subsampling."""
@@ -70,31 +67,15 @@ def inspect_file(path: str | os.PathLike[str]) -> Lossy | None:
 
 
 def _jpeg(head: bytes) -> Lossy:
-    """Walk a JPEG's markers up to the first scan: sampling factors and the luma table."""
-    quality, subsampled = None, True  # unknown sampling: assume the common 4:2:0
-    i = 2
-    while i + 4 <= len(head) and head[i] == 0xFF:
-        marker, length = head[i + 1], int.from_bytes(head[i + 2 : i + 4], "big")
-        body = head[i + 4 : i + 2 + length]
-        if marker == 0xDB and quality is None and body and body[0] >> 4 == 0:
-            quality = _quality(np.frombuffer(body[1:65], np.uint8))
-        elif marker in (0xC0, 0xC1, 0xC2) and len(body) >= 6:
-            comps = body[5]
-            factors = [body[6 + 3 * c + 1] for c in range(comps) if 6 + 3 * c + 1 < len(body)]
-            subsampled = comps >= 3 and len(set(factors)) > 1
-        elif marker == 0xDA:
-            break
-        i += 2 + length
-    return Lossy("JPEG", quality, subsampled)
+    """A JPEG's quality and chroma subsampling, from the segments before its first scan
+    (:func:`convtool.imaging.jpeg.header`); unknown sampling is taken as the common 4:2:0."""
+    from convtool.imaging import jpeg
 
-
-def _quality(table: np.ndarray) -> int | None:
-    """The IJG quality whose scaling of the standard luminance table gives ``table``."""
-    if table.size != 64:
-        return None
-    scale = 100.0 * float(table.astype(np.float64).sum()) / _STD_LUMA_SUM
-    q = (200.0 - scale) / 2.0 if scale <= 100 else 5000.0 / scale
-    return int(min(max(round(q), 1), 100))
+    found = jpeg.header(head)
+    if found is None:
+        return Lossy("JPEG", None, True)
+    subsampled = found.components >= 3 and found.coding.subsampling != "4:4:4"
+    return Lossy("JPEG", found.coding.quality, subsampled)
 
 
 def censored(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convtool import vocab
+from convtool.imaging.jpeg import Coding
 from convtool.imaging.metadata import Metadata
 
 __all__ = ["Image", "mode_of", "unit_scaled"]
@@ -48,6 +49,9 @@ class Image:
         'PNG', 'JPEG', 'TIFF', 'BMP', 'WEBP', 'GIF' or 'NPY'.
     meta : Metadata
         The ICC profile, resolution and EXIF the file holds (none for .npy).
+    coding : jpeg.Coding or None
+        How a JPEG was compressed (its estimated quality, its chroma subsampling), which
+        a JPEG written from it keeps; None for the other formats.
     """
 
     data: np.ndarray
@@ -57,6 +61,7 @@ class Image:
     source: str
     format: str
     meta: Metadata = Metadata()  # noqa: RUF009 (a NamedTuple: one shared empty value is safe)
+    coding: Coding | None = None
 
     @property
     def height(self) -> int:

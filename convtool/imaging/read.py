@@ -10,6 +10,7 @@ any other picture goes to Pillow
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import IO
 
@@ -107,7 +108,10 @@ def read_image(
     from convtool.imaging.read_pillow import read_with_pillow  # Pillow: imported here only
 
     with quiet_decoders():
-        return read_with_pillow(buf, source, max_pixels)
+        image = read_with_pillow(buf, source, max_pixels)
+    if head is not None and image.format == "JPEG":  # how it was compressed, kept
+        image = dataclasses.replace(image, coding=head.coding)
+    return image
 
 
 def picture_shape(

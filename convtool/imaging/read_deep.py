@@ -109,7 +109,8 @@ def read_jpeg(
     check_pixel_count(head.width, head.height, max_pixels, name)
     data = _decoded(jpeg.decode, buf, name, "JPEG")
     data = data if keep else unit_scaled(data, 8)
-    return Image(data, None, 8, mode_of(data, None), source, "JPEG", Metadata(head.icc, head.dpi))
+    meta = Metadata(head.icc, head.dpi)
+    return Image(data, None, 8, mode_of(data, None), source, "JPEG", meta, head.coding)
 
 
 def _decoded(decode: Callable[[bytes], Any], buf: bytes, name: str, fmt: str) -> Any:

@@ -24,8 +24,9 @@ __all__ = ["prepare_pixels", "write_image"]
 
 PathLike = str | os.PathLike
 
-# JPEG's default: 95 keeps filtered results' edges and fine texture free of visible
-# artefacts (ImageMagick's own default is 92); --quality changes it
+# JPEG's default where no JPEG was read (a JPEG read sets its own, as ImageMagick keeps
+# it): 95 keeps filtered results' edges and fine texture free of visible artefacts
+# (ImageMagick's own default is 92); --quality changes it
 JPEG_QUALITY = 95
 
 
@@ -40,6 +41,7 @@ def write_image(
     format: str | None = None,
     meta: Metadata | None = None,
     quality: int | None = None,
+    coding: jpeg.Coding | None = None,
 ) -> None:
     """Write a float picture atomically; the format comes from the extension.
 
@@ -71,16 +73,20 @@ def write_image(
         ICC profile, resolution and EXIF to write (see :mod:`convtool.imaging.metadata`
         for which formats hold which).
     quality : int, optional
-        1..100 for JPEG (default 95) and WebP (default: lossless; a quality makes it
-        lossy); ignored by the other formats.
+        1..100 for JPEG (default: ``coding``'s, else 95) and WebP (default: lossless; a
+        quality makes it lossy); ignored by the other formats.
+    coding : jpeg.Coding, optional
+        How the JPEG the picture was read from was compressed
+        (:attr:`convtool.imaging.Image.coding`): a JPEG written keeps its quality (unless
+        ``quality`` is given) and its chroma subsampling, as ImageMagick keeps them.
 
     Notes
     -----
-    JPEG: quality 95 unless given, 4:4:4 chroma. JPEG and BMP cannot keep alpha (Pillow reads
-    32-bit BMPs without it): the alpha is dropped and the colour values written as
-    they are, not composited. WebP is lossless, with colours kept exactly under
-    transparent pixels; it has no grey, so grey is written as RGB. TIFF goes
-    through tifffile (uncompressed). The file appears whole or not at all, see
+    JPEG: quality 95 and 4:4:4 chroma unless given or kept from ``coding``. JPEG and BMP
+    cannot keep alpha (Pillow reads 32-bit BMPs without it): the alpha is dropped and the
+    colour values written as they are, not composited. WebP is lossless, with colours
+    kept exactly under transparent pixels; it has no grey, so grey is written as RGB.
+    TIFF goes through tifffile (uncompressed). The file appears whole or not at all, see
     :func:`atomic_write`.
     """
     target = os.fspath(path)
@@ -94,6 +100,7 @@ def write_image(
     if quality is not None and not (isinstance(quality, int) and 1 <= quality <= 100):
         raise ImageWriteError(f"cannot write {label(target, True)}: quality must be 1..100")
     options = {"compress_level": compress_level, "meta": meta, "quality": quality}
+    options["coding"] = coding
 
     def encode(f: IO[bytes]) -> None:
         _ENCODERS[fmt](f, pixels, bit_depth=bit_depth, **options)
@@ -203,13 +210,18 @@ def _encode_png(f: IO[bytes], pixels: np.ndarray, *, bit_depth: int, **options: 
 
 
 def _encode_jpeg(f: IO[bytes], pixels: np.ndarray, **options: Any) -> None:
-    quality, meta = options.get("quality") or JPEG_QUALITY, options.get("meta")
+    meta, kept = options.get("meta"), options.get("coding") or jpeg.Coding()
+    quality = options.get("quality") or kept.quality or JPEG_QUALITY
+    subsampling = kept.subsampling or "4:4:4"
     try:  # libjpeg-turbo through imagecodecs: Pillow's bytes, without importing Pillow
         found = {} if not meta else {"icc": meta.icc, "dpi": meta.dpi, "exif": meta.exif}
-        f.write(jpeg.encode(pixels, quality, **found))
+        f.write(jpeg.encode(pixels, quality, subsampling=subsampling, **found))
     except ImportError:
         meta_options = pillow_options(meta, "jpeg")
-        _encode_pillow(f, pixels, fmt="JPEG", quality=quality, subsampling=0, **meta_options)
+        if subsampling not in ("4:4:4", "4:2:2", "4:2:0"):  # those Pillow writes
+            subsampling = "4:2:0"
+        _encode_pillow(f, pixels, fmt="JPEG", quality=quality, subsampling=subsampling,
+                       **meta_options)  # fmt: skip
 
 
 def _encode_webp(f: IO[bytes], pixels: np.ndarray, **options: Any) -> None:

@@ -107,3 +107,25 @@ def test_alpha_is_filtered_as_imagemagick_filters_it(tmp_path, spec):
     assert np.abs(a[..., 3] - b[..., 3]).max() <= 1
     off = np.abs(a[..., :3] - b[..., :3]).max(axis=2)[seen]
     assert np.count_nonzero(off > 1) <= 0.001 * off.size and off.max() <= 2
+
+
+@needs_imagemagick
+@pytest.mark.parametrize("asked", [[], ["-quality", "70"]])
+def test_a_jpeg_is_written_with_imagemagicks_quality_and_subsampling(pictures, tmp_path, asked):
+    """A JPEG from a JPEG keeps the input's quality (unless asked) and chroma subsampling,
+    as ImageMagick does: what ImageMagick's identify reads from both outputs is the same."""
+    from convtool.imaging import jpeg
+
+    source = tmp_path / "in.jpg"
+    convert(str(pictures["colour"]), "-quality", "85", "-sampling-factor", "2x1", str(source))
+    ours, theirs = tmp_path / "ours.jpg", tmp_path / "theirs.jpg"
+    mine = [f"-{a}" if a.startswith("-") else a for a in asked]  # --quality N
+    done = CliRunner().invoke(cli, ["apply", str(source), "-k", "sobel_x", "-o", str(ours), *mine])
+    assert done.exit_code == 0, done.output
+    convert(str(source), "-morphology", "Convolve", "Sobel", *asked, str(theirs))
+    said = [
+        convert(str(p), "-format", "%Q %[jpeg:sampling-factor]", "info:").stdout
+        for p in (ours, theirs)
+    ]
+    assert said[0] == said[1] == ("70" if asked else "85") + " 2x1,1x1,1x1"
+    assert jpeg.header(ours.read_bytes()).coding.subsampling == "4:2:2"

@@ -17,6 +17,7 @@ from convtool import imaging
 from convtool.imaging import jpeg
 from convtool.imaging.metadata import Metadata
 from convtool.imaging.read_pillow import read_with_pillow
+from tests.imagemagick import convert, needs_imagemagick
 from tests.imaging.pictures import ints
 
 SMOOTH = np.clip(
@@ -90,6 +91,64 @@ def test_profile_and_resolution_read_as_pillow_reads_them():
 def test_written_bytes_are_pillows(quality, grey):
     pixels = SMOOTH[:, :, 1] if grey else SMOOTH
     assert jpeg.encode(pixels, quality) == pillow_jpeg(pixels, quality=quality, subsampling=0)
+
+
+@pytest.mark.parametrize(("subsampling", "pillows"), [("4:4:4", 0), ("4:2:2", 1), ("4:2:0", 2)])
+def test_written_subsampled_bytes_are_pillows(subsampling, pillows):
+    mine = jpeg.encode(SMOOTH, 85, subsampling=subsampling)
+    assert mine == pillow_jpeg(SMOOTH, quality=85, subsampling=pillows)
+
+
+def test_coding_is_read_as_libjpeg_wrote_it():
+    """Every quality and subsampling Pillow (libjpeg) writes is read back as written."""
+    names = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
+    for quality in range(1, 101):
+        for pillows, name in names.items():
+            buf = pillow_jpeg(SMOOTH[:16, :16], quality=quality, subsampling=pillows)
+            assert jpeg.header(buf).coding == (quality, name)
+    grey = jpeg.header(pillow_jpeg(SMOOTH[:, :, 0], quality=77)).coding
+    assert grey == (77, None)
+
+
+def test_a_cameras_own_table_gets_the_nearest_quality():
+    table = list(jpeg._scaled(80))
+    assert jpeg.quality_of(tuple(table)) == 80
+    table[5] += 1  # no libjpeg quality makes this table: the nearest by its sum
+    assert jpeg.quality_of(tuple(table)) == 80
+    assert jpeg.quality_of(tuple(v * 2 for v in jpeg._scaled(90))) == 80  # scaled twice
+    assert jpeg.quality_of((1,) * 63) is None
+
+
+@needs_imagemagick
+@pytest.mark.parametrize(
+    ("quality", "factors"), [(92, "1x1"), (90, "2x2"), (63, "2x1"), (30, "1x2")]
+)
+def test_coding_is_what_imagemagick_estimates(tmp_path, quality, factors):
+    made = tmp_path / "im.jpg"
+    made.write_bytes(cv2.imencode(".png", SMOOTH)[1].tobytes())
+    convert(str(made), "-quality", str(quality), "-sampling-factor", factors, f"jpg:{made}")
+    said = convert(str(made), "-format", "%Q %[jpeg:sampling-factor]", "info:").stdout.split()
+    coding = jpeg.header(made.read_bytes()).coding
+    assert coding.quality == int(said[0]) == quality
+    named = {"1x1,1x1,1x1": "4:4:4", "2x2,1x1,1x1": "4:2:0", "2x1,1x1,1x1": "4:2:2"}
+    assert coding.subsampling == named.get(said[1], "4:4:0")
+
+
+def test_an_exif_jpegs_coding_is_read_too():
+    buf = pillow_jpeg(SMOOTH, quality=80, subsampling=1, exif=exif_bytes(6))
+    assert imaging.read_image(io.BytesIO(buf)).coding == (80, "4:2:2")
+
+
+def test_a_jpeg_written_from_a_jpeg_keeps_its_coding(tmp_path):
+    """As ImageMagick keeps them: the quality unless given, the subsampling always; a
+    picture from elsewhere is written at 95 with full-resolution chroma."""
+    read = imaging.read_image(io.BytesIO(pillow_jpeg(SMOOTH, quality=70, subsampling=2)))
+    for quality, want in ((None, (70, "4:2:0")), (88, (88, "4:2:0"))):
+        imaging.write_image(tmp_path / "o.jpg", read.data, quality=quality, coding=read.coding,
+                            overwrite=True)  # fmt: skip
+        assert jpeg.header((tmp_path / "o.jpg").read_bytes()).coding == want
+    imaging.write_image(tmp_path / "p.jpg", read.data)
+    assert jpeg.header((tmp_path / "p.jpg").read_bytes()).coding == (95, "4:4:4")
 
 
 def test_metadata_is_laid_out_as_pillow_lays_it_out():
