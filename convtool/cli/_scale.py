@@ -8,6 +8,7 @@ any command's picture tasks, locally or on a cluster, through one code path.
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +134,10 @@ def run_batch(
         Where a task keeps its paths (default: apply's tasks).
     """
     import functools
+
+    if len(tasks) > 1:  # many pictures: collect their cycles, past the start-up's objects
+        gc.freeze()
+        gc.enable()
 
     from convtool.batch import runner
 
