@@ -76,7 +76,7 @@ class Options(NamedTuple):
     depth: int | None = None  # None: the input's, as far as the format allows
     format: str | None = None  # None: from each output's extension
     strip: bool = False  # write no ICC profile, resolution or EXIF (kept by default)
-    quality: int | None = None  # JPEG and WebP; None: JPEG 95, WebP lossless
+    quality: int | None = None  # JPEG, WebP; None: a JPEG input's own, else 95; WebP lossless
     compression: int = 1  # PNG's effort, 0-9 (see convtool.imaging.png)
     overwrite: bool = False
     max_pixels: int | None = -1  # -1: io's default (Pillow's limit)
