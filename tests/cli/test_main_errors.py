@@ -194,3 +194,27 @@ def test_a_write_that_fails_halfway_leaves_nothing(ext, tmp_path):
     )
     done = run_program([*fit, out / "loss.csv"], preexec_fn=_small_files)
     check_failure(done, 1, "loss.csv: File too large", before, snapshot(tmp_path))
+
+
+def test_the_collector_is_off_for_one_picture_and_on_for_a_batch(files, tmp_path, monkeypatch):
+    """main() runs one picture with the cyclic collector off (the start-up's objects are
+    not scanned again and again), a batch with it on, and leaves it as it found it."""
+    import gc
+
+    from convtool.batch import apply_task
+
+    seen, real = [], apply_task.run_task
+
+    def run_task(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(apply_task, "run_task", run_task)
+    ok = files["ok.png"]
+    assert run_main(["apply", ok, "-k", "blur", "-o", tmp_path / "one.png"]).code == 0
+    assert seen == [False] and gc.isenabled()
+    other = tmp_path / "other.png"
+    other.write_bytes(ok.read_bytes())
+    many = ["apply", ok, other, "-k", "blur", "-o", f"{tmp_path}/many/", "-j", "1"]
+    assert run_main(many).code == 0
+    assert seen[1:] == [True, True] and gc.isenabled()
