@@ -8,7 +8,8 @@ elements): OpenBLAS ran 10-20% faster on products of that width than on a whole
 picture's, and the copy's memory stays bounded. The products are numpy's
 ``matmul`` (OpenBLAS or whichever BLAS numpy links, threaded by it). Blocks are whole
 pictures where they fit (several small pictures side by side make one product), else
-bands of output rows. A 1x1 kernel at stride 1 without padding needs no copy at all.
+bands of output rows. A 1x1 kernel at stride 1 without padding takes the pictures as
+they are for columns, with the row of ones below them.
 
 The bias rides along as one more row of ones in ``cols`` and one more column of W.
 Backward, per block: the kernel gradient ``grad_out @ cols^T`` (each block's product
@@ -88,13 +89,17 @@ def forward(
     h_out, w_out = out.shape[2:]
     out3 = out.reshape(n, c_out, h_out * w_out)
     k = c_in * kh * kw
-    if _pointwise(w, stride, pads, x, out):
-        np.matmul(w.reshape(c_out, c_in), x.reshape(n, c_in, -1), out=out3)
-        out3 += bias[:, None]
-        return
     wb = np.empty((c_out, k + 1), dtype=x.dtype)
     wb[:, :k] = w.reshape(c_out, k)
     wb[:, k] = bias
+    if _pointwise(w, stride, pads, x, out):
+        # the pixels are the columns, and the bias rides along here too: adding it after
+        # the product took half as long again as the product (ResNet's 1x1, 64 -> 256)
+        cols = np.empty((n, k + 1, h_out * w_out), dtype=x.dtype)
+        cols[:, :k] = x.reshape(n, k, -1)
+        cols[:, k] = 1
+        np.matmul(wb, cols, out=out3)
+        return
     buffer = _buffer(n, h_out, w_out, k + 1, c_out, x.dtype)
     for n0, pictures, i0, rows in _blocks(n, h_out, w_out, k + 1, c_out):
         size = rows * w_out
