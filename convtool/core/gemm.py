@@ -9,7 +9,8 @@ picture's, and the copy's memory stays bounded. The products are numpy's
 ``matmul`` (OpenBLAS or whichever BLAS numpy links, threaded by it). Blocks are whole
 pictures where they fit (several small pictures side by side make one product), else
 bands of output rows. A 1x1 kernel at stride 1 without padding takes the pictures as
-they are for columns, with the row of ones below them.
+they are for columns (with the row of ones where it has more outputs than inputs; else
+the bias is added after the product).
 
 The bias rides along as one more row of ones in ``cols`` and one more column of W.
 Backward, per block: the kernel gradient ``grad_out @ cols^T`` (each block's product
@@ -93,8 +94,13 @@ def forward(
     wb[:, :k] = w.reshape(c_out, k)
     wb[:, k] = bias
     if _pointwise(w, stride, pads, x, out):
-        # the pixels are the columns, and the bias rides along here too: adding it after
-        # the product took half as long again as the product (ResNet's 1x1, 64 -> 256)
+        if c_in > c_out:  # the bias added after the product: a pass over the output
+            np.matmul(w.reshape(c_out, c_in), x.reshape(n, c_in, -1), out=out3)
+            out3 += bias[:, None]
+            return
+        # the pixels are the columns, the bias a row of ones below them: a pass over the
+        # input, the smaller (ResNet's 1x1, 64 -> 256: adding it after the product took
+        # half as long again as the product)
         cols = np.empty((n, k + 1, h_out * w_out), dtype=x.dtype)
         cols[:, :k] = x.reshape(n, k, -1)
         cols[:, k] = 1

@@ -269,6 +269,7 @@ LAYERS = [  # (N, C_in, size, C_out, k, stride, padding): small cousins of real 
     (1, 3, 33, 16, 7, 2, 3),
     (1, 24, 16, 32, 3, 2, 1),
     (2, 24, 12, 64, 1, 1, 0),
+    (2, 48, 10, 16, 1, 1, 0),  # 1x1 to fewer channels: the bias added after the product
     (1, 8, 13, 16, 1, 2, 0),
     (4, 6, 14, 16, 5, 1, 0),
 ]
