@@ -1,7 +1,7 @@
 """The register-blocked direct path's jitted kernels: oneDNN's way, in numba.
 
-An output block of PIXELS pixels by CHANNELS output channels is kept in vector
-registers while the taps run past it: for each tap t, the block's CHANNELS weights
+An output block of PIXELS pixels (NARROW for a block of one vector) by CHANNELS (or 2
+CHANNELS) output channels is kept in vector registers while the taps run past it: for each tap t, the block's CHANNELS weights
 are loaded as vectors, each pixel's input sample is broadcast, and one fused
 multiply-add a vector and pixel adds the tap in (:func:`_block`). The weights are
 laid out for it once a call (:mod:`convtool.core.blocked`): ``wv[ob, t, l]`` is the
@@ -44,7 +44,8 @@ from convtool.core.fastmath import ENTRY, FASTMATH, _share
 LANES = 16  # elements a vector: a zmm register of float32 (AVX2: two ymm)
 VECTORS = 1  # vectors of output channels a block (2 x 8 lanes ran 10-15% slower here)
 CHANNELS = LANES * VECTORS  # output channels a block (convtool.core.blocked's CHANNELS)
-PIXELS = 6  # pixels a block (or one fewer, where that wastes less of a row's end)
+PIXELS = 6  # pixels a block of 2 vectors (or one fewer, where that wastes less of a row's end)
+NARROW = 10  # pixels a block of one vector: 10 accumulators hide the FMA's latency
 SUMS = 512  # the kernel gradient's output pixels a chunk: summed in the image's type
 
 
@@ -144,15 +145,17 @@ lanes l (every index inside its array: the caller's promise)."""
 _block_less = _block_of(PIXELS - 1)  # the same for one pixel fewer
 _wide = _block_of(PIXELS, 2)  # and for twice the output channels (wf's rows 2 x CHANNELS)
 _wide_less = _block_of(PIXELS - 1, 2)
+_narrow = _block_of(NARROW)  # the forward's blocks of CHANNELS: more pixels a block
+_narrow_less = _block_of(NARROW - 1)
 
 
 @njit(inline="always")
-def _pixels(w_out):
-    """The pixels a block for rows of ``w_out``: PIXELS, or one fewer where that computes
-    fewer pixels past the row's end (LeNet's 10: 2 blocks of 5, not 12 pixels), a
-    block's tap costing about one pixel more than its pixels (its weights' load)."""
-    fewer = PIXELS - 1
-    return fewer if -(-w_out // fewer) * PIXELS < -(-w_out // PIXELS) * (PIXELS + 1) else PIXELS
+def _pixels(w_out, most):
+    """The pixels a block for rows of ``w_out``: ``most``, or one fewer where that computes
+    fewer pixels past the row's end (a row of 9: one block of 9, not 10), a block's tap
+    costing about one pixel more than its pixels (its weights' load)."""
+    fewer = most - 1
+    return fewer if -(-w_out // fewer) * most < -(-w_out // most) * (most + 1) else most
 
 
 @njit(inline="always")
@@ -208,14 +211,17 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
     n_img, c_in, width = x.shape[0], x.shape[1], x.shape[3]
     c_out, h_out, w_out = out.shape[1], out.shape[2], out.shape[3]
     blocks, taps, width_b = wv.shape
-    pixels = _pixels(w_out)
+    # blocks of one vector take NARROW pixels (LeNet's conv2, 16 channels: 200 us a call
+    # where 2 blocks of 5 pixels took 216), of two vectors PIXELS (registers: 2 a pixel)
+    most = NARROW if width_b == CHANNELS else PIXELS
+    pixels = _pixels(w_out, most)
     n_blocks = -(-w_out // pixels)
     pitch = max(pad_left + width, (n_blocks * pixels - 1) * sw + kw)
     lines = np.empty(kh * c_in * pitch, dtype=x.dtype)
     offs = np.empty(taps, dtype=np.int64)
     for t in range(taps):  # tap (a, c, b) reads line a*C + c from column b
         offs[t] = (t // kw) * pitch + t % kw
-    steps = np.arange(PIXELS) * sw
+    steps = np.arange(most) * sw
     # the band: an output row of each channel, rows an odd number of cache lines apart
     band_pitch = (-(-(n_blocks * pixels) // 16) | 1) * 16
     band = np.empty(blocks * width_b * band_pitch, dtype=out.dtype)
@@ -244,10 +250,10 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
                     band_pitch,
                 )
                 if width_b == CHANNELS:
-                    if pixels == PIXELS:
-                        _block(*args)
+                    if pixels == NARROW:
+                        _narrow(*args)
                     else:
-                        _block_less(*args)
+                        _narrow_less(*args)
                 elif pixels == PIXELS:
                     _wide(*args)
                 else:

@@ -82,13 +82,16 @@ class Engine:
         function, _ = self._find(module, kernel, args)
         return function(*args)
 
-    def _share(self, module: str, kernel: str, *args: Any) -> None:
+    def _share(self, module: str, kernel: str, *args: Any, work: float = float("inf")) -> None:
         """A kernel with tasks, cut into one share per thread (:mod:`convtool.core.tasks`),
         or run whole on this thread by an engine that is not ``threaded``, and for a call
-        too small to pay for waking the threads (the bytes are the same: see tasks)."""
+        too small to pay for waking the threads: of few elements, or (where the caller
+        counts them) fewer than THREADED_WORK multiply-adds (the bytes are the same: see
+        tasks)."""
         whole = (*args, 0, 1)
         function, compiled = self._find(module, kernel, whole)
-        if (compiled and not self.threaded) or _elements(args) < SERIAL_BELOW:
+        small = work < THREADED_WORK or _elements(args) < SERIAL_BELOW
+        if (compiled and not self.threaded) or small:
             function(*whole)
         else:
             tasks.run(function, *args)
@@ -141,11 +144,12 @@ class Engine:
     # :mod:`convtool.core.conv_block`
     def conv2d_blocked(self, x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left) -> None:
         args = (x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left)
-        self._share("conv_block", "conv2d_blocked", *args)
+        self._share("conv_block", "conv2d_blocked", *args, work=out.size * wv.shape[1])
 
     def grad_weight_blocked(self, xp, grad_out, partial, kh, kw, sh, sw) -> None:
         args = (xp, grad_out, partial, kh, kw, sh, sw)
-        self._share("conv_block", "grad_weight_blocked", *args)
+        work = grad_out.size * xp.shape[1] * kh * kw
+        self._share("conv_block", "grad_weight_blocked", *args, work=work)
 
     # :mod:`convtool.core.conv_wino`
     def wino_weights(self, w, u) -> None:
@@ -280,6 +284,9 @@ COMPILE_SECONDS = 5  # about what one kernel's cold compile takes here (2-4 s), 
 LARGE_WORK = 1e10
 # The compiled core's threads cost 0.4 ms to start and ~0.07 ms a call: worth it past
 # ~2e7 multiply-adds (1.5 ms on one thread), a 3x3 kernel on a 1024x1024 RGB photo.
+# The JIT's register-blocked kernels too run whole below it: a wake of the pool cost
+# ~0.08 ms a call on an idle VM here, and LeNet's conv2 (batch 32 and 64: 7.7e6 and
+# 1.5e7) ran 10% slower on 2 threads than on one (0.24 ms, 0.45 ms).
 THREADED_WORK = 2e7
 
 
