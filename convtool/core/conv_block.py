@@ -1,8 +1,9 @@
 """The register-blocked direct path's jitted kernels: oneDNN's way, in numba.
 
 An output block of PIXELS pixels (NARROW for a block of one vector) by CHANNELS (or 2
-CHANNELS) output channels is kept in vector registers while the taps run past it: for each tap t, the block's CHANNELS weights
-are loaded as vectors, each pixel's input sample is broadcast, and one fused
+CHANNELS) output channels is kept in vector registers while the taps run past it: for
+each tap t, the block's CHANNELS weights are loaded as vectors, each pixel's input
+sample is broadcast, and one fused
 multiply-add a vector and pixel adds the tap in (:func:`_block`). The weights are
 laid out for it once a call (:mod:`convtool.core.blocked`): ``wv[ob, t, l]`` is the
 weight of output channel ``ob*CHANNELS + l`` at tap t (zero past C_out), and
