@@ -151,16 +151,17 @@ class Engine:
         work = grad_out.size * xp.shape[1] * kh * kw
         self._share("conv_block", "grad_weight_blocked", *args, work=work)
 
-    # :mod:`convtool.core.conv_wino`
+    # :mod:`convtool.core.conv_wino`: F(2x2, 3x3) for 16 positions (u, v, mm's rows), else
+    # F(4x4, 3x3) (36)
     def wino_weights(self, w, u) -> None:
-        self._share("conv_wino", "wino_weights", w, u)
+        self._share("conv_wino", _wino("weights", u), w, u)
 
     def wino_input(self, x, v, probe, n0, t0, pictures, rows, tw, pad_top, pad_left) -> None:
         args = (x, v, probe, n0, t0, pictures, rows, tw, pad_top, pad_left)
-        self._share("conv_wino", "wino_input", *args)
+        self._share("conv_wino", _wino("input", v), *args)
 
     def wino_output(self, mm, bias, out, n0, t0, pictures, rows) -> None:
-        self._share("conv_wino", "wino_output", mm, bias, out, n0, t0, pictures, rows)
+        self._share("conv_wino", _wino("output", mm), mm, bias, out, n0, t0, pictures, rows)
 
     # :mod:`convtool.core.conv_sep`
     def sep_forward(self, x, cols, rows, bias, out, sh, sw, pad_top, pad_left, org_top) -> None:
@@ -256,6 +257,11 @@ class Engine:
 # pool costs ~20-40 us, more than such a call's work (a 4x4 picture's conv2d took 41 us
 # a call threaded, 12 us on one thread).
 SERIAL_BELOW = 1 << 12
+
+
+def _wino(step: str, positions: Any) -> str:
+    """The Winograd kernel for ``step`` whose arrays hold ``positions``' rows."""
+    return f"wino_{step}" if positions.shape[0] == 16 else f"wino4_{step}"
 
 
 def _elements(args: tuple) -> int:

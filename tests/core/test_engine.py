@@ -25,8 +25,9 @@ from convtool.core import (
 
 def test_every_kernel_has_a_door():
     """Each cached kernel of the core is run through the engine, under its own name (the
-    forward pass's two layouts through ``conv2d_forward``)."""
-    layouts = {"conv2d_rows", "conv2d_lines"}
+    forward pass's two layouts through ``conv2d_forward``, F(4x4, 3x3)'s transforms
+    through F(2x2, 3x3)'s, by their arrays' positions)."""
+    layouts = {"conv2d_rows", "conv2d_lines", "wino4_weights", "wino4_input", "wino4_output"}
     for module in (conv, conv_block, conv_box, conv_gemm, conv_sep, conv_wino, pool, fit):
         kernels = {
             name
@@ -36,7 +37,9 @@ def test_every_kernel_has_a_door():
         assert kernels, module.__name__
         for name in kernels - layouts:
             assert callable(getattr(engine.Engine, name, None)), f"{module.__name__}.{name}"
-    assert layouts <= set(vars(conv))
+    assert layouts <= set(vars(conv)) | set(vars(conv_wino))
+    assert engine._wino("input", np.empty((36, 1))) == "wino4_input"
+    assert engine._wino("input", np.empty((16, 1))) == "wino_input"
 
 
 @pytest.mark.parametrize("c_out", [1, 3, 4, 9])
