@@ -1,4 +1,5 @@
-"""The Winograd path's jitted transforms: F(2x2, 3x3) for 3x3 layers at stride 1.
+"""The Winograd path's jitted transforms: F(2x2, 3x3) and F(4x4, 3x3) (``wino4_*``, at
+the end) for 3x3 layers at stride 1.
 
 Each 2x2 block of output pixels (a *tile*) of output channel o is ``A^T [sum_c U_oc (.)
 V_c] A``, with ``U_oc = G w_oc G^T`` (the kernel, 4x4) and ``V_c = B^T d_c B`` (the tile's

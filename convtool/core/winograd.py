@@ -6,6 +6,9 @@ V (16, C_in, tiles), and the 16 products ``U[k] @ V[k]`` (numpy's BLAS) give the
 transformed outputs, turned back into pixels plus bias. 4 multiply-adds an output
 pixel and channel pair where im2col's GEMM (:mod:`convtool.core.gemm`) takes 9, for a
 copy of 4 elements an output pixel per input channel and 4 per output channel.
+F(4x4, 3x3) (``tile`` 4) does the same with 6x6 patches of 4x4 blocks: 36 products of
+2.25 multiply-adds an output pixel and pair, 2.25 elements a copy, and a kernels'
+transform of 36 planes (2.25x F(2x2)'s: the planner keeps it from the deepest layers).
 
 Tiles go in blocks of about :data:`TILES` (whole pictures where they fit, else bands
 of tile rows), so that V and the products stay in the cache and the memory bounded.
@@ -18,7 +21,8 @@ process on one of 2 cores: conv2_1 240 ms).
 
 Rounding: the transforms add and halve, so a result differs from the GEMM path's by
 a few units of float32 rounding of the sum of |terms| (measured against float64 on
-VGG's conv2_1..conv4_2: 2.8e-7 to 4.3e-7 of max|y|, the GEMM path's 3.8e-7 to 4.6e-7). A non-finite
+VGG's conv2_1..conv4_2: 2.8e-7 to 4.3e-7 of max|y|, the GEMM path's 3.8e-7 to 4.6e-7;
+F(4x4)'s transforms multiply by up to 8 before they cancel: 4.8e-6 to 7.9e-6). A non-finite
 input pixel would spread to outputs whose window misses it (inf - inf in a patch's
 sums): :func:`forward` then declines and the caller takes the GEMM path.
 
