@@ -93,9 +93,23 @@ def _fmuladd(builder, element, vector):
     )
 
 
-def _block_of(pixels, vectors=VECTORS):
+def _store_vectors(builder, slots, vectors, dst, dbase, pitch):
+    """The accumulators into dst as they are, a pixel's vectors side by side:
+    ``dst[dbase + r*pitch + v*LANES + l]`` for pixel r, vector v, lane l."""
+    i64 = ir.IntType(64)
+    for k, slot in enumerate(slots):
+        r, v = divmod(k, vectors)
+        at = builder.add(dbase, builder.add(builder.mul(ir.Constant(i64, r), pitch),
+                                            ir.Constant(i64, v * LANES)))  # fmt: skip
+        vector = builder.load(slot)
+        builder.store(vector, _vector_at(builder, dst, at, vector.type), align=1)
+
+
+def _block_of(pixels, vectors=VECTORS, rows=True):
     """:func:`_block` for blocks of ``pixels`` pixels by ``vectors`` vectors of output
-    channels (``vectors`` LANES channels: wf's rows)."""
+    channels (``vectors`` LANES channels: wf's rows); without ``rows``, each pixel's
+    sums stored as its vectors (:func:`_store_vectors`) rather than each lane's in a row
+    (:func:`_store_block`)."""
 
     def block(typingctx, xf, base, steps, wf, wbase, offs, taps, bias, bbase, dst, dbase, pitch):
         args = (xf, base, steps, wf, wbase, offs, taps, bias, bbase, dst, dbase, pitch)
@@ -133,7 +147,8 @@ def _block_of(pixels, vectors=VECTORS):
                 for v, weight in enumerate(weights):
                     slot = slots[r * vectors + v]
                     builder.store(builder.call(fmuladd, [spread, weight, builder.load(slot)]), slot)
-        _store_block(builder, slots, vectors, dp, dbase, pitch)
+        store = _store_block if rows else _store_vectors
+        store(builder, slots, vectors, dp, dbase, pitch)
         return context.get_dummy_value()
 
     return intrinsic(block)
@@ -144,10 +159,13 @@ _block.__doc__ = """dst[dbase + l*pitch + r] = bias[bbase + l] + sum over t < ta
 t*CHANNELS + l] * xf[base + steps[r] + offs[t]], for the PIXELS pixels r and the CHANNELS
 lanes l (every index inside its array: the caller's promise)."""
 _block_less = _block_of(PIXELS - 1)  # the same for one pixel fewer
-_wide = _block_of(PIXELS, 2)  # and for twice the output channels (wf's rows 2 x CHANNELS)
-_wide_less = _block_of(PIXELS - 1, 2)
-_narrow = _block_of(NARROW)  # the forward's blocks of CHANNELS: more pixels a block
-_narrow_less = _block_of(NARROW - 1)
+# the forward's blocks, each pixel's sums stored as vectors (a lane at a time, a block of
+# 32 channels by 6 pixels took 192 stores: VGG's conv1_1, 27 taps, spent half its time
+# there): of 2 CHANNELS by PIXELS pixels, and of CHANNELS by NARROW
+_wide = _block_of(PIXELS, 2, rows=False)
+_wide_less = _block_of(PIXELS - 1, 2, rows=False)
+_narrow = _block_of(NARROW, rows=False)
+_narrow_less = _block_of(NARROW - 1, rows=False)
 
 
 @njit(inline="always")
@@ -183,13 +201,16 @@ def _lay_row(lines, xf, n, y, slot, dims, pitch, pad_left):
 
 
 @njit(inline="always")
-def _put_rows(of, at, plane, band, pitch, lanes, width):
-    """of[at + o*plane + j] = band[o*pitch + j] for o < lanes, j < width: one output row of
-    every channel from the band into the output's planes."""
-    start, step, p = uint64(at), uint64(plane), uint64(pitch)
+def _put_rows(of, at, plane, band, span, count, lanes, width):
+    """of[at + o*plane + j] = band[(o // span * count + j)*span + o % span] for o < lanes,
+    j < width: one output row of every channel from the band (``count`` pixels of each
+    block of ``span`` channels, each pixel's sums side by side) into the output's
+    planes."""
+    start, step, sp = uint64(at), uint64(plane), uint64(span)
     for o in range(uint64(lanes)):
+        first = (o // sp) * uint64(count) * sp + o % sp
         for j in range(uint64(width)):
-            of[start + o * step + j] = band[o * p + j]
+            of[start + o * step + j] = band[first + j * sp]
 
 
 @njit(fastmath=FASTMATH, **ENTRY)
@@ -201,11 +222,11 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
     channels, bias (C_out blocks x B, zero past C_out). A task is one output row of one
     picture: the input rows its windows see are laid out first, zero-padded, side by side
     in a small buffer (:func:`_lay_row`), wide enough for whole blocks of pixels, so that
-    no window crosses an edge; the blocks' sums go into a band of output rows, then into
-    the output's planes (:func:`_put_rows`): written straight there, a block's 16
-    channels fell in one cache set where a plane spans a multiple of 4 KB (224x224: 3x
-    slower). Blocks of 2 CHANNELS (for 32 output channels and more) load each sample
-    once for twice the channels: 4-11% faster here.
+    no window crosses an edge; the blocks' sums go into a band (each pixel's vectors as
+    they are), then into the output's planes (:func:`_put_rows`): written straight
+    there, a block's 16 channels fell in one cache set where a plane spans a multiple
+    of 4 KB (224x224: 3x slower). Blocks of 2 CHANNELS (for 32 output channels and
+    more) load each sample once for twice the channels: 4-11% faster here.
     """
     n_img, c_in, width = x.shape[0], x.shape[1], x.shape[3]
     c_out, h_out, w_out = out.shape[1], out.shape[2], out.shape[3]
@@ -230,9 +251,8 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
                     rotations[r, t] = line + b
                     t += 1
     steps = np.arange(most) * sw
-    # the band: an output row of each channel, rows an odd number of cache lines apart
-    band_pitch = (-(-(n_blocks * pixels) // 16) | 1) * 16
-    band = np.empty(blocks * width_b * band_pitch, dtype=out.dtype)
+    # the band: an output row of each channel, each pixel's channels side by side
+    band = np.empty(blocks * n_blocks * pixels * width_b, dtype=out.dtype)
     xf, wf, of = x.reshape(-1), wv.reshape(-1), out.reshape(-1)
     dims = (c_in, x.shape[2], width)
     start, stop = _share(n_img * h_out, part, parts)
@@ -250,7 +270,7 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
         for ob in range(blocks):
             wbase, bbase = ob * taps * width_b, ob * width_b
             for k in range(n_blocks):
-                at, base = bbase * band_pitch + k * pixels, k * pixels * sw
+                at, base = (ob * n_blocks + k) * pixels * width_b, k * pixels * sw
                 args = (
                     lines,
                     base,
@@ -263,7 +283,7 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
                     bbase,
                     band,
                     at,
-                    band_pitch,
+                    width_b,
                 )
                 if width_b == CHANNELS:
                     if pixels == NARROW:
@@ -275,7 +295,7 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
                 else:
                     _wide_less(*args)
         at = (n * c_out * h_out + i) * w_out
-        _put_rows(of, at, h_out * w_out, band, band_pitch, c_out, w_out)
+        _put_rows(of, at, h_out * w_out, band, width_b, n_blocks * pixels, c_out, w_out)
 
 
 @njit(inline="always")
