@@ -431,8 +431,8 @@ def _write(
 
 def plans(image_shape: tuple[int, ...], out: Output, options: Options, engine: Any = None) -> str:
     """The path each of the output's kernels takes with ``engine`` (:func:`plan_of`), for
-    its record: 'separable', 'low-rank 2', 'box', 'fft', 'gemm', 'blocked', 'winograd' or
-    'direct', joined by '+' when combined."""
+    its record: 'separable', 'low-rank 2', 'box', 'fft', 'gemm', 'blocked', 'winograd',
+    'winograd4' or 'direct', joined by '+' when combined."""
     channels = 1 if len(image_shape) == 2 else image_shape[2]
     found = [
         plan_of(options.kernels[k], options.color, channels, options.stride, engine)

@@ -1,8 +1,9 @@
 """The register-blocked direct path's jitted kernels: oneDNN's way, in numba.
 
-An output block of PIXELS pixels by CHANNELS output channels is kept in vector
-registers while the taps run past it: for each tap t, the block's CHANNELS weights
-are loaded as vectors, each pixel's input sample is broadcast, and one fused
+An output block of PIXELS pixels (NARROW for a block of one vector) by CHANNELS (or 2
+CHANNELS) output channels is kept in vector registers while the taps run past it: for
+each tap t, the block's CHANNELS weights are loaded as vectors, each pixel's input
+sample is broadcast, and one fused
 multiply-add a vector and pixel adds the tap in (:func:`_block`). The weights are
 laid out for it once a call (:mod:`convtool.core.blocked`): ``wv[ob, t, l]`` is the
 weight of output channel ``ob*CHANNELS + l`` at tap t (zero past C_out), and
@@ -44,7 +45,8 @@ from convtool.core.fastmath import ENTRY, FASTMATH, _share
 LANES = 16  # elements a vector: a zmm register of float32 (AVX2: two ymm)
 VECTORS = 1  # vectors of output channels a block (2 x 8 lanes ran 10-15% slower here)
 CHANNELS = LANES * VECTORS  # output channels a block (convtool.core.blocked's CHANNELS)
-PIXELS = 6  # pixels a block (or one fewer, where that wastes less of a row's end)
+PIXELS = 6  # pixels a block of 2 vectors (or one fewer, where that wastes less of a row's end)
+NARROW = 10  # pixels a block of one vector: 10 accumulators hide the FMA's latency
 SUMS = 512  # the kernel gradient's output pixels a chunk: summed in the image's type
 
 
@@ -91,9 +93,23 @@ def _fmuladd(builder, element, vector):
     )
 
 
-def _block_of(pixels, vectors=VECTORS):
+def _store_vectors(builder, slots, vectors, dst, dbase, pitch):
+    """The accumulators into dst as they are, a pixel's vectors side by side:
+    ``dst[dbase + r*pitch + v*LANES + l]`` for pixel r, vector v, lane l."""
+    i64 = ir.IntType(64)
+    for k, slot in enumerate(slots):
+        r, v = divmod(k, vectors)
+        at = builder.add(dbase, builder.add(builder.mul(ir.Constant(i64, r), pitch),
+                                            ir.Constant(i64, v * LANES)))  # fmt: skip
+        vector = builder.load(slot)
+        builder.store(vector, _vector_at(builder, dst, at, vector.type), align=1)
+
+
+def _block_of(pixels, vectors=VECTORS, rows=True):
     """:func:`_block` for blocks of ``pixels`` pixels by ``vectors`` vectors of output
-    channels (``vectors`` LANES channels: wf's rows)."""
+    channels (``vectors`` LANES channels: wf's rows); without ``rows``, each pixel's
+    sums stored as its vectors (:func:`_store_vectors`) rather than each lane's in a row
+    (:func:`_store_block`)."""
 
     def block(typingctx, xf, base, steps, wf, wbase, offs, taps, bias, bbase, dst, dbase, pitch):
         args = (xf, base, steps, wf, wbase, offs, taps, bias, bbase, dst, dbase, pitch)
@@ -131,7 +147,8 @@ def _block_of(pixels, vectors=VECTORS):
                 for v, weight in enumerate(weights):
                     slot = slots[r * vectors + v]
                     builder.store(builder.call(fmuladd, [spread, weight, builder.load(slot)]), slot)
-        _store_block(builder, slots, vectors, dp, dbase, pitch)
+        store = _store_block if rows else _store_vectors
+        store(builder, slots, vectors, dp, dbase, pitch)
         return context.get_dummy_value()
 
     return intrinsic(block)
@@ -142,52 +159,58 @@ _block.__doc__ = """dst[dbase + l*pitch + r] = bias[bbase + l] + sum over t < ta
 t*CHANNELS + l] * xf[base + steps[r] + offs[t]], for the PIXELS pixels r and the CHANNELS
 lanes l (every index inside its array: the caller's promise)."""
 _block_less = _block_of(PIXELS - 1)  # the same for one pixel fewer
-_wide = _block_of(PIXELS, 2)  # and for twice the output channels (wf's rows 2 x CHANNELS)
-_wide_less = _block_of(PIXELS - 1, 2)
+# the forward's blocks, each pixel's sums stored as vectors (a lane at a time, a block of
+# 32 channels by 6 pixels took 192 stores: VGG's conv1_1, 27 taps, spent half its time
+# there): of 2 CHANNELS by PIXELS pixels, and of CHANNELS by NARROW
+_wide = _block_of(PIXELS, 2, rows=False)
+_wide_less = _block_of(PIXELS - 1, 2, rows=False)
+_narrow = _block_of(NARROW, rows=False)
+_narrow_less = _block_of(NARROW - 1, rows=False)
 
 
 @njit(inline="always")
-def _pixels(w_out):
-    """The pixels a block for rows of ``w_out``: PIXELS, or one fewer where that computes
-    fewer pixels past the row's end (LeNet's 10: 2 blocks of 5, not 12 pixels), a
-    block's tap costing about one pixel more than its pixels (its weights' load)."""
-    fewer = PIXELS - 1
-    return fewer if -(-w_out // fewer) * PIXELS < -(-w_out // PIXELS) * (PIXELS + 1) else PIXELS
+def _pixels(w_out, most):
+    """The pixels a block for rows of ``w_out``: ``most``, or one fewer where that computes
+    fewer pixels past the row's end (a row of 9: one block of 9, not 10), a block's tap
+    costing about one pixel more than its pixels (its weights' load)."""
+    fewer = most - 1
+    return fewer if -(-w_out // fewer) * most < -(-w_out // most) * (most + 1) else most
 
 
 @njit(inline="always")
-def _lay_rows(lines, xf, n, y0, dims, pitch, pad_left):
-    """lines[(a*C + c)*pitch + pl + k] = x[n, c, y0 + a, k], zeros around: the input rows
-    of one output row's windows (rows outside the picture all zeros), every window
-    inside them. ``dims``: (kh, C, H, W); flat arrays and unsigned indices (numba's
+def _lay_row(lines, xf, n, y, slot, dims, pitch, pad_left):
+    """lines[(slot*C + c)*pitch + pl + k] = x[n, c, y, k], zeros around: input row y of
+    every channel in its slot of the buffer (a row outside the picture all zeros), every
+    window inside it. ``dims``: (C, H, W); flat arrays and unsigned indices (numba's
     slices cost ~30 ns each, a LeNet layer's rows 0.2 ms a call)."""
-    kh, c_in, height, width = dims
+    c_in, height, width = dims
     p, w, left = uint64(pitch), uint64(width), uint64(pad_left)
-    for a in range(kh):
-        y = y0 + a
-        for c in range(c_in):
-            at = uint64((a * c_in + c) * pitch)
-            if 0 <= y < height:
-                src = uint64(((n * c_in + c) * height + y) * width)
-                for k in range(left):
-                    lines[at + k] = 0
-                for k in range(w):
-                    lines[at + left + k] = xf[src + k]
-                for k in range(left + w, p):
-                    lines[at + k] = 0
-            else:
-                for k in range(p):
-                    lines[at + k] = 0
+    for c in range(c_in):
+        at = uint64((slot * c_in + c) * pitch)
+        if 0 <= y < height:
+            src = uint64(((n * c_in + c) * height + y) * width)
+            for k in range(left):
+                lines[at + k] = 0
+            for k in range(w):
+                lines[at + left + k] = xf[src + k]
+            for k in range(left + w, p):
+                lines[at + k] = 0
+        else:
+            for k in range(p):
+                lines[at + k] = 0
 
 
 @njit(inline="always")
-def _put_rows(of, at, plane, band, pitch, lanes, width):
-    """of[at + o*plane + j] = band[o*pitch + j] for o < lanes, j < width: one output row of
-    every channel from the band into the output's planes."""
-    start, step, p = uint64(at), uint64(plane), uint64(pitch)
+def _put_rows(of, at, plane, band, span, count, lanes, width):
+    """of[at + o*plane + j] = band[(o // span * count + j)*span + o % span] for o < lanes,
+    j < width: one output row of every channel from the band (``count`` pixels of each
+    block of ``span`` channels, each pixel's sums side by side) into the output's
+    planes."""
+    start, step, sp = uint64(at), uint64(plane), uint64(span)
     for o in range(uint64(lanes)):
+        first = (o // sp) * uint64(count) * sp + o % sp
         for j in range(uint64(width)):
-            of[start + o * step + j] = band[o * p + j]
+            of[start + o * step + j] = band[first + j * sp]
 
 
 @njit(fastmath=FASTMATH, **ENTRY)
@@ -198,37 +221,56 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
     wv (C_out blocks, kh C_in kw, B) for blocks of B = CHANNELS or 2 CHANNELS output
     channels, bias (C_out blocks x B, zero past C_out). A task is one output row of one
     picture: the input rows its windows see are laid out first, zero-padded, side by side
-    in a small buffer (:func:`_lay_rows`), wide enough for whole blocks of pixels, so that
-    no window crosses an edge; the blocks' sums go into a band of output rows, then into
-    the output's planes (:func:`_put_rows`): written straight there, a block's 16
-    channels fell in one cache set where a plane spans a multiple of 4 KB (224x224: 3x
-    slower). Blocks of 2 CHANNELS (for 32 output channels and more) load each sample
-    once for twice the channels: 4-11% faster here.
+    in a small buffer (:func:`_lay_row`), wide enough for whole blocks of pixels, so that
+    no window crosses an edge; the blocks' sums go into a band (each pixel's vectors as
+    they are), then into the output's planes (:func:`_put_rows`): written straight
+    there, a block's 16 channels fell in one cache set where a plane spans a multiple
+    of 4 KB (224x224: 3x slower). Blocks of 2 CHANNELS (for 32 output channels and
+    more) load each sample once for twice the channels: 4-11% faster here.
     """
     n_img, c_in, width = x.shape[0], x.shape[1], x.shape[3]
     c_out, h_out, w_out = out.shape[1], out.shape[2], out.shape[3]
     blocks, taps, width_b = wv.shape
-    pixels = _pixels(w_out)
+    # blocks of one vector take NARROW pixels (LeNet's conv2, 16 channels: 200 us a call
+    # where 2 blocks of 5 pixels took 216), of two vectors PIXELS (registers: 2 a pixel)
+    most = NARROW if width_b == CHANNELS else PIXELS
+    pixels = _pixels(w_out, most)
     n_blocks = -(-w_out // pixels)
     pitch = max(pad_left + width, (n_blocks * pixels - 1) * sw + kw)
+    # input rows y in slots y mod kH, the next output row of a picture laying out only
+    # the sH rows it does not share with the last (LeNet's conv2 0.15 ms a call, from
+    # 0.19; the foundation layer 5.5, from 6.3; 64 channels at 56^2 2.1, from 2.3)
     lines = np.empty(kh * c_in * pitch, dtype=x.dtype)
-    offs = np.empty(taps, dtype=np.int64)
-    for t in range(taps):  # tap (a, c, b) reads line a*C + c from column b
-        offs[t] = (t // kw) * pitch + t % kw
-    steps = np.arange(PIXELS) * sw
-    # the band: an output row of each channel, rows an odd number of cache lines apart
-    band_pitch = (-(-(n_blocks * pixels) // 16) | 1) * 16
-    band = np.empty(blocks * width_b * band_pitch, dtype=out.dtype)
+    rotations = np.empty((kh, taps), dtype=np.int64)  # where the taps read, by top mod kH
+    for r in range(kh):
+        t = 0
+        for a in range(kh):  # tap (a, c, b) reads row top + a of channel c from column b
+            for c in range(c_in):
+                line = (((r + a) % kh) * c_in + c) * pitch
+                for b in range(kw):
+                    rotations[r, t] = line + b
+                    t += 1
+    steps = np.arange(most) * sw
+    # the band: an output row of each channel, each pixel's channels side by side
+    band = np.empty(blocks * n_blocks * pixels * width_b, dtype=out.dtype)
     xf, wf, of = x.reshape(-1), wv.reshape(-1), out.reshape(-1)
-    dims = (kh, c_in, x.shape[2], width)
+    dims = (c_in, x.shape[2], width)
     start, stop = _share(n_img * h_out, part, parts)
+    last_n, last_top = -1, 0  # the picture and first row laid out
     for task in range(start, stop):
         n, i = task // h_out, task % h_out
-        _lay_rows(lines, xf, n, i * sh - pad_top, dims, pitch, pad_left)
+        top = i * sh - pad_top
+        first = top  # the first row to lay out: past those the last row laid out
+        if n == last_n and last_top <= top < last_top + kh:
+            first = last_top + kh
+        for y in range(first, top + kh):
+            _lay_row(lines, xf, n, y, y % kh, dims, pitch, pad_left)
+        last_n, last_top = n, top
+        offs = rotations[top % kh]
         for ob in range(blocks):
             wbase, bbase = ob * taps * width_b, ob * width_b
             for k in range(n_blocks):
-                at, base = bbase * band_pitch + k * pixels, k * pixels * sw
+                at, base = (ob * n_blocks + k) * pixels * width_b, k * pixels * sw
                 args = (
                     lines,
                     base,
@@ -241,19 +283,19 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
                     bbase,
                     band,
                     at,
-                    band_pitch,
+                    width_b,
                 )
                 if width_b == CHANNELS:
-                    if pixels == PIXELS:
-                        _block(*args)
+                    if pixels == NARROW:
+                        _narrow(*args)
                     else:
-                        _block_less(*args)
+                        _narrow_less(*args)
                 elif pixels == PIXELS:
                     _wide(*args)
                 else:
                     _wide_less(*args)
         at = (n * c_out * h_out + i) * w_out
-        _put_rows(of, at, h_out * w_out, band, band_pitch, c_out, w_out)
+        _put_rows(of, at, h_out * w_out, band, width_b, n_blocks * pixels, c_out, w_out)
 
 
 @njit(inline="always")

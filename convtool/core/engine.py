@@ -82,13 +82,16 @@ class Engine:
         function, _ = self._find(module, kernel, args)
         return function(*args)
 
-    def _share(self, module: str, kernel: str, *args: Any) -> None:
+    def _share(self, module: str, kernel: str, *args: Any, work: float = float("inf")) -> None:
         """A kernel with tasks, cut into one share per thread (:mod:`convtool.core.tasks`),
         or run whole on this thread by an engine that is not ``threaded``, and for a call
-        too small to pay for waking the threads (the bytes are the same: see tasks)."""
+        too small to pay for waking the threads: of few elements, or (where the caller
+        counts them) fewer than THREADED_WORK multiply-adds (the bytes are the same: see
+        tasks)."""
         whole = (*args, 0, 1)
         function, compiled = self._find(module, kernel, whole)
-        if (compiled and not self.threaded) or _elements(args) < SERIAL_BELOW:
+        small = work < THREADED_WORK or _elements(args) < SERIAL_BELOW
+        if (compiled and not self.threaded) or small:
             function(*whole)
         else:
             tasks.run(function, *args)
@@ -141,22 +144,24 @@ class Engine:
     # :mod:`convtool.core.conv_block`
     def conv2d_blocked(self, x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left) -> None:
         args = (x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left)
-        self._share("conv_block", "conv2d_blocked", *args)
+        self._share("conv_block", "conv2d_blocked", *args, work=out.size * wv.shape[1])
 
     def grad_weight_blocked(self, xp, grad_out, partial, kh, kw, sh, sw) -> None:
         args = (xp, grad_out, partial, kh, kw, sh, sw)
-        self._share("conv_block", "grad_weight_blocked", *args)
+        work = grad_out.size * xp.shape[1] * kh * kw
+        self._share("conv_block", "grad_weight_blocked", *args, work=work)
 
-    # :mod:`convtool.core.conv_wino`
+    # :mod:`convtool.core.conv_wino`: F(2x2, 3x3) for 16 positions (u, v, mm's rows), else
+    # F(4x4, 3x3) (36)
     def wino_weights(self, w, u) -> None:
-        self._share("conv_wino", "wino_weights", w, u)
+        self._share("conv_wino", _wino("weights", u), w, u)
 
     def wino_input(self, x, v, probe, n0, t0, pictures, rows, tw, pad_top, pad_left) -> None:
         args = (x, v, probe, n0, t0, pictures, rows, tw, pad_top, pad_left)
-        self._share("conv_wino", "wino_input", *args)
+        self._share("conv_wino", _wino("input", v), *args)
 
     def wino_output(self, mm, bias, out, n0, t0, pictures, rows) -> None:
-        self._share("conv_wino", "wino_output", mm, bias, out, n0, t0, pictures, rows)
+        self._share("conv_wino", _wino("output", mm), mm, bias, out, n0, t0, pictures, rows)
 
     # :mod:`convtool.core.conv_sep`
     def sep_forward(self, x, cols, rows, bias, out, sh, sw, pad_top, pad_left, org_top) -> None:
@@ -254,6 +259,11 @@ class Engine:
 SERIAL_BELOW = 1 << 12
 
 
+def _wino(step: str, positions: Any) -> str:
+    """The Winograd kernel for ``step`` whose arrays hold ``positions``' rows."""
+    return f"wino_{step}" if positions.shape[0] == 16 else f"wino4_{step}"
+
+
 def _elements(args: tuple) -> int:
     """The elements of a kernel's array arguments (its integers count none)."""
     return sum(getattr(a, "size", 0) for a in args)
@@ -280,6 +290,9 @@ COMPILE_SECONDS = 5  # about what one kernel's cold compile takes here (2-4 s), 
 LARGE_WORK = 1e10
 # The compiled core's threads cost 0.4 ms to start and ~0.07 ms a call: worth it past
 # ~2e7 multiply-adds (1.5 ms on one thread), a 3x3 kernel on a 1024x1024 RGB photo.
+# The JIT's register-blocked kernels too run whole below it: a wake of the pool cost
+# ~0.08 ms a call on an idle VM here, and LeNet's conv2 (batch 32 and 64: 7.7e6 and
+# 1.5e7) ran 10% slower on 2 threads than on one (0.24 ms, 0.45 ms).
 THREADED_WORK = 2e7
 
 

@@ -34,7 +34,7 @@ from convtool.core import conv_fft, tasks
 
 __all__ = ["BOX_RESTART", "COSTS", "Plan", "direct_plan", "factors", "gemm_plan", "plan_channels"]
 __all__ += ["LAYER_COSTS", "LAYER_PATHS", "layer_costs", "plan_filter", "plan_layer", "run"]
-__all__ += ["paths_for", "plan_backward", "winograd_fits"]
+__all__ += ["WINOGRAD_TILES", "paths_for", "plan_backward", "winograd_fits"]
 
 # The cost model, in ns per output pixel on one thread (1024x1024 float32, measured
 # here with ``benchmarks/bench_kernels.py --only calibrate``): direct, per tap (it
@@ -296,6 +296,13 @@ def run(
 # register-blocked path (:mod:`convtool.core.blocked`) costs per multiply-add of its
 # blocks of 16 output channels (C_out rounded up), whatever the stride (measured on the
 # layers of benchmarks/bench_layers.py: 0.021 to 0.036 ns, the most for a few taps).
+# Winograd's F(4x4, 3x3) ('winograd4') has F(2x2)'s transforms' costs (36 points for 16
+# outputs: about the same work a pixel) and 2.25 multiply-adds a pair where F(2x2) has 4
+# (its pair cost fitted on VGG's conv2_1 and conv3_1: 0.78 and 0.82 of F(2x2)'s time).
+# Its kernels' transform writes 36 planes of C_out x C_in a call (2.25x F(2x2)'s, at
+# memory's pace): past WINOGRAD4_PAIRS channel pairs, deep layers whose pictures are
+# small, that cost more than its products saved (VGG's conv4_2, 256x256 at 28^2: 1.1x
+# F(2x2)'s time), so it is not planned there.
 LAYER_COSTS = {
     "direct_mac": 0.035,
     "direct_pointwise": 2.5,  # factor for a 1x1 kernel
@@ -307,10 +314,13 @@ LAYER_COSTS = {
     "winograd_in": 1.0,
     "winograd_out": 2.2,
     "winograd_base": 16.0,
+    "winograd4_pair": 0.055,
     "blocked_mac": 0.025,
 }
 DEEP_K = 1024
-LAYER_PATHS = ("direct", "gemm", "winograd", "blocked")
+WINOGRAD4_PAIRS = 128 * 256
+LAYER_PATHS = ("direct", "gemm", "winograd", "winograd4", "blocked")
+WINOGRAD_TILES = {"winograd": 2, "winograd4": 4}  # each Winograd path's output tiles
 BLOCKED_CHANNELS = 16  # blocked.CHANNELS: output channels a block
 
 
@@ -323,7 +333,7 @@ def winograd_fits(shape: tuple[int, int, int, int], stride: tuple[int, int]) -> 
 def layer_costs(shape: tuple[int, int, int, int], stride: tuple[int, int]) -> dict[str, float]:
     """The estimated cost of each path for a (C_out, C_in, kH, kW) kernel at ``stride``,
     in ns per output pixel on one thread (:data:`LAYER_COSTS`); 'winograd' only where it
-    fits (:func:`winograd_fits`)."""
+    fits (:func:`winograd_fits`), 'winograd4' there up to WINOGRAD4_PAIRS channel pairs."""
     c_out, c_in, kh, kw = shape
     k = c_in * kh * kw
     direct = LAYER_COSTS["direct_mac"] * c_out * k
@@ -337,19 +347,22 @@ def layer_costs(shape: tuple[int, int, int, int], stride: tuple[int, int]) -> di
     blocked = LAYER_COSTS["blocked_mac"] * -(-c_out // BLOCKED_CHANNELS) * BLOCKED_CHANNELS * k
     costs = {"direct": direct, "gemm": gemm, "blocked": blocked}
     if winograd_fits(shape, stride):
-        costs["winograd"] = (
+        transforms = (
             LAYER_COSTS["winograd_base"]
             + LAYER_COSTS["winograd_in"] * c_in
             + LAYER_COSTS["winograd_out"] * c_out
-            + LAYER_COSTS["winograd_pair"] * c_in * c_out
         )
+        costs["winograd"] = transforms + LAYER_COSTS["winograd_pair"] * c_in * c_out
+        if c_in * c_out <= WINOGRAD4_PAIRS:
+            costs["winograd4"] = transforms + LAYER_COSTS["winograd4_pair"] * c_in * c_out
     return costs
 
 
 def plan_layer(
     shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1), paths=LAYER_PATHS
 ) -> str:
-    """'gemm' (:mod:`convtool.core.gemm`), 'winograd' (:mod:`convtool.core.winograd`),
+    """'gemm' (:mod:`convtool.core.gemm`), 'winograd' or 'winograd4' (F(2x2, 3x3) or
+    F(4x4, 3x3): :mod:`convtool.core.winograd`),
     'blocked' (:mod:`convtool.core.blocked`) or 'direct' for a (C_out, C_in, kH, kW)
     kernel at ``stride``, whichever of ``paths``
     :func:`layer_costs` finds cheapest (the backward has no Winograd path: it asks for
@@ -406,12 +419,13 @@ def paths_for(engine: Any) -> tuple[str, ...]:
 def gemm_plan(
     shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1), paths=LAYER_PATHS
 ) -> Plan | None:
-    """The plan of a layer :func:`plan_layer` gives a path of its own ('gemm', 'blocked' or
-    'winograd': the latter in 2x2 blocks of outputs, anchored on the whole output's
-    grid), else None; its cost per channel pair, as the other plans'. ``paths``: those
-    the engine runs (:func:`paths_for`)."""
+    """The plan of a layer :func:`plan_layer` gives a path of its own ('gemm', 'blocked',
+    'winograd' or 'winograd4': the latter two in 2x2 or 4x4 blocks of outputs, anchored
+    on the whole output's grid), else None; its cost per channel pair, as the other
+    plans'. ``paths``: those the engine runs (:func:`paths_for`)."""
     path = plan_layer(shape, stride, paths)
     if path == "direct":
         return None
-    block = (2, 2) if path == "winograd" else (1, 1)
+    tile = WINOGRAD_TILES.get(path, 1)
+    block = (tile, tile)
     return Plan(path, layer_costs(shape, stride)[path] / (shape[0] * shape[1]), block=block)

@@ -6,6 +6,9 @@ V (16, C_in, tiles), and the 16 products ``U[k] @ V[k]`` (numpy's BLAS) give the
 transformed outputs, turned back into pixels plus bias. 4 multiply-adds an output
 pixel and channel pair where im2col's GEMM (:mod:`convtool.core.gemm`) takes 9, for a
 copy of 4 elements an output pixel per input channel and 4 per output channel.
+F(4x4, 3x3) (``tile`` 4) does the same with 6x6 patches of 4x4 blocks: 36 products of
+2.25 multiply-adds an output pixel and pair, 2.25 elements a copy, and a kernels'
+transform of 36 planes (2.25x F(2x2)'s: the planner keeps it from the deepest layers).
 
 Tiles go in blocks of about :data:`TILES` (whole pictures where they fit, else bands
 of tile rows), so that V and the products stay in the cache and the memory bounded.
@@ -18,7 +21,8 @@ process on one of 2 cores: conv2_1 240 ms).
 
 Rounding: the transforms add and halve, so a result differs from the GEMM path's by
 a few units of float32 rounding of the sum of |terms| (measured against float64 on
-VGG's conv2_1..conv4_2: 2.8e-7 to 4.3e-7 of max|y|, the GEMM path's 3.8e-7 to 4.6e-7). A non-finite
+VGG's conv2_1..conv4_2: 2.8e-7 to 4.3e-7 of max|y|, the GEMM path's 3.8e-7 to 4.6e-7;
+F(4x4)'s transforms multiply by up to 8 before they cancel: 4.8e-6 to 7.9e-6). A non-finite
 input pixel would spread to outputs whose window misses it (inf - inf in a patch's
 sums): :func:`forward` then declines and the caller takes the GEMM path.
 
@@ -37,12 +41,12 @@ from convtool.core.gemm import picture_blocks
 
 __all__ = ["TILES", "forward"]
 
-TILES = 1024  # 2x2 output tiles per block
+TILES = 1024  # 2x2 output tiles per block (4x4 tiles: a quarter as many, the same pixels)
 
 
-def _blocks(n: int, th: int, tw: int):
-    """The blocks of about TILES tiles (:func:`convtool.core.gemm.picture_blocks`)."""
-    return picture_blocks(n, th, tw, TILES)
+def _blocks(n: int, th: int, tw: int, tiles: int = TILES):
+    """The blocks of about ``tiles`` tiles (:func:`convtool.core.gemm.picture_blocks`)."""
+    return picture_blocks(n, th, tw, tiles)
 
 
 def _plane(elements: int) -> int:
@@ -52,15 +56,22 @@ def _plane(elements: int) -> int:
 
 
 def _matrices(buf: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """The 16 (rows, cols) matrices at the start of ``buf``'s rows, a view."""
-    return buf[:, : rows * cols].reshape(16, rows, cols)
+    """The position's (rows, cols) matrices at the start of ``buf``'s rows, a view."""
+    return buf[:, : rows * cols].reshape(buf.shape[0], rows, cols)
 
 
 def forward(
-    engine: Any, x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray, pads
+    engine: Any,
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    out: np.ndarray,
+    pads,
+    tile: int = 2,
 ) -> bool:
     """out = conv2d(x, w, bias) for a (C_out, C_in, 3, 3) kernel at stride 1, zero padding
-    ``pads`` (top, left) before, the rest implied by out (N, C_out, H', W').
+    ``pads`` (top, left) before, the rest implied by out (N, C_out, H', W'), by F(2x2,
+    3x3) or (``tile`` 4) F(4x4, 3x3): (tile + 2)^2 products.
 
     Returns False, out partly written, if x holds a non-finite value (see the module
     docstring): the caller then runs another path.
@@ -68,25 +79,27 @@ def forward(
     n, c_in = x.shape[:2]
     c_out = w.shape[0]
     h_out, w_out = out.shape[2:]
-    th, tw = -(-h_out // 2), -(-w_out // 2)
-    u = np.empty((16, _plane(c_out * c_in)), dtype=x.dtype)
+    th, tw = -(-h_out // tile), -(-w_out // tile)
+    points = (tile + 2) ** 2
+    u = np.empty((points, _plane(c_out * c_in)), dtype=x.dtype)
     engine.wino_weights(w, u)
     weights = _matrices(u, c_out, c_in)
-    _, pictures, _, rows = next(_blocks(n, th, tw))
+    per_block = TILES * 4 // (tile * tile)
+    _, pictures, _, rows = next(_blocks(n, th, tw, per_block))
     most = pictures * rows * tw
-    v = np.empty((16, _plane(c_in * most)), dtype=x.dtype)
-    mm = np.empty((16, _plane(c_out * most)), dtype=x.dtype)
+    v = np.empty((points, _plane(c_in * most)), dtype=x.dtype)
+    mm = np.empty((points, _plane(c_out * most)), dtype=x.dtype)
     probe = np.empty(pictures * c_in, dtype=x.dtype)
     threaded = engine.threaded and tasks.threads() > 1
     with blas.one_thread() if threaded else contextlib.nullcontext():
-        for n0, pictures, t0, rows in _blocks(n, th, tw):
+        for n0, pictures, t0, rows in _blocks(n, th, tw, per_block):
             tiles = pictures * rows * tw
             seen = probe[: pictures * c_in]
             engine.wino_input(x, v, seen, n0, t0, pictures, rows, tw, *pads)
             if not np.isfinite(seen).all():
                 return False
             args = (weights, _matrices(v, c_in, tiles), _matrices(mm, c_out, tiles))
-            if threaded:  # the 16 products shared among the engine's threads
+            if threaded:  # the products shared among the engine's threads
                 tasks.run(_products, *args)
             else:
                 _products(*args, 0, 1)
@@ -95,7 +108,8 @@ def forward(
 
 
 def _products(weights, v, products, part, parts) -> None:
-    """The share ``part`` of ``parts`` of the 16 products ``weights[k] @ v[k]``."""
-    k0, k1 = part * 16 // parts, (part + 1) * 16 // parts
+    """The share ``part`` of ``parts`` of the products ``weights[k] @ v[k]``."""
+    points = weights.shape[0]
+    k0, k1 = part * points // parts, (part + 1) * points // parts
     if k1 > k0:
         np.matmul(weights[k0:k1], v[k0:k1], out=products[k0:k1])

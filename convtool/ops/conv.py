@@ -9,6 +9,7 @@ import numpy as np
 from convtool.core import blocked, gemm, winograd
 from convtool.core.engine import or_jit, reduction_chunks
 from convtool.core.plan import (
+    WINOGRAD_TILES,
     paths_for,
     plan_backward,
     plan_channels,
@@ -72,11 +73,11 @@ def _column_phases(x4: np.ndarray, w4: np.ndarray, sw: int, pad_left: int, w_out
     )
 
 
-def _on_winograd_grid(w4: np.ndarray, stride: tuple[int, int], origin: tuple[int, int]) -> bool:
-    """Whether the Winograd path runs this call: a layer it fits, whose output starts on
-    the whole output's grid of 2x2 blocks (a tile cut on that grid gives the whole's
-    bytes; another tile takes the GEMM path)."""
-    return winograd_fits(w4.shape, stride) and origin[0] % 2 == 0 and origin[1] % 2 == 0
+def _on_winograd_grid(w4: np.ndarray, stride, origin, tile: int) -> bool:
+    """Whether a Winograd path runs this call: a layer it fits, whose output starts on
+    the whole output's grid of ``tile`` x ``tile`` blocks (a tile cut on that grid gives
+    the whole's bytes; another tile takes the GEMM path)."""
+    return winograd_fits(w4.shape, stride) and origin[0] % tile == 0 and origin[1] % tile == 0
 
 
 def _weights64(w: ArrayLike, flip: bool) -> np.ndarray:
@@ -149,11 +150,12 @@ def conv2d(
     (sh, sw), (pt, pl), (h_out, w_out) = _conv_geometry(x4, w4, stride, padding)
     out = np.empty((x4.shape[0], w4.shape[0], h_out, w_out), dtype=x4.dtype)
     path = plan_layer(w4.shape, (sh, sw), paths_for(or_jit(engine)))
-    if path == "winograd" and _on_winograd_grid(w4, (sh, sw), origin):
-        if winograd.forward(or_jit(engine), x4, w4, bias, out, (pt, pl)):
+    tile = WINOGRAD_TILES.get(path)
+    if tile and _on_winograd_grid(w4, (sh, sw), origin, tile):
+        if winograd.forward(or_jit(engine), x4, w4, bias, out, (pt, pl), tile):
             return restore(out, ndim)
         path = "gemm"  # a non-finite pixel: the GEMM path keeps it in its windows
-    if path in ("gemm", "winograd"):
+    if path == "gemm" or tile:
         gemm.forward(or_jit(engine), x4, w4, bias, out, (sh, sw), (pt, pl))
         return restore(out, ndim)
     if path == "blocked":

@@ -25,8 +25,9 @@ from convtool.core import (
 
 def test_every_kernel_has_a_door():
     """Each cached kernel of the core is run through the engine, under its own name (the
-    forward pass's two layouts through ``conv2d_forward``)."""
-    layouts = {"conv2d_rows", "conv2d_lines"}
+    forward pass's two layouts through ``conv2d_forward``, F(4x4, 3x3)'s transforms
+    through F(2x2, 3x3)'s, by their arrays' positions)."""
+    layouts = {"conv2d_rows", "conv2d_lines", "wino4_weights", "wino4_input", "wino4_output"}
     for module in (conv, conv_block, conv_box, conv_gemm, conv_sep, conv_wino, pool, fit):
         kernels = {
             name
@@ -36,7 +37,9 @@ def test_every_kernel_has_a_door():
         assert kernels, module.__name__
         for name in kernels - layouts:
             assert callable(getattr(engine.Engine, name, None)), f"{module.__name__}.{name}"
-    assert layouts <= set(vars(conv))
+    assert layouts <= set(vars(conv)) | set(vars(conv_wino))
+    assert engine._wino("input", np.empty((36, 1))) == "wino4_input"
+    assert engine._wino("input", np.empty((16, 1))) == "wino_input"
 
 
 @pytest.mark.parametrize("c_out", [1, 3, 4, 9])
@@ -170,3 +173,26 @@ def test_the_compiled_core_threads_only_jobs_that_pay_for_it():
         assert not small.threaded and big.threaded and big.name == "aot"
     assert engine.jit().threaded  # the JIT's kernels always run on every core
     assert engine.choose(engine.LARGE_WORK * 2).name == "jit"
+
+
+def test_a_small_blocked_call_runs_on_the_calling_thread_with_the_same_bytes(monkeypatch):
+    """A register-blocked call of fewer than THREADED_WORK multiply-adds runs whole on the
+    calling thread (waking the pool costs more than the second thread saves); past it, or
+    with the threshold lowered, it runs on the threads, to the same bytes."""
+    from convtool.core import blocked
+
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((8, 6, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
+    out = np.empty((8, 16, 10, 10), np.float32)
+    assert out.size * 6 * 25 < engine.THREADED_WORK and out.size > engine.SERIAL_BELOW
+    calls = []
+    monkeypatch.setattr(tasks, "run", lambda f, *a, run=tasks.run: calls.append(1) or run(f, *a))
+    monkeypatch.setattr(tasks, "threads", lambda: 2)
+    blocked.forward(engine.jit(), x, w, np.zeros(16, np.float32), out, (1, 1), (0, 0))
+    serial = out.copy()
+    assert not calls
+    monkeypatch.setattr(engine, "THREADED_WORK", 0)
+    blocked.forward(engine.jit(), x, w, np.zeros(16, np.float32), out, (1, 1), (0, 0))
+    assert calls
+    np.testing.assert_array_equal(out, serial)

@@ -344,8 +344,9 @@ def test_channel_pairs_match_the_naive_loop(dtype):
 @pytest.mark.parametrize(
     ("shape", "stride", "path"),
     [
-        ((128, 64, 3, 3), 1, "winograd"),  # VGG's deep layers
-        ((256, 256, 3, 3), 1, "winograd"),
+        ((128, 64, 3, 3), 1, "winograd4"),  # VGG's conv2_1, conv3_1
+        ((256, 128, 3, 3), 1, "winograd4"),
+        ((256, 256, 3, 3), 1, "winograd"),  # conv4_2: F(4x4)'s kernels cost more
         ((64, 3, 3, 3), 1, "blocked"),  # VGG conv1_1: too few input channels for BLAS
         ((192, 64, 5, 5), 1, "gemm"),  # AlexNet conv2
         ((64, 3, 7, 7), 2, "blocked"),  # ResNet conv1: im2col's strided copy
@@ -373,7 +374,9 @@ def test_the_backward_chooses_between_the_direct_and_gemm_paths_alone():
     assert plan.plan_layer(shape, (1, 1), ("direct", "gemm")) == "gemm"
     assert plan.plan_layer((16, 16, 3, 3), (1, 1), ("direct", "gemm")) == "direct"
     deep = plan.gemm_plan(shape)
-    assert deep.path == "winograd" and deep.block == (2, 2)
+    assert deep.path == "winograd4" and deep.block == (4, 4)
+    deeper = plan.gemm_plan((256, 256, 3, 3))
+    assert deeper.path == "winograd" and deeper.block == (2, 2)
     assert not plan.winograd_fits(shape, (2, 1)) and not plan.winograd_fits((8, 8, 3, 5), (1, 1))
 
 
