@@ -160,10 +160,11 @@ def test_the_blocked_path_gives_the_jits_results(compiled, dtype, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("c_out", "path"), [(48, "winograd4"), (1100, "winograd")])
-def test_the_winograd_path_gives_the_jits_results(compiled, dtype, c_out, path):
-    """A layer the planner gives a Winograd path (F(4x4, 3x3), or F(2x2, 3x3) for many
-    channel pairs), its transforms run by the compiled kernels (the backward on the
-    GEMM path)."""
+def test_the_winograd_path_gives_the_jits_results(compiled, dtype, c_out, path, monkeypatch):
+    """A layer the planner gives a Winograd path (F(4x4, 3x3), planned where
+    CONVTOOL_WINOGRAD4=1 asks for it, or F(2x2, 3x3) for many channel pairs), its
+    transforms run by the compiled kernels (the backward on the GEMM path)."""
+    monkeypatch.setattr(plan, "LAYER_PATHS", plan.ALL_LAYER_PATHS)
     rng = np.random.default_rng(10)
     x = rng.random((2, 32, 13, 10)).astype(dtype)
     w = rng.standard_normal((c_out, 32, 3, 3))
@@ -171,7 +172,7 @@ def test_the_winograd_path_gives_the_jits_results(compiled, dtype, c_out, path):
     kernel, points = ("wino4_weights", 36) if path == "winograd4" else ("wino_weights", 16)
     u = np.zeros((points, c_out * 32), dtype=dtype)
     assert compiled._compiled.find(kernel, (w.astype(dtype), u, 0, 0)) is not None
-    assert plan.plan_layer(w.shape) == path
+    assert plan.plan_layer(w.shape, (1, 1), plan.LAYER_PATHS) == path
     for padding in ("same", 0):
         _layer_as_the_jit(compiled, x, w, b, rng, padding=padding)
 

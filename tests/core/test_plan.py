@@ -3,6 +3,10 @@ and the direct path, for every border, stride, padding and dtype."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -361,10 +365,22 @@ def test_channel_pairs_match_the_naive_loop(dtype):
     ],
 )
 def test_layer_choices(shape, stride, path):
-    assert plan.plan_layer(shape, (stride, stride)) == path
+    """The cheapest of every path (F(4x4, 3x3) included: $CONVTOOL_WINOGRAD4=1)."""
+    assert plan.plan_layer(shape, (stride, stride), plan.ALL_LAYER_PATHS) == path
     costs = plan.layer_costs(shape, (stride, stride))
     if shape[0] * shape[1] > 1:
         assert min(costs, key=costs.get) == path
+
+
+def test_winograd4_is_planned_only_where_asked_for():
+    """F(4x4, 3x3)'s float32 error is past float32 rounding: by default VGG's conv2_1
+    takes F(2x2, 3x3); with CONVTOOL_WINOGRAD4=1, F(4x4)."""
+    assert "winograd4" not in plan.LAYER_PATHS
+    assert plan.plan_layer((128, 64, 3, 3)) == "winograd"
+    code = "from convtool.core import plan; print(plan.plan_layer((128, 64, 3, 3)))"
+    env = {**os.environ, "CONVTOOL_WINOGRAD4": "1"}
+    said = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert said.stdout.strip() == "winograd4", said.stderr
 
 
 def test_the_backward_chooses_between_the_direct_and_gemm_paths_alone():
@@ -373,8 +389,9 @@ def test_the_backward_chooses_between_the_direct_and_gemm_paths_alone():
     shape = (128, 64, 3, 3)
     assert plan.plan_layer(shape, (1, 1), ("direct", "gemm")) == "gemm"
     assert plan.plan_layer((16, 16, 3, 3), (1, 1), ("direct", "gemm")) == "direct"
-    deep = plan.gemm_plan(shape)
+    deep = plan.gemm_plan(shape, paths=plan.ALL_LAYER_PATHS)
     assert deep.path == "winograd4" and deep.block == (4, 4)
+    assert plan.gemm_plan(shape).block == (2, 2)
     deeper = plan.gemm_plan((256, 256, 3, 3))
     assert deeper.path == "winograd" and deeper.block == (2, 2)
     assert not plan.winograd_fits(shape, (2, 1)) and not plan.winograd_fits((8, 8, 3, 5), (1, 1))

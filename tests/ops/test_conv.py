@@ -447,9 +447,10 @@ def test_the_planner_takes_winograd4_up_to_its_channel_pairs():
     past them (its kernels' transform costs less)."""
     from convtool.core import plan
 
-    assert plan_layer((32, 24, 3, 3)) == "winograd4"
-    assert plan_layer((256, 128, 3, 3)) == "winograd4"
-    assert plan_layer((256, 256, 3, 3)) == "winograd"
+    every = plan.ALL_LAYER_PATHS  # F(4x4) is planned where CONVTOOL_WINOGRAD4=1 asks
+    assert plan_layer((32, 24, 3, 3), (1, 1), every) == "winograd4"
+    assert plan_layer((256, 128, 3, 3), (1, 1), every) == "winograd4"
+    assert plan_layer((256, 256, 3, 3), (1, 1), every) == "winograd"
     assert 256 * 128 <= plan.WINOGRAD4_PAIRS < 256 * 256
 
 
