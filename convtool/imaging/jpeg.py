@@ -40,7 +40,6 @@ _STD_LUMA = (
 )  # fmt: skip
 # chroma subsampling by the luma's (horizontal, vertical) sampling factors, the chroma's 1x1
 _SUBSAMPLING = {(1, 1): "4:4:4", (2, 1): "4:2:2", (2, 2): "4:2:0", (1, 2): "4:4:0", (4, 1): "4:1:1"}
-SUBSAMPLINGS = tuple(_SUBSAMPLING.values())
 
 
 class Coding(NamedTuple):
@@ -202,8 +201,8 @@ def encode(
     exif: bytes | None = None,
 ) -> bytes:
     """uint8 (H, W) or (H, W, 3) as a JPEG of ``quality`` and chroma ``subsampling``
-    (:data:`SUBSAMPLINGS`), with the metadata given; the bytes Pillow writes with the
-    same subsampling and metadata."""
+    ('4:4:4', '4:2:2', '4:2:0', '4:4:0' or '4:1:1'), with the metadata given; the bytes
+    Pillow writes with the same subsampling and metadata."""
     try:
         data = bytes(
             _codecs().jpeg8_encode(
