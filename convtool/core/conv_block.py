@@ -48,6 +48,12 @@ CHANNELS = LANES * VECTORS  # output channels a block (convtool.core.blocked's C
 PIXELS = 6  # pixels a block of 2 vectors (or one fewer, where that wastes less of a row's end)
 NARROW = 10  # pixels a block of one vector: 10 accumulators hide the FMA's latency
 SUMS = 512  # the kernel gradient's output pixels a chunk: summed in the image's type
+# the forward's weights a pass over a row, in bytes: half a 48 KB L1 cache, beside the
+# input rows the pass reads (all of a deep layer's taps, AlexNet's conv2 205 KB a block,
+# came from L2 for every block of pixels: 51-57 GMAC/s a thread on VGG's, AlexNet's and
+# ResNet's deep layers, 60-68 in passes; 16 and 32 KB passes did as well or worse)
+PASS_BYTES = 24576
+EVEN_ROWS = 16  # output rows a share, below which the forward's tasks split by channels too
 
 
 def _data(context, builder, array_type, array):
@@ -111,14 +117,17 @@ def _block_of(pixels, vectors=VECTORS, rows=True):
     sums stored as its vectors (:func:`_store_vectors`) rather than each lane's in a row
     (:func:`_store_block`)."""
 
-    def block(typingctx, xf, base, steps, wf, wbase, offs, taps, bias, bbase, dst, dbase, pitch):
-        args = (xf, base, steps, wf, wbase, offs, taps, bias, bbase, dst, dbase, pitch)
+    def block(typingctx, xf, base, steps, wf, wbase, offs, first, last, init, ibase, istep,
+              dst, dbase, pitch):  # fmt: skip
+        args = (xf, base, steps, wf, wbase, offs, first, last, init, ibase, istep, dst, dbase, pitch)
         return types.void(*args), codegen
 
     def codegen(context, builder, sig, args):
-        base, wbase, taps, bbase, dbase, pitch = (args[k] for k in (1, 4, 6, 8, 10, 11))
-        xp, sp, wp, op, bp, dp = (
-            _data(context, builder, sig.args[k], args[k]) for k in (0, 2, 3, 5, 7, 9)
+        base, wbase, first, last, ibase, istep, dbase, pitch = (
+            args[k] for k in (1, 4, 6, 7, 9, 10, 12, 13)
+        )
+        xp, sp, wp, op, ip, dp = (
+            _data(context, builder, sig.args[k], args[k]) for k in (0, 2, 3, 5, 8, 11)
         )
         element = context.get_value_type(sig.args[0].dtype)
         vector = ir.VectorType(element, LANES)
@@ -128,15 +137,15 @@ def _block_of(pixels, vectors=VECTORS, rows=True):
             builder.add(base, builder.load(builder.gep(sp, [ir.Constant(i64, r)])))
             for r in range(pixels)
         ]
-        biases = _vectors(builder, bp, bbase, vector, vectors)
         slots = []
-        for k in range(pixels * vectors):
-            slots.append(cgutils.alloca_once(builder, vector))  # promoted to a register
-            builder.store(biases[k % vectors], slots[-1])
+        for r in range(pixels):
+            at = builder.add(ibase, builder.mul(istep, ir.Constant(i64, r)))
+            for start in _vectors(builder, ip, at, vector, vectors):
+                slots.append(cgutils.alloca_once(builder, vector))  # promoted to a register
+                builder.store(start, slots[-1])
         undef = ir.Constant(vector, ir.Undefined)
         splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
-        with cgutils.for_range(builder, taps) as loop:
-            t = loop.index
+        with cgutils.for_range_slice(builder, first, last, ir.Constant(i64, 1)) as (t, _):
             off = builder.load(builder.gep(op, [t]))
             at = builder.add(wbase, builder.mul(t, ir.Constant(i64, vectors * LANES)))
             weights = _vectors(builder, wp, at, vector, vectors)
@@ -155,9 +164,10 @@ def _block_of(pixels, vectors=VECTORS, rows=True):
 
 
 _block = _block_of(PIXELS)
-_block.__doc__ = """dst[dbase + l*pitch + r] = bias[bbase + l] + sum over t < taps of wf[wbase +
-t*CHANNELS + l] * xf[base + steps[r] + offs[t]], for the PIXELS pixels r and the CHANNELS
-lanes l (every index inside its array: the caller's promise)."""
+_block.__doc__ = """dst[dbase + l*pitch + r] = init[ibase + r*istep + l] + sum over first <= t < last
+of wf[wbase + t*CHANNELS + l] * xf[base + steps[r] + offs[t]], for the PIXELS pixels r and
+the CHANNELS lanes l (``istep`` 0: one start for every pixel, a bias; every index inside
+its array: the caller's promise)."""
 _block_less = _block_of(PIXELS - 1)  # the same for one pixel fewer
 # the forward's blocks, each pixel's sums stored as vectors (a lane at a time, a block of
 # 32 channels by 6 pixels took 192 stores: VGG's conv1_1, 27 taps, spent half its time
@@ -202,12 +212,12 @@ def _lay_row(lines, xf, n, y, slot, dims, pitch, pad_left):
 
 @njit(inline="always")
 def _put_rows(of, at, plane, band, span, count, lanes, width):
-    """of[at + o*plane + j] = band[(o // span * count + j)*span + o % span] for o < lanes,
-    j < width: one output row of every channel from the band (``count`` pixels of each
-    block of ``span`` channels, each pixel's sums side by side) into the output's
-    planes."""
+    """of[at + o*plane + j] = band[(o // span * count + j)*span + o % span] for o in
+    ``lanes`` (a range), j < width: one output row of those channels from the band
+    (``count`` pixels of each block of ``span`` channels, each pixel's sums side by side)
+    into the output's planes."""
     start, step, sp = uint64(at), uint64(plane), uint64(span)
-    for o in range(uint64(lanes)):
+    for o in range(uint64(lanes[0]), uint64(lanes[1])):
         first = (o // sp) * uint64(count) * sp + o % sp
         for j in range(uint64(width)):
             of[start + o * step + j] = band[first + j * sp]
@@ -226,7 +236,10 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
     they are), then into the output's planes (:func:`_put_rows`): written straight
     there, a block's 16 channels fell in one cache set where a plane spans a multiple
     of 4 KB (224x224: 3x slower). Blocks of 2 CHANNELS (for 32 output channels and
-    more) load each sample once for twice the channels: 4-11% faster here.
+    more) load each sample once for twice the channels: 4-11% faster here. A deep
+    layer's taps run in passes over the row (PASS_BYTES of weights each, the band
+    keeping the sums between them), so that a pass's weights stay in L1 for all its
+    blocks of pixels.
     """
     n_img, c_in, width = x.shape[0], x.shape[1], x.shape[3]
     c_out, h_out, w_out = out.shape[1], out.shape[2], out.shape[3]
@@ -251,14 +264,25 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
                     rotations[r, t] = line + b
                     t += 1
     steps = np.arange(most) * sw
+    # the taps in passes of even length, each pass's weights at most PASS_BYTES
+    passes = -(-taps * width_b * x.itemsize // PASS_BYTES)
+    per_pass = -(-taps // passes)
     # the band: an output row of each channel, each pixel's channels side by side
     band = np.empty(blocks * n_blocks * pixels * width_b, dtype=out.dtype)
     xf, wf, of = x.reshape(-1), wv.reshape(-1), out.reshape(-1)
     dims = (c_in, x.shape[2], width)
-    start, stop = _share(n_img * h_out, part, parts)
+    # A task is one output row, or, where there are too few rows to share out evenly, one
+    # output row of one block of channels (AlexNet's conv2, 27 rows in 8 shares: two
+    # threads took 2.2-2.3 ms where each half took 1.8-2.0). The rows laid out are the
+    # same whatever the group: a group's first row after another's last lays out anew.
+    rows = n_img * h_out
+    groups = blocks if parts > 1 and rows < EVEN_ROWS * parts else 1
+    per_group = blocks // groups
+    start, stop = _share(rows * groups, part, parts)
     last_n, last_top = -1, 0  # the picture and first row laid out
     for task in range(start, stop):
-        n, i = task // h_out, task % h_out
+        group, row = task // rows, task % rows
+        n, i = row // h_out, row % h_out
         top = i * sh - pad_top
         first = top  # the first row to lay out: past those the last row laid out
         if n == last_n and last_top <= top < last_top + kh:
@@ -267,35 +291,28 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
             _lay_row(lines, xf, n, y, y % kh, dims, pitch, pad_left)
         last_n, last_top = n, top
         offs = rotations[top % kh]
-        for ob in range(blocks):
-            wbase, bbase = ob * taps * width_b, ob * width_b
-            for k in range(n_blocks):
-                at, base = (ob * n_blocks + k) * pixels * width_b, k * pixels * sw
-                args = (
-                    lines,
-                    base,
-                    steps,
-                    wf,
-                    wbase,
-                    offs,
-                    taps,
-                    bias,
-                    bbase,
-                    band,
-                    at,
-                    width_b,
-                )
-                if width_b == CHANNELS:
-                    if pixels == NARROW:
-                        _narrow(*args)
+        for ob in range(group * per_group, (group + 1) * per_group):
+            wbase = ob * taps * width_b
+            for t0 in range(0, taps, per_pass):
+                for k in range(n_blocks):
+                    at, base = (ob * n_blocks + k) * pixels * width_b, k * pixels * sw
+                    # the first pass starts from the bias, the others from the band's sums
+                    init, ibase, istep = (bias, ob * width_b, 0) if t0 == 0 else (band, at, width_b)
+                    t1 = min(taps, t0 + per_pass)
+                    args = (lines, base, steps, wf, wbase, offs, t0, t1, init, ibase, istep,
+                            band, at, width_b)  # fmt: skip
+                    if width_b == CHANNELS:
+                        if pixels == NARROW:
+                            _narrow(*args)
+                        else:
+                            _narrow_less(*args)
+                    elif pixels == PIXELS:
+                        _wide(*args)
                     else:
-                        _narrow_less(*args)
-                elif pixels == PIXELS:
-                    _wide(*args)
-                else:
-                    _wide_less(*args)
+                        _wide_less(*args)
         at = (n * c_out * h_out + i) * w_out
-        _put_rows(of, at, h_out * w_out, band, width_b, n_blocks * pixels, c_out, w_out)
+        lanes = (group * per_group * width_b, min(c_out, (group + 1) * per_group * width_b))
+        _put_rows(of, at, h_out * w_out, band, width_b, n_blocks * pixels, lanes, w_out)
 
 
 @njit(inline="always")
@@ -352,5 +369,5 @@ def grad_weight_blocked(xp, grad_out, partial, kh, kw, sh, sw, part, parts):
         for ob in range(lanes // CHANNELS):
             for k0 in range(0, k_pad, PIXELS):
                 at = (q * lanes + ob * CHANNELS) * k_pad + k0
-                _block(xf, 0, steps[k0:], gt, ob * SUMS * CHANNELS, offs, count, zero,
-                       ob * CHANNELS, pf, at, k_pad)  # fmt: skip
+                _block(xf, 0, steps[k0:], gt, ob * SUMS * CHANNELS, offs, 0, count, zero,
+                       ob * CHANNELS, 0, pf, at, k_pad)  # fmt: skip

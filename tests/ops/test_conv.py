@@ -379,6 +379,50 @@ def test_blocked_tiles_give_the_whole_pictures_bytes():
             np.testing.assert_array_equal(got, whole[:, :, r0:r1, c0:c1])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c_in, c_out", [(71, 64), (130, 16), (121, 48)])
+def test_deep_blocked_layers_run_their_taps_in_passes_to_the_naive_layer(c_in, c_out, dtype):
+    """A layer whose weights pass PASS_BYTES runs its taps in passes over each row, the
+    sums kept between them: the naive loop's layer all the same (blocks of 1 and 2 vectors,
+    passes of uneven lengths, a stride, both float types)."""
+    from convtool.core import blocked, conv_block
+
+    rng = np.random.default_rng(c_in)
+    x = rng.standard_normal((2, c_in, 11, 13)).astype(dtype)
+    w = rng.standard_normal((c_out, c_in, 3, 3)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    taps, width = c_in * 9, blocked.block_channels(c_out)
+    assert taps * width * x.itemsize > 2 * conv_block.PASS_BYTES  # three passes or more
+    for stride in (1, 2):
+        with forced("blocked"):
+            got = ct.conv2d(x, w, b, stride=stride, padding=1)
+        want = naive.conv2d(x, w, b, (stride, stride), (1, 1, 1, 1))
+        tol = 1e-4 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+@pytest.mark.parametrize("parts", [2, 3, 8])
+@pytest.mark.parametrize("c_out, rows", [(96, 5), (40, 9), (64, 200)])
+def test_blocked_shares_give_the_whole_calls_bytes(c_out, rows, parts):
+    """However a forward call is cut into shares (by rows, or by rows and blocks of
+    channels where there are few rows a share), its shares together give the bytes of
+    the call run whole."""
+    from convtool.core import blocked, conv_block
+
+    rng = np.random.default_rng(rows)
+    x = rng.standard_normal((2, 7, rows + 2, 19)).astype(np.float32)
+    w = rng.standard_normal((c_out, 7, 3, 3)).astype(np.float32)
+    wv = blocked.layout(w, x.dtype, blocked.block_channels(c_out))
+    bias = rng.standard_normal(wv.shape[0] * wv.shape[2]).astype(np.float32)
+    whole = np.full((2, c_out, rows + 2, 19), np.nan, np.float32)
+    shared = whole.copy()
+    conv_block.conv2d_blocked(x, wv, bias, whole, 3, 3, 1, 1, 1, 1, 0, 1)
+    for part in range(parts):
+        conv_block.conv2d_blocked(x, wv, bias, shared, 3, 3, 1, 1, 1, 1, part, parts)
+    assert not np.isnan(whole).any()
+    np.testing.assert_array_equal(shared, whole)
+
+
 # ---------------------------------------------------------------- the Winograd path
 
 
