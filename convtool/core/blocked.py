@@ -10,8 +10,8 @@ that BLAS runs poorly. Which layers take it is the planner's choice
 (:func:`convtool.core.plan.plan_layer`).
 
 The weights are laid out for the kernels once a call: ``wv[ob, t, l]`` the weight of
-output channel ``ob*CHANNELS + l`` at tap ``t = (a*C_in + c)*kW + b``, zero past
-C_out; ``offs[t]`` where the tap reads in the picture, ``(c*H + a)*W + b``.
+output channel ``ob*CHANNELS + l`` at tap ``t = (c*kH + a)*kW + b`` (the kernel's own
+order), zero past C_out; ``offs[t]`` where the tap reads in the picture, ``(c*H + a)*W + b``.
 
 This module imports numpy only; the engine passed in runs the jitted kernels.
 """
@@ -36,14 +36,16 @@ def block_channels(c_out: int) -> int:
 
 
 def layout(w: np.ndarray, dtype: Any, width: int = CHANNELS) -> np.ndarray:
-    """wv (C_out blocks, kH C_in kW, ``width``) for w (C_out, C_in, kH, kW): the taps
-    ordered (kernel row, channel, kernel column), channels past C_out zero."""
-    c_out, c_in, kh, kw = w.shape
+    """wv (C_out blocks, C_in kH kW, ``width``) for w (C_out, C_in, kH, kW): each block of
+    ``width`` output channels turned to taps by channels, channels past C_out zero (one
+    turn of a matrix a block: AlexNet's conv2 0.15 ms, where reordering the taps too
+    took 0.30)."""
+    c_out = w.shape[0]
     blocks = -(-c_out // width)
-    padded = np.zeros((blocks * width, c_in, kh, kw), dtype=dtype)
-    padded[:c_out] = w
-    wv = padded.reshape(blocks, width, c_in, kh, kw).transpose(0, 3, 2, 4, 1)
-    return np.ascontiguousarray(wv.reshape(blocks, kh * c_in * kw, width))
+    rows = np.asarray(w, dtype=dtype).reshape(c_out, -1)
+    if blocks * width != c_out:
+        rows = np.concatenate([rows, np.zeros((blocks * width - c_out, rows.shape[1]), dtype)])
+    return np.ascontiguousarray(rows.reshape(blocks, width, -1).transpose(0, 2, 1))
 
 
 def forward(

@@ -1,7 +1,7 @@
 """The register-blocked direct path's jitted kernels: oneDNN's way, in numba.
 
-An output block of PIXELS pixels (NARROW for a block of one vector) by CHANNELS (or 2
-CHANNELS) output channels is kept in vector registers while the taps run past it: for
+An output block of WIDE pixels by 2 CHANNELS output channels (NARROW by CHANNELS; the
+kernel gradient's, PIXELS by CHANNELS) is kept in vector registers while the taps run past it: for
 each tap t, the block's CHANNELS weights are loaded as vectors, each pixel's input
 sample is broadcast, and one fused
 multiply-add a vector and pixel adds the tap in (:func:`_block`). The weights are
@@ -21,8 +21,8 @@ torch's LeNet layer runs at on one thread here, 51 GMAC/s).
 
 Kernels:
 
-- :func:`conv2d_blocked`: the forward pass, taps ordered (kernel row, channel,
-  kernel column), each output row's input rows laid out with their zero padding
+- :func:`conv2d_blocked`: the forward pass, taps ordered (channel, kernel row,
+  kernel column) as the kernel's own, each output row's input rows laid out with their zero padding
   first, so that every block's windows lie inside;
 - :func:`grad_weight_blocked`: the kernel gradient as the same product with the roles
   turned: the taps (c, a, b) are the block's "pixels", the output pixels of the batch
@@ -45,8 +45,13 @@ from convtool.core.fastmath import ENTRY, FASTMATH, _share
 LANES = 16  # elements a vector: a zmm register of float32 (AVX2: two ymm)
 VECTORS = 1  # vectors of output channels a block (2 x 8 lanes ran 10-15% slower here)
 CHANNELS = LANES * VECTORS  # output channels a block (convtool.core.blocked's CHANNELS)
-PIXELS = 6  # pixels a block of 2 vectors (or one fewer, where that wastes less of a row's end)
-NARROW = 10  # pixels a block of one vector: 10 accumulators hide the FMA's latency
+PIXELS = 6  # the kernel gradient's taps a block (of one vector)
+# The forward's pixels a block: of two vectors WIDE (18 accumulators, 2 weights and a
+# sample in AVX-512's 32 registers: AlexNet's conv2 at 75-78 GMAC/s a thread, where 6
+# pixels ran at 60-62; 12 spilled), or one or two fewer where that wastes less of a
+# row's end; of one vector NARROW (10 accumulators hide the FMA's latency), or one fewer.
+WIDE = 9
+NARROW = 10
 SUMS = 512  # the kernel gradient's output pixels a chunk: summed in the image's type
 # the forward's weights a pass over a row, in bytes: half a 48 KB L1 cache, beside the
 # input rows the pass reads (all of a deep layer's taps, AlexNet's conv2 205 KB a block,
@@ -168,23 +173,26 @@ _block.__doc__ = """dst[dbase + l*pitch + r] = init[ibase + r*istep + l] + sum o
 of wf[wbase + t*CHANNELS + l] * xf[base + steps[r] + offs[t]], for the PIXELS pixels r and
 the CHANNELS lanes l (``istep`` 0: one start for every pixel, a bias; every index inside
 its array: the caller's promise)."""
-_block_less = _block_of(PIXELS - 1)  # the same for one pixel fewer
 # the forward's blocks, each pixel's sums stored as vectors (a lane at a time, a block of
 # 32 channels by 6 pixels took 192 stores: VGG's conv1_1, 27 taps, spent half its time
-# there): of 2 CHANNELS by PIXELS pixels, and of CHANNELS by NARROW
-_wide = _block_of(PIXELS, 2, rows=False)
-_wide_less = _block_of(PIXELS - 1, 2, rows=False)
+# there): of 2 CHANNELS by WIDE pixels or fewer, and of CHANNELS by NARROW or fewer
+_wide = _block_of(WIDE, 2, rows=False)
+_wide_less = _block_of(WIDE - 1, 2, rows=False)
+_wide_least = _block_of(WIDE - 2, 2, rows=False)
 _narrow = _block_of(NARROW, rows=False)
 _narrow_less = _block_of(NARROW - 1, rows=False)
 
 
 @njit(inline="always")
-def _pixels(w_out, most):
-    """The pixels a block for rows of ``w_out``: ``most``, or one fewer where that computes
-    fewer pixels past the row's end (a row of 9: one block of 9, not 10), a block's tap
-    costing about one pixel more than its pixels (its weights' load)."""
-    fewer = most - 1
-    return fewer if -(-w_out // fewer) * most < -(-w_out // most) * (most + 1) else most
+def _pixels(w_out, most, fewest):
+    """The pixels a block for rows of ``w_out``, from ``most`` down to ``fewest``: the
+    fewest blocks' taps, a block's tap costing about one pixel more than its pixels
+    (its weights' load): a row of 28 in 4 blocks of 7, not 4 of 8 or 9."""
+    best, cost = most, -(-w_out // most) * (most + 1)
+    for p in range(most - 1, fewest - 1, -1):
+        if -(-w_out // p) * (p + 1) < cost:
+            best, cost = p, -(-w_out // p) * (p + 1)
+    return best
 
 
 @njit(inline="always")
@@ -225,7 +233,7 @@ def _put_rows(of, at, plane, band, span, count, lanes, width):
 
 @njit(fastmath=FASTMATH, **ENTRY)
 def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, parts):
-    """out[n, o, i, j] = bias[o] + sum over the taps t = (a, c, b) of wv[o // B, t, o % B]
+    """out[n, o, i, j] = bias[o] + sum over the taps t = (c, a, b) of wv[o // B, t, o % B]
     * x[n, c, i*sh + a - pt, j*sw + b - pl], zero outside x.
 
     wv (C_out blocks, kh C_in kw, B) for blocks of B = CHANNELS or 2 CHANNELS output
@@ -245,9 +253,9 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
     c_out, h_out, w_out = out.shape[1], out.shape[2], out.shape[3]
     blocks, taps, width_b = wv.shape
     # blocks of one vector take NARROW pixels (LeNet's conv2, 16 channels: 200 us a call
-    # where 2 blocks of 5 pixels took 216), of two vectors PIXELS (registers: 2 a pixel)
-    most = NARROW if width_b == CHANNELS else PIXELS
-    pixels = _pixels(w_out, most)
+    # where 2 blocks of 5 pixels took 216), of two vectors WIDE (registers: 2 a pixel)
+    most, fewest = (NARROW, NARROW - 1) if width_b == CHANNELS else (WIDE, WIDE - 2)
+    pixels = _pixels(w_out, most, fewest)
     n_blocks = -(-w_out // pixels)
     pitch = max(pad_left + width, (n_blocks * pixels - 1) * sw + kw)
     # input rows y in slots y mod kH, the next output row of a picture laying out only
@@ -257,8 +265,8 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
     rotations = np.empty((kh, taps), dtype=np.int64)  # where the taps read, by top mod kH
     for r in range(kh):
         t = 0
-        for a in range(kh):  # tap (a, c, b) reads row top + a of channel c from column b
-            for c in range(c_in):
+        for c in range(c_in):  # tap (c, a, b) reads row top + a of channel c from column b
+            for a in range(kh):
                 line = (((r + a) % kh) * c_in + c) * pitch
                 for b in range(kw):
                     rotations[r, t] = line + b
@@ -306,10 +314,12 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
                             _narrow(*args)
                         else:
                             _narrow_less(*args)
-                    elif pixels == PIXELS:
+                    elif pixels == WIDE:
                         _wide(*args)
-                    else:
+                    elif pixels == WIDE - 1:
                         _wide_less(*args)
+                    else:
+                        _wide_least(*args)
         at = (n * c_out * h_out + i) * w_out
         lanes = (group * per_group * width_b, min(c_out, (group + 1) * per_group * width_b))
         _put_rows(of, at, h_out * w_out, band, width_b, n_blocks * pixels, lanes, w_out)

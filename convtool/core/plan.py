@@ -296,8 +296,12 @@ def run(
 # pixel), per input and per output channel (the transforms), and a base (its tiles'
 # loops; measured on VGG's conv2_1..conv4_2 and the 16-channel foundation layer). The
 # register-blocked path (:mod:`convtool.core.blocked`) costs per multiply-add of its
-# blocks of 16 output channels (C_out rounded up), whatever the stride (measured on the
-# layers of benchmarks/bench_layers.py: 0.021 to 0.036 ns, the most for a few taps).
+# blocks of 16 output channels (C_out rounded up) and per output element (the sums'
+# way out to the planes), whatever the stride: fitted to the order of the measured
+# times against the GEMM path's on the layers of benchmarks/bench_layers.py (AlexNet's
+# conv2 and ResNet's strided 3x3 and VGG's conv1_1 faster blocked, ResNet's 1x1 by
+# GEMM). The backward plans its blocked kernels at their cost before the forward's
+# passes, 0.025 ns a multiply-add (the kernel gradient's kernel has none).
 # Winograd's F(4x4, 3x3) ('winograd4') has F(2x2)'s transforms' costs (36 points for 16
 # outputs: about the same work a pixel) and 2.25 multiply-adds a pair where F(2x2) has 4
 # (its pair cost fitted on VGG's conv2_1 and conv3_1: 0.78 and 0.82 of F(2x2)'s time).
@@ -317,7 +321,9 @@ LAYER_COSTS = {
     "winograd_out": 2.2,
     "winograd_base": 16.0,
     "winograd4_pair": 0.055,
-    "blocked_mac": 0.025,
+    "blocked_mac": 0.0165,
+    "blocked_out": 0.24,
+    "blocked_backward_mac": 0.025,
 }
 DEEP_K = 1024
 WINOGRAD4_PAIRS = 128 * 256
@@ -338,10 +344,13 @@ def winograd_fits(shape: tuple[int, int, int, int], stride: tuple[int, int]) -> 
     return shape[2:] == (3, 3) and tuple(stride) == (1, 1) and shape[0] * shape[1] > 1
 
 
-def layer_costs(shape: tuple[int, int, int, int], stride: tuple[int, int]) -> dict[str, float]:
+def layer_costs(
+    shape: tuple[int, int, int, int], stride: tuple[int, int], backward: bool = False
+) -> dict[str, float]:
     """The estimated cost of each path for a (C_out, C_in, kH, kW) kernel at ``stride``,
     in ns per output pixel on one thread (:data:`LAYER_COSTS`); 'winograd' only where it
-    fits (:func:`winograd_fits`), 'winograd4' there up to WINOGRAD4_PAIRS channel pairs."""
+    fits (:func:`winograd_fits`), 'winograd4' there up to WINOGRAD4_PAIRS channel pairs;
+    the blocked path at the backward's cost where ``backward``."""
     c_out, c_in, kh, kw = shape
     k = c_in * kh * kw
     direct = LAYER_COSTS["direct_mac"] * c_out * k
@@ -352,7 +361,10 @@ def layer_costs(shape: tuple[int, int, int, int], stride: tuple[int, int]) -> di
     if k > DEEP_K:
         direct *= LAYER_COSTS["direct_deep"]
     gemm = k * (LAYER_COSTS["gemm_element"] + LAYER_COSTS["gemm_mac"] * c_out)
-    blocked = LAYER_COSTS["blocked_mac"] * -(-c_out // BLOCKED_CHANNELS) * BLOCKED_CHANNELS * k
+    lanes = -(-c_out // BLOCKED_CHANNELS) * BLOCKED_CHANNELS
+    blocked = lanes * (LAYER_COSTS["blocked_mac"] * k + LAYER_COSTS["blocked_out"])
+    if backward:
+        blocked = lanes * LAYER_COSTS["blocked_backward_mac"] * k
     costs = {"direct": direct, "gemm": gemm, "blocked": blocked}
     if winograd_fits(shape, stride):
         transforms = (
@@ -404,9 +416,9 @@ def plan_backward(
     if not blocked:
         path = plan_layer(shape, stride, ("direct", "gemm"))
         return path, path
-    costs = layer_costs(shape, stride)
+    costs = layer_costs(shape, stride, backward=True)
     w_path = min(("direct", "blocked"), key=costs.__getitem__)
-    turned = layer_costs((c_in, c_out, kh, kw), (1, 1))
+    turned = layer_costs((c_in, c_out, kh, kw), (1, 1), backward=True)
     x_costs = {"direct": turned["direct"] * stride[0] * stride[1]}
     if tuple(stride) == (1, 1):
         x_costs["blocked"] = turned["blocked"]

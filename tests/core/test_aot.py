@@ -120,10 +120,11 @@ def test_the_convolution_gives_the_jits_results(compiled, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_gemm_path_gives_the_jits_results(compiled, dtype):
-    """A layer the planner gives the GEMM path, its copies run by the compiled kernels."""
+    """A layer the planner gives the GEMM path (a 1x1: one product), its copies (a
+    stride's and padding's im2col) run by the compiled kernels."""
     rng = np.random.default_rng(8)
     x = rng.random((2, 16, 13, 11)).astype(dtype)
-    w = rng.standard_normal((96, 16, 3, 3))
+    w = rng.standard_normal((96, 16, 1, 1))
     b = rng.standard_normal(96)
     cols = np.zeros((1, 16 * 9, 11), dtype=dtype)
     assert compiled._compiled.find("im2col", (x, cols, *[0] * 11)) is not None

@@ -492,7 +492,7 @@ def test_the_planner_takes_winograd4_up_to_its_channel_pairs():
     from convtool.core import plan
 
     every = plan.ALL_LAYER_PATHS  # F(4x4) is planned where CONVTOOL_WINOGRAD4=1 asks
-    assert plan_layer((32, 24, 3, 3), (1, 1), every) == "winograd4"
+    assert plan_layer((64, 64, 3, 3), (1, 1), every) == "winograd4"
     assert plan_layer((256, 128, 3, 3), (1, 1), every) == "winograd4"
     assert plan_layer((256, 256, 3, 3), (1, 1), every) == "winograd"
     assert 256 * 128 <= plan.WINOGRAD4_PAIRS < 256 * 256
