@@ -48,7 +48,8 @@ FLOATS = ("f4", "f8")
 # for). T[n]: an n-D C-contiguous array of the float type; f8[n], i8[n]: of a fixed type;
 # [na]: of any layout (the fit's list of dropped pixels comes transposed from argwhere);
 # i8: an integer; b1: a boolean. The fit runs in float64 only (convtool.fit.solve); a
-# picture's samples become float32 planes only (convtool.filtering.correlate). The
+# picture's samples become float32 planes only (convtool.filtering.correlate); the
+# threads' waits (convtool.core.spin) work on int64 flags, their "float type". The
 # last two i8 of the kernels with tasks are the share (part, parts) that a call runs
 # (convtool.core.tasks): the compiled core runs the whole, (0, 1).
 KERNELS = {
@@ -83,6 +84,8 @@ KERNELS = {
         "void",
         ("f8",),
     ),
+    "finished_then_wait": ("spin", "T[1] i8 i8 i8 i8", "b1", ("i8",)),
+    "wait_finished": ("spin", "T[1] i8 i8", "b1", ("i8",)),
     "fit_iterate": (
         "fit",
         "i8 T[2] T[1] T[1] T[1] T[1] i8 i8 i8 T[1] T[1]",

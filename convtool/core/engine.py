@@ -73,6 +73,7 @@ class Engine:
         self.threaded = threaded or compiled is None
         self.notice = notice  # told when a JIT kernel compiles (see :func:`jit`)
         self._ready: set[tuple] = set()  # JIT kernels and argument types known compiled
+        self._waits: tasks.Waits | None = None  # made on the first threaded call
 
     def __repr__(self) -> str:
         return f"Engine({self.name!r})" if self.path is None else f"Engine('aot', {self.path})"
@@ -94,7 +95,19 @@ class Engine:
         if (compiled and not self.threaded) or small:
             function(*whole)
         else:
-            tasks.run(function, *args)
+            tasks.run(function, *args, waits=self.waits())
+
+    def waits(self) -> tasks.Waits:
+        """The threads' spinning waits (:mod:`convtool.core.spin`): this engine's functions
+        and their flags (the threads keep the first engine's)."""
+        if self._waits is None:
+            import numpy as np  # loaded already: the arrays of the call are numpy's
+
+            flags = np.zeros(2, dtype=np.int64)
+            after = self._find("spin", "finished_then_wait", (flags, 0, 0, 0, 0))[0]
+            until = self._find("spin", "wait_finished", (flags, 0, 0))[0]
+            self._waits = tasks.Waits(flags, after, until)
+        return self._waits
 
     def _find(self, module: str, kernel: str, args: tuple) -> tuple[Any, bool]:
         """The function that runs ``kernel`` for ``args``, and whether it is compiled."""

@@ -12,6 +12,10 @@ wrappers, each optimised anew, which doubled the kernels' compile time, and it
 starts a threading layer that makes forking unsafe. A serial kernel compiles in
 about half the time, and the pool here is restarted in a forked child.
 
+Between calls the threads spin a while before they sleep, so that the next call
+finds them awake (:mod:`convtool.core.spin`, whose compiled functions and flags the
+engine hands to :func:`run` as :class:`Waits`); without them, they sleep on the queues.
+
 The thread count: ``$NUMBA_NUM_THREADS`` if it is set (numba's own variable, which
 batch workers set to 1), else the CPUs this process may run on; :func:`use_threads`
 changes it. Standard library only: no numba, no numpy.
@@ -25,13 +29,25 @@ import os
 import threading
 from _queue import SimpleQueue  # queue.SimpleQueue itself; queue and heapq cost 1 ms
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["default_threads", "run", "running", "threads", "use_threads"]
+__all__ = ["Waits", "default_threads", "run", "running", "threads", "use_threads"]
 
-_state: dict[str, Any] = {"threads": None, "pool": None, "workers": 0}  # pool: its queue
+# pool: its queue; waits: the Waits in use; put: the jobs put out while they were
+_state: dict[str, Any] = {"threads": None, "pool": None, "workers": 0, "waits": None, "put": 0}
 SHARES_PER_THREAD = 4
+# looks at the flags before a thread sleeps (each a pause of ~20 ns, a yield every 64:
+# about 0.5 ms), and pauses a woken worker lets the caller take to get into its share
+SPINS, DELAY = 20000, 200
 _lock = threading.Lock()
+
+
+class Waits(NamedTuple):
+    """:mod:`convtool.core.spin`'s functions (compiled or JIT) and the flags they share."""
+
+    flags: Any  # int64 array: [0] the latest generation, [1] the jobs finished
+    finished_then_wait: Callable[..., bool]
+    wait_finished: Callable[..., bool]
 
 
 def default_threads() -> int:
@@ -65,8 +81,9 @@ def running() -> bool:
     return _state["pool"] is not None
 
 
-def run(kernel: Callable[..., Any], *args: Any) -> None:
-    """``kernel(*args, part, parts)`` for every share, on :func:`threads` threads.
+def run(kernel: Callable[..., Any], *args: Any, waits: Waits | None = None) -> None:
+    """``kernel(*args, part, parts)`` for every share, on :func:`threads` threads; the
+    threads spin between calls on the first ``waits`` given (see the module docstring).
 
     Each thread takes the next share as it finishes one, SHARES_PER_THREAD shares a
     thread in all: a thread that another process holds up delays a small share, not
@@ -84,12 +101,22 @@ def run(kernel: Callable[..., Any], *args: Any) -> None:
         while (part := next(taken)) < parts:
             kernel(*args, part, parts)
 
-    pool, ends = _pool(count - 1), SimpleQueue()
+    if waits is not None and _state["waits"] is None:
+        _state["waits"] = waits
+    pool, ends, waits = _pool(count - 1), SimpleQueue(), _state["waits"]
+    generation = 0  # the jobs put out, this call's included, while the flags are kept
+    if waits is not None:
+        _state["put"] += count - 1
+        generation = _state["put"]
     for _ in range(1, count):
-        pool.put((shares, ends))
+        pool.put((shares, ends, generation, waits))
+    if waits is not None:
+        waits.flags[0] = generation  # the spinning workers take their jobs
     try:
         _in_shares(shares)
     finally:  # never return while a thread still writes into the caller's arrays
+        if waits is not None:  # a job's end is on its queue before it is counted
+            waits.wait_finished(waits.flags, generation, SPINS)
         errors = [ends.get() for _ in range(1, count)]
     for error in errors:
         if error is not None:
@@ -122,22 +149,37 @@ def _pool(workers: int) -> SimpleQueue:
 
 def _worker(jobs: SimpleQueue) -> None:
     """Run the shares put on ``jobs`` until told to stop (None); put each one's error, or
-    None, on the queue that came with it."""
-    while (job := jobs.get()) is not None:
-        shares, ends = job
+    None, on the queue that came with it, then count it done on the flags (if it was
+    counted out) and spin for the next generation before sleeping on the queue."""
+    seen, counted = 0, None  # the last counted job's generation, and the flags it counts on
+    while True:
+        waits = counted or _state["waits"]
+        if waits is not None:
+            waits.finished_then_wait(waits.flags, int(counted is not None), seen, SPINS, DELAY)
+        counted = None
+        job = jobs.get()
+        if job is None:
+            return
+        shares, ends, generation, waits = job
         try:
             _in_shares(shares)
         except BaseException as e:  # raised in the calling thread
             ends.put(e)
         else:
             ends.put(None)
+        if waits is not None:
+            seen, counted = generation, waits
 
 
 def _forget_pool() -> None:
     """In a forked child: the parent's threads are not there, so start a pool anew."""
     global _lock
     _lock = threading.Lock()
-    _state["pool"] = None
+    _state.update(pool=None, put=0)
+    if _state["waits"] is not None:  # the flags counted the parent's jobs
+        flags = _state["waits"].flags
+        for i in range(len(flags)):
+            flags[i] = 0
 
 
 if hasattr(os, "register_at_fork"):

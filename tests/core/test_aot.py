@@ -28,6 +28,7 @@ from convtool.core import (
     plan,
     pool,
     samples,
+    spin,
 )
 from convtool.ops import conv as conv_ops
 from tests.core.fit_calls import fit_run, fit_statistics
@@ -43,6 +44,7 @@ CORE = {
     "pool": pool,
     "fit": fit,
     "samples": samples,
+    "spin": spin,
 }
 FRESH = {"kernels": None, "tried": False, "error": None, "installed": None}
 
@@ -201,7 +203,7 @@ def test_threaded_it_gives_its_own_bytes(compiled, monkeypatch):
 
     threaded = engine.Engine(compiled._compiled, threaded=True)
     assert threaded.threaded and not compiled.threaded
-    monkeypatch.setattr(tasks, "_state", {"threads": 3, "pool": None})
+    monkeypatch.setattr(tasks, "_state", dict(tasks._state, threads=3, pool=None))
     rng = np.random.default_rng(8)
     picture = rng.random((61, 47, 3)).astype(np.float32)
     gauss = np.exp(-0.5 * ((np.arange(15) - 7) / 3.0) ** 2)
@@ -546,6 +548,7 @@ def test_the_digests_follow_the_sources_they_compile(monkeypatch, tmp_path):
         "pool",
         "fit",
         "samples",
+        "spin",
     }
     assert aot.key(files) == aot.key() and aot.digest(files) == aot.digest()
     assert 0 < aot.digest() < 2**63  # exported as an int64

@@ -117,6 +117,39 @@ def test_a_new_thread_count_ends_the_old_pools_threads(threads):
     assert len(workers() - before - pool) == 1
 
 
+def _soon(condition, seconds=5.0) -> bool:
+    """Whether ``condition()`` holds within ``seconds``."""
+    end = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+@pytest.mark.parametrize("spins", [1, tasks.SPINS])
+def test_spinning_threads_count_every_job_and_sleep_when_their_spins_run_out(
+    threads, monkeypatch, spins
+):
+    """With the engine's waits, the workers count every job they finish on the flags the
+    caller waits on, a failing one too; with the spins run out at once (threads that
+    sleep on their queues between calls), every share still runs once, on the queues."""
+    monkeypatch.setattr(tasks, "SPINS", spins)
+    threads(3)
+    waits = engine.jit().waits()
+    seen = []
+    for k in range(40):
+        if k == 20:
+            with pytest.raises(ValueError, match="share 1"):
+                tasks.run(lambda part, parts: part != 1 or int("share 1"), waits=waits)
+        tasks.run(lambda part, parts, k=k: seen.append((k, part)), waits=waits)
+        flags = tasks._state["waits"].flags
+        assert flags[0] == tasks._state["put"]  # the latest generation put out
+        assert _soon(lambda: flags[1] == tasks._state["put"])  # and every job counted done
+    shares = 3 * tasks.SHARES_PER_THREAD
+    assert sorted(seen) == [(k, p) for k in range(40) for p in range(shares)]
+
+
 def test_one_thread_runs_on_the_caller(threads):
     threads(1)
     seen = []
