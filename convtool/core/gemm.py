@@ -18,6 +18,9 @@ added up in float64), the input gradient ``W^T @ grad_out`` laid back onto the p
 by :func:`~convtool.core.conv_gemm.col2im`. Which layers take this path is the
 planner's choice (:func:`convtool.core.plan.plan_layer`).
 
+The engine's threads are sent to sleep before each product (:func:`convtool.core.tasks.park`):
+spinning, they would take the cores from OpenBLAS's.
+
 This module imports numpy only; the engine passed in runs the jitted halves.
 """
 
@@ -26,6 +29,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from convtool.core import tasks
 
 __all__ = ["BLOCK", "COLUMNS", "WORK", "backward", "forward", "picture_blocks"]
 
@@ -93,6 +98,7 @@ def forward(
     wb = np.empty((c_out, k + 1), dtype=x.dtype)
     wb[:, :k] = w.reshape(c_out, k)
     wb[:, k] = bias
+    tasks.park()
     if _pointwise(w, stride, pads, x, out):
         if c_in > c_out:  # the bias added after the product: a pass over the output
             np.matmul(w.reshape(c_out, c_in), x.reshape(n, c_in, -1), out=out3)
@@ -112,6 +118,7 @@ def forward(
         cols = buffer[: (k + 1) * pictures * size].reshape(k + 1, pictures, size)
         cols[k] = 1
         engine.im2col(x, cols, n0, i0, kh, kw, w_out, *stride, *pads)
+        tasks.park()
         cols2 = cols.reshape(k + 1, pictures * size)
         if pictures == 1:
             np.matmul(wb, cols2, out=out3[n0, :, i0 * w_out : i0 * w_out + size])
@@ -136,6 +143,7 @@ def backward(
     k = c_in * kh * kw
     g3 = grad_out.reshape(n, c_out, h_out * w_out)
     grad_w = np.zeros((c_out, k), dtype=np.float64)
+    tasks.park()
     if _pointwise(w, stride, pads, x, grad_out):
         x3 = x.reshape(n, c_in, -1)
         grad_x = np.matmul(w.reshape(c_out, c_in).T, g3).reshape(x.shape)
@@ -148,6 +156,7 @@ def backward(
         size = rows * w_out
         cols = buffer[: k * pictures * size].reshape(k, pictures, size)
         engine.im2col(x, cols, n0, i0, kh, kw, w_out, *stride, *pads)
+        tasks.park()
         cols2 = cols.reshape(k, pictures * size)
         if pictures == 1:
             g = g3[n0, :, i0 * w_out : i0 * w_out + size]
