@@ -103,7 +103,7 @@ class Engine:
         if self._waits is None:
             import numpy as np  # loaded already: the arrays of the call are numpy's
 
-            flags = np.zeros(2, dtype=np.int64)
+            flags = np.zeros(3, dtype=np.int64)
             after = self._find("spin", "finished_then_wait", (flags, 0, 0, 0, 0))[0]
             until = self._find("spin", "wait_finished", (flags, 0, 0))[0]
             self._waits = tasks.Waits(flags, after, until)

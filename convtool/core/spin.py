@@ -7,7 +7,8 @@ small layers spent a tenth of their time there). So, as OpenMP's and OpenBLAS's
 threads do, they spin a while first, outside the GIL, on a few integers in ``flags``:
 
 - ``flags[0]``: the generation of the latest call put out (:mod:`convtool.core.tasks`);
-- ``flags[1]``: the jobs the workers have finished, counted up.
+- ``flags[1]``: the jobs the workers have finished, counted up;
+- ``flags[2]``: the jobs put out, counted up (the generation is their count).
 
 A worker that has finished a job counts it and waits for the next generation
 (:func:`finished_then_wait`); the caller, its own shares done, waits for the count to

@@ -33,8 +33,8 @@ from typing import Any, NamedTuple
 
 __all__ = ["Waits", "default_threads", "park", "run", "running", "threads", "use_threads"]
 
-# pool: its queue; waits: the Waits in use; put: the jobs put out while they were
-_state: dict[str, Any] = {"threads": None, "pool": None, "workers": 0, "waits": None, "put": 0}
+# pool: its queue; waits: the Waits in use
+_state: dict[str, Any] = {"threads": None, "pool": None, "workers": 0, "waits": None}
 SHARES_PER_THREAD = 4
 # looks at the flags before a thread sleeps (each a pause of ~20 ns, a yield every 64:
 # about 0.5 ms), and pauses a woken worker lets the caller take to get into its share
@@ -45,7 +45,7 @@ _lock = threading.Lock()
 class Waits(NamedTuple):
     """:mod:`convtool.core.spin`'s functions (compiled or JIT) and the flags they share."""
 
-    flags: Any  # int64 array: [0] the latest generation, [1] the jobs finished
+    flags: Any  # int64: [0] the latest generation, [1] the jobs finished, [2] put out
     finished_then_wait: Callable[..., bool]
     wait_finished: Callable[..., bool]
 
@@ -104,10 +104,10 @@ def run(kernel: Callable[..., Any], *args: Any, waits: Waits | None = None) -> N
     if waits is not None and _state["waits"] is None:
         _state["waits"] = waits
     pool, ends, waits = _pool(count - 1), SimpleQueue(), _state["waits"]
-    generation = 0  # the jobs put out, this call's included, while the flags are kept
+    generation = 0  # the jobs put out, this call's included
     if waits is not None:
-        _state["put"] += count - 1
-        generation = _state["put"]
+        waits.flags[2] += count - 1
+        generation = int(waits.flags[2])
     for _ in range(1, count):
         pool.put((shares, ends, generation, waits))
     if waits is not None:
@@ -184,7 +184,7 @@ def _forget_pool() -> None:
     """In a forked child: the parent's threads are not there, so start a pool anew."""
     global _lock
     _lock = threading.Lock()
-    _state.update(pool=None, put=0)
+    _state["pool"] = None
     if _state["waits"] is not None:  # the flags counted the parent's jobs
         flags = _state["waits"].flags
         for i in range(len(flags)):
