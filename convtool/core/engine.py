@@ -87,11 +87,12 @@ class Engine:
         """A kernel with tasks, cut into one share per thread (:mod:`convtool.core.tasks`),
         or run whole on this thread by an engine that is not ``threaded``, and for a call
         too small to pay for waking the threads: of few elements, or (where the caller
-        counts them) fewer than THREADED_WORK multiply-adds (the bytes are the same: see
-        tasks)."""
+        counts them) fewer than THREADED_WORK multiply-adds, JIT_THREADED_WORK for the JIT
+        (the bytes are the same: see tasks)."""
         whole = (*args, 0, 1)
         function, compiled = self._find(module, kernel, whole)
-        small = work < THREADED_WORK or _elements(args) < SERIAL_BELOW
+        least = THREADED_WORK if compiled else JIT_THREADED_WORK
+        small = work < least or _elements(args) < SERIAL_BELOW
         if (compiled and not self.threaded) or small:
             function(*whole)
         else:
@@ -303,10 +304,12 @@ COMPILE_SECONDS = 5  # about what one kernel's cold compile takes here (2-4 s), 
 LARGE_WORK = 1e10
 # The compiled core's threads cost 0.4 ms to start and ~0.07 ms a call: worth it past
 # ~2e7 multiply-adds (1.5 ms on one thread), a 3x3 kernel on a 1024x1024 RGB photo.
-# The JIT's register-blocked kernels too run whole below it: a wake of the pool cost
-# ~0.08 ms a call on an idle VM here, and LeNet's conv2 (batch 32 and 64: 7.7e6 and
-# 1.5e7) ran 10% slower on 2 threads than on one (0.24 ms, 0.45 ms).
 THREADED_WORK = 2e7
+# The JIT's threads spin between calls (convtool.core.spin): a call's round trip is
+# ~8 us where the pool is awake, ~40 where it has gone to sleep. Its register-blocked
+# kernels run whole below ~2e6 multiply-adds (~40 us on one thread); LeNet's conv2
+# (batch 32: 7.7e6) takes 0.10 ms on two threads, 0.17 on one.
+JIT_THREADED_WORK = 2e6
 
 
 def jit(notice: Notice | None = None) -> Engine:

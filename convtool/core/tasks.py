@@ -35,7 +35,9 @@ __all__ = ["Waits", "default_threads", "park", "run", "running", "threads", "use
 
 # pool: its queue; waits: the Waits in use
 _state: dict[str, Any] = {"threads": None, "pool": None, "workers": 0, "waits": None}
-SHARES_PER_THREAD = 4
+# shares a thread: each share's end takes the GIL, and two threads that want it at once
+# put one to sleep (a call's shares cost 4-7% more in 4s than in 2s, 2-4% than in 1s)
+SHARES_PER_THREAD = 2
 # looks at the flags before a thread sleeps (each a pause of ~20 ns, a yield every 64:
 # about 0.5 ms), and pauses a woken worker lets the caller take to get into its share
 SPINS, DELAY = 20000, 200
@@ -86,8 +88,8 @@ def run(kernel: Callable[..., Any], *args: Any, waits: Waits | None = None) -> N
     threads spin between calls on the first ``waits`` given (see the module docstring).
 
     Each thread takes the next share as it finishes one, SHARES_PER_THREAD shares a
-    thread in all: a thread that another process holds up delays a small share, not
-    half the call. A call from inside a share (the FFT's blocks filter a block
+    thread in all: a thread that another process holds up delays a share, not half the
+    call. A call from inside a share (the FFT's blocks filter a block
     directly) runs whole on its own thread: the pool's threads are busy with the shares
     around it, and waiting for them there would wait forever.
     """

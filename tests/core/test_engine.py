@@ -176,23 +176,23 @@ def test_the_compiled_core_threads_only_jobs_that_pay_for_it():
 
 
 def test_a_small_blocked_call_runs_on_the_calling_thread_with_the_same_bytes(monkeypatch):
-    """A register-blocked call of fewer than THREADED_WORK multiply-adds runs whole on the
-    calling thread (waking the pool costs more than the second thread saves); past it, or
-    with the threshold lowered, it runs on the threads, to the same bytes."""
+    """A register-blocked call of fewer than JIT_THREADED_WORK multiply-adds runs whole on
+    the calling thread (waking the pool costs more than the second thread saves); past
+    it, or with the threshold lowered, it runs on the threads, to the same bytes."""
     from convtool.core import blocked
 
     rng = np.random.default_rng(12)
-    x = rng.standard_normal((8, 6, 14, 14)).astype(np.float32)
+    x = rng.standard_normal((4, 6, 14, 14)).astype(np.float32)
     w = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
-    out = np.empty((8, 16, 10, 10), np.float32)
-    assert out.size * 6 * 25 < engine.THREADED_WORK and out.size > engine.SERIAL_BELOW
+    out = np.empty((4, 16, 10, 10), np.float32)
+    assert out.size * 6 * 25 < engine.JIT_THREADED_WORK and out.size > engine.SERIAL_BELOW
     calls = []
     monkeypatch.setattr(tasks, "run", lambda f, *a, run=tasks.run, **k: calls.append(1) or run(f, *a, **k))
     monkeypatch.setattr(tasks, "threads", lambda: 2)
     blocked.forward(engine.jit(), x, w, np.zeros(16, np.float32), out, (1, 1), (0, 0))
     serial = out.copy()
     assert not calls
-    monkeypatch.setattr(engine, "THREADED_WORK", 0)
+    monkeypatch.setattr(engine, "JIT_THREADED_WORK", 0)
     blocked.forward(engine.jit(), x, w, np.zeros(16, np.float32), out, (1, 1), (0, 0))
     assert calls
     np.testing.assert_array_equal(out, serial)
