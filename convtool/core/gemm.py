@@ -60,6 +60,7 @@ def picture_blocks(n: int, rows: int, width: int, wanted: int):
             yield n0, min(step, n - n0), 0, rows
         return
     band = max(1, wanted // width)
+    band = -(-rows // -(-rows // band))  # bands of even height: 14 x 4 rows, not 18 x 3 + 2
     for n0 in range(n):
         for i0 in range(0, rows, band):
             yield n0, 1, i0, min(band, rows - i0)
