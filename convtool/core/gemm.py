@@ -49,10 +49,11 @@ def _pointwise(w: np.ndarray, stride: tuple[int, int], pads: tuple[int, int], x,
     )
 
 
-def picture_blocks(n: int, rows: int, width: int, wanted: int):
+def picture_blocks(n: int, rows: int, width: int, wanted: int, even: bool = False):
     """(first picture, pictures, first row, rows) of blocks of about ``wanted`` of the
     pixels of ``n`` pictures of ``rows`` x ``width``: several whole pictures where they
-    fit, else bands of one picture's rows."""
+    fit, else bands of one picture's rows (with ``even``, bands of even height: 14 x 4
+    rows, not 18 x 3 + 2)."""
     per_picture = rows * width
     if per_picture <= wanted:
         step = max(1, wanted // per_picture)
@@ -60,7 +61,8 @@ def picture_blocks(n: int, rows: int, width: int, wanted: int):
             yield n0, min(step, n - n0), 0, rows
         return
     band = max(1, wanted // width)
-    band = -(-rows // -(-rows // band))  # bands of even height: 14 x 4 rows, not 18 x 3 + 2
+    if even:
+        band = -(-rows // -(-rows // band))
     for n0 in range(n):
         for i0 in range(0, rows, band):
             yield n0, 1, i0, min(band, rows - i0)

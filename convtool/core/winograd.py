@@ -49,7 +49,7 @@ TILES = 2048
 
 def _blocks(n: int, th: int, tw: int, tiles: int = TILES):
     """The blocks of about ``tiles`` tiles (:func:`convtool.core.gemm.picture_blocks`)."""
-    return picture_blocks(n, th, tw, tiles)
+    return picture_blocks(n, th, tw, tiles, even=True)
 
 
 def _plane(elements: int) -> int:
