@@ -18,8 +18,8 @@ added up in float64), the input gradient ``W^T @ grad_out`` laid back onto the p
 by :func:`~convtool.core.conv_gemm.col2im`. Which layers take this path is the
 planner's choice (:func:`convtool.core.plan.plan_layer`).
 
-The engine's threads are sent to sleep before each product (:func:`convtool.core.tasks.park`):
-spinning, they would take the cores from OpenBLAS's.
+The engine's threads are sent to sleep after each of their copies
+(:func:`convtool.core.tasks.park`): spinning, they would take the cores from OpenBLAS's.
 
 This module imports numpy only; the engine passed in runs the jitted halves.
 """
@@ -168,4 +168,5 @@ def backward(
         grad_w += np.matmul(g, cols2.T)
         np.matmul(w_t, g, out=cols2)  # the columns' gradient, in the same buffer
         engine.col2im(cols, grad_x, n0, i0, kh, kw, w_out, *stride, *pads)
+        tasks.park()
     return grad_x, grad_w.reshape(w.shape)
