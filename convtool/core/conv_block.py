@@ -280,7 +280,7 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
     xf, wf, of = x.reshape(-1), wv.reshape(-1), out.reshape(-1)
     dims = (c_in, x.shape[2], width)
     # A task is one output row, or, where there are too few rows to share out evenly, one
-    # output row of one block of channels (AlexNet's conv2, 27 rows in 8 shares: two
+    # output row of one block of channels (AlexNet's conv2, 27 rows in shares of 3-4: two
     # threads took 2.2-2.3 ms where each half took 1.8-2.0). The rows laid out are the
     # same whatever the group: a group's first row after another's last lays out anew.
     rows = n_img * h_out
