@@ -308,7 +308,7 @@ THREADED_WORK = 2e7
 # The JIT's threads spin between calls (convtool.core.spin): a call's round trip is
 # ~8 us where the pool is awake, ~40 where it has gone to sleep. Its register-blocked
 # kernels run whole below ~2e6 multiply-adds (~40 us on one thread); LeNet's conv2
-# (batch 32: 7.7e6) takes 0.10 ms on two threads, 0.17 on one.
+# (batch 32: 7.7e6) runs its kernel in 0.10-0.12 ms on two threads, 0.16-0.17 on one.
 JIT_THREADED_WORK = 2e6
 
 
