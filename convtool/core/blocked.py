@@ -3,7 +3,7 @@ in registers while the taps run past them (:mod:`convtool.core.conv_block` has t
 kernels and why they are written as they are).
 
 This path does no copy of the picture and reuses each loaded sample for CHANNELS
-output channels and each loaded weight vector for PIXELS pixels: it suits the layers
+output channels and each loaded weight vector for a block's pixels: it suits the layers
 where im2col's copy costs as much as its product (few input channels, a stride, small
 pictures: VGG's conv1_1, ResNet's conv1, LeNet) and the layers of few output channels
 that BLAS runs poorly. Which layers take it is the planner's choice
@@ -24,8 +24,8 @@ import numpy as np
 
 __all__ = ["CHANNELS", "block_channels", "forward", "grad_weight", "layout"]
 
-# conv_block's (that module imports numba): output channels and pixels a block, and the
-# kernel gradient's output pixels a chunk
+# conv_block's (that module imports numba): output channels a block, the kernel
+# gradient's taps a block and its output pixels a chunk
 CHANNELS, PIXELS, SUMS = 16, 6, 512
 
 

@@ -87,11 +87,12 @@ def _yield(typingctx):
 
 
 @njit(inline="always")
-def _wait_until_differs(flags, index, value, spins):
-    """Look at flags[index] up to ``spins`` times until it is not ``value``; whether it
-    changed."""
+def _look(flags, index, value, spins, reach):
+    """Look at flags[index] up to ``spins`` times until it reaches ``value`` (``reach``)
+    or differs from it (not ``reach``); whether it did."""
     for k in range(spins):
-        if _load(flags, index) != value:
+        seen = _load(flags, index)
+        if (seen >= value) if reach else (seen != value):
             return True
         _pause()
         if k % YIELD_EVERY == YIELD_EVERY - 1:
@@ -107,7 +108,7 @@ def finished_then_wait(flags, finished, seen, spins, delay):
     own share: taking the GIL at once would put this thread to sleep on it). Whether a
     generation came."""
     _add(flags, 1, finished)
-    if not _wait_until_differs(flags, 0, seen, spins):
+    if not _look(flags, 0, seen, spins, False):
         return False
     for _ in range(delay):
         _pause()
@@ -118,10 +119,4 @@ def finished_then_wait(flags, finished, seen, spins, delay):
 def wait_finished(flags, jobs, spins):
     """The caller's wait: look up to ``spins`` times for flags[1] (the jobs finished) to
     reach ``jobs``; whether it did."""
-    for k in range(spins):
-        if _load(flags, 1) >= jobs:
-            return True
-        _pause()
-        if k % YIELD_EVERY == YIELD_EVERY - 1:
-            _yield()
-    return False
+    return _look(flags, 1, jobs, spins, True)
