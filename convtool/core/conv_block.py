@@ -9,15 +9,7 @@ laid out for it once a call (:mod:`convtool.core.blocked`): ``wv[ob, t, l]`` is 
 weight of output channel ``ob*CHANNELS + l`` at tap t (zero past C_out), and
 ``offs[t]`` where tap t reads, counted from the block's first pixel's window.
 
-numba's own vectorisers cannot build this loop: LLVM's loop vectoriser vectorises
-the innermost loop alone (the taps, or the pixels, with the accumulators in
-memory), and numba leaves the SLP vectoriser off. So :func:`_block` is written as
-LLVM IR (a numba intrinsic): vectors of LANES elements, ``llvm.fmuladd`` (a fused
-multiply-add where the CPU has one, else a multiply and an add), the accumulators
-in stack slots that LLVM promotes to registers (measured here, one thread:
-40-48 GMAC/s, where the direct loops reach 22; a tap of a block of 16 channels by 5
-pixels takes ~2 ns, 5-6 cycles: about one vector multiply-add a cycle, near the rate
-torch's LeNet layer runs at on one thread here, 51 GMAC/s).
+The blocks are LLVM IR (:mod:`convtool.core.vector_ir` says why).
 
 Kernels:
 
@@ -35,14 +27,11 @@ Each kernel runs the share ``part`` of ``parts`` of its tasks (:mod:`convtool.co
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types, uint64
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit, uint64
 
 from convtool.core.fastmath import ENTRY, FASTMATH, _share
+from convtool.core.vector_ir import LANES, block_of, row_block_of
 
-LANES = 16  # elements a vector: a zmm register of float32 (AVX2: two ymm)
 VECTORS = 1  # vectors of output channels a block (2 x 8 lanes ran 10-15% slower here)
 CHANNELS = LANES * VECTORS  # output channels a block (convtool.core.blocked's CHANNELS)
 PIXELS = 6  # the kernel gradient's taps a block (of one vector)
@@ -59,128 +48,28 @@ SUMS = 512  # the kernel gradient's output pixels a chunk: summed in the image's
 # ResNet's deep layers, 60-68 in passes; 16 and 32 KB passes did as well or worse)
 PASS_BYTES = 24576
 EVEN_ROWS = 16  # output rows a share, below which the forward's tasks split by channels too
+# The forward's other blocks, for long rows of few taps: pixels in the lanes,
+# ROW_VECTORS vectors of a row's pixels by ROW_CHANNELS output channels (24 accumulators;
+# a tap loads 3 vectors of samples and 8 weights for 24 multiply-adds, where a block of
+# one vector of channels loads a sample for each), stored straight into the output's
+# planes: no band to turn (VGG's conv1_1 spent half its time turning it)
+ROW_CHANNELS = 8
+ROW_VECTORS = 3
 
 
-def _data(context, builder, array_type, array):
-    """The data pointer of a numba array value."""
-    return cgutils.create_struct_proxy(array_type)(context, builder, value=array).data
-
-
-def _vector_at(builder, pointer, index, vector_type):
-    """The vector of ``vector_type`` starting at ``pointer[index]``."""
-    return builder.bitcast(builder.gep(pointer, [index]), vector_type.as_pointer())
-
-
-def _store_block(builder, slots, vectors, dst, dbase, pitch):
-    """The accumulators (``vectors`` a pixel) into dst, each lane's sums side by side in
-    its own row: ``dst[dbase + l*pitch + r]``."""
-    i64, i32 = ir.IntType(64), ir.IntType(32)
-    for k, slot in enumerate(slots):
-        value = builder.load(slot)
-        r, v = divmod(k, vectors)
-        for e in range(LANES):
-            row = builder.mul(ir.Constant(i64, v * LANES + e), pitch)
-            at = builder.gep(dst, [builder.add(dbase, builder.add(row, ir.Constant(i64, r)))])
-            builder.store(builder.extract_element(value, ir.Constant(i32, e)), at)
-
-
-def _vectors(builder, pointer, start, vector, count):
-    """The ``count`` vectors side by side from ``pointer[start]``."""
-    i64 = ir.IntType(64)
-    return [
-        builder.load(
-            _vector_at(builder, pointer, builder.add(start, ir.Constant(i64, v * LANES)), vector),
-            align=1,
-        )
-        for v in range(count)
-    ]
-
-
-def _fmuladd(builder, element, vector):
-    """``llvm.fmuladd`` on vectors: fused where the CPU has fused multiply-adds."""
-    kind = "f32" if isinstance(element, ir.FloatType) else "f64"
-    return cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fmuladd.v{LANES}{kind}"
-    )
-
-
-def _store_vectors(builder, slots, vectors, dst, dbase, pitch):
-    """The accumulators into dst as they are, a pixel's vectors side by side:
-    ``dst[dbase + r*pitch + v*LANES + l]`` for pixel r, vector v, lane l."""
-    i64 = ir.IntType(64)
-    for k, slot in enumerate(slots):
-        r, v = divmod(k, vectors)
-        at = builder.add(dbase, builder.add(builder.mul(ir.Constant(i64, r), pitch),
-                                            ir.Constant(i64, v * LANES)))  # fmt: skip
-        vector = builder.load(slot)
-        builder.store(vector, _vector_at(builder, dst, at, vector.type), align=1)
-
-
-def _block_of(pixels, vectors=VECTORS, rows=True):
-    """:func:`_block` for blocks of ``pixels`` pixels by ``vectors`` vectors of output
-    channels (``vectors`` LANES channels: wf's rows); without ``rows``, each pixel's
-    sums stored as its vectors (:func:`_store_vectors`) rather than each lane's in a row
-    (:func:`_store_block`)."""
-
-    def block(typingctx, xf, base, steps, wf, wbase, offs, first, last, init, ibase, istep,
-              dst, dbase, pitch):  # fmt: skip
-        args = (xf, base, steps, wf, wbase, offs, first, last, init, ibase, istep, dst, dbase, pitch)
-        return types.void(*args), codegen
-
-    def codegen(context, builder, sig, args):
-        base, wbase, first, last, ibase, istep, dbase, pitch = (
-            args[k] for k in (1, 4, 6, 7, 9, 10, 12, 13)
-        )
-        xp, sp, wp, op, ip, dp = (
-            _data(context, builder, sig.args[k], args[k]) for k in (0, 2, 3, 5, 8, 11)
-        )
-        element = context.get_value_type(sig.args[0].dtype)
-        vector = ir.VectorType(element, LANES)
-        i64, i32 = ir.IntType(64), ir.IntType(32)
-        fmuladd = _fmuladd(builder, element, vector)
-        starts = [
-            builder.add(base, builder.load(builder.gep(sp, [ir.Constant(i64, r)])))
-            for r in range(pixels)
-        ]
-        slots = []
-        for r in range(pixels):
-            at = builder.add(ibase, builder.mul(istep, ir.Constant(i64, r)))
-            for start in _vectors(builder, ip, at, vector, vectors):
-                slots.append(cgutils.alloca_once(builder, vector))  # promoted to a register
-                builder.store(start, slots[-1])
-        undef = ir.Constant(vector, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
-        with cgutils.for_range_slice(builder, first, last, ir.Constant(i64, 1)) as (t, _):
-            off = builder.load(builder.gep(op, [t]))
-            at = builder.add(wbase, builder.mul(t, ir.Constant(i64, vectors * LANES)))
-            weights = _vectors(builder, wp, at, vector, vectors)
-            for r in range(pixels):
-                sample = builder.load(builder.gep(xp, [builder.add(starts[r], off)]))
-                spread = builder.insert_element(undef, sample, ir.Constant(i32, 0))
-                spread = builder.shuffle_vector(spread, undef, splat)
-                for v, weight in enumerate(weights):
-                    slot = slots[r * vectors + v]
-                    builder.store(builder.call(fmuladd, [spread, weight, builder.load(slot)]), slot)
-        store = _store_block if rows else _store_vectors
-        store(builder, slots, vectors, dp, dbase, pitch)
-        return context.get_dummy_value()
-
-    return intrinsic(block)
-
-
-_block = _block_of(PIXELS)
-_block.__doc__ = """dst[dbase + l*pitch + r] = init[ibase + r*istep + l] + sum over first <= t < last
-of wf[wbase + t*CHANNELS + l] * xf[base + steps[r] + offs[t]], for the PIXELS pixels r and
-the CHANNELS lanes l (``istep`` 0: one start for every pixel, a bias; every index inside
-its array: the caller's promise)."""
+_block = block_of(PIXELS, VECTORS)  # the kernel gradient's: each lane's sums in a row
 # the forward's blocks, each pixel's sums stored as vectors (a lane at a time, a block of
 # 32 channels by 6 pixels took 192 stores: VGG's conv1_1, 27 taps, spent half its time
 # there): of 2 CHANNELS by WIDE pixels or fewer, and of CHANNELS by NARROW or fewer
-_wide = _block_of(WIDE, 2, rows=False)
-_wide_less = _block_of(WIDE - 1, 2, rows=False)
-_wide_least = _block_of(WIDE - 2, 2, rows=False)
-_narrow = _block_of(NARROW, rows=False)
-_narrow_less = _block_of(NARROW - 1, rows=False)
+_wide = block_of(WIDE, 2, rows=False)
+_wide_less = block_of(WIDE - 1, 2, rows=False)
+_wide_least = block_of(WIDE - 2, 2, rows=False)
+_narrow = block_of(NARROW, VECTORS, rows=False)
+_narrow_less = block_of(NARROW - 1, VECTORS, rows=False)
+
+
+# a row's blocks of pixels: of ROW_VECTORS vectors, and the row's end in fewer
+_row1, _row2, _row3 = (row_block_of(v, ROW_CHANNELS) for v in range(1, ROW_VECTORS + 1))
 
 
 @njit(inline="always")
@@ -196,17 +85,28 @@ def _pixels(w_out, most, fewest):
 
 
 @njit(inline="always")
-def _lay_row(lines, xf, n, y, slot, dims, pitch, pad_left):
+def _lay_row(lines, xf, n, y, slot, dims, pitch, pad_left, phases):
     """lines[(slot*C + c)*pitch + pl + k] = x[n, c, y, k], zeros around: input row y of
     every channel in its slot of the buffer (a row outside the picture all zeros), every
-    window inside it. ``dims``: (C, H, W); flat arrays and unsigned indices (numba's
-    slices cost ~30 ns each, a LeNet layer's rows 0.2 ms a call)."""
+    window inside it. With ``phases`` sW > 1, the padded row's samples k are dealt into
+    sW runs by k mod sW, each pitch / sW long, so that a column stride's windows read
+    side by side: run k mod sW, place k // sW. ``dims``: (C, H, W); flat arrays and
+    unsigned indices (numba's slices cost ~30 ns each, a LeNet layer's rows 0.2 ms a
+    call)."""
     c_in, height, width = dims
     p, w, left = uint64(pitch), uint64(width), uint64(pad_left)
     for c in range(c_in):
         at = uint64((slot * c_in + c) * pitch)
-        if 0 <= y < height:
-            src = uint64(((n * c_in + c) * height + y) * width)
+        inside = 0 <= y < height
+        src = uint64(((n * c_in + c) * height + y) * width) if inside else uint64(0)
+        if phases > 1:
+            run, step = p // uint64(phases), uint64(phases)
+            for phase in range(step):
+                for m in range(run):
+                    k = m * step + phase
+                    value = xf[src + k - left] if inside and left <= k < left + w else 0
+                    lines[at + phase * run + m] = value
+        elif inside:
             for k in range(left):
                 lines[at + k] = 0
             for k in range(w):
@@ -216,6 +116,45 @@ def _lay_row(lines, xf, n, y, slot, dims, pitch, pad_left):
         else:
             for k in range(p):
                 lines[at + k] = 0
+
+
+@njit(inline="always")
+def _rotations(c_in, kh, kw, pitch, phases):
+    """rotations[r, t]: where in the laid-out rows (:func:`_lay_row`) tap t = (c, a, b)
+    reads for an output row whose top input row sits in slot r (rows y in slots y mod kH):
+    row top + a of channel c, from column b (of run b mod sW, with ``phases`` sW)."""
+    rotations = np.empty((kh, c_in * kh * kw), dtype=np.int64)
+    for r in range(kh):
+        t = 0
+        for c in range(c_in):
+            for a in range(kh):
+                line = (((r + a) % kh) * c_in + c) * pitch
+                for b in range(kw):
+                    rotations[r, t] = line + b % phases * (pitch // phases) + b // phases
+                    t += 1
+    return rotations
+
+
+@njit(inline="always")
+def _row_blocks(lines, offs, wf, bias, of, obs, dims, n, i):
+    """Output row i of picture n, of the blocks of ROW_CHANNELS channels ob in the range
+    ``obs``, in blocks of a row's pixels (ROW_VECTORS vectors, the row's end in fewer),
+    stored straight into the output's planes. ``dims``: (taps, C_out, H', W')."""
+    taps, c_out, h_out, w_out = dims
+    for ob in range(obs[0], obs[1]):
+        dbase = ((n * c_out + ob * ROW_CHANNELS) * h_out + i) * w_out
+        channels = min(ROW_CHANNELS, c_out - ob * ROW_CHANNELS)
+        for j in range(0, w_out, ROW_VECTORS * LANES):
+            span = min(w_out - j, ROW_VECTORS * LANES)
+            count = span - (span - 1) // LANES * LANES  # the last vector's pixels
+            block = (lines, j, wf, ob * taps * ROW_CHANNELS, offs, 0, taps, bias,
+                     ob * ROW_CHANNELS, of, dbase + j, h_out * w_out, count, channels)  # fmt: skip
+            if span > 2 * LANES:
+                _row3(*block)
+            elif span > LANES:
+                _row2(*block)
+            else:
+                _row1(*block)
 
 
 @njit(inline="always")
@@ -248,35 +187,37 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
     layer's taps run in passes over the row (PASS_BYTES of weights each, the band
     keeping the sums between them), so that a pass's weights stay in L1 for all its
     blocks of pixels.
+
+    B = ROW_CHANNELS: blocks of a row's pixels in the lanes by ROW_CHANNELS channels
+    (:func:`convtool.core.vector_ir.row_block_of`), all the taps in one pass, stored straight into the planes
+    (8 channels' full cache lines); at a column stride sW > 1, each input row laid out
+    in sW runs (:func:`_lay_row`), so that a vector of pixels reads its samples side by
+    side.
     """
     n_img, c_in, width = x.shape[0], x.shape[1], x.shape[3]
     c_out, h_out, w_out = out.shape[1], out.shape[2], out.shape[3]
     blocks, taps, width_b = wv.shape
+    in_rows = width_b == ROW_CHANNELS  # pixels in the lanes (at a column stride of 1)
     # blocks of one vector take NARROW pixels (LeNet's conv2, 16 channels: 200 us a call
     # where 2 blocks of 5 pixels took 216), of two vectors WIDE (registers: 2 a pixel)
     most, fewest = (NARROW, NARROW - 1) if width_b == CHANNELS else (WIDE, WIDE - 2)
-    pixels = _pixels(w_out, most, fewest)
+    pixels = LANES if in_rows else _pixels(w_out, most, fewest)
     n_blocks = -(-w_out // pixels)
     pitch = max(pad_left + width, (n_blocks * pixels - 1) * sw + kw)
+    phases = sw if in_rows else 1  # a block of a row reads its samples side by side
+    if phases > 1:  # runs of pitch / sW (the column k at k // sW of run k mod sW)
+        pitch = sw * max(-(-(pad_left + width) // sw), n_blocks * pixels + (kw - 1) // sw)
     # input rows y in slots y mod kH, the next output row of a picture laying out only
     # the sH rows it does not share with the last (LeNet's conv2 0.15 ms a call, from
     # 0.19; the foundation layer 5.5, from 6.3; 64 channels at 56^2 2.1, from 2.3)
     lines = np.empty(kh * c_in * pitch, dtype=x.dtype)
-    rotations = np.empty((kh, taps), dtype=np.int64)  # where the taps read, by top mod kH
-    for r in range(kh):
-        t = 0
-        for c in range(c_in):  # tap (c, a, b) reads row top + a of channel c from column b
-            for a in range(kh):
-                line = (((r + a) % kh) * c_in + c) * pitch
-                for b in range(kw):
-                    rotations[r, t] = line + b
-                    t += 1
+    rotations = _rotations(c_in, kh, kw, pitch, phases)
     steps = np.arange(most) * sw
     # the taps in passes of even length, each pass's weights at most PASS_BYTES
     passes = -(-taps * width_b * x.itemsize // PASS_BYTES)
     per_pass = -(-taps // passes)
     # the band: an output row of each channel, each pixel's channels side by side
-    band = np.empty(blocks * n_blocks * pixels * width_b, dtype=out.dtype)
+    band = np.empty(0 if in_rows else blocks * n_blocks * pixels * width_b, dtype=out.dtype)
     xf, wf, of = x.reshape(-1), wv.reshape(-1), out.reshape(-1)
     dims = (c_in, x.shape[2], width)
     # A task is one output row, or, where there are too few rows to share out evenly, one
@@ -296,9 +237,13 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
         if n == last_n and last_top <= top < last_top + kh:
             first = last_top + kh
         for y in range(first, top + kh):
-            _lay_row(lines, xf, n, y, y % kh, dims, pitch, pad_left)
+            _lay_row(lines, xf, n, y, y % kh, dims, pitch, pad_left, phases)
         last_n, last_top = n, top
         offs = rotations[top % kh]
+        if in_rows:
+            obs = (group * per_group, (group + 1) * per_group)
+            _row_blocks(lines, offs, wf, bias, of, obs, (taps, c_out, h_out, w_out), n, i)
+            continue
         for ob in range(group * per_group, (group + 1) * per_group):
             wbase = ob * taps * width_b
             for t0 in range(0, taps, per_pass):

@@ -7,12 +7,12 @@ import contextlib
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import signal
 
 import convtool as ct
-from convtool.core import gemm, winograd
+from convtool.core import engine, gemm, tasks, winograd
 from convtool.core.plan import plan_layer
 from convtool.ops import conv as conv_module
 from convtool.shapes import resolve_padding
@@ -363,6 +363,7 @@ def test_the_blocked_paths_constants_are_its_kernels():
         conv_block.SUMS,
     )
     assert plan.BLOCKED_CHANNELS == blocked.CHANNELS == conv_block.LANES * conv_block.VECTORS
+    assert blocked.ROW_CHANNELS == conv_block.ROW_CHANNELS
 
 
 def test_blocked_tiles_give_the_whole_pictures_bytes():
@@ -401,18 +402,20 @@ def test_deep_blocked_layers_run_their_taps_in_passes_to_the_naive_layer(c_in, c
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
 
 
+@pytest.mark.parametrize("rows_of_pixels", [False, True])
 @pytest.mark.parametrize("parts", [2, 3, 8])
 @pytest.mark.parametrize("c_out, rows", [(96, 5), (40, 9), (64, 200)])
-def test_blocked_shares_give_the_whole_calls_bytes(c_out, rows, parts):
+def test_blocked_shares_give_the_whole_calls_bytes(c_out, rows, parts, rows_of_pixels):
     """However a forward call is cut into shares (by rows, or by rows and blocks of
     channels where there are few rows a share), its shares together give the bytes of
-    the call run whole."""
+    the call run whole, in blocks of channels or of a row's pixels."""
     from convtool.core import blocked, conv_block
 
     rng = np.random.default_rng(rows)
     x = rng.standard_normal((2, 7, rows + 2, 19)).astype(np.float32)
     w = rng.standard_normal((c_out, 7, 3, 3)).astype(np.float32)
-    wv = blocked.layout(w, x.dtype, blocked.block_channels(c_out))
+    width = blocked.ROW_CHANNELS if rows_of_pixels else blocked.block_channels(c_out)
+    wv = blocked.layout(w, x.dtype, width)
     bias = rng.standard_normal(wv.shape[0] * wv.shape[2]).astype(np.float32)
     whole = np.full((2, c_out, rows + 2, 19), np.nan, np.float32)
     shared = whole.copy()
@@ -421,6 +424,78 @@ def test_blocked_shares_give_the_whole_calls_bytes(c_out, rows, parts):
         conv_block.conv2d_blocked(x, wv, bias, shared, 3, 3, 1, 1, 1, 1, part, parts)
     assert not np.isnan(whole).any()
     np.testing.assert_array_equal(shared, whole)
+
+
+@given(
+    n=st.integers(1, 2),
+    c_in=st.integers(1, 6),
+    c_out=st.integers(1, 20),
+    height=st.integers(1, 6),
+    w_out=st.integers(12, 70),
+    k=st.tuples(st.integers(1, 4), st.integers(1, 5)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 4)),
+    pad=st.tuples(st.integers(0, 2), st.integers(0, 3)),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=60, deadline=None)
+def test_blocked_rows_of_pixels_give_the_naive_layer(n, c_in, c_out, height, w_out, k, stride,
+                                                     pad, seed):  # fmt: skip
+    """Blocks of a row's pixels (the rows' ends in fewer vectors, the last one masked;
+    channels past C_out unwritten; column strides' runs; padding, row strides, kernels
+    wider than tall): the naive loop's layer, on one thread and on two."""
+    from convtool.core import blocked
+
+    (kh, kw), (sh, sw), (ph, pw) = k, stride, pad
+    width = (w_out - 1) * sw + kw - 2 * pw
+    assume(width >= 1 and height + 2 * ph >= kh)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c_in, height, width)).astype(np.float32)
+    w = rng.standard_normal((c_out, c_in, kh, kw)).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    assert blocked.block_width(w.shape, x.dtype, sw, w_out) == blocked.ROW_CHANNELS
+    want = naive.conv2d(x, w, b, (sh, sw), (ph, ph, pw, pw))
+    before = tasks.threads()
+    for threads in (1, 2):
+        with forced("blocked"), pytest.MonkeyPatch.context() as mp:
+            mp.setattr(engine, "JIT_THREADED_WORK", 0)  # two threads even for small calls
+            tasks.use_threads(threads)
+            try:
+                got = ct.conv2d(x, w, b, stride=(sh, sw), padding=(ph, pw))
+            finally:
+                tasks.use_threads(before)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_blocked_rows_of_pixels_write_nothing_past_the_output():
+    """A row's last vector is stored masked: the bytes after the output's last row (where
+    another thread's rows may lie) stay as they were."""
+    from convtool.core import blocked, conv_block
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 3, 5, 21)).astype(np.float32)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    wv = blocked.layout(w, x.dtype, blocked.ROW_CHANNELS)
+    bias = np.zeros(wv.shape[0] * wv.shape[2], np.float32)
+    store = np.full(5 * 5 * 21 + 64, np.nan, np.float32)
+    out = store[: 5 * 5 * 21].reshape(1, 5, 5, 21)
+    conv_block.conv2d_blocked(x, wv, bias, out, 3, 3, 1, 1, 1, 1, 0, 1)
+    assert np.isfinite(out).all()
+    assert np.isnan(store[out.size :]).all()
+
+
+def test_blocked_rows_of_pixels_are_taken_where_they_run_faster():
+    """Float32 layers of few taps and rows of ROW_PIXELS and more take blocks of a row's
+    pixels (VGG's conv1_1, ResNet's conv1, the foundation layer); LeNet's short rows, deep
+    layers and float64 blocks of channels."""
+    from convtool.core import blocked
+
+    f32, f64 = np.float32, np.float64
+    assert blocked.block_width((64, 3, 3, 3), f32, 1, 224) == blocked.ROW_CHANNELS
+    assert blocked.block_width((64, 3, 7, 7), f32, 2, 112) == blocked.ROW_CHANNELS
+    assert blocked.block_width((16, 16, 3, 3), f32, 1, 128) == blocked.ROW_CHANNELS
+    assert blocked.block_width((16, 6, 5, 5), f32, 1, 10) == blocked.CHANNELS
+    assert blocked.block_width((128, 64, 3, 3), f32, 2, 28) == 2 * blocked.CHANNELS
+    assert blocked.block_width((64, 3, 3, 3), f64, 1, 224) == 2 * blocked.CHANNELS
 
 
 # ---------------------------------------------------------------- the Winograd path
