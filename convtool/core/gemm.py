@@ -20,6 +20,10 @@ planner's choice (:func:`convtool.core.plan.plan_layer`).
 
 The engine's threads are sent to sleep after each of their copies
 (:func:`convtool.core.tasks.park`): spinning, they would take the cores from OpenBLAS's.
+The kernel gradient's product alone (another path giving the input's: Winograd's) runs
+on the engine's threads instead, OpenBLAS held to one thread in each, as Winograd's
+products do: OpenBLAS's threads spin on after a product and held up the path that came
+next (VGG's conv2_1's input gradient by Winograd took 9.5 ms after it, 4.9 alone).
 
 This module imports numpy only; the engine passed in runs the jitted halves.
 """
@@ -30,13 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from convtool.core import tasks
+from convtool.core import blas, tasks
 
 __all__ = ["BLOCK", "COLUMNS", "WORK", "backward", "forward", "picture_blocks"]
 
 BLOCK = 1 << 22  # elements of cols per block at most: 16 MB of float32
 COLUMNS = 2048  # output pixels per block: BLAS ran fastest on products this wide...
 WORK = 1 << 25  # ...but for products of fewer multiply-adds: each block wakes the threads
+BANDS = 4  # the kernel gradient's product alone, in bands of columns (2 shares a thread)
 
 
 def _pointwise(w: np.ndarray, stride: tuple[int, int], pads: tuple[int, int], x, out) -> bool:
@@ -137,9 +142,11 @@ def backward(
     grad_out: np.ndarray,
     stride: tuple[int, int],
     pads: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray]:
+    grad_input: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray]:
     """(grad_x, grad_w) of :func:`forward` for the incoming gradient ``grad_out``; grad_w
-    in float64 (summed over the blocks' products)."""
+    in float64 (summed over the blocks' products); without ``grad_input``, grad_x None
+    (the kernel gradient's product alone: another path gives the input's)."""
     n, c_in = x.shape[:2]
     c_out, _, kh, kw = w.shape
     h_out, w_out = grad_out.shape[2:]
@@ -149,24 +156,46 @@ def backward(
     tasks.park()
     if _pointwise(w, stride, pads, x, grad_out):
         x3 = x.reshape(n, c_in, -1)
-        grad_x = np.matmul(w.reshape(c_out, c_in).T, g3).reshape(x.shape)
+        grad_x = np.matmul(w.reshape(c_out, c_in).T, g3).reshape(x.shape) if grad_input else None
         grad_w += np.matmul(g3, x3.transpose(0, 2, 1)).sum(axis=0, dtype=np.float64)
         return grad_x, grad_w.reshape(w.shape)
     w_t = np.ascontiguousarray(w.reshape(c_out, k).T)
-    grad_x = np.zeros_like(x)
+    grad_x = np.zeros_like(x) if grad_input else None
+    threaded = engine.threaded and tasks.threads() > 1
+    product = np.empty((c_out, k), dtype=x.dtype)
     buffer = _buffer(n, h_out, w_out, k, c_out, x.dtype)
     for n0, pictures, i0, rows in _blocks(n, h_out, w_out, k, c_out):
         size = rows * w_out
         cols = buffer[: k * pictures * size].reshape(k, pictures, size)
         engine.im2col(x, cols, n0, i0, kh, kw, w_out, *stride, *pads)
-        tasks.park()
         cols2 = cols.reshape(k, pictures * size)
         if pictures == 1:
             g = g3[n0, :, i0 * w_out : i0 * w_out + size]
         else:  # the pictures side by side, as in cols
             g = g3[n0 : n0 + pictures].transpose(1, 0, 2).reshape(c_out, pictures * size)
-        grad_w += np.matmul(g, cols2.T)
-        np.matmul(w_t, g, out=cols2)  # the columns' gradient, in the same buffer
-        engine.col2im(cols, grad_x, n0, i0, kh, kw, w_out, *stride, *pads)
-        tasks.park()
+        if not grad_input:  # in bands of columns, the same whatever the threads
+            with blas.one_thread():
+                if threaded:
+                    tasks.run(_columns_product, g, cols2.T, product)
+                else:
+                    _columns_product(g, cols2.T, product, 0, 1)
+        else:
+            tasks.park()
+            np.matmul(g, cols2.T, out=product)
+        grad_w += product
+        if grad_input:
+            np.matmul(w_t, g, out=cols2)  # the columns' gradient, in the same buffer
+            engine.col2im(cols, grad_x, n0, i0, kh, kw, w_out, *stride, *pads)
+            tasks.park()
     return grad_x, grad_w.reshape(w.shape)
+
+
+def _columns_product(a, b, out, part, parts) -> None:
+    """The share ``part`` of ``parts`` of ``out = a @ b``, in BANDS bands of columns, each
+    one product (a band of rows would pack all of b each): the bands are the same
+    whatever the share, so the bytes are too (OpenBLAS's sums differ in the last bits
+    between a whole product and its bands)."""
+    bands = min(BANDS, b.shape[1])
+    for band in range(part * bands // parts, (part + 1) * bands // parts):
+        c0, c1 = band * b.shape[1] // bands, (band + 1) * b.shape[1] // bands
+        np.matmul(a, b[:, c0:c1], out=out[:, c0:c1])

@@ -233,7 +233,10 @@ def conv2d_backward(
     core = or_jit(engine)
     w_path, x_path = plan_backward(w4.shape, (sh, sw), "blocked" in paths_for(core))
     if w_path == "gemm":
-        grad_x, grad_w = gemm.backward(core, x4, w4, g4, (sh, sw), (pt, pl))
+        both = x_path == "gemm"  # else the input gradient on its own path
+        grad_x, grad_w = gemm.backward(core, x4, w4, g4, (sh, sw), (pt, pl), grad_input=both)
+        if not both:
+            grad_x = _grad_input(core, x4, w4, g4, (sh, sw), (pt, pl), x_path)
         return _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim)
     grad_x = _grad_input(core, x4, w4, g4, (sh, sw), (pt, pl), x_path)
     if w_path == "blocked":
@@ -245,8 +248,9 @@ def conv2d_backward(
 
 def _grad_input(core, x4, w4, g4, stride, pads, path):
     """The input gradient: the rotated kernels, input and output channels swapped, over
-    the zero-spread, zero-padded incoming gradient (on the register-blocked path for
-    ``path`` 'blocked', at stride 1 and padding within the kernel)."""
+    the zero-spread, zero-padded incoming gradient (on the register-blocked or a
+    Winograd path for ``path`` 'blocked', 'winograd' or 'winograd4', at stride 1 and
+    padding within the kernel)."""
     (sh, sw), (pt, pl) = stride, pads
     n, c_out, h_out, w_out = g4.shape
     c_in, kh, kw = w4.shape[1:]
@@ -254,8 +258,13 @@ def _grad_input(core, x4, w4, g4, stride, pads, path):
     grad_x = np.empty_like(x4)
     zeros = np.zeros(c_in, x4.dtype)
     inside = pt < kh and pl < kw  # the rotated layer's padding is not negative
+    pads = (kh - 1 - pt, kw - 1 - pl)
     if stride == (1, 1) and inside and path == "blocked":
-        blocked.forward(core, g4, w_rot, zeros, grad_x, stride, (kh - 1 - pt, kw - 1 - pl))
+        blocked.forward(core, g4, w_rot, zeros, grad_x, stride, pads)
+        return grad_x
+    if inside and path in WINOGRAD_TILES and winograd_fits(w_rot.shape, stride):
+        if not winograd.forward(core, g4, w_rot, zeros, grad_x, pads, WINOGRAD_TILES[path]):
+            gemm.forward(core, g4, w_rot, zeros, grad_x, stride, pads)  # a non-finite value
         return grad_x
     spread = g4
     if sh > 1 or sw > 1:

@@ -404,15 +404,21 @@ def test_the_backward_chooses_between_the_direct_and_gemm_paths_alone():
         ((16, 16, 3, 3), 1, ("blocked", "blocked")),
         ((64, 3, 3, 3), 1, ("gemm", "gemm")),  # VGG conv1_1: 3 input channels
         ((64, 3, 7, 7), 2, ("gemm", "gemm")),  # ResNet conv1: a stride's spread gradient
-        ((128, 64, 3, 3), 1, ("gemm", "gemm")),
+        ((128, 64, 3, 3), 1, ("gemm", "winograd")),  # VGG conv2_1: the turned layer's path
+        ((128, 64, 3, 3), 2, ("gemm", "gemm")),
+        ((192, 64, 5, 5), 1, ("gemm", "gemm")),  # AlexNet conv2: no Winograd for 5x5
         ((3, 3, 3, 3), 1, ("direct", "direct")),
         ((1, 1, 5, 5), 1, ("direct", "direct")),
     ],
 )
 def test_backward_choices(shape, stride, paths):
     """Both gradients from one im2col (GEMM), or each on its own path; the input
-    gradient on the blocked path at stride 1 alone."""
+    gradient on the blocked path at stride 1 alone, and beside GEMM's kernel gradient on
+    the Winograd path that its turned layer takes forward (the compiled core's plans
+    too)."""
     assert plan.plan_backward(shape, (stride, stride)) == paths
+    if paths[0] == "gemm":
+        assert plan.plan_backward(shape, (stride, stride), blocked=False) == paths
     assert plan.plan_backward((16, 16, 3, 3), (2, 2))[1] != "blocked"
 
 

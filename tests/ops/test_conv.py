@@ -25,12 +25,13 @@ WINOGRAD = ("winograd", "winograd4")  # F(2x2, 3x3) and F(4x4, 3x3); else the GE
 @contextlib.contextmanager
 def forced(path):
     """Run conv2d and conv2d_backward on ``path`` whatever the planner would choose
-    (None: the planner's choice)."""
-    backward = "gemm" if path in WINOGRAD else path  # the backward has no Winograd path
+    (None: the planner's choice); for a Winograd path, the backward's kernel gradient on
+    the GEMM path and its input gradient on ``path`` (where the layer fits it)."""
+    backward = ("gemm", path) if path in WINOGRAD else (path, path)
     with pytest.MonkeyPatch.context() as mp:
         if path is not None:
             mp.setattr(conv_module, "plan_layer", lambda *args: path)
-            mp.setattr(conv_module, "plan_backward", lambda *args: (backward, backward))
+            mp.setattr(conv_module, "plan_backward", lambda *args: backward)
         yield
 
 
@@ -219,6 +220,42 @@ def test_conv2d_backward_same_padding_even_kernel(path):
         gx, gw, _ = ct.conv2d_backward(x, k, g, stride=2, padding="same")
         np.testing.assert_allclose(gx, naive.numeric_grad(loss, x), atol=1e-6)
         np.testing.assert_allclose(gw, naive.numeric_grad(loss_w, k), atol=1e-6)
+
+
+@pytest.mark.parametrize("path", WINOGRAD)
+@pytest.mark.parametrize("padding", [0, 1, 2, "same", (2, 0), 3])
+def test_the_input_gradient_on_winograd_gives_the_gemm_paths(path, padding):
+    """The backward of a 3x3 layer at stride 1 on ('gemm', 'winograd'): the kernel
+    gradient's product alone, the input gradient the turned layer forward on the Winograd
+    path (a padding past the kernel's on the direct path), within float32 rounding of both
+    gradients from GEMM; the same bytes on one thread and on two (the product's columns
+    on the engine's threads); a non-finite incoming gradient spreads as on GEMM."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 24, 13, 17)).astype(np.float32)
+    w = (rng.standard_normal((40, 24, 3, 3)) / 15).astype(np.float32)
+    g = rng.standard_normal(ct.conv2d(x, w, padding=padding).shape).astype(np.float32)
+    g_bad = g.copy()
+    g_bad[1, 3, 4, 5] = np.nan
+    want, want_bad = (ct.conv2d_backward(x, w, gg, padding=padding) for gg in (g, g_bad))
+    before = tasks.threads()
+    got = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv_module, "plan_backward", lambda *args: ("gemm", path))
+        mp.setattr(engine, "JIT_THREADED_WORK", 0)
+        try:
+            for threads in (1, 2):
+                tasks.use_threads(threads)
+                got[threads] = ct.conv2d_backward(x, w, g, padding=padding)
+            bad = ct.conv2d_backward(x, w, g_bad, padding=padding)
+        finally:
+            tasks.use_threads(before)
+    for a, b in zip(got[1], got[2], strict=True):
+        np.testing.assert_array_equal(a, b)
+    tol = 2e-6 if path == "winograd" else 1e-5
+    for a, b in zip(got[2], want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
+    for a, b in zip(bad, want_bad, strict=True):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
 
 
 def test_backward_gradients_accumulate_over_the_batch_without_averaging():
