@@ -100,12 +100,17 @@ def _lay_row(lines, xf, n, y, slot, dims, pitch, pad_left, phases):
         inside = 0 <= y < height
         src = uint64(((n * c_in + c) * height + y) * width) if inside else uint64(0)
         if phases > 1:
-            run, step = p // uint64(phases), uint64(phases)
-            for phase in range(step):
-                for m in range(run):
-                    k = m * step + phase
-                    value = xf[src + k - left] if inside and left <= k < left + w else 0
-                    lines[at + phase * run + m] = value
+            run = pitch // phases
+            for phase in range(phases):  # samples k = m*sW + phase, inside for m in [lo, hi)
+                lo = max(0, -(-(pad_left - phase) // phases)) if inside else run
+                hi = max(lo, -(-(pad_left + width - phase) // phases)) if inside else run
+                into = at + uint64(phase * run)
+                for m in range(uint64(lo)):
+                    lines[into + m] = 0
+                for m in range(uint64(lo), uint64(hi)):
+                    lines[into + m] = xf[src + m * uint64(phases) + uint64(phase) - left]
+                for m in range(uint64(hi), uint64(run)):
+                    lines[into + m] = 0
         elif inside:
             for k in range(left):
                 lines[at + k] = 0
