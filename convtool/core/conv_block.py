@@ -143,23 +143,32 @@ def _rotations(c_in, kh, kw, pitch, phases):
 @njit(inline="always")
 def _row_blocks(lines, offs, wf, bias, of, obs, dims, n, i):
     """Output row i of picture n, of the blocks of ROW_CHANNELS channels ob in the range
-    ``obs``, in blocks of a row's pixels (ROW_VECTORS vectors, the row's end in fewer),
-    stored straight into the output's planes. ``dims``: (taps, C_out, H', W')."""
+    ``obs``, in blocks of a row's pixels (:func:`_row_block`), stored straight into the
+    output's planes. ``dims``: (taps, C_out, H', W')."""
     taps, c_out, h_out, w_out = dims
     for ob in range(obs[0], obs[1]):
         dbase = ((n * c_out + ob * ROW_CHANNELS) * h_out + i) * w_out
         channels = min(ROW_CHANNELS, c_out - ob * ROW_CHANNELS)
         for j in range(0, w_out, ROW_VECTORS * LANES):
-            span = min(w_out - j, ROW_VECTORS * LANES)
-            count = span - (span - 1) // LANES * LANES  # the last vector's pixels
-            block = (lines, j, wf, ob * taps * ROW_CHANNELS, offs, 0, taps, bias,
-                     ob * ROW_CHANNELS, of, dbase + j, h_out * w_out, count, channels)  # fmt: skip
-            if span > 2 * LANES:
-                _row3(*block)
-            elif span > LANES:
-                _row2(*block)
-            else:
-                _row1(*block)
+            _row_block(lines, j, wf, ob * taps * ROW_CHANNELS, offs, taps, bias,
+                       ob * ROW_CHANNELS, of, dbase + j, h_out * w_out, w_out - j, channels)  # fmt: skip
+
+
+@njit(inline="always")
+def _row_block(xf, base, wf, wbase, offs, taps, bias, bbase, dst, dbase, pitch, left, stored):
+    """dst[dbase + q*pitch + p] = bias[bbase + q] + sum over the taps t of
+    wf[wbase + t*ROW_CHANNELS + q] * xf[base + offs[t] + p], for the pixels p < ``left``
+    (ROW_VECTORS vectors of them at most, the row's end in fewer, the last one masked)
+    and the channels q < ``stored``."""
+    span = min(left, ROW_VECTORS * LANES)
+    count = span - (span - 1) // LANES * LANES  # the last vector's pixels
+    block = (xf, base, wf, wbase, offs, 0, taps, bias, bbase, dst, dbase, pitch, count, stored)
+    if span > 2 * LANES:
+        _row3(*block)
+    elif span > LANES:
+        _row2(*block)
+    else:
+        _row1(*block)
 
 
 @njit(inline="always")

@@ -5,8 +5,8 @@ Each 2x2 block of output pixels (a *tile*) of output channel o is ``A^T [sum_c U
 V_c] A``, with ``U_oc = G w_oc G^T`` (the kernel, 4x4) and ``V_c = B^T d_c B`` (the tile's
 4x4 input patch): 16 multiplies where the direct sum takes 36, the sum over channels
 being, for each of the 16 positions k, one matrix product ``U[k] (C_out, C_in) @ V[k]
-(C_in, tiles)`` that numpy's BLAS runs (:mod:`convtool.core.winograd` drives them).
-These kernels only transform:
+(C_in, tiles)`` that numpy's BLAS runs, or on the JIT :func:`wino_products`
+(:mod:`convtool.core.winograd` drives them). The other kernels transform:
 
 - :func:`wino_weights`: U[k, o, c] from w[o, c] (float64 inside, then rounded once);
 - :func:`wino_input`: V[k, c, m, r*tw + j] from the patch of tile (t0 + r, j) of
@@ -35,28 +35,34 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, uint64
 
+from convtool.core.conv_block import ROW_CHANNELS, ROW_VECTORS, _row_block
 from convtool.core.fastmath import ENTRY, FASTMATH, INNER, _share
+from convtool.core.vector_ir import LANES
 
 # As in conv_gemm, the hot loops index flat views with unsigned integers: a signed index
 # makes numba test it for wrapping around, which keeps LLVM from vectorising them.
 
 
 @njit(fastmath=FASTMATH, **ENTRY)
-def wino_weights(w, u, part, parts):
-    """u[k, o*C_in + c] = (G w[o, c] G^T)[k // 4, k % 4]; a task is one output channel."""
+def wino_weights(w, u, width, part, parts):
+    """u[k, (o // B)*C_in*B + c*B + o % B] = (G w[o, c] G^T)[k // 4, k % 4], B = ``width``:
+    (C_out, C_in) matrices for BLAS (B 1), or blocks of B output channels, each tap's
+    side by side, for :func:`wino_products` (B ROW_CHANNELS); a task is one output
+    channel."""
     c_out, c_in = w.shape[0], w.shape[1]
     wf, uf = w.reshape(-1), u.reshape(-1)
-    plane = uint64(u.shape[1])
+    plane, b = uint64(u.shape[1]), uint64(width)
     start, stop = _share(c_out, part, parts)
     for o in range(start, stop):
         at = uint64(o * c_in)
+        first = uint64(o) // b * uint64(c_in) * b + uint64(o) % b
         for c in range(uint64(c_in)):
             s = (at + c) * uint64(9)
             g = wf[s : s + uint64(9)]
             g0, g1, g2 = float(g[0]), float(g[1]), float(g[2])
             g3, g4, g5 = float(g[3]), float(g[4]), float(g[5])
             g6, g7, g8 = float(g[6]), float(g[7]), float(g[8])
-            d = at + c
+            d = first + c * b
             for a in range(4):  # row a of G w, then that row times G^T
                 if a == 0:
                     r0, r1, r2 = g0, g1, g2
@@ -71,6 +77,30 @@ def wino_weights(w, u, part, parts):
                 uf[(k + uint64(1)) * plane + d] = 0.5 * (r0 + r1 + r2)
                 uf[(k + uint64(2)) * plane + d] = 0.5 * (r0 - r1 + r2)
                 uf[(k + uint64(3)) * plane + d] = r2
+
+
+@njit(fastmath=FASTMATH, **ENTRY)
+def wino_products(u, v, mm, c_out, c_in, tiles, part, parts):
+    """mm[k, o*tiles + t] = sum over c of U[k, o, c] * v[k, c*tiles + t], for u in blocks of
+    ROW_CHANNELS output channels (:func:`wino_weights`'s width ROW_CHANNELS): the 16
+    products as the register-blocked path's blocks of a row's pixels, the tiles in the
+    lanes (conv_block's :func:`_row_block`), each tap a channel. A task is one position's
+    product over ROW_VECTORS vectors of tiles (VGG's conv2_1 on two threads: 130 GMAC/s,
+    OpenBLAS's products of the same 119)."""
+    uf, vf, mf = u.reshape(-1), v.reshape(-1), mm.reshape(-1)
+    offs = np.arange(c_in) * tiles  # where channel c's tiles start
+    zeros = np.zeros(ROW_CHANNELS, dtype=mm.dtype)
+    per = ROW_VECTORS * LANES
+    span = -(-tiles // per)
+    start, stop = _share(u.shape[0] * span, part, parts)
+    for task in range(start, stop):
+        k, t0 = task // span, task % span * per
+        for ob in range(-(-c_out // ROW_CHANNELS)):
+            wbase = k * u.shape[1] + ob * c_in * ROW_CHANNELS
+            dbase = k * mm.shape[1] + ob * ROW_CHANNELS * tiles + t0
+            stored = min(ROW_CHANNELS, c_out - ob * ROW_CHANNELS)
+            _row_block(vf, k * v.shape[1] + t0, uf, wbase, offs, c_in, zeros, 0, mf, dbase,
+                       tiles, tiles - t0, stored)  # fmt: skip
 
 
 @njit(fastmath=FASTMATH, **ENTRY)

@@ -167,8 +167,15 @@ class Engine:
 
     # :mod:`convtool.core.conv_wino`: F(2x2, 3x3) for 16 positions (u, v, mm's rows), else
     # F(4x4, 3x3) (36)
-    def wino_weights(self, w, u) -> None:
-        self._share("conv_wino", _wino("weights", u), w, u)
+    def wino_weights(self, w, u, width=1) -> None:
+        """U for the products: ``width`` 1, matrices for BLAS; F(2x2)'s also in blocks of
+        ``width`` output channels, for :meth:`wino_products`."""
+        args = (w, u, width) if u.shape[0] == 16 else (w, u)
+        self._share("conv_wino", _wino("weights", u), *args)
+
+    def wino_products(self, u, v, mm, c_out, c_in, tiles) -> None:
+        work = u.shape[0] * c_out * c_in * tiles
+        self._share("conv_wino", "wino_products", u, v, mm, c_out, c_in, tiles, work=work)
 
     def wino_input(self, x, v, probe, n0, t0, pictures, rows, tw, pad_top, pad_left) -> None:
         args = (x, v, probe, n0, t0, pictures, rows, tw, pad_top, pad_left)

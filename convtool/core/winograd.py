@@ -12,7 +12,10 @@ transform of 36 planes (2.25x F(2x2)'s: the planner keeps it from the deepest la
 
 Tiles go in blocks of about :data:`TILES` (whole pictures where they fit, else bands
 of tile rows), so that V and the products stay in the cache and the memory bounded.
-The transforms run on the engine's threads, and so do the 16 products, a few to each
+The transforms run on the engine's threads, and so do the 16 products: on the JIT,
+F(2x2)'s as the register-blocked path's blocks
+(:func:`convtool.core.conv_wino.wino_products`: VGG's conv2_1's 130 GMAC/s on two
+threads, OpenBLAS's 119; conv4_2's 150, OpenBLAS's 134); else a few to each
 share, OpenBLAS held to one thread meanwhile (:mod:`convtool.core.blas`). Left to
 OpenBLAS's threads, each of a block's 16 products waits on their barrier, which
 scaled poorly next to the engine's threads (bench_layers, 2 threads: conv2_1 11.1
@@ -37,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from convtool.core import blas, tasks
+from convtool.core.blocked import ROW_CHANNELS
 from convtool.core.gemm import picture_blocks
 
 __all__ = ["TILES", "forward"]
@@ -84,8 +88,11 @@ def forward(
     h_out, w_out = out.shape[2:]
     th, tw = -(-h_out // tile), -(-w_out // tile)
     points = (tile + 2) ** 2
-    u = np.empty((points, _plane(c_out * c_in)), dtype=x.dtype)
-    engine.wino_weights(w, u)
+    # the products as register blocks (float32: float64's would spill their registers)
+    blocked = engine.name == "jit" and tile == 2 and x.dtype == np.float32
+    width = ROW_CHANNELS if blocked else 1
+    u = np.empty((points, _plane(-(-c_out // width) * width * c_in)), dtype=x.dtype)
+    engine.wino_weights(w, u, width)
     weights = _matrices(u, c_out, c_in)
     per_block = TILES * 4 // (tile * tile)
     _, pictures, _, rows = next(_blocks(n, th, tw, per_block))
@@ -94,7 +101,7 @@ def forward(
     mm = np.empty((points, _plane(c_out * most)), dtype=x.dtype)
     probe = np.empty(pictures * c_in, dtype=x.dtype)
     threaded = engine.threaded and tasks.threads() > 1
-    with blas.one_thread() if threaded else contextlib.nullcontext():
+    with blas.one_thread() if threaded and not blocked else contextlib.nullcontext():
         for n0, pictures, t0, rows in _blocks(n, th, tw, per_block):
             tiles = pictures * rows * tw
             seen = probe[: pictures * c_in]
@@ -102,7 +109,9 @@ def forward(
             if not np.isfinite(seen).all():
                 return False
             args = (weights, _matrices(v, c_in, tiles), _matrices(mm, c_out, tiles))
-            if threaded:  # the products shared among the engine's threads
+            if blocked:
+                engine.wino_products(u, v, mm, c_out, c_in, tiles)
+            elif threaded:  # the products shared among the engine's threads
                 tasks.run(_products, *args)
             else:
                 _products(*args, 0, 1)
