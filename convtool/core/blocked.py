@@ -101,9 +101,16 @@ def _padded(x: np.ndarray, shape: tuple[int, int], pads: tuple[int, int]) -> np.
     (hp, wp), (pt, pl) = shape, pads
     if (hp, wp) == x.shape[2:] and pads == (0, 0):
         return x
-    xp = np.zeros((*x.shape[:2], hp, wp), dtype=x.dtype)
+    # each element written once: zeros, then the picture, took twice as long (the
+    # foundation layer's 8.6 MB: 0.88 ms)
+    xp = np.empty((*x.shape[:2], hp, wp), dtype=x.dtype)
     part = x[:, :, : hp - pt, : wp - pl]
-    xp[:, :, pt : pt + part.shape[2], pl : pl + part.shape[3]] = part
+    bottom, right = pt + part.shape[2], pl + part.shape[3]
+    xp[:, :, :pt] = 0
+    xp[:, :, bottom:] = 0
+    xp[:, :, pt:bottom, :pl] = 0
+    xp[:, :, pt:bottom, right:] = 0
+    xp[:, :, pt:bottom, pl:right] = part
     return xp
 
 
