@@ -442,11 +442,12 @@ def _winograd_input(shape: tuple[int, int, int, int], stride: tuple[int, int]) -
 
 
 def paths_for(engine: Any) -> tuple[str, ...]:
-    """The layer paths worth planning for ``engine``: all for the JIT; no 'blocked' for the
-    compiled core, which may be built for a generic CPU (narrow vectors: its blocks
-    spilled their registers, 3.6x slower than the GEMM path on ResNet's conv1) and runs
-    on one thread where BLAS's products run on all."""
-    return LAYER_PATHS if engine.name == "jit" else tuple(p for p in LAYER_PATHS if p != "blocked")
+    """The layer paths worth planning for ``engine``: all where its register blocks fit
+    (``engine.blocks_fit()``: the JIT on a CPU with AVX-512); else no 'blocked': the
+    compiled core may be built for a generic CPU (narrow vectors: its blocks spilled
+    their registers, 3.6x slower than the GEMM path on ResNet's conv1) and runs on one
+    thread where BLAS's products run on all."""
+    return LAYER_PATHS if engine.blocks_fit() else tuple(p for p in LAYER_PATHS if p != "blocked")
 
 
 def gemm_plan(

@@ -88,8 +88,8 @@ def forward(
     h_out, w_out = out.shape[2:]
     th, tw = -(-h_out // tile), -(-w_out // tile)
     points = (tile + 2) ** 2
-    # the products as register blocks (float32: float64's would spill their registers)
-    blocked = engine.name == "jit" and tile == 2 and x.dtype == np.float32
+    # the products as register blocks where they fit (float32: float64's would spill)
+    blocked = engine.blocks_fit() and tile == 2 and x.dtype == np.float32
     width = ROW_CHANNELS if blocked else 1
     u = np.empty((points, _plane(-(-c_out // width) * width * c_in)), dtype=x.dtype)
     engine.wino_weights(w, u, width)

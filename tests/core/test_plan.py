@@ -422,14 +422,18 @@ def test_backward_choices(shape, stride, paths):
     assert plan.plan_backward((16, 16, 3, 3), (2, 2))[1] != "blocked"
 
 
-def test_the_compiled_core_plans_without_the_blocked_path():
-    """The compiled core's blocks may be built for a generic CPU: it keeps the paths it had
-    (the GEMM path for ResNet's conv1, the direct one for LeNet's backward)."""
+def test_the_compiled_core_plans_without_the_blocked_path(monkeypatch):
+    """The compiled core's blocks may be built for a generic CPU, and the JIT's spill on a
+    CPU without AVX-512: those keep the paths they had (the GEMM path for ResNet's conv1,
+    the direct one for LeNet's backward)."""
     from convtool.core import engine
 
+    compiled = engine.compiled(build_missing=False)
+    assert compiled is None or not compiled.blocks_fit()
+    monkeypatch.setitem(engine._HOST, "wide", True)
     assert "blocked" in plan.paths_for(engine.jit())
-    compiled = type("Compiled", (), {"name": "aot"})()
-    paths = plan.paths_for(compiled)
+    monkeypatch.setitem(engine._HOST, "wide", False)
+    paths = plan.paths_for(engine.jit())
     assert "blocked" not in paths and set(paths) == set(plan.LAYER_PATHS) - {"blocked"}
     assert plan.plan_layer((64, 3, 7, 7), (2, 2), paths) == "gemm"
     assert plan.plan_backward((16, 6, 5, 5), (1, 1), blocked=False) == ("direct", "direct")
