@@ -56,6 +56,7 @@ KERNELS = {
     "conv2d_rows": ("conv", "T[4] T[4] T[1] T[4] i8 i8 i8 i8 i8", "void", FLOATS),
     "conv2d_lines": ("conv", "T[4] T[4] T[1] T[4] i8 i8 i8 i8 i8", "void", FLOATS),
     "conv2d_grad_weight": ("conv", "T[4] T[4] f8[5] i8 i8 i8 i8 i8", "void", FLOATS),
+    "plane_sums": ("conv", "T[4] f8[1] i8 i8", "void", FLOATS),
     "im2col": ("conv_gemm", "T[4] T[3] i8 i8 i8 i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
     "col2im": ("conv_gemm", "T[3] T[4] i8 i8 i8 i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),
     "conv2d_blocked": ("conv_block", "T[4] T[3] T[1] T[4] i8 i8 i8 i8 i8 i8 i8 i8", "void", FLOATS),

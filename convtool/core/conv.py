@@ -23,7 +23,7 @@ each other.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 from convtool.core.conv_lines import _chunk_rows, _copy, _gather_flat, _line, _lines_chunk
 from convtool.core.conv_rows import _filter_row
@@ -130,6 +130,22 @@ def conv2d_grad_weight(x, grad_out, partial, sh, pad_top, pad_left, part, parts)
     for t in range(start, stop):
         q0, q1 = t * n_rows // n_chunks, (t + 1) * n_rows // n_chunks
         _grad_rows(partial[t], x, grad_out, q0, q1, sh, pad_top, pad_left)
+
+
+@njit(fastmath=FASTMATH, **ENTRY)
+def plane_sums(x, sums, part, parts):
+    """sums[n*C + c] = the sum of the plane x[n, c], in float64: the bias gradient's, one
+    plane a task (numpy's float64 sum over the planes' axes ran 2.4e9 elements a second
+    on one thread: 0.85 ms of the foundation layer's backward)."""
+    xf = x.reshape(-1)
+    size = uint64(x.shape[2] * x.shape[3])
+    start, stop = _share(sums.size, part, parts)
+    for p in range(start, stop):
+        at = uint64(p) * size
+        total = 0.0
+        for k in range(size):
+            total += xf[at + k]
+        sums[p] = total
 
 
 @njit(fastmath=FASTMATH, **INNER)

@@ -159,6 +159,9 @@ class Engine:
     def conv2d_grad_weight(self, x, grad_out, partial, sh, pad_top, pad_left) -> None:
         self._share("conv", "conv2d_grad_weight", x, grad_out, partial, sh, pad_top, pad_left)
 
+    def plane_sums(self, x, sums) -> None:
+        self._share("conv", "plane_sums", x, sums, work=x.size)
+
     # :mod:`convtool.core.conv_gemm`
     def im2col(self, x, cols, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left) -> None:
         args = (x, cols, n0, i0, kh, kw, w_out, sh, sw, pad_top, pad_left)

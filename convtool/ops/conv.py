@@ -237,13 +237,13 @@ def conv2d_backward(
         grad_x, grad_w = gemm.backward(core, x4, w4, g4, (sh, sw), (pt, pl), grad_input=both)
         if not both:
             grad_x = _grad_input(core, x4, w4, g4, (sh, sw), (pt, pl), x_path)
-        return _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim)
+        return _gradients(core, x, w_in, g4, grad_x, grad_w, flip, ndim)
     grad_x = _grad_input(core, x4, w4, g4, (sh, sw), (pt, pl), x_path)
     if w_path == "blocked":
         grad_w = blocked.grad_weight(core, x4, g4, w4.shape, (sh, sw), (pt, pl))
     else:
         grad_w = _grad_weight(core, x4, w4, g4, (sh, sw), (pt, pl))
-    return _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim)
+    return _gradients(core, x, w_in, g4, grad_x, grad_w, flip, ndim)
 
 
 def _grad_input(core, x4, w4, g4, stride, pads, path):
@@ -295,10 +295,14 @@ def _grad_weight(core, x4, w4, g4, stride, pads):
     return grad_w
 
 
-def _gradients(x, w_in, g4, grad_x, grad_w, flip, ndim):
-    """The three gradients in the caller's shapes and dtype (grad_w given in float64)."""
+def _gradients(core, x, w_in, g4, grad_x, grad_w, flip, ndim):
+    """The three gradients in the caller's shapes and dtype (grad_w given in float64);
+    the bias's, each plane of the incoming gradient summed in float64 by ``core``, the
+    pictures' sums then added in order."""
     grad_w = grad_w.astype(grad_x.dtype)
     if flip:
         grad_w = grad_w[:, :, ::-1, ::-1]
-    grad_b = g4.sum(axis=(0, 2, 3), dtype=np.float64).astype(grad_x.dtype)
+    sums = np.empty(g4.shape[0] * g4.shape[1], dtype=np.float64)
+    core.plane_sums(g4, sums)
+    grad_b = sums.reshape(g4.shape[:2]).sum(axis=0).astype(grad_x.dtype)
     return restore(grad_x, ndim).reshape(np.shape(x)), grad_w.reshape(w_in.shape), grad_b

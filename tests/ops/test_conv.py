@@ -258,6 +258,32 @@ def test_the_input_gradient_on_winograd_gives_the_gemm_paths(path, padding):
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_bias_gradient_sums_each_plane_in_float64(dtype):
+    """The bias gradient: each plane of the incoming gradient summed in float64 (one plane
+    a task), the pictures' sums added in order: numpy's float64 sum rounded, the same
+    bytes on one thread and two; a NaN stays in its channel."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 2, 40, 33)).astype(dtype)
+    w = rng.standard_normal((5, 2, 3, 3)).astype(dtype)
+    g = (rng.standard_normal((3, 5, 38, 31)) * 1e3).astype(dtype)
+    g[1, 4, 7, 9] = np.nan
+    want = g.astype(np.float64).sum(axis=(0, 2, 3)).astype(dtype)
+    before = tasks.threads()
+    got = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine, "JIT_THREADED_WORK", 0)
+        try:
+            for threads in (1, 2):
+                tasks.use_threads(threads)
+                got.append(ct.conv2d_backward(x, w, g)[2])
+        finally:
+            tasks.use_threads(before)
+    np.testing.assert_array_equal(got[0], got[1])
+    np.testing.assert_allclose(got[0], want, rtol=1e-6 if dtype == np.float32 else 1e-13)
+    assert np.isnan(got[0]).tolist() == [False, False, False, False, True]
+
+
 def test_backward_gradients_accumulate_over_the_batch_without_averaging():
     rng = np.random.default_rng(5)
     x, k = rng.standard_normal((3, 1, 5, 5)), rng.standard_normal((1, 1, 3, 3))
