@@ -150,8 +150,9 @@ def _row_blocks(lines, offs, wf, bias, of, obs, dims, n, i):
         dbase = ((n * c_out + ob * ROW_CHANNELS) * h_out + i) * w_out
         channels = min(ROW_CHANNELS, c_out - ob * ROW_CHANNELS)
         for j in range(0, w_out, ROW_VECTORS * LANES):
-            _row_block(lines, j, wf, ob * taps * ROW_CHANNELS, offs, taps, bias,
-                       ob * ROW_CHANNELS, of, dbase + j, h_out * w_out, w_out - j, channels)  # fmt: skip
+            wbase, plane = ob * taps * ROW_CHANNELS, h_out * w_out
+            _row_block(lines, j, wf, wbase, offs, taps, bias, ob * ROW_CHANNELS, of, dbase + j,
+                       plane, w_out - j, channels)  # fmt: skip
 
 
 @njit(inline="always")
@@ -203,15 +204,15 @@ def conv2d_blocked(x, wv, bias, out, kh, kw, sh, sw, pad_top, pad_left, part, pa
     blocks of pixels.
 
     B = ROW_CHANNELS: blocks of a row's pixels in the lanes by ROW_CHANNELS channels
-    (:func:`convtool.core.vector_ir.row_block_of`), all the taps in one pass, stored straight into the planes
-    (8 channels' full cache lines); at a column stride sW > 1, each input row laid out
-    in sW runs (:func:`_lay_row`), so that a vector of pixels reads its samples side by
-    side.
+    (:func:`convtool.core.vector_ir.row_block_of`), all the taps in one pass, stored
+    straight into the planes (8 channels' full cache lines); at a column stride sW > 1,
+    each input row laid out in sW runs (:func:`_lay_row`), so that a vector of pixels
+    reads its samples side by side.
     """
     n_img, c_in, width = x.shape[0], x.shape[1], x.shape[3]
     c_out, h_out, w_out = out.shape[1], out.shape[2], out.shape[3]
     blocks, taps, width_b = wv.shape
-    in_rows = width_b == ROW_CHANNELS  # pixels in the lanes (at a column stride of 1)
+    in_rows = width_b == ROW_CHANNELS  # a row's pixels in the lanes
     # blocks of one vector take NARROW pixels (LeNet's conv2, 16 channels: 200 us a call
     # where 2 blocks of 5 pixels took 216), of two vectors WIDE (registers: 2 a pixel)
     most, fewest = (NARROW, NARROW - 1) if width_b == CHANNELS else (WIDE, WIDE - 2)

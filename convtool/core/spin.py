@@ -68,7 +68,9 @@ def _pause(typingctx):
     def codegen(context, builder, sig, args):
         if _X86:
             fnty = ir.FunctionType(ir.VoidType(), [])
-            builder.call(cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse2.pause"), [])
+            builder.call(
+                cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse2.pause"), []
+            )
         return context.get_dummy_value()
 
     return types.void(), codegen

@@ -102,7 +102,22 @@ def block_of(pixels, vectors, rows=True):
 
     def block(typingctx, xf, base, steps, wf, wbase, offs, first, last, init, ibase, istep,
               dst, dbase, pitch):  # fmt: skip
-        args = (xf, base, steps, wf, wbase, offs, first, last, init, ibase, istep, dst, dbase, pitch)
+        args = (
+            xf,
+            base,
+            steps,
+            wf,
+            wbase,
+            offs,
+            first,
+            last,
+            init,
+            ibase,
+            istep,
+            dst,
+            dbase,
+            pitch,
+        )
         return types.void(*args), codegen
 
     def codegen(context, builder, sig, args):
@@ -157,9 +172,15 @@ def _masked_store(builder, vector, pointer, count):
         f"llvm.masked.store.v{LANES}{kind}.p0",
     )
     lanes = ir.Constant(ir.VectorType(i64, LANES), list(range(LANES)))
-    spread = builder.insert_element(ir.Constant(lanes.type, ir.Undefined), count, ir.Constant(i32, 0))
-    spread = builder.shuffle_vector(spread, spread, ir.Constant(ir.VectorType(i32, LANES), [0] * LANES))
-    builder.call(store, [vector, pointer, ir.Constant(i32, 4), builder.icmp_unsigned("<", lanes, spread)])
+    spread = builder.insert_element(
+        ir.Constant(lanes.type, ir.Undefined), count, ir.Constant(i32, 0)
+    )
+    spread = builder.shuffle_vector(
+        spread, spread, ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
+    )
+    builder.call(
+        store, [vector, pointer, ir.Constant(i32, 4), builder.icmp_unsigned("<", lanes, spread)]
+    )
 
 
 def row_block_of(vectors, channels):
@@ -185,7 +206,9 @@ def row_block_of(vectors, channels):
         base, wbase, first, last, bbase, dbase, pitch, count, stored = (
             args[k] for k in (1, 3, 5, 6, 8, 10, 11, 12, 13)
         )
-        xp, wp, op, bp, dp = (_data(context, builder, sig.args[k], args[k]) for k in (0, 2, 4, 7, 9))
+        xp, wp, op, bp, dp = (
+            _data(context, builder, sig.args[k], args[k]) for k in (0, 2, 4, 7, 9)
+        )
         element = context.get_value_type(sig.args[0].dtype)
         vector = ir.VectorType(element, LANES)
         i64, i32 = ir.IntType(64), ir.IntType(32)
@@ -208,16 +231,22 @@ def row_block_of(vectors, channels):
             samples = _vectors(builder, xp, at, vector, vectors)
             wat = builder.add(wbase, builder.mul(t, ir.Constant(i64, channels)))
             for q in range(channels):
-                weight = spread(builder.load(builder.gep(wp, [builder.add(wat, ir.Constant(i64, q))])))
+                weight = spread(
+                    builder.load(builder.gep(wp, [builder.add(wat, ir.Constant(i64, q))]))
+                )
                 for v, sample in enumerate(samples):
                     slot = slots[q * vectors + v]
                     builder.store(builder.call(fmuladd, [sample, weight, builder.load(slot)]), slot)
         for q in range(channels):
-            with builder.if_then(builder.icmp_unsigned("<", ir.Constant(i64, q), stored), likely=True):
+            with builder.if_then(
+                builder.icmp_unsigned("<", ir.Constant(i64, q), stored), likely=True
+            ):
                 row = builder.add(dbase, builder.mul(ir.Constant(i64, q), pitch))
                 for v in range(vectors):
                     value = builder.load(slots[q * vectors + v])
-                    at = _vector_at(builder, dp, builder.add(row, ir.Constant(i64, v * LANES)), vector)
+                    at = _vector_at(
+                        builder, dp, builder.add(row, ir.Constant(i64, v * LANES)), vector
+                    )
                     if v < vectors - 1:
                         builder.store(value, at, align=1)
                     else:
@@ -225,5 +254,3 @@ def row_block_of(vectors, channels):
         return context.get_dummy_value()
 
     return intrinsic(block)
-
-

@@ -147,7 +147,9 @@ def test_a_small_call_runs_on_the_calling_thread_with_the_same_bytes(monkeypatch
     serial = ops.conv2d(x, w, padding=1)
     monkeypatch.setattr(engine, "SERIAL_BELOW", 0)
     calls = []
-    monkeypatch.setattr(tasks, "run", lambda f, *a, run=tasks.run, **k: calls.append(1) or run(f, *a, **k))
+    monkeypatch.setattr(
+        tasks, "run", lambda f, *a, run=tasks.run, **k: calls.append(1) or run(f, *a, **k)
+    )
     np.testing.assert_array_equal(ops.conv2d(x, w, padding=1), serial)
     assert calls
 
@@ -187,7 +189,9 @@ def test_a_small_blocked_call_runs_on_the_calling_thread_with_the_same_bytes(mon
     out = np.empty((4, 16, 10, 10), np.float32)
     assert out.size * 6 * 25 < engine.JIT_THREADED_WORK and out.size > engine.SERIAL_BELOW
     calls = []
-    monkeypatch.setattr(tasks, "run", lambda f, *a, run=tasks.run, **k: calls.append(1) or run(f, *a, **k))
+    monkeypatch.setattr(
+        tasks, "run", lambda f, *a, run=tasks.run, **k: calls.append(1) or run(f, *a, **k)
+    )
     monkeypatch.setattr(tasks, "threads", lambda: 2)
     blocked.forward(engine.jit(), x, w, np.zeros(16, np.float32), out, (1, 1), (0, 0))
     serial = out.copy()

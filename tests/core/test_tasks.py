@@ -145,7 +145,7 @@ def test_spinning_threads_count_every_job_and_sleep_when_their_spins_run_out(
         tasks.run(lambda part, parts, k=k: seen.append((k, part)), waits=waits)
         flags = tasks._state["waits"].flags
         assert flags[0] == flags[2]  # the latest generation: the jobs put out
-        assert _soon(lambda: flags[1] == flags[2])  # every job counted done
+        assert _soon(lambda flags=flags: flags[1] == flags[2])  # every job counted done
     shares = 3 * tasks.SHARES_PER_THREAD
     assert sorted(seen) == [(k, p) for k in range(40) for p in range(shares)]
 
