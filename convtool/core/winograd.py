@@ -93,7 +93,6 @@ def forward(
     width = ROW_CHANNELS if blocked else 1
     u = np.empty((points, _plane(-(-c_out // width) * width * c_in)), dtype=x.dtype)
     engine.wino_weights(w, u, width)
-    weights = _matrices(u, c_out, c_in)
     per_block = TILES * 4 // (tile * tile)
     _, pictures, _, rows = next(_blocks(n, th, tw, per_block))
     most = pictures * rows * tw
@@ -108,13 +107,15 @@ def forward(
             engine.wino_input(x, v, seen, n0, t0, pictures, rows, tw, *pads)
             if not np.isfinite(seen).all():
                 return False
-            args = (weights, _matrices(v, c_in, tiles), _matrices(mm, c_out, tiles))
             if blocked:
                 engine.wino_products(u, v, mm, c_out, c_in, tiles)
-            elif threaded:  # the products shared among the engine's threads
-                tasks.run(_products, *args)
-            else:
-                _products(*args, 0, 1)
+            else:  # BLAS's, shared among the engine's threads where it has them
+                args = (_matrices(u, c_out, c_in), _matrices(v, c_in, tiles))
+                args += (_matrices(mm, c_out, tiles),)
+                if threaded:
+                    tasks.run(_products, *args)
+                else:
+                    _products(*args, 0, 1)
             engine.wino_output(mm, bias, out, n0, t0, pictures, rows)
     return True
 

@@ -73,6 +73,13 @@ def _column_phases(x4: np.ndarray, w4: np.ndarray, sw: int, pad_left: int, w_out
     )
 
 
+def _winograd(core, x4, w4, bias, out, pads, tile) -> None:
+    """out by the Winograd path (3x3, stride 1), or by GEMM's where x4 holds a non-finite
+    value: Winograd's patches would spread it past its windows, GEMM's keep it there."""
+    if not winograd.forward(core, x4, w4, bias, out, pads, tile):
+        gemm.forward(core, x4, w4, bias, out, (1, 1), pads)
+
+
 def _on_winograd_grid(w4: np.ndarray, stride, origin, tile: int) -> bool:
     """Whether a Winograd path runs this call: a layer it fits, whose output starts on
     the whole output's grid of ``tile`` x ``tile`` blocks (a tile cut on that grid gives
@@ -152,9 +159,8 @@ def conv2d(
     path = plan_layer(w4.shape, (sh, sw), paths_for(or_jit(engine)))
     tile = WINOGRAD_TILES.get(path)
     if tile and _on_winograd_grid(w4, (sh, sw), origin, tile):
-        if winograd.forward(or_jit(engine), x4, w4, bias, out, (pt, pl), tile):
-            return restore(out, ndim)
-        path = "gemm"  # a non-finite pixel: the GEMM path keeps it in its windows
+        _winograd(or_jit(engine), x4, w4, bias, out, (pt, pl), tile)
+        return restore(out, ndim)
     if path == "gemm" or tile:
         gemm.forward(or_jit(engine), x4, w4, bias, out, (sh, sw), (pt, pl))
         return restore(out, ndim)
@@ -263,8 +269,7 @@ def _grad_input(core, x4, w4, g4, stride, pads, path):
         blocked.forward(core, g4, w_rot, zeros, grad_x, stride, pads)
         return grad_x
     if inside and path in WINOGRAD_TILES and winograd_fits(w_rot.shape, stride):
-        if not winograd.forward(core, g4, w_rot, zeros, grad_x, pads, WINOGRAD_TILES[path]):
-            gemm.forward(core, g4, w_rot, zeros, grad_x, stride, pads)  # a non-finite value
+        _winograd(core, g4, w_rot, zeros, grad_x, pads, WINOGRAD_TILES[path])
         return grad_x
     spread = g4
     if sh > 1 or sw > 1:
